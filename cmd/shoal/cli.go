@@ -1,0 +1,665 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// clientCommand is one subcommand of the CLI client: the client side of one
+// HTTP API call.
+type clientCommand struct {
+	name    string
+	args    string // synopsis of the positional arguments
+	summary string
+	detail  string
+	minArgs int
+	maxArgs int // -1 = any
+	// flags adds the command's own flags; it may be nil.
+	flags func(fs *flag.FlagSet, c *clientCmd)
+	run   func(ctx context.Context, c *clientCmd, args []string) error
+}
+
+// clientCmd holds what every client command shares: the flags common to all
+// of them and where to write.
+type clientCmd struct {
+	Client  *Client
+	Output  string // "human" or "json"
+	Stdin   io.Reader
+	Stdout  io.Writer
+	Timeout time.Duration
+
+	addr, token, caFile string
+	insecure            bool
+
+	// the commands' own flags
+	siblings   bool
+	asString   bool
+	by         int64
+	limit      int
+	from       int64
+	count      int
+	patchSet   listFlag
+	patchDel   listFlag
+	patchIncr  listFlag
+	patchAdd   listFlag
+	patchRem   listFlag
+	patchOn    listFlag
+	patchOff   listFlag
+	waitUntil  time.Duration
+	watchAfter string
+}
+
+var clientCommands = []*clientCommand{
+	{
+		name: "get", args: "KEY", summary: "read a key",
+		detail: `Prints the value of KEY. A register holding a string prints the string, other
+values print as JSON; a set prints one member per line. --siblings also shows
+the concurrent values of a register that a plain read hides.`,
+		minArgs: 1, maxArgs: 1,
+		flags: func(fs *flag.FlagSet, c *clientCmd) {
+			fs.BoolVar(&c.siblings, "siblings", false, "show the concurrent values (siblings) of a register")
+		},
+		run: runGet,
+	},
+	{
+		name: "put", args: "KEY [VALUE|-]", summary: "write a register",
+		detail: `Writes VALUE to the register KEY. VALUE is read as JSON when it parses as JSON
+(42, true, {"a":1}, "quoted"), else as a string; --string always stores a
+string. "-" or no VALUE reads the value from standard input.`,
+		minArgs: 1, maxArgs: 2,
+		flags: func(fs *flag.FlagSet, c *clientCmd) {
+			fs.BoolVar(&c.asString, "string", false, "store VALUE as a JSON string even if it parses as JSON")
+		},
+		run: runPut,
+	},
+	{
+		name: "del", args: "KEY", summary: "delete a key (observed remove)",
+		detail: `Deletes KEY: removes what this node has seen of it. A write made concurrently
+on another node survives.`,
+		minArgs: 1, maxArgs: 1, run: runDel,
+	},
+	{
+		name: "incr", args: "KEY [BY]", summary: "add to a counter",
+		detail:  `Adds BY (default 1, may be negative) to the counter KEY and prints its new local value.`,
+		minArgs: 1, maxArgs: 2,
+		flags: func(fs *flag.FlagSet, c *clientCmd) {
+			fs.Int64Var(&c.by, "by", 1, "amount to add (the BY argument wins)")
+		},
+		run: runIncr,
+	},
+	{
+		name: "add", args: "KEY MEMBER...", summary: "add members to a set",
+		detail:  `Adds the members to the set KEY (add wins over a concurrent remove).`,
+		minArgs: 2, maxArgs: -1, run: runSetOp("add"),
+	},
+	{
+		name: "remove", args: "KEY MEMBER...", summary: "remove members from a set",
+		detail:  `Removes the members from the set KEY (the adds this node has seen).`,
+		minArgs: 2, maxArgs: -1, run: runSetOp("remove"),
+	},
+	{
+		name: "patch", args: "KEY [JSON]", summary: "update fields of a document (map)",
+		detail: `Updates the document KEY. Either give the patch as JSON, e.g.
+  {"set": {"title": "x"}, "delete": ["draft"], "incr": {"views": 1}}
+(also "add"/"remove": {field: [members]}, "enable"/"disable": [flag fields],
+"nested": {field: patch}), or build it with the flags, e.g.
+  shoal patch doc1 --set title='"x"' --delete draft --incr views=1`,
+		minArgs: 1, maxArgs: 2,
+		flags: func(fs *flag.FlagSet, c *clientCmd) {
+			fs.Var(&c.patchSet, "set", "field=JSON to set (repeatable; a value that is not JSON is a string)")
+			fs.Var(&c.patchDel, "delete", "field to delete (repeatable, comma list)")
+			fs.Var(&c.patchIncr, "incr", "field=N to add to a counter field (repeatable)")
+			fs.Var(&c.patchAdd, "add", "field=MEMBER to add to a set field (repeatable)")
+			fs.Var(&c.patchRem, "remove", "field=MEMBER to remove from a set field (repeatable)")
+			fs.Var(&c.patchOn, "enable", "flag field to enable (repeatable, comma list)")
+			fs.Var(&c.patchOff, "disable", "flag field to disable (repeatable, comma list)")
+		},
+		run: runPatch,
+	},
+	{
+		name: "keys", args: "[PREFIX]", summary: "list keys, sorted",
+		detail:  `Lists the keys starting with PREFIX (all keys without it) and their types.`,
+		minArgs: 0, maxArgs: 1,
+		flags: func(fs *flag.FlagSet, c *clientCmd) {
+			fs.IntVar(&c.limit, "limit", 0, "list at most this many keys (0 = all)")
+		},
+		run: runKeys,
+	},
+	{
+		name: "watch", args: "[PREFIX]", summary: "stream changes as they happen",
+		detail: `Prints every change to keys under PREFIX, local or replicated, as it happens.
+Each change carries the WAL offset it got on this node: --from OFFSET replays
+the changes the log still holds from that offset first, --after ID resumes
+after an event id (what a reconnecting client sends as Last-Event-ID).`,
+		minArgs: 0, maxArgs: 1,
+		flags: func(fs *flag.FlagSet, c *clientCmd) {
+			fs.Int64Var(&c.from, "from", -1, "replay from this WAL offset (inclusive); -1 = only new changes")
+			fs.StringVar(&c.watchAfter, "after", "", "resume after this event id (Last-Event-ID)")
+			fs.IntVar(&c.count, "count", 0, "exit after this many events (0 = run until interrupted)")
+		},
+		run: runWatch,
+	},
+	{
+		name: "status", summary: "show the node's status and state digest",
+		detail: `Shows the node's name, replica ID, member count, key count and the digest of
+its state: two replicas have equal digests exactly when their states are equal.`,
+		run: runStatus,
+	},
+	{
+		name: "members", summary: "list the cluster members",
+		detail: `Lists the members this node knows, with their address and state.`,
+		run:    runMembers,
+	},
+	{
+		name: "sync", summary: "show how far each peer has received this node's writes",
+		detail: `Shows, per peer, how many of this node's writes it has acknowledged.`,
+		run:    runSync,
+	},
+	{
+		name: "wait-synced", args: "[PEER...]", summary: "wait until peers hold this node's writes",
+		detail: `Waits until the given peers (all current members when none are given) hold
+every write this node made before the call. Exits non-zero on --timeout.`,
+		minArgs: 0, maxArgs: -1,
+		flags: func(fs *flag.FlagSet, c *clientCmd) {
+			fs.DurationVar(&c.waitUntil, "wait", 30*time.Second, "give up after this long")
+		},
+		run: runWaitSynced,
+	},
+}
+
+func findClientCommand(name string) *clientCommand {
+	for _, c := range clientCommands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// runClientCommand parses the flags of a client command and runs it.
+func (m *Main) runClientCommand(ctx context.Context, cc *clientCommand, args []string) error {
+	c := &clientCmd{Stdin: m.Stdin, Stdout: m.Stdout}
+	synopsis := "shoal " + cc.name
+	if cc.args != "" {
+		synopsis += " " + cc.args
+	}
+	fs := newFlagSet(cc.name, m.Stderr, fmt.Sprintf("Usage: %s [flags]\n\n%s\n\n%s\n", synopsis, cc.summary, cc.detail))
+	fs.StringVar(&c.addr, "addr", "http://127.0.0.1:7070", "URL of the node's HTTP API")
+	fs.StringVar(&c.token, "token", "", "bearer token, if the node requires one")
+	fs.StringVar(&c.Output, "output", "human", "output format: human or json")
+	fs.StringVar(&c.Output, "o", "human", "shorthand for --output")
+	fs.DurationVar(&c.Timeout, "timeout", 0, "give up on the request after this long (0 = none)")
+	fs.StringVar(&c.caFile, "cacert", "", "PEM file of the CA that signed the node's TLS certificate")
+	fs.BoolVar(&c.insecure, "insecure", false, "skip TLS certificate verification")
+	if cc.flags != nil {
+		cc.flags(fs, c)
+	}
+	args, err := parseArgs(fs, args, m.Getenv)
+	if err != nil {
+		return err
+	}
+	if len(args) < cc.minArgs || (cc.maxArgs >= 0 && len(args) > cc.maxArgs) {
+		return usageError("%s: wrong number of arguments (usage: %s)", cc.name, synopsis)
+	}
+	if c.Output != "human" && c.Output != "json" {
+		return usageError("-o: want human or json, got %q", c.Output)
+	}
+	hc, err := newHTTPClient(c.caFile, c.insecure)
+	if err != nil {
+		return err
+	}
+	c.Client = &Client{Addr: c.addr, Token: c.token, HTTP: hc}
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
+	return cc.run(ctx, c, args)
+}
+
+// printJSON writes v (or raw JSON bytes) compactly on one line.
+func (c *clientCmd) printJSON(v any) error {
+	var b []byte
+	switch t := v.(type) {
+	case json.RawMessage:
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, t); err != nil {
+			b = t
+		} else {
+			b = buf.Bytes()
+		}
+	default:
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(c.Stdout, "%s\n", b)
+	return err
+}
+
+// humanValue renders a value for people: a JSON string as its text, a set
+// as one member per line, a document indented, anything else as JSON.
+func humanValue(typ string, v json.RawMessage) string {
+	if len(v) == 0 {
+		return ""
+	}
+	switch typ {
+	case "set":
+		var members []string
+		if json.Unmarshal(v, &members) == nil {
+			return strings.Join(members, "\n")
+		}
+	case "map":
+		var buf bytes.Buffer
+		if json.Indent(&buf, v, "", "  ") == nil {
+			return buf.String()
+		}
+	default:
+		var s string
+		if v[0] == '"' && json.Unmarshal(v, &s) == nil {
+			return s
+		}
+	}
+	var buf bytes.Buffer
+	if json.Compact(&buf, v) == nil {
+		return buf.String()
+	}
+	return string(v)
+}
+
+func (c *clientCmd) printValue(a *ValueAnswer) error {
+	if c.Output == "json" {
+		return c.printJSON(a)
+	}
+	s := humanValue(a.Type, a.Value)
+	if s == "" {
+		return nil
+	}
+	_, err := fmt.Fprintln(c.Stdout, s)
+	return err
+}
+
+func (c *clientCmd) printOK(a *ValueAnswer) error {
+	if c.Output == "json" {
+		return c.printJSON(a)
+	}
+	_, err := fmt.Fprintln(c.Stdout, "OK")
+	return err
+}
+
+func runGet(ctx context.Context, c *clientCmd, args []string) error {
+	a, err := c.Client.Get(ctx, args[0], c.siblings)
+	if err != nil {
+		return err
+	}
+	if c.Output == "json" || !c.siblings {
+		return c.printValue(a)
+	}
+	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VALUE\tREPLICA\tSEQ\tTIME")
+	for _, s := range a.Siblings {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", humanValue("register", s.Value), s.Replica, s.Seq, s.Time)
+	}
+	if len(a.Siblings) == 0 {
+		fmt.Fprintf(tw, "%s\t\t\t\n", humanValue(a.Type, a.Value))
+	}
+	return tw.Flush()
+}
+
+// parseValue reads a command-line value as JSON, or as a string when it is
+// not JSON (or when asString is set).
+func parseValue(s string, asString bool) json.RawMessage {
+	if !asString && json.Valid([]byte(s)) {
+		return json.RawMessage(strings.TrimSpace(s))
+	}
+	b, _ := json.Marshal(s)
+	return b
+}
+
+func runPut(ctx context.Context, c *clientCmd, args []string) error {
+	var text string
+	if len(args) == 1 || args[1] == "-" {
+		b, err := io.ReadAll(c.Stdin)
+		if err != nil {
+			return fmt.Errorf("reading the value from standard input: %w", err)
+		}
+		text = strings.TrimRight(string(b), "\r\n")
+	} else {
+		text = args[1]
+	}
+	a, err := c.Client.Put(ctx, args[0], parseValue(text, c.asString))
+	if err != nil {
+		return err
+	}
+	return c.printOK(a)
+}
+
+func runDel(ctx context.Context, c *clientCmd, args []string) error {
+	if err := c.Client.Delete(ctx, args[0]); err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		return c.printJSON(map[string]any{"key": args[0], "deleted": true})
+	}
+	_, err := fmt.Fprintln(c.Stdout, "OK")
+	return err
+}
+
+func runIncr(ctx context.Context, c *clientCmd, args []string) error {
+	by := c.by
+	if len(args) == 2 {
+		n, err := strconv.ParseInt(args[1], 10, 64)
+		if err != nil {
+			return usageError("incr: BY must be an integer, got %q", args[1])
+		}
+		by = n
+	}
+	a, err := c.Client.Incr(ctx, args[0], by)
+	if err != nil {
+		return err
+	}
+	return c.printValue(a)
+}
+
+func runSetOp(op string) func(context.Context, *clientCmd, []string) error {
+	return func(ctx context.Context, c *clientCmd, args []string) error {
+		var a *ValueAnswer
+		var err error
+		if op == "add" {
+			a, err = c.Client.SetAdd(ctx, args[0], args[1:]...)
+		} else {
+			a, err = c.Client.SetRemove(ctx, args[0], args[1:]...)
+		}
+		if err != nil {
+			return err
+		}
+		return c.printOK(a)
+	}
+}
+
+// buildPatch turns the patch flags into the JSON body of PATCH /v1/kv/{key}.
+func (c *clientCmd) buildPatch() (json.RawMessage, error) {
+	p := map[string]any{}
+	if len(c.patchSet) > 0 {
+		set := map[string]json.RawMessage{}
+		for _, kv := range c.patchSet {
+			f, v, ok := strings.Cut(kv, "=")
+			if !ok || f == "" {
+				return nil, usageError("--set: want field=JSON, got %q", kv)
+			}
+			set[f] = parseValue(v, false)
+		}
+		p["set"] = set
+	}
+	if len(c.patchDel) > 0 {
+		p["delete"] = []string(c.patchDel)
+	}
+	if len(c.patchIncr) > 0 {
+		incr := map[string]int64{}
+		for _, kv := range c.patchIncr {
+			f, v, ok := strings.Cut(kv, "=")
+			n, err := strconv.ParseInt(v, 10, 64)
+			if !ok || f == "" || err != nil {
+				return nil, usageError("--incr: want field=INTEGER, got %q", kv)
+			}
+			incr[f] += n
+		}
+		p["incr"] = incr
+	}
+	for name, list := range map[string]listFlag{"add": c.patchAdd, "remove": c.patchRem} {
+		if len(list) == 0 {
+			continue
+		}
+		m := map[string][]string{}
+		for _, kv := range list {
+			f, v, ok := strings.Cut(kv, "=")
+			if !ok || f == "" {
+				return nil, usageError("--%s: want field=MEMBER, got %q", name, kv)
+			}
+			m[f] = append(m[f], v)
+		}
+		p[name] = m
+	}
+	if len(c.patchOn) > 0 {
+		p["enable"] = []string(c.patchOn)
+	}
+	if len(c.patchOff) > 0 {
+		p["disable"] = []string(c.patchOff)
+	}
+	if len(p) == 0 {
+		return nil, usageError("patch: give the patch as JSON or with --set/--delete/--incr/--add/--remove/--enable/--disable")
+	}
+	return json.Marshal(p)
+}
+
+func runPatch(ctx context.Context, c *clientCmd, args []string) error {
+	var body json.RawMessage
+	if len(args) == 2 {
+		if !json.Valid([]byte(args[1])) {
+			return usageError("patch: the patch is not valid JSON")
+		}
+		body = json.RawMessage(args[1])
+	} else {
+		var err error
+		if body, err = c.buildPatch(); err != nil {
+			return err
+		}
+	}
+	a, err := c.Client.Patch(ctx, args[0], body)
+	if err != nil {
+		return err
+	}
+	return c.printOK(a)
+}
+
+func runKeys(ctx context.Context, c *clientCmd, args []string) error {
+	prefix := ""
+	if len(args) == 1 {
+		prefix = args[0]
+	}
+	keys, err := c.Client.Keys(ctx, prefix, c.limit)
+	if err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		if keys == nil {
+			keys = []KeyInfoAnswer{}
+		}
+		return c.printJSON(map[string]any{"keys": keys})
+	}
+	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\n", k.Key, k.Type)
+	}
+	return tw.Flush()
+}
+
+// errWatchDone stops a watch after --count events.
+var errWatchDone = errors.New("watch: done")
+
+func runWatch(ctx context.Context, c *clientCmd, args []string) error {
+	o := WatchOptions{LastEventID: c.watchAfter}
+	if len(args) == 1 {
+		o.Prefix = args[0]
+	}
+	if c.from >= 0 {
+		f := uint64(c.from)
+		o.From = &f
+	}
+	n := 0
+	err := c.Client.Watch(ctx, o, func(ev Event) error {
+		if c.Output == "json" {
+			if err := c.printJSON(ev.Raw); err != nil {
+				return err
+			}
+		} else {
+			var line string
+			if ev.Deleted {
+				line = fmt.Sprintf("%d\tdel\t%s", ev.Offset, ev.Key)
+			} else {
+				v := strings.ReplaceAll(humanValue(ev.Type, ev.Value), "\n", " ")
+				if ev.Type == "map" {
+					var buf bytes.Buffer
+					if json.Compact(&buf, ev.Value) == nil {
+						v = buf.String()
+					}
+				}
+				line = fmt.Sprintf("%d\t%s\t%s\t%s", ev.Offset, ev.Type, ev.Key, v)
+			}
+			if _, err := fmt.Fprintln(c.Stdout, line); err != nil {
+				return err
+			}
+		}
+		n++
+		if c.count > 0 && n >= c.count {
+			return errWatchDone
+		}
+		return nil
+	})
+	if errors.Is(err, errWatchDone) || (err != nil && ctx.Err() != nil && c.Timeout == 0) {
+		return nil
+	}
+	return err
+}
+
+// printFields prints a JSON object as sorted "name: value" lines.
+func (c *clientCmd) printFields(m map[string]any) error {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 1, ' ', 0)
+	for _, k := range names {
+		v := m[k]
+		var s string
+		switch t := v.(type) {
+		case string:
+			s = t
+		default:
+			b, _ := json.Marshal(t)
+			s = string(b)
+		}
+		fmt.Fprintf(tw, "%s:\t%s\n", k, s)
+	}
+	return tw.Flush()
+}
+
+func runStatus(ctx context.Context, c *clientCmd, _ []string) error {
+	var raw json.RawMessage
+	if err := c.Client.Do(ctx, http.MethodGet, "/v1/status", nil, nil, &raw); err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		return c.printJSON(raw)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return err
+	}
+	return c.printFields(m)
+}
+
+// printTable prints a list of JSON objects as a table with the given
+// columns first and any other fields after them.
+func (c *clientCmd) printTable(rows []map[string]any, first ...string) error {
+	cols := append([]string(nil), first...)
+	seen := map[string]bool{}
+	for _, f := range first {
+		seen[f] = true
+	}
+	var extra []string
+	for _, r := range rows {
+		for k := range r {
+			if !seen[k] {
+				seen[k] = true
+				extra = append(extra, k)
+			}
+		}
+	}
+	sort.Strings(extra)
+	cols = append(cols, extra...)
+	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
+	for i, col := range cols {
+		if i > 0 {
+			fmt.Fprint(tw, "\t")
+		}
+		fmt.Fprint(tw, strings.ToUpper(col))
+	}
+	fmt.Fprintln(tw)
+	for _, r := range rows {
+		for i, col := range cols {
+			if i > 0 {
+				fmt.Fprint(tw, "\t")
+			}
+			switch v := r[col].(type) {
+			case nil:
+			case string:
+				fmt.Fprint(tw, v)
+			default:
+				b, _ := json.Marshal(v)
+				fmt.Fprint(tw, string(b))
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+func runMembers(ctx context.Context, c *clientCmd, _ []string) error {
+	var raw json.RawMessage
+	if err := c.Client.Do(ctx, http.MethodGet, "/v1/members", nil, nil, &raw); err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		return c.printJSON(raw)
+	}
+	var a struct {
+		Members []map[string]any `json:"members"`
+	}
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return err
+	}
+	return c.printTable(a.Members, "name", "addr", "state")
+}
+
+func runSync(ctx context.Context, c *clientCmd, _ []string) error {
+	var raw json.RawMessage
+	if err := c.Client.Do(ctx, http.MethodGet, "/v1/sync", nil, nil, &raw); err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		return c.printJSON(raw)
+	}
+	var a struct {
+		Peers []map[string]any `json:"peers"`
+	}
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return err
+	}
+	return c.printTable(a.Peers, "name", "synced")
+}
+
+func runWaitSynced(ctx context.Context, c *clientCmd, args []string) error {
+	a, err := c.Client.WaitSynced(ctx, args, c.waitUntil)
+	if err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		return c.printJSON(a)
+	}
+	_, err = fmt.Fprintln(c.Stdout, "synced")
+	return err
+}

@@ -1,0 +1,131 @@
+// Command shoal is the shoal node binary and its command-line client.
+//
+//	shoal agent ...            run a node (HTTP API + gossip)
+//	shoal dev --nodes 3        a local development cluster in one process
+//	shoal get|put|del|...      the client side of the HTTP API
+//	shoal wal verify|dump DIR  check or print a data directory offline
+//	shoal bench http           load the HTTP API and report ops/s and latency
+//
+// Run "shoal help" or "shoal COMMAND --help" for details.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed (the server's error is printed)
+	exitUsage = 2 // the command line was wrong
+)
+
+func main() {
+	m := NewMain()
+	os.Exit(m.Main(context.Background(), os.Args[1:]))
+}
+
+// Main is the program: it dispatches to the subcommands. Tests run it in
+// process with their own streams and environment.
+type Main struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Getenv reads the environment (SHOAL_* defaults); nil = os.Getenv.
+	Getenv func(string) string
+	// Signals, when not nil, delivers the shutdown signals of long-running
+	// commands (agent, dev). main wires SIGINT and SIGTERM.
+	Signals <-chan os.Signal
+	// Exit ends the process at once on a second signal; nil = os.Exit.
+	Exit func(code int)
+}
+
+// NewMain returns a Main wired to the process.
+func NewMain() *Main {
+	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Exit: os.Exit}
+}
+
+const mainUsage = `shoal is a replicated key-value and document store: every replica accepts
+reads and writes on its own and replicas converge by exchanging CRDT deltas.
+
+Usage: shoal COMMAND [arguments] [flags]
+
+Run a node:
+  agent         run a node: HTTP API, gossip, data directory
+  dev           run a local development cluster in one process
+
+Client (talks to a node's HTTP API, --addr, default http://127.0.0.1:7070):
+%s
+Tools:
+  wal verify    check every segment, index and snapshot of a data directory
+  wal dump      print the decoded operations of a data directory as JSON lines
+  bench http    drive the HTTP API with concurrent connections, report ops/s
+  version       print the version
+
+Run "shoal COMMAND --help" for the flags of a command.
+`
+
+func mainUsageText() string {
+	var b strings.Builder
+	for _, c := range clientCommands {
+		fmt.Fprintf(&b, "  %-12s  %s\n", c.name, c.summary)
+	}
+	return fmt.Sprintf(mainUsage, b.String())
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Main runs the command line args and returns the process exit code.
+func (m *Main) Main(ctx context.Context, args []string) int {
+	err := m.Run(ctx, args)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(m.Stderr, "Error: %s\n", strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
+		fmt.Fprintln(m.Stderr, `Run "shoal help" or "shoal COMMAND --help" for usage.`)
+		return exitUsage
+	default:
+		fmt.Fprintf(m.Stderr, "Error: %s\n", err)
+		return exitError
+	}
+}
+
+// Run runs one command.
+func (m *Main) Run(ctx context.Context, args []string) error {
+	if m.Getenv == nil {
+		m.Getenv = os.Getenv
+	}
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, mainUsageText())
+		return usageError("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 {
+			return m.Run(ctx, []string{rest[0], "--help"})
+		}
+		fmt.Fprint(m.Stdout, mainUsageText())
+		return nil
+	case "version", "--version":
+		fmt.Fprintf(m.Stdout, "shoal %s\n", version)
+		return nil
+	case "bench":
+		return m.runBench(ctx, rest)
+	}
+	if r, ok := m.extraCommands()[cmd]; ok {
+		return r(ctx, rest)
+	}
+	if cc := findClientCommand(cmd); cc != nil {
+		return m.runClientCommand(ctx, cc, rest)
+	}
+	return usageError("unknown command %q", cmd)
+}
