@@ -1,0 +1,2 @@
+// Package crdt is shoal's pure CRDT core (work in progress).
+package crdt

@@ -1,0 +1,87 @@
+package crdt
+
+// Entry is the state of one key or one map field: a dot store per type.
+// Normally one store is in use; after concurrent first writes of different
+// types several are, and the view shows the one of highest precedence
+// (map > set > counter > register > flag).
+//
+// Each store holds dotted values; a dot lives in exactly one place of the
+// state. Joining two entries under their contexts keeps a dotted value when
+// both sides hold it, or when one side holds it and the other side's context
+// has not seen its dot (the other side has not removed it, it just has not
+// heard of it). This is the join of Almeida et al.'s causal dot stores.
+//
+// In a delta an Entry also marks which paths the delta touches: a member or
+// field listed with no dots says "the dots of this path in my context are
+// removed", and All says the same of every path under the entry (a delete).
+// Keyspace.Apply visits only the paths a delta lists, which makes applying a
+// delta cost O(size of the delta).
+type Entry struct {
+	Reg  []RegValue        `msgpack:"r,omitempty"` // register siblings (multi-value register)
+	Cnt  []CountValue      `msgpack:"n,omitempty"` // counter: one contribution per replica
+	Set  map[string][]Dot  `msgpack:"s,omitempty"` // set: member -> dots of its adds (sorted)
+	Map  map[string]*Entry `msgpack:"m,omitempty"` // map: field -> field state
+	Flag []Dot             `msgpack:"f,omitempty"` // flag: dots of enables (sorted)
+	All  bool              `msgpack:"a,omitempty"` // delta only: every path under this entry is touched
+
+	h sum128 // keyspace only: sum of the hashes of the entry's items
+}
+
+// RegValue is one register sibling: a value written at time Time by the
+// event Dot.
+type RegValue struct {
+	Dot   Dot       `msgpack:"d"`
+	Time  Timestamp `msgpack:"t"`
+	Value []byte    `msgpack:"v"`
+}
+
+// CountValue is the cumulative contribution N of replica Dot.Replica to a
+// counter, as of its event Dot.
+type CountValue struct {
+	Dot Dot   `msgpack:"d"`
+	N   int64 `msgpack:"n"`
+}
+
+// View is a read-only copy of a key's (or field's) visible value.
+type View struct {
+	Type     Type
+	Register []byte          // register: the winning value
+	Counter  int64           // counter: the sum of the contributions
+	Set      []string        // set: the members, sorted
+	Map      map[string]View // map: the visible fields
+	Flag     bool            // flag: enabled
+}
+
+// Sibling is one concurrent value of a register.
+type Sibling struct {
+	Dot   Dot
+	Time  Timestamp
+	Value []byte
+}
+
+// KeyInfo names a key and its visible type.
+type KeyInfo struct {
+	Key  string
+	Type Type
+}
+
+// Change reports that a key's state changed; Deleted when the key no
+// longer exists.
+type Change struct {
+	Key     string
+	Deleted bool
+}
+
+// Patch is an update of a map (document). The parts apply in this order:
+// Delete, Set, Incr, Add, Remove, Enable, Disable, Nested. Within a part,
+// fields apply in sorted order.
+type Patch struct {
+	Set     map[string][]byte   // field -> register value
+	Delete  []string            // observed remove of fields
+	Incr    map[string]int64    // counter fields
+	Add     map[string][]string // set fields: members to add
+	Remove  map[string][]string // set fields: members to remove
+	Enable  []string            // flag fields
+	Disable []string            // flag fields
+	Nested  map[string]*Patch   // map fields
+}
