@@ -349,9 +349,9 @@ func (h *Handler) serveKey(w http.ResponseWriter, r *http.Request, rest string) 
 
 // httpValueAnswer is the answer of the key endpoints.
 type httpValueAnswer struct {
-	Key      string          `json:"key"`
-	Type     string          `json:"type"`
-	Value    any             `json:"value"`
+	Key      string        `json:"key"`
+	Type     string        `json:"type"`
+	Value    any           `json:"value"`
 	Siblings []httpSibling `json:"siblings,omitempty"`
 }
 
@@ -531,7 +531,7 @@ type httpPatchBody struct {
 	Remove  map[string][]string        `json:"remove"`
 	Enable  []string                   `json:"enable"`
 	Disable []string                   `json:"disable"`
-	Nested  map[string]*httpPatchBody      `json:"nested"`
+	Nested  map[string]*httpPatchBody  `json:"nested"`
 }
 
 // toPatch converts a decoded patch body into the node's Patch, decoding the
