@@ -1,4 +1,169 @@
 // Package wal is shoal's segmented write-ahead log of opaque records.
 //
-// The byte-by-byte format specification follows in this file (being written).
+// Records are byte strings; the log gives each a uint64 offset (contiguous,
+// starting at 0) and stores them in segments. It knows nothing of what the
+// records mean. This comment is the format specification: the code follows
+// it, not the other way round.
+//
+// # Directory
+//
+// A log is one directory. For each segment with base offset B (the offset of
+// its first record) there are two files named by B in 20 decimal digits:
+//
+//	00000000000000000000.log    the store: the records; the source of truth
+//	00000000000000000000.index  the index: a cache of record positions
+//
+// Other names the log creates:
+//
+//	*.tmp                  a file being written before an atomic rename;
+//	                       removed by Open
+//	<B>.log.cut-<P>        a side file: the bytes Open cut from the tail of
+//	                       segment B starting at byte P; never read or
+//	                       removed by the log (evidence for an operator)
+//
+// Everything else in the directory is ignored. All integers are little endian.
+//
+// # Store file
+//
+// A 24-byte header:
+//
+//	bytes  0..7   magic "SHOALWAL"
+//	bytes  8..11  format version, uint32 = 1
+//	bytes 12..19  base offset B, uint64 (must equal the file name)
+//	bytes 20..23  CRC-32C (Castagnoli) of bytes 0..19
+//
+// then frames, back to back, one per record, from byte 24 to the end of the
+// file. The frame of the record with offset O, at byte position P:
+//
+//	bytes P+0..P+3  word, uint32:
+//	                  bit 31      always 1 (a zero word is never a frame, so a
+//	                              zero-filled tail stops decoding at once)
+//	                  bit 30      1 if this is the last record of its Append call
+//	                  bits 0..29  payload length N (at most MaxRecordBytes)
+//	bytes P+4..P+7  CRC-32C, uint32, of: payload || word (4 bytes) || O (uint64,
+//	                8 bytes; O is not stored, it is implied by the position)
+//	bytes P+8..     payload, N bytes
+//
+// Why the checksum covers more than the payload: covering the word means a
+// flipped length or flag bit is caught by the checksum rather than by luck;
+// mixing in the offset O means a frame that is intact but in the wrong place
+// (stale bytes surviving a truncation, a file copied under another name) does
+// not decode. The payload comes first in the checksummed string so that an
+// appender can checksum its payload before it takes the log's lock (the
+// offset is only known under the lock), keeping the critical section to a
+// copy. CRC-32C is hardware-accelerated and detects all burst errors up to 32
+// bits. A decoder checks N against MaxRecordBytes and against the bytes left
+// in the file before it allocates anything.
+//
+// Bit 30 makes an Append atomic: the records of one call are written
+// together, and only the last carries bit 30, so recovery keeps a run of
+// frames only if it ends with a bit-30 frame. One Append never spans two
+// segments.
+//
+// # Index file
+//
+// Dense: entry i (8 bytes at byte 8*i) describes record B+i:
+//
+//	bytes 0..3  relative offset i, uint32
+//	bytes 4..7  byte position of the record's frame in the store, uint32
+//
+// The index is dense because shoal reads single records by offset (catch-up
+// of a peer's missing ranges): a dense index answers with one lookup and one
+// read of exactly the frame (its end is the next entry's position), while a
+// sparse one would need a scan. The cost is 8 bytes per record, about 3% for
+// 256-byte records. The relative offset is redundant with the entry's place,
+// and that is why it is there: an entry whose relative offset is not its
+// index, or whose position is below 24 (a zero-filled entry has both) or not
+// increasing, is detected as garbage rather than followed. Positions are
+// 32-bit, so a store file stays below 4 GiB (MaxSegmentBytes plus one Append).
+//
+// The index of the active (last) segment is memory-mapped read-write with
+// gommap and grown in steps with fallocate, so a full disk is reported by the
+// fallocate call as an error instead of a SIGBUS on a later store into the
+// map. Its unused tail is zeros and is never trusted. When a segment is
+// sealed (roll, clean Close) its index is unmapped, truncated to exactly 8
+// bytes per record, fsynced and mapped read-only. Mappings are always removed
+// before a file is truncated or closed.
+//
+// # Writing
+//
+// Append frames its records into the open batch in memory. One committer
+// goroutine takes every batch that has accumulated, writes it with one
+// pwrite, fills the index entries, and (under SyncAlways, or when Sync asked)
+// calls fdatasync once for all the batches it took: group commit. Records
+// become visible to Read and Reader only after that: under SyncAlways only
+// durable records are ever read.
+//
+// A failed write, short write, fdatasync or index growth is sticky: the log
+// records the first such error and returns it from every later Append and
+// Sync. An fdatasync is never retried (after a failed fsync the page cache
+// may already have dropped the dirty pages, so a retry could "succeed"
+// without the data).
+//
+// # Rolling to a new segment (crash-safe at every step)
+//
+// When an Append would make the active store exceed SegmentBytes (and the
+// store already holds a record), the committer, before writing that Append:
+//
+//  1. fdatasyncs the active store, whatever the sync policy, so that only the
+//     last segment can ever have a torn tail;
+//  2. seals the active index (unmap, truncate to 8 bytes per record, fsync,
+//     map read-only);
+//  3. writes the new store's header to <B>.log.tmp, fsyncs it, renames it to
+//     <B>.log and fsyncs the directory;
+//  4. creates and maps <B>.index.
+//
+// A crash before 3's rename leaves the old segment last (its index may be
+// sealed already, which recovery accepts) and a .tmp file that Open removes.
+// A crash after it leaves a new last segment with a complete header and no
+// records, and an index that is missing or empty, which Open rebuilds.
+//
+// # TruncateFront (crash-safe at every step)
+//
+// TruncateFront(o) takes the sealed segments whose records are all below o
+// out of the in-memory list (readers that reach them then get ErrTruncated),
+// then, oldest first, closes and removes each .log and then its .index, and
+// finally fsyncs the directory. Because removal goes oldest first, the
+// segments left after a crash at any step are still contiguous; an .index
+// whose .log is gone is removed by Open. The active segment is never removed.
+//
+// # Recovery (Open)
+//
+//  1. Remove *.tmp files and .index files without a .log.
+//  2. Check every store header (magic, version, checksum, base equal to the
+//     file name). A bad header is a *CorruptError: headers are written and
+//     fsynced before the rename that makes them visible, so a crash cannot
+//     produce one.
+//  3. Sealed segments (all but the last): accept the index if its size is a
+//     multiple of 8, its first entry is (0, 24), its last entry is
+//     (n-1, P) with a valid bit-30 frame at P that ends exactly at the end of
+//     the store. Otherwise rebuild it by scanning the store, verifying every
+//     frame; a sealed store that does not scan cleanly to its end is a
+//     *CorruptError. Rebuilt indexes are written to .tmp, fsynced and renamed.
+//     Every later read verifies its frame's checksum, and Verify scans
+//     everything.
+//  4. Segment bases must be contiguous: each base equals the previous
+//     segment's base plus its record count. A gap or overlap is a
+//     *CorruptError.
+//  5. The last segment is scanned from byte 24, verifying every frame, up to
+//     the end of the last complete Append (the last bit-30 frame). If bytes
+//     follow (a torn or half-written Append, garbage, a zero-filled tail, a
+//     bit flip), they are copied to the side file <B>.log.cut-<P> (written to
+//     .tmp, fsynced, renamed, directory fsynced) and only then is the store
+//     truncated to P and fsynced. A crash in between repeats the same cut on
+//     the next Open, producing the same side file name.
+//  6. The last segment's index is compared entry by entry with the scan and
+//     rewritten where it disagrees (ahead of the store, behind it, zeroed, or
+//     missing).
+//
+// After Open the log is a prefix of what was written that holds at least
+// every record whose Append returned under SyncAlways (and every record
+// before the last Sync).
+//
+// # Offsets and errors
+//
+// Offsets below FirstOffset were removed by TruncateFront: Read returns an
+// error matching ErrTruncated. Offsets at or after NextOffset do not exist
+// yet: ErrOutOfRange. Checksum and structure failures are *CorruptError,
+// matching ErrCorrupt.
 package wal

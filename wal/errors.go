@@ -30,6 +30,10 @@ var (
 	// MaxAppendBytes. Nothing is appended.
 	ErrTooLarge = errors.New("wal: record too large")
 
+	// ErrLocked is returned by Open when another Log (in this or another
+	// process) has the directory open.
+	ErrLocked = errors.New("wal: directory locked by another log")
+
 	// ErrInvalidOptions is returned by Open for options out of range.
 	ErrInvalidOptions = errors.New("wal: invalid options")
 )

@@ -1,90 +1,1061 @@
 package wal
 
 import (
-	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 )
 
-// Log is a segmented write-ahead log. All methods are safe for concurrent use.
+// Log is a segmented write-ahead log. All methods are safe for concurrent
+// use.
+//
+// Open starts one goroutine, the committer, which does every write, fsync
+// and roll; Close stops it after it has written and synced everything that
+// was appended, then closes the files.
 type Log struct {
 	dir  string
 	opts Options
+	fs   FS
+	lock *dirLock
+
+	// Append side, guarded by mu.
+	mu        sync.Mutex
+	spaceCond *sync.Cond // appenders waiting for queued bytes to drain (SyncInterval/SyncNever)
+	next      uint64     // offset the next record gets
+	pend      *batch     // the open batch appenders add to
+	queue     []*batch   // closed batches waiting for the committer, in order
+	queued    int        // bytes in pend, queue and in flight
+	planSize  int64      // active store size once everything queued is written
+	closed    bool
+	err       error // sticky write/sync failure
+	idle      bool  // the committer waits for a kick
+	freeBufs  [][]byte
+
+	kick     chan struct{} // wakes the idle committer; capacity 1
+	loopDone chan struct{}
+
+	assigned atomic.Uint64 // copy of next, for NextOffset and readers
+	visible  atomic.Uint64 // one past the last record readers may see
+	first    atomic.Uint64 // base of the oldest segment
+	isClosed atomic.Bool
+	failed   atomic.Bool // err is set
+
+	visMu   sync.Mutex
+	visCond *sync.Cond // readers waiting for visible to move (or the log to fail or close)
+
+	// Segments, guarded by segMu. The committer appends on roll,
+	// TruncateFront removes from the front; readers hold RLock for the whole
+	// of a read so that no file is closed under them.
+	segMu      sync.RWMutex
+	segs       []*segment
+	segsClosed bool
+
+	truncMu sync.Mutex // serialises TruncateFront so removals stay oldest first
+
+	// Committer-only state.
+	act      *segment
+	actSize  int64 // bytes written to the active store
+	actCount int   // records written to the active store
+	unsynced bool  // written since the last fdatasync
+	lastSync time.Time
+	cerr     error // the committer's copy of the sticky error
+
+	recovery RecoveryInfo
+}
+
+// batch is a group of Appends written with one write. Appenders fill it
+// under Log.mu; once the committer has taken it, only the committer touches
+// it until done is closed.
+type batch struct {
+	buf     []byte
+	first   uint64 // offset of the first record in buf
+	n       int    // records
+	appends int
+	roll    bool // roll to a new segment with base first before writing
+	sync    bool // fdatasync after writing, whatever the policy
+	done    chan struct{}
+	err     error // set before done is closed
 }
 
 // SegmentInfo describes one segment, for snapshot and retention policies.
 type SegmentInfo struct {
-	Base  uint64 // first offset in the segment
-	Next  uint64 // one past the last offset in the segment
-	Bytes int64  // size of the store file
+	Base  uint64 // offset of the first record in the segment
+	Next  uint64 // one past the last visible record in the segment
+	Bytes int64  // visible size of the store file
 }
 
 // RecoveryInfo says what Open had to repair.
 type RecoveryInfo struct {
 	CutBytes       int64    // bytes cut from the tail of the last segment
 	CutFiles       []string // side files holding what was cut
-	RebuiltIndexes int      // index files rebuilt from their store
+	CutReason      string   // why decoding stopped where it was cut
+	RebuiltIndexes int      // index files rewritten from their store
 }
 
-var errNotYet = errors.New("wal: not implemented yet")
-
-// Open opens or creates the log in dir. A nil opts means defaults; opts is
-// copied.
+// Open opens the log in dir, creating the directory and an empty log if
+// needed, and recovers it as doc.go describes. A nil opts means defaults;
+// opts is copied. Only one Log may have a directory open at a time (an
+// advisory lock enforces it where the OS supports it).
 func Open(dir string, opts *Options) (*Log, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	return &Log{dir: dir, opts: o}, errNotYet
+	l := &Log{
+		dir:      dir,
+		opts:     o,
+		fs:       o.FS,
+		kick:     make(chan struct{}, 1),
+		loopDone: make(chan struct{}),
+	}
+	l.spaceCond = sync.NewCond(&l.mu)
+	l.visCond = sync.NewCond(&l.visMu)
+	if err := l.fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
+	}
+	if l.lock, err = lockDir(dir); err != nil {
+		return nil, err
+	}
+	if err := l.recover(); err != nil {
+		l.segMu.Lock()
+		for _, s := range l.segs {
+			s.close()
+		}
+		l.segs = nil
+		l.segMu.Unlock()
+		l.lock.unlock()
+		return nil, err
+	}
+	last := l.segs[len(l.segs)-1]
+	l.act = last
+	l.actSize = last.size.Load()
+	l.actCount = int(last.count.Load())
+	l.planSize = l.actSize
+	l.next = last.next()
+	l.assigned.Store(l.next)
+	l.visible.Store(l.next)
+	l.first.Store(l.segs[0].base)
+	l.lastSync = time.Now()
+	go l.run()
+	return l, nil
+}
+
+// recover loads the segments (see "Recovery" in doc.go).
+func (l *Log) recover() error {
+	names, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("wal: list %s: %w", l.dir, err)
+	}
+	dirty := false
+	logs := map[uint64]bool{}
+	var indexes []uint64
+	for _, name := range names {
+		if strings.HasSuffix(name, tmpSuffix) {
+			if err := l.fs.Remove(l.path(name)); err != nil {
+				return fmt.Errorf("wal: remove leftover %s: %w", name, err)
+			}
+			dirty = true
+			continue
+		}
+		base, ext, ok := parseSegmentName(name)
+		switch {
+		case !ok:
+		case ext == "log":
+			logs[base] = true
+		default:
+			indexes = append(indexes, base)
+		}
+	}
+	for _, base := range indexes {
+		if !logs[base] {
+			// Left by a TruncateFront that removed the store first.
+			if err := l.fs.Remove(indexPath(l.dir, base)); err != nil {
+				return fmt.Errorf("wal: remove orphan index: %w", err)
+			}
+			dirty = true
+		}
+	}
+	bases := make([]uint64, 0, len(logs))
+	for b := range logs {
+		bases = append(bases, b)
+	}
+	slices.Sort(bases)
+
+	if len(bases) == 0 {
+		s, err := createSegment(l.fs, l.dir, 0)
+		if err != nil {
+			return err
+		}
+		l.segs = []*segment{s}
+		return nil
+	}
+	for i, base := range bases {
+		var s *segment
+		var err error
+		if i < len(bases)-1 {
+			s, err = l.loadSealed(base)
+		} else {
+			s, err = l.recoverLast(base)
+		}
+		if err != nil {
+			return err
+		}
+		l.segs = append(l.segs, s)
+		if i > 0 {
+			prev := l.segs[i-1]
+			if prev.next() != base {
+				return &CorruptError{Path: s.path, Offset: 0, Record: base,
+					Reason: fmt.Sprintf("segment base %d does not follow the previous segment, which ends at %d", base, prev.next())}
+			}
+		}
+		if s.idx.f == nil && s.idx.mm == nil && s.count.Load() > 0 {
+			return fmt.Errorf("wal: index of %s unavailable", s.path)
+		}
+	}
+	if dirty || l.recovery.RebuiltIndexes > 0 || len(l.recovery.CutFiles) > 0 {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return fmt.Errorf("wal: sync dir %s: %w", l.dir, err)
+		}
+	}
+	return nil
+}
+
+func (l *Log) path(name string) string { return l.dir + string(os.PathSeparator) + name }
+
+func (l *Log) logger() *slog.Logger { return l.opts.Logger }
+
+// loadSealed opens a sealed segment, trusting its index only if it passes
+// the cheap checks of doc.go, and rebuilding it otherwise.
+func (l *Log) loadSealed(base uint64) (*segment, error) {
+	path := storePath(l.dir, base)
+	store, err := l.fs.OpenFile(path, osReadOnly, 0)
+	if err != nil {
+		return nil, fmt.Errorf("wal: open %s: %w", path, err)
+	}
+	s := &segment{base: base, path: path, store: store}
+	fail := func(err error) (*segment, error) {
+		if s.idx != nil {
+			s.idx.close()
+		}
+		store.Close()
+		return nil, err
+	}
+	size, err := store.Size()
+	if err != nil {
+		return fail(fmt.Errorf("wal: stat %s: %w", path, err))
+	}
+	if err := readHeader(store, path, base, size); err != nil {
+		return fail(err)
+	}
+	if size > MaxSegmentBytes+MaxAppendBytes {
+		return fail(&CorruptError{Path: path, Offset: size, Record: base, Reason: "store larger than any segment can be"})
+	}
+	ipath := indexPath(l.dir, base)
+	if x, isize, err := openSealedIndex(l.fs, ipath); err == nil {
+		if n, ok := l.checkSealed(x, isize, store, base, size); ok {
+			s.idx = x
+			s.count.Store(int64(n))
+			s.size.Store(size)
+			return s, nil
+		}
+		x.close()
+	}
+	// Rebuild from the store.
+	var entries []byte
+	res, err := scanStore(store, base, size, l.opts.MaxRecordBytes, func(i int, pos int64) error {
+		var e [indexEntrySize]byte
+		putEntry(e[:], i, pos)
+		entries = append(entries, e[:]...)
+		return nil
+	})
+	if err != nil {
+		return fail(fmt.Errorf("wal: read %s: %w", path, err))
+	}
+	if res.problem != frameOK || res.end != size {
+		reason := string(res.problem)
+		if reason == "" {
+			reason = "bytes after the last complete Append"
+		}
+		return fail(&CorruptError{Path: path, Offset: res.stopAt, Record: base + uint64(res.count), Reason: reason + " in a sealed segment"})
+	}
+	if err := writeFileAtomic(l.fs, ipath, entries); err != nil {
+		return fail(err)
+	}
+	x, _, err := openSealedIndex(l.fs, ipath)
+	if err != nil {
+		return fail(fmt.Errorf("wal: open rebuilt index %s: %w", ipath, err))
+	}
+	s.idx = x
+	s.count.Store(int64(res.count))
+	s.size.Store(size)
+	l.recovery.RebuiltIndexes++
+	if lg := l.logger(); lg != nil {
+		lg.Info("wal: rebuilt index of sealed segment", "segment", path, "records", res.count)
+	}
+	return s, nil
+}
+
+// checkSealed is the cheap trust test for a sealed index (doc.go, recovery
+// step 3).
+func (l *Log) checkSealed(x *index, isize int64, store File, base uint64, size int64) (int, bool) {
+	if isize%indexEntrySize != 0 {
+		return 0, false
+	}
+	n := int(isize / indexEntrySize)
+	if n == 0 {
+		return 0, size == headerSize
+	}
+	if rel, pos, ok := x.get(0); !ok || rel != 0 || pos != headerSize {
+		return 0, false
+	}
+	rel, pos, ok := x.get(n - 1)
+	if !ok || rel != uint32(n-1) || pos < headerSize || pos >= size {
+		return 0, false
+	}
+	flen := size - pos
+	if flen > int64(frameHeaderSize+l.opts.MaxRecordBytes) {
+		return 0, false
+	}
+	buf := make([]byte, flen)
+	if _, err := store.ReadAt(buf, pos); err != nil {
+		return 0, false
+	}
+	_, fsize, last, p := decodeFrame(buf, base+uint64(n-1), l.opts.MaxRecordBytes)
+	return n, p == frameOK && last && int64(fsize) == flen
+}
+
+// recoverLast opens the last segment for writing: full scan, cut of a torn
+// tail into a side file, index repair.
+func (l *Log) recoverLast(base uint64) (*segment, error) {
+	path := storePath(l.dir, base)
+	store, err := l.fs.OpenFile(path, osReadRW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("wal: open %s: %w", path, err)
+	}
+	s := &segment{base: base, path: path, store: store}
+	fail := func(err error) (*segment, error) {
+		if s.idx != nil {
+			s.idx.close()
+		}
+		store.Close()
+		return nil, err
+	}
+	size, err := store.Size()
+	if err != nil {
+		return fail(fmt.Errorf("wal: stat %s: %w", path, err))
+	}
+	if err := readHeader(store, path, base, size); err != nil {
+		return fail(err)
+	}
+	if s.idx, err = openIndex(l.fs, indexPath(l.dir, base), 1); err != nil {
+		return fail(err)
+	}
+	mismatch := false
+	res, err := scanStore(store, base, size, l.opts.MaxRecordBytes, func(i int, pos int64) error {
+		if pos > 1<<32-1 {
+			return fmt.Errorf("wal: record %d of %s beyond 4 GiB", i, path)
+		}
+		if err := s.idx.reserve(i + 1); err != nil {
+			return err
+		}
+		if rel, p, _ := s.idx.get(i); rel != uint32(i) || p != pos {
+			s.idx.set(i, pos)
+			mismatch = true
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(fmt.Errorf("wal: recover %s: %w", path, err))
+	}
+	// Entries past the records are stale (index ahead of the store): clear
+	// them so the file never holds plausible garbage.
+	for i := res.count; i < s.idx.capacity(); i++ {
+		if rel, p, _ := s.idx.get(i); rel != 0 || p != 0 {
+			s.idx.clear(i)
+			mismatch = true
+		}
+	}
+	if mismatch {
+		l.recovery.RebuiltIndexes++
+		if lg := l.logger(); lg != nil {
+			lg.Info("wal: repaired index of last segment", "segment", path, "records", res.count)
+		}
+	}
+	if res.end < size {
+		if err := l.cutTail(s, res, size); err != nil {
+			return fail(err)
+		}
+	}
+	s.count.Store(int64(res.count))
+	s.size.Store(res.end)
+	return s, nil
+}
+
+// cutTail copies store[res.end:size] to a side file, durably, then
+// truncates the store there and syncs it.
+func (l *Log) cutTail(s *segment, res scanResult, size int64) error {
+	side := fmt.Sprintf("%s.cut-%d", s.path, res.end)
+	err := writeFileAtomicFrom(l.fs, side, func(f File) error {
+		buf := make([]byte, 1<<20)
+		for pos := res.end; pos < size; {
+			n := int64(len(buf))
+			if n > size-pos {
+				n = size - pos
+			}
+			if _, err := s.store.ReadAt(buf[:n], pos); err != nil && err != io.EOF {
+				return err
+			}
+			if _, err := f.WriteAt(buf[:n], pos-res.end); err != nil {
+				return err
+			}
+			pos += n
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("wal: sync dir %s: %w", l.dir, err)
+	}
+	if err := s.store.Truncate(res.end); err != nil {
+		return fmt.Errorf("wal: truncate %s to %d: %w", s.path, res.end, err)
+	}
+	if err := s.store.Sync(); err != nil {
+		return fmt.Errorf("wal: sync %s: %w", s.path, err)
+	}
+	reason := string(res.problem)
+	if reason == "" {
+		reason = "incomplete Append"
+	}
+	l.recovery.CutBytes += size - res.end
+	l.recovery.CutFiles = append(l.recovery.CutFiles, side)
+	l.recovery.CutReason = reason
+	if lg := l.logger(); lg != nil {
+		lg.Warn("wal: cut torn tail of last segment", "segment", s.path, "at", res.end,
+			"bytes", size-res.end, "reason", reason, "side_file", side)
+	}
+	return nil
 }
 
 // Append appends records as one unit and returns the offset of the first;
-// they get offsets first..first+len(records)-1. The records are copied.
-func (l *Log) Append(records ...[]byte) (first uint64, err error) { return 0, errNotYet }
+// they get offsets first..first+len(records)-1, and after a crash either all
+// of them or none are in the log. The records are copied before Append
+// returns; the caller may reuse them at once.
+//
+// Under SyncAlways, Append returns once the records are durable; concurrent
+// calls share one write and one fdatasync. Under SyncInterval and SyncNever
+// it returns once they are queued (blocking while more than
+// Options.MaxPendingBytes are queued). A record larger than MaxRecordBytes
+// fails with ErrTooLarge and nothing is appended. After a write or sync
+// failure every call returns that error. With no records, Append appends
+// nothing and returns NextOffset.
+func (l *Log) Append(records ...[]byte) (first uint64, err error) {
+	var crcArr [8]uint32
+	crcs := crcArr[:0]
+	if len(records) > len(crcArr) {
+		crcs = make([]uint32, 0, len(records))
+	}
+	total := 0
+	for i, r := range records {
+		if len(r) > l.opts.MaxRecordBytes {
+			return 0, fmt.Errorf("%w: record %d is %d bytes, limit %d", ErrTooLarge, i, len(r), l.opts.MaxRecordBytes)
+		}
+		total += frameHeaderSize + len(r)
+		if total > MaxAppendBytes {
+			return 0, fmt.Errorf("%w: one Append of more than %d bytes", ErrTooLarge, MaxAppendBytes)
+		}
+		// Checksum outside the lock; the offset is folded in under it.
+		crcs = append(crcs, payloadCRC(r))
+	}
 
-// Read returns a copy of the record at offset.
-func (l *Log) Read(offset uint64) ([]byte, error) { return nil, errNotYet }
+	l.mu.Lock()
+	if l.opts.Sync != SyncAlways {
+		for l.queued > 0 && l.queued+total > l.opts.MaxPendingBytes && !l.closed && l.err == nil {
+			l.spaceCond.Wait()
+		}
+	}
+	if l.closed {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if l.err != nil {
+		err := l.err
+		l.mu.Unlock()
+		return 0, err
+	}
+	if len(records) == 0 {
+		n := l.next
+		l.mu.Unlock()
+		return n, nil
+	}
+	if l.planSize > headerSize && l.planSize+int64(total) > l.opts.SegmentBytes {
+		l.openBatch(true)
+	} else if l.pend == nil {
+		l.openBatch(false)
+	}
+	b := l.pend
+	first = l.next
+	for i, r := range records {
+		b.buf = appendFrame(b.buf, first+uint64(i), r, crcs[i], i == len(records)-1)
+	}
+	b.n += len(records)
+	b.appends++
+	l.next += uint64(len(records))
+	l.assigned.Store(l.next)
+	l.planSize += int64(total)
+	l.queued += total
+	l.wake()
+	if l.opts.Sync != SyncAlways {
+		l.mu.Unlock()
+		return first, nil
+	}
+	done := b.doneChan()
+	l.mu.Unlock()
+	<-done
+	if b.err != nil {
+		return 0, b.err
+	}
+	return first, nil
+}
 
-// NewReader returns a Reader positioned at from.
-func (l *Log) NewReader(from uint64) (*Reader, error) { return nil, errNotYet }
+// openBatch closes the open batch (if any) and opens a new one. Holds mu.
+func (l *Log) openBatch(roll bool) {
+	if l.pend != nil {
+		l.queue = append(l.queue, l.pend)
+	}
+	var buf []byte
+	if k := len(l.freeBufs); k > 0 {
+		buf = l.freeBufs[k-1][:0]
+		l.freeBufs = l.freeBufs[:k-1]
+	}
+	l.pend = &batch{buf: buf, first: l.next, roll: roll}
+	if roll {
+		l.planSize = headerSize
+	}
+}
 
-// FirstOffset is the oldest offset still held.
-func (l *Log) FirstOffset() uint64 { return 0 }
+func (b *batch) doneChan() chan struct{} {
+	if b.done == nil {
+		b.done = make(chan struct{})
+	}
+	return b.done
+}
 
-// NextOffset is the offset the next appended record gets; 0 for an empty log.
-func (l *Log) NextOffset() uint64 { return 0 }
+// wake kicks the committer if it is idle. Holds mu.
+func (l *Log) wake() {
+	if l.idle {
+		l.idle = false
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
 
-// Sync makes every appended record durable.
-func (l *Log) Sync() error { return errNotYet }
+// Sync makes every record appended so far durable. Under SyncAlways it has
+// nothing left to do for records whose Append returned.
+func (l *Log) Sync() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	if l.err != nil {
+		err := l.err
+		l.mu.Unlock()
+		return err
+	}
+	if l.pend == nil {
+		l.openBatch(false)
+	}
+	b := l.pend
+	b.sync = true
+	done := b.doneChan()
+	l.wake()
+	l.mu.Unlock()
+	<-done
+	return b.err
+}
 
-// TruncateFront removes whole segments holding only offsets below offset.
-func (l *Log) TruncateFront(offset uint64) error { return errNotYet }
+// run is the committer goroutine.
+func (l *Log) run() {
+	defer close(l.loopDone)
+	var tick <-chan time.Time
+	if l.opts.Sync == SyncInterval {
+		t := time.NewTicker(l.opts.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var work []*batch
+	for {
+		l.mu.Lock()
+		for l.pend == nil && len(l.queue) == 0 && !l.closed {
+			l.idle = true
+			l.mu.Unlock()
+			select {
+			case <-l.kick:
+			case <-tick:
+				if l.unsynced && l.cerr == nil {
+					if err := l.syncActive(); err != nil {
+						l.fail(err)
+					}
+				}
+			}
+			l.mu.Lock()
+			l.idle = false
+		}
+		if l.pend != nil {
+			l.queue = append(l.queue, l.pend)
+			l.pend = nil
+		}
+		work = append(work[:0], l.queue...)
+		clear(l.queue)
+		l.queue = l.queue[:0]
+		closing := l.closed
+		l.mu.Unlock()
 
-// Close flushes, syncs and closes the log. Safe to call twice.
-func (l *Log) Close() error { return nil }
+		if len(work) > 0 {
+			l.commit(work)
+		}
+		clear(work)
+		if closing {
+			if l.unsynced && l.cerr == nil {
+				if err := l.syncActive(); err != nil {
+					l.fail(err)
+				}
+			}
+			return
+		}
+	}
+}
+
+// commit writes the batches, syncs once if any needs it, publishes and
+// wakes the waiters.
+func (l *Log) commit(work []*batch) {
+	var (
+		err      = l.cerr
+		needSync = l.opts.Sync == SyncAlways
+		stats    CommitStats
+		bytes    int
+	)
+	start := time.Now()
+	for _, b := range work {
+		bytes += len(b.buf)
+		if err == nil {
+			err = l.writeBatch(b)
+		}
+		needSync = needSync || b.sync
+		stats.Appends += b.appends
+		stats.Records += b.n
+	}
+	stats.Bytes = bytes
+	stats.Write = time.Since(start)
+	if l.opts.Sync == SyncInterval && time.Since(l.lastSync) >= l.opts.SyncInterval {
+		needSync = true
+	}
+	if err == nil && needSync && l.unsynced {
+		t := time.Now()
+		err = l.syncActive()
+		stats.Sync = time.Since(t)
+		stats.Synced = err == nil
+	}
+	if err != nil && l.cerr == nil {
+		l.fail(err)
+	}
+	if l.cerr == nil {
+		l.act.size.Store(l.actSize)
+		l.act.count.Store(int64(l.actCount))
+		l.visible.Store(l.act.next())
+	}
+	l.visMu.Lock()
+	l.visCond.Broadcast()
+	l.visMu.Unlock()
+
+	l.mu.Lock()
+	for _, b := range work {
+		if l.cerr != nil {
+			b.err = l.cerr
+		}
+		if b.done != nil {
+			close(b.done)
+		}
+		if cap(b.buf) > 0 && cap(b.buf) <= 4<<20 && len(l.freeBufs) < 4 {
+			l.freeBufs = append(l.freeBufs, b.buf[:0])
+		}
+		b.buf = nil
+	}
+	l.queued -= bytes
+	l.spaceCond.Broadcast()
+	l.mu.Unlock()
+
+	if h := l.opts.Hooks.OnCommit; h != nil && stats.Records > 0 {
+		h(stats)
+	}
+}
+
+// writeBatch writes one batch to the active store (rolling first if the
+// batch asks) and fills the index entries. Committer only.
+func (l *Log) writeBatch(b *batch) error {
+	if b.roll && l.actCount > 0 {
+		if err := l.roll(b.first); err != nil {
+			return err
+		}
+	}
+	if b.n == 0 {
+		return nil
+	}
+	if want := l.act.base + uint64(l.actCount); b.first != want {
+		return fmt.Errorf("wal: internal error: batch starts at %d, segment %s is at %d", b.first, l.act.path, want)
+	}
+	if err := l.act.idx.reserve(l.actCount + b.n); err != nil {
+		return err
+	}
+	n, err := l.act.store.WriteAt(b.buf, l.actSize)
+	if err == nil && n < len(b.buf) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		return fmt.Errorf("wal: write %d bytes to %s at %d: %w", len(b.buf), l.act.path, l.actSize, err)
+	}
+	pos := l.actSize
+	for i := 0; i < b.n; i++ {
+		l.act.idx.set(l.actCount+i, pos)
+		n, _, _, _ := parseFrameHeader(b.buf[pos-l.actSize:], MaxRecordLimit)
+		pos += int64(frameHeaderSize + n)
+	}
+	l.actSize += int64(len(b.buf))
+	l.actCount += b.n
+	l.unsynced = true
+	return nil
+}
+
+// roll seals the active segment and creates the next one (doc.go, "Rolling").
+// Committer only.
+func (l *Log) roll(base uint64) error {
+	if l.unsynced {
+		if err := l.syncActive(); err != nil {
+			return err
+		}
+	}
+	old := l.act
+	old.size.Store(l.actSize)
+	old.count.Store(int64(l.actCount))
+	if err := old.idx.seal(l.actCount); err != nil {
+		return err
+	}
+	s, err := createSegment(l.fs, l.dir, base)
+	if err != nil {
+		return err
+	}
+	l.segMu.Lock()
+	l.segs = append(l.segs, s)
+	l.segMu.Unlock()
+	l.act, l.actSize, l.actCount = s, headerSize, 0
+	if h := l.opts.Hooks.OnRoll; h != nil {
+		h(base)
+	}
+	return nil
+}
+
+// syncActive fdatasyncs the active store. Committer only.
+func (l *Log) syncActive() error {
+	t := time.Now()
+	err := l.act.store.Sync()
+	if h := l.opts.Hooks.OnSync; h != nil {
+		h(time.Since(t), err)
+	}
+	if err != nil {
+		return fmt.Errorf("wal: fdatasync %s: %w", l.act.path, err)
+	}
+	l.unsynced = false
+	l.lastSync = time.Now()
+	return nil
+}
+
+// fail makes err sticky. Committer only. The error is returned to callers,
+// not logged here (it is logged where it is finally handled).
+func (l *Log) fail(err error) {
+	l.cerr = err
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = err
+	}
+	l.failed.Store(true)
+	l.spaceCond.Broadcast()
+	l.mu.Unlock()
+}
 
 // Err returns the sticky error that stopped the log, or nil.
-func (l *Log) Err() error { return nil }
+func (l *Log) Err() error {
+	if !l.failed.Load() {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// FirstOffset is the oldest offset still held (the base of the oldest
+// segment). On an empty log it equals NextOffset.
+func (l *Log) FirstOffset() uint64 { return l.first.Load() }
+
+// NextOffset is the offset the next appended record gets: every lower
+// offset has been assigned (those of Appends still in flight may not be
+// readable yet). 0 for an empty log.
+func (l *Log) NextOffset() uint64 { return l.assigned.Load() }
+
+// waitVisible returns nil once offset is visible, ErrOutOfRange if it was
+// never assigned, or the error that means it never will be.
+func (l *Log) waitVisible(offset uint64) error {
+	if offset < l.visible.Load() {
+		return nil
+	}
+	if next := l.assigned.Load(); offset >= next {
+		return fmt.Errorf("%w: offset %d, next offset is %d", ErrOutOfRange, offset, next)
+	}
+	l.visMu.Lock()
+	defer l.visMu.Unlock()
+	for offset >= l.visible.Load() {
+		if l.isClosed.Load() {
+			return ErrClosed
+		}
+		if l.failed.Load() {
+			return l.Err()
+		}
+		l.visCond.Wait()
+	}
+	return nil
+}
+
+// findSegment returns the segment holding offset. Holds segMu (read).
+func (l *Log) findSegment(offset uint64) (*segment, error) {
+	if l.segsClosed {
+		return nil, ErrClosed
+	}
+	if len(l.segs) == 0 || offset < l.segs[0].base {
+		first := uint64(0)
+		if len(l.segs) > 0 {
+			first = l.segs[0].base
+		}
+		return nil, fmt.Errorf("%w: offset %d, first offset is %d", ErrTruncated, offset, first)
+	}
+	k := sort.Search(len(l.segs), func(k int) bool { return l.segs[k].base > offset }) - 1
+	return l.segs[k], nil
+}
+
+// Read returns the record at offset in a new slice the caller owns. An
+// offset below FirstOffset fails with ErrTruncated, one at or beyond
+// NextOffset with ErrOutOfRange. An offset of an Append still in flight
+// waits for it. A checksum failure is a *CorruptError.
+func (l *Log) Read(offset uint64) ([]byte, error) {
+	if l.isClosed.Load() {
+		return nil, ErrClosed
+	}
+	if err := l.waitVisible(offset); err != nil {
+		return nil, err
+	}
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	s, err := l.findSegment(offset)
+	if err != nil {
+		return nil, err
+	}
+	pos, end, err := l.locate(s, offset)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, end-pos)
+	if _, err := s.store.ReadAt(buf, pos); err != nil {
+		return nil, fmt.Errorf("wal: read %s at %d: %w", s.path, pos, err)
+	}
+	payload, size, _, p := decodeFrame(buf, offset, l.opts.MaxRecordBytes)
+	if p == frameOK && size != len(buf) {
+		p = "frame shorter than the index says"
+	}
+	if p != frameOK {
+		return nil, &CorruptError{Path: s.path, Offset: pos, Record: offset, Reason: string(p)}
+	}
+	return payload, nil
+}
+
+// locate finds the frame of a visible record: [pos, end) in the store.
+// Holds segMu (read).
+func (l *Log) locate(s *segment, offset uint64) (pos, end int64, err error) {
+	i := int(offset - s.base)
+	cnt := int(s.count.Load())
+	size := s.size.Load()
+	if i >= cnt {
+		return 0, 0, fmt.Errorf("%w: offset %d not in segment %s", ErrOutOfRange, offset, s.path)
+	}
+	s.idx.mu.RLock()
+	rel, pos, ok := s.idx.get(i)
+	end = size
+	ok2 := true
+	var rel2 uint32
+	if i+1 < cnt {
+		rel2, end, ok2 = s.idx.get(i + 1)
+		ok2 = ok2 && rel2 == uint32(i+1)
+	}
+	s.idx.mu.RUnlock()
+	if !ok || !ok2 || rel != uint32(i) || pos < headerSize || end > size || end-pos < frameHeaderSize ||
+		end-pos > int64(frameHeaderSize+l.opts.MaxRecordBytes) {
+		return 0, 0, &CorruptError{Path: s.idx.path, Offset: int64(i) * indexEntrySize, Record: offset, Reason: "index entry inconsistent with the store"}
+	}
+	return pos, end, nil
+}
+
+// TruncateFront removes the whole segments whose records are all below
+// offset. It never removes the active segment, so FirstOffset may stay
+// below offset. Readers positioned in removed segments get ErrTruncated.
+func (l *Log) TruncateFront(offset uint64) error {
+	l.truncMu.Lock()
+	defer l.truncMu.Unlock()
+	l.segMu.Lock()
+	if l.segsClosed {
+		l.segMu.Unlock()
+		return ErrClosed
+	}
+	k := 0
+	for k < len(l.segs)-1 && l.segs[k].next() <= offset {
+		k++
+	}
+	if k == 0 {
+		l.segMu.Unlock()
+		return nil
+	}
+	gone := slices.Clone(l.segs[:k])
+	l.segs = slices.Clone(l.segs[k:])
+	for _, s := range gone {
+		s.removed = true
+	}
+	l.first.Store(l.segs[0].base)
+	l.segMu.Unlock()
+
+	// Oldest first, each removal durable before the next, so a crash leaves
+	// a contiguous run of segments.
+	var bytes int64
+	for i, s := range gone {
+		bytes += s.size.Load()
+		s.close()
+		if err := l.fs.Remove(s.path); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("wal: truncate front: remove %s (%d segments not removed from disk; they reappear on reopen): %w", s.path, len(gone)-i, err)
+		}
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return fmt.Errorf("wal: truncate front: sync dir %s: %w", l.dir, err)
+		}
+		if err := l.fs.Remove(s.idx.path); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("wal: truncate front: remove %s: %w", s.idx.path, err)
+		}
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("wal: truncate front: sync dir %s: %w", l.dir, err)
+	}
+	if h := l.opts.Hooks.OnTruncateFront; h != nil {
+		h(len(gone), bytes)
+	}
+	return nil
+}
+
+// Close writes and syncs everything appended, stops the committer, seals
+// the active index and closes the files. Appends and reads after Close fail
+// with ErrClosed. It returns the sticky error if the log had failed. Safe to
+// call twice; the second call returns nil.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.idle = true // force the kick
+	l.wake()
+	l.spaceCond.Broadcast()
+	l.mu.Unlock()
+	<-l.loopDone
+
+	l.isClosed.Store(true)
+	l.visMu.Lock()
+	l.visCond.Broadcast()
+	l.visMu.Unlock()
+
+	l.truncMu.Lock()
+	defer l.truncMu.Unlock()
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	err := l.cerr
+	if err == nil {
+		// A clean close leaves an exact index: no preallocated tail.
+		if serr := l.act.idx.seal(l.actCount); serr != nil {
+			err = serr
+		}
+	}
+	for _, s := range l.segs {
+		if cerr := s.close(); err == nil {
+			err = cerr
+		}
+	}
+	l.segs = nil
+	l.segsClosed = true
+	l.lock.unlock()
+	return err
+}
 
 // Segments lists the segments, oldest first.
-func (l *Log) Segments() []SegmentInfo { return nil }
+func (l *Log) Segments() []SegmentInfo {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	out := make([]SegmentInfo, len(l.segs))
+	for i, s := range l.segs {
+		out[i] = SegmentInfo{Base: s.base, Next: s.next(), Bytes: s.size.Load()}
+	}
+	return out
+}
 
-// Size is the total size of the store files in bytes.
-func (l *Log) Size() int64 { return 0 }
+// Size is the total visible size of the store files in bytes.
+func (l *Log) Size() int64 {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	var n int64
+	for _, s := range l.segs {
+		n += s.size.Load()
+	}
+	return n
+}
 
 // Recovery reports what Open repaired.
-func (l *Log) Recovery() RecoveryInfo { return RecoveryInfo{} }
-
-// Verify reads every record of every segment and checks its checksum.
-func (l *Log) Verify() error { return errNotYet }
+func (l *Log) Recovery() RecoveryInfo {
+	r := l.recovery
+	r.CutFiles = slices.Clone(r.CutFiles)
+	return r
+}
 
 // Dir is the directory the log lives in.
 func (l *Log) Dir() string { return l.dir }
 
-// Reader reads records in order from a Log while appends continue.
-type Reader struct{ l *Log }
-
-// Next returns the next record (a copy) and its offset; io.EOF at the end.
-func (r *Reader) Next() (offset uint64, rec []byte, err error) { return 0, nil, io.EOF }
-
-// Close releases the reader. Safe to call twice.
-func (r *Reader) Close() error { return nil }
+// Verify reads every visible record, checking each checksum, and returns
+// the first *CorruptError (or I/O error) it meets. It may run while appends
+// continue. It is what `shoal wal verify` runs.
+func (l *Log) Verify() error {
+	r, err := l.NewReader(l.FirstOffset())
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for {
+		_, _, err := r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package wal
+
+import (
+	"fmt"
+	"io"
+)
+
+// readChunk is how much of a store a Reader reads at once.
+const readChunk = 256 << 10
+
+// Reader reads records in offset order while appends continue. Next returns
+// io.EOF when it has caught up with the visible end of the log; calling it
+// again later returns the records appended since. A Reader is not safe for
+// concurrent use; use one per goroutine. It holds no file open, so a
+// forgotten Reader costs only its buffer, but Close it anyway.
+type Reader struct {
+	l      *Log
+	next   uint64   // offset of the next record
+	seg    *segment // segment the buffer came from
+	buf    []byte   // whole frames of seg starting at record next, from bufPos
+	bufPos int64    // store position of buf[0]
+	off    int      // parse position in buf
+	closed bool
+}
+
+// NewReader returns a Reader whose first record is from. from may be
+// NextOffset (the Reader then waits for new records by returning io.EOF);
+// below FirstOffset it fails with ErrTruncated, beyond NextOffset with
+// ErrOutOfRange.
+func (l *Log) NewReader(from uint64) (*Reader, error) {
+	if l.isClosed.Load() {
+		return nil, ErrClosed
+	}
+	if from < l.FirstOffset() {
+		return nil, fmt.Errorf("%w: offset %d, first offset is %d", ErrTruncated, from, l.FirstOffset())
+	}
+	if next := l.NextOffset(); from > next {
+		return nil, fmt.Errorf("%w: offset %d, next offset is %d", ErrOutOfRange, from, next)
+	}
+	return &Reader{l: l, next: from}, nil
+}
+
+// Offset is the offset the next call to Next will return.
+func (r *Reader) Offset() uint64 { return r.next }
+
+// Next returns the next record, in a new slice the caller owns, and its
+// offset. At the end of the visible log it returns io.EOF (under
+// SyncAlways, records of Appends that have not returned are not visible;
+// under the other policies, Next waits the few microseconds until queued
+// records are written). Records removed by TruncateFront give ErrTruncated;
+// a checksum failure gives a *CorruptError; after Close, ErrClosed.
+func (r *Reader) Next() (offset uint64, rec []byte, err error) {
+	l := r.l
+	if r.closed || l.isClosed.Load() {
+		return 0, nil, ErrClosed
+	}
+	if r.next >= l.visible.Load() {
+		if l.opts.Sync == SyncAlways || r.next >= l.assigned.Load() {
+			if err := l.Err(); err != nil {
+				return 0, nil, err
+			}
+			return 0, nil, io.EOF
+		}
+		if err := l.waitVisible(r.next); err != nil {
+			return 0, nil, err
+		}
+	}
+	if r.off < len(r.buf) {
+		payload, size, _, p := decodeFrame(r.buf[r.off:], r.next, l.opts.MaxRecordBytes)
+		if p == frameOK {
+			rec = make([]byte, len(payload))
+			copy(rec, payload)
+			r.off += size
+			r.next++
+			return r.next - 1, rec, nil
+		}
+		if p != frameShort && p != frameTruncated {
+			return 0, nil, &CorruptError{Path: r.seg.path, Offset: r.bufPos + int64(r.off), Record: r.next, Reason: string(p)}
+		}
+	}
+	if err := r.fill(); err != nil {
+		return 0, nil, err
+	}
+	payload, size, _, p := decodeFrame(r.buf, r.next, l.opts.MaxRecordBytes)
+	if p != frameOK {
+		return 0, nil, &CorruptError{Path: r.seg.path, Offset: r.bufPos, Record: r.next, Reason: string(p)}
+	}
+	rec = make([]byte, len(payload))
+	copy(rec, payload)
+	r.off = size
+	r.next++
+	return r.next - 1, rec, nil
+}
+
+// fill reads whole frames starting at record r.next (which is visible) into
+// buf, with r.off = 0.
+func (r *Reader) fill() error {
+	l := r.l
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	s, err := l.findSegment(r.next)
+	if err != nil {
+		return err
+	}
+	var pos int64
+	if s == r.seg && !s.removed && r.bufPos+int64(r.off) <= s.size.Load() && len(r.buf) > 0 {
+		pos = r.bufPos + int64(r.off) // sequential: continue where the buffer ended
+	} else if r.next == s.base {
+		pos = headerSize
+	} else {
+		if pos, _, err = l.locate(s, r.next); err != nil {
+			return err
+		}
+	}
+	end := s.size.Load()
+	n := end - pos
+	if n < frameHeaderSize {
+		return &CorruptError{Path: s.path, Offset: pos, Record: r.next, Reason: "visible record past the end of its segment"}
+	}
+	if n > readChunk {
+		n = readChunk
+	}
+	if err := r.readAt(s, pos, int(n)); err != nil {
+		return err
+	}
+	// A record larger than the chunk: read it whole.
+	if fl, _, _, p := parseFrameHeader(r.buf, l.opts.MaxRecordBytes); p == frameOK && frameHeaderSize+fl > len(r.buf) {
+		if int64(frameHeaderSize+fl) > end-pos {
+			return &CorruptError{Path: s.path, Offset: pos, Record: r.next, Reason: string(frameTruncated)}
+		}
+		if err := r.readAt(s, pos, frameHeaderSize+fl); err != nil {
+			return err
+		}
+	}
+	r.seg, r.bufPos, r.off = s, pos, 0
+	return nil
+}
+
+func (r *Reader) readAt(s *segment, pos int64, n int) error {
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n)
+	}
+	r.buf = r.buf[:n]
+	if _, err := s.store.ReadAt(r.buf, pos); err != nil {
+		r.buf = r.buf[:0]
+		return fmt.Errorf("wal: read %s at %d: %w", s.path, pos, err)
+	}
+	return nil
+}
+
+// Close releases the Reader's buffer. Safe to call twice.
+func (r *Reader) Close() error {
+	r.closed = true
+	r.buf, r.seg = nil, nil
+	return nil
+}

@@ -1,0 +1,242 @@
+package wal
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+)
+
+const (
+	osCreateRW = os.O_RDWR | os.O_CREATE
+	osReadOnly = os.O_RDONLY
+	osReadRW   = os.O_RDWR
+	tmpSuffix  = ".tmp"
+)
+
+// segment is one store file and its index. base, path and store never
+// change. count and size are the visible extent: the committer raises them
+// after a group is written (and synced, under SyncAlways), before it raises
+// Log.visible; readers never look past them.
+type segment struct {
+	base  uint64
+	path  string
+	store File
+	idx   *index
+
+	count atomic.Int64 // visible records
+	size  atomic.Int64 // visible store bytes: always the end of a whole frame
+
+	removed bool // taken out by TruncateFront; guarded by Log.segMu
+}
+
+func (s *segment) next() uint64 { return s.base + uint64(s.count.Load()) }
+
+func segmentName(base uint64) string { return fmt.Sprintf("%020d", base) }
+
+func storePath(dir string, base uint64) string {
+	return filepath.Join(dir, segmentName(base)+".log")
+}
+
+func indexPath(dir string, base uint64) string {
+	return filepath.Join(dir, segmentName(base)+".index")
+}
+
+// parseSegmentName recognises "<20 digits>.log" and "<20 digits>.index".
+func parseSegmentName(name string) (base uint64, ext string, ok bool) {
+	stem, ext, found := strings.Cut(name, ".")
+	if !found || len(stem) != 20 || (ext != "log" && ext != "index") {
+		return 0, "", false
+	}
+	for _, c := range stem {
+		if c < '0' || c > '9' {
+			return 0, "", false
+		}
+	}
+	base, err := strconv.ParseUint(stem, 10, 64)
+	if err != nil {
+		return 0, "", false
+	}
+	return base, ext, true
+}
+
+// writeFileAtomic writes data to path through path.tmp: write, fsync,
+// rename. The caller fsyncs the directory.
+func writeFileAtomic(fs FS, path string, data []byte) error {
+	return writeFileAtomicFrom(fs, path, func(f File) error {
+		_, err := f.WriteAt(data, 0)
+		return err
+	})
+}
+
+func writeFileAtomicFrom(fs FS, path string, fill func(File) error) error {
+	tmp := path + tmpSuffix
+	f, err := fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("wal: create %s: %w", tmp, err)
+	}
+	if err := fill(f); err != nil {
+		f.Close()
+		fs.Remove(tmp)
+		return fmt.Errorf("wal: write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		fs.Remove(tmp)
+		return fmt.Errorf("wal: sync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		fs.Remove(tmp)
+		return fmt.Errorf("wal: close %s: %w", tmp, err)
+	}
+	if err := fs.Rename(tmp, path); err != nil {
+		fs.Remove(tmp)
+		return fmt.Errorf("wal: rename %s: %w", tmp, err)
+	}
+	return nil
+}
+
+// createSegment makes a new, empty, durable segment: header via tmp +
+// rename + directory fsync, then the index (a cache, created directly).
+func createSegment(fs FS, dir string, base uint64) (*segment, error) {
+	path := storePath(dir, base)
+	if err := writeFileAtomic(fs, path, encodeHeader(base)); err != nil {
+		return nil, err
+	}
+	if err := fs.SyncDir(dir); err != nil {
+		return nil, fmt.Errorf("wal: sync dir %s: %w", dir, err)
+	}
+	store, err := fs.OpenFile(path, osReadRW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("wal: open %s: %w", path, err)
+	}
+	idx, err := openIndex(fs, indexPath(dir, base), 1)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	s := &segment{base: base, path: path, store: store, idx: idx}
+	s.size.Store(headerSize)
+	return s, nil
+}
+
+func (s *segment) close() error {
+	err := s.idx.close()
+	if cerr := s.store.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("wal: close %s: %w", s.path, cerr)
+	}
+	return err
+}
+
+// scanResult is what a scan of a store found.
+type scanResult struct {
+	count   int          // records in complete Appends
+	end     int64        // position just after the last complete Append
+	stopAt  int64        // where decoding stopped (== size when it reached the end)
+	problem frameProblem // why it stopped early ("" if it reached the end)
+}
+
+// scanStore decodes every frame from the header to size, verifying
+// checksums, and calls onRecord for each record of each complete Append (a
+// run of frames ending with a bit-30 frame). Only I/O failures are errors;
+// bad bytes end the scan and are described in the result.
+func scanStore(f File, base uint64, size int64, maxLen int, onRecord func(i int, pos int64) error) (scanResult, error) {
+	const chunk = 1 << 20
+	var (
+		buf      = make([]byte, 0, chunk)
+		bufStart = int64(headerSize) // file position of buf[0]
+		pos      = int64(headerSize)
+		res      = scanResult{end: headerSize}
+		batch    []int64 // positions of the open Append's frames
+	)
+	// fill makes buf hold [pos, pos+need) (clamped to size).
+	fill := func(need int) error {
+		if pos+int64(need) > size {
+			need = int(size - pos)
+		}
+		if pos >= bufStart && pos+int64(need) <= bufStart+int64(len(buf)) {
+			return nil
+		}
+		want := chunk
+		if need > want {
+			want = need
+		}
+		if int64(want) > size-pos {
+			want = int(size - pos)
+		}
+		if cap(buf) < want {
+			buf = make([]byte, want)
+		}
+		buf = buf[:want]
+		bufStart = pos
+		if _, err := f.ReadAt(buf, pos); err != nil && err != io.EOF {
+			return err
+		} else if err == io.EOF {
+			return io.ErrUnexpectedEOF
+		}
+		return nil
+	}
+	for pos < size {
+		if err := fill(frameHeaderSize); err != nil {
+			return res, err
+		}
+		b := buf[pos-bufStart:]
+		n, _, _, p := parseFrameHeader(b, maxLen)
+		if p == frameOK && int64(frameHeaderSize+n) > size-pos {
+			p = frameTruncated
+		}
+		if p != frameOK {
+			res.stopAt, res.problem = pos, p
+			return res, nil
+		}
+		if err := fill(frameHeaderSize + n); err != nil {
+			return res, err
+		}
+		b = buf[pos-bufStart:]
+		off := base + uint64(res.count+len(batch))
+		_, fsize, last, p := decodeFrame(b, off, maxLen)
+		if p != frameOK {
+			res.stopAt, res.problem = pos, p
+			return res, nil
+		}
+		batch = append(batch, pos)
+		pos += int64(fsize)
+		if last {
+			for _, bp := range batch {
+				if onRecord != nil {
+					if err := onRecord(res.count, bp); err != nil {
+						return res, err
+					}
+				}
+				res.count++
+			}
+			batch = batch[:0]
+			res.end = pos
+		}
+	}
+	res.stopAt = pos
+	if len(batch) > 0 {
+		res.problem = "Append cut short: frames without their last-record frame"
+		res.stopAt = res.end
+	}
+	return res, nil
+}
+
+// readHeader reads and checks the store header.
+func readHeader(f File, path string, base uint64, size int64) error {
+	h := make([]byte, headerSize)
+	if size >= headerSize {
+		if _, err := f.ReadAt(h, 0); err != nil {
+			return fmt.Errorf("wal: read header of %s: %w", path, err)
+		}
+	} else {
+		h = h[:0]
+	}
+	if why := checkHeader(h, base); why != "" {
+		return &CorruptError{Path: path, Offset: 0, Record: base, Reason: why}
+	}
+	return nil
+}

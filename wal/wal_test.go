@@ -1,0 +1,131 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		crashChild()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// rec is the deterministic record for offset off; sizes vary so frames
+// straddle every kind of boundary.
+func rec(off uint64) []byte {
+	n := int(off*7919%97) + 1
+	b := make([]byte, n+8)
+	copy(b, fmt.Sprintf("%08d", off%100000000))
+	for i := 8; i < len(b); i++ {
+		b[i] = byte(off) ^ byte(i)
+	}
+	return b
+}
+
+func mustOpen(t testing.TB, dir string, o *Options) *Log {
+	t.Helper()
+	l, err := Open(dir, o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return l
+}
+
+func appendN(t testing.TB, l *Log, from, n uint64) {
+	t.Helper()
+	for off := from; off < from+n; off++ {
+		got, err := l.Append(rec(off))
+		if err != nil {
+			t.Fatalf("Append(%d): %v", off, err)
+		}
+		if got != off {
+			t.Fatalf("Append returned offset %d, want %d", got, off)
+		}
+	}
+}
+
+// checkAll reads [first, next) with Read and with a Reader and compares
+// with rec.
+func checkAll(t testing.TB, l *Log, first, next uint64) {
+	t.Helper()
+	if l.FirstOffset() != first || l.NextOffset() != next {
+		t.Fatalf("offsets [%d, %d), want [%d, %d)", l.FirstOffset(), l.NextOffset(), first, next)
+	}
+	for off := first; off < next; off++ {
+		b, err := l.Read(off)
+		if err != nil {
+			t.Fatalf("Read(%d): %v", off, err)
+		}
+		if !bytes.Equal(b, rec(off)) {
+			t.Fatalf("Read(%d) = %q, want %q", off, b, rec(off))
+		}
+	}
+	r, err := l.NewReader(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for want := first; ; want++ {
+		off, b, err := r.Next()
+		if err == io.EOF {
+			if want != next {
+				t.Fatalf("Reader EOF at %d, want %d", want, next)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("Reader.Next at %d: %v", want, err)
+		}
+		if off != want || !bytes.Equal(b, rec(off)) {
+			t.Fatalf("Reader.Next = %d %q, want %d %q", off, b, want, rec(want))
+		}
+	}
+}
+
+func TestRoundTripManySegments(t *testing.T) {
+	for _, pol := range []SyncPolicy{SyncAlways, SyncInterval, SyncNever} {
+		t.Run(pol.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			o := &Options{SegmentBytes: 2048, Sync: pol, SyncInterval: 5e6}
+			l := mustOpen(t, dir, o)
+			appendN(t, l, 0, 300)
+			checkAll(t, l, 0, 300)
+			if len(l.Segments()) < 5 {
+				t.Fatalf("only %d segments", len(l.Segments()))
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatalf("second Close: %v", err)
+			}
+			if _, err := l.Append([]byte("x")); !errors.Is(err, ErrClosed) {
+				t.Fatalf("Append after Close: %v", err)
+			}
+			l = mustOpen(t, dir, o)
+			if ri := l.Recovery(); ri.CutBytes != 0 || ri.RebuiltIndexes != 0 {
+				t.Fatalf("clean reopen repaired something: %+v", ri)
+			}
+			checkAll(t, l, 0, 300)
+			appendN(t, l, 300, 50)
+			checkAll(t, l, 0, 350)
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			names, _ := filepath.Glob(filepath.Join(dir, "*.index"))
+			if len(names) < 5 {
+				t.Fatalf("index files: %v", names)
+			}
+		})
+	}
+}
