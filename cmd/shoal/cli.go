@@ -308,12 +308,12 @@ func runGet(ctx context.Context, c *clientCmd, args []string) error {
 		return c.printValue(a)
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VALUE\tREPLICA\tSEQ\tTIME")
+	fmt.Fprintln(tw, "VALUE\tORIGIN\tTIME")
 	for _, s := range a.Siblings {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", humanValue("register", s.Value), s.Replica, s.Seq, s.Time)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", humanValue("register", s.Value), s.Origin, s.Time)
 	}
 	if len(a.Siblings) == 0 {
-		fmt.Fprintf(tw, "%s\t\t\t\n", humanValue(a.Type, a.Value))
+		fmt.Fprintf(tw, "%s\t\t\n", humanValue(a.Type, a.Value))
 	}
 	return tw.Flush()
 }

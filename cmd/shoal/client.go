@@ -181,10 +181,9 @@ type ValueAnswer struct {
 
 // SiblingAnswer is one concurrent value of a register (GET ?siblings=true).
 type SiblingAnswer struct {
-	Value   json.RawMessage `json:"value"`
-	Replica string          `json:"replica"`
-	Seq     uint64          `json:"seq"`
-	Time    string          `json:"time"`
+	Value  json.RawMessage `json:"value"`
+	Origin string          `json:"origin"`
+	Time   string          `json:"time"`
 }
 
 // KeyInfoAnswer is one entry of GET /v1/kv.

@@ -1,0 +1,68 @@
+//go:build shoal_http_draft
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+)
+
+// extraCommands are the commands that run a node or read its files.
+func (m *Main) extraCommands() map[string]func(context.Context, []string) error {
+	return map[string]func(context.Context, []string) error{
+		"agent": m.runAgent,
+		"dev":   m.runDev,
+		"wal":   m.runWAL,
+	}
+}
+
+// closer is what runUntilSignal shuts down.
+type closer interface {
+	Close() error
+	Err() <-chan error
+}
+
+// runUntilSignal waits for the first shutdown signal (or ctx, or a fatal
+// serving error), then closes c gracefully. A second signal during the
+// graceful shutdown exits the process at once.
+func (m *Main) runUntilSignal(ctx context.Context, c closer) error {
+	var fatal error
+	select {
+	case sig := <-m.Signals:
+		fmt.Fprintf(m.Stderr, "shoal: %v received, shutting down (again to exit at once)\n", sig)
+	case <-ctx.Done():
+	case fatal = <-c.Err():
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case sig := <-m.Signals:
+			fmt.Fprintf(m.Stderr, "shoal: second %v, exiting now\n", sig)
+			exit := m.Exit
+			if exit == nil {
+				exit = os.Exit
+			}
+			exit(exitError)
+		case <-done:
+		}
+	}()
+	err := c.Close()
+	if fatal != nil {
+		return fatal
+	}
+	return err
+}
+
+func (m *Main) runAgent(ctx context.Context, args []string) error {
+	c := NewAgentCommand(m.Stderr)
+	if err := c.ParseFlags(args, m.Getenv); err != nil {
+		return err
+	}
+	if err := c.Run(ctx); err != nil {
+		_ = c.Close()
+		return err
+	}
+	return m.runUntilSignal(ctx, c)
+}
