@@ -1,51 +1,334 @@
 package crdt
 
-// Keyspace maps keys to typed CRDT values under one causal context.
-// It is not safe for concurrent use.
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Keyspace is the top-level observed-remove map: key -> typed CRDT value,
+// every value under one shared causal context.
+//
+// Merge rule: a key's entry is joined dot store by dot store (see Entry);
+// a key whose entry ends up holding no dot does not exist. Deleting a key
+// removes the dots the deleting replica had seen under it, so an update
+// concurrent with the delete (a fresh dot) survives it. Concurrent first
+// writes of different types leave values of both types in the entry; the
+// visible one is the type of highest precedence (map > set > counter >
+// register), and an operation of any other type is refused with
+// ErrWrongType until the key is deleted. The hidden value stays in the
+// state (it is part of the digest) until then.
+//
+// Laws: Apply of any delta is idempotent, and applying a set of deltas in
+// any order gives the same state (join is commutative and associative).
+//
+// A Keyspace is not safe for concurrent use; the node guards it with a lock.
+// Read methods return copies.
 type Keyspace struct {
-	keys map[string]*Entry
-	ctx  Context
-	sum  sum128
+	keys  map[string]*Entry
+	ctx   Context
+	sum   sum128 // sum of the key hashes
+	index keyIndex
 }
 
 // NewKeyspace returns an empty keyspace.
 func NewKeyspace() *Keyspace { return &Keyspace{keys: make(map[string]*Entry)} }
 
-// Get returns the visible value of key.
-func (k *Keyspace) Get(key string) (View, bool) { return View{}, false }
+// Get returns a copy of the visible value of key; false when the key does
+// not exist.
+func (k *Keyspace) Get(key string) (View, bool) {
+	e := k.keys[key]
+	if e == nil {
+		return View{}, false
+	}
+	return e.view(), true
+}
 
-// Siblings returns the concurrent values of a register, winner first.
-func (k *Keyspace) Siblings(key string) ([]Sibling, error) { return nil, ErrNotFound }
+// Siblings returns the concurrent values of the register at key, the
+// visible one (highest time, then replica ID, then seq) first. Errors:
+// ErrNotFound, ErrWrongType when the key's visible type is not register.
+func (k *Keyspace) Siblings(key string) ([]Sibling, error) {
+	e := k.keys[key]
+	if e == nil {
+		return nil, fmt.Errorf("siblings of %q: %w", key, ErrNotFound)
+	}
+	if t := e.visibleType(); t != TypeRegister {
+		return nil, fmt.Errorf("siblings of %q (a %v): %w", key, t, ErrWrongType)
+	}
+	regs := slices.Clone(e.Reg)
+	slices.SortFunc(regs, func(a, b RegValue) int { return -compareReg(&a, &b) })
+	out := make([]Sibling, len(regs))
+	for i, r := range regs {
+		out[i] = Sibling{Dot: r.Dot, Time: r.Time, Value: bytes.Clone(r.Value)}
+	}
+	return out, nil
+}
 
-// Keys returns the keys with prefix, sorted; limit <= 0 means all.
-func (k *Keyspace) Keys(prefix string, limit int) []KeyInfo { return nil }
+// Keys returns the keys that start with prefix and their visible types,
+// sorted by key; at most limit of them when limit > 0.
+func (k *Keyspace) Keys(prefix string, limit int) []KeyInfo {
+	ks := k.index.prefixed(prefix, k.keys)
+	if limit > 0 && len(ks) > limit {
+		ks = ks[:limit]
+	}
+	out := make([]KeyInfo, len(ks))
+	for i, key := range ks {
+		out[i] = KeyInfo{Key: key, Type: k.keys[key].visibleType()}
+	}
+	return out
+}
 
 // Len returns the number of keys.
 func (k *Keyspace) Len() int { return len(k.keys) }
 
-// Context returns a copy of the causal context.
+// Context returns a copy of the causal context: every dot this keyspace
+// has seen.
 func (k *Keyspace) Context() *Context { return k.ctx.Clone() }
 
-// Digest returns the canonical digest of the state.
-func (k *Keyspace) Digest() [32]byte { return [32]byte{} }
+// Digest returns a hash of the canonical state: equal on two keyspaces
+// exactly when they hold the same values under the same context (up to
+// hash collisions). It costs O(replicas + context cloud): the per-key
+// hashes are kept up to date by every change.
+func (k *Keyspace) Digest() [32]byte {
+	h := sha256.New()
+	var b [24]byte
+	h.Write([]byte("shoal/crdt digest v1\x00"))
+	binary.BigEndian.PutUint64(b[0:], k.sum.hi)
+	binary.BigEndian.PutUint64(b[8:], k.sum.lo)
+	h.Write(b[:16])
+	vv := k.ctx.VV.Sorted()
+	binary.BigEndian.PutUint64(b[0:], uint64(len(vv)))
+	h.Write(b[:8])
+	for _, d := range vv {
+		binary.BigEndian.PutUint64(b[0:], uint64(d.Replica))
+		binary.BigEndian.PutUint64(b[8:], d.Seq)
+		h.Write(b[:16])
+	}
+	binary.BigEndian.PutUint64(b[0:], uint64(len(k.ctx.Cloud)))
+	h.Write(b[:8])
+	for _, d := range k.ctx.Cloud {
+		binary.BigEndian.PutUint64(b[0:], uint64(d.Replica))
+		binary.BigEndian.PutUint64(b[8:], d.Seq)
+		h.Write(b[:16])
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
 
-// Apply joins a delta into the keyspace.
-func (k *Keyspace) Apply(d *Delta) []Change { return nil }
+func keyHash(key string, e *Entry) sum128 { return hashChild(tagKey, key, e.h) }
 
-// Covers reports whether the delta is already included.
-func (k *Keyspace) Covers(d *Delta) bool { return false }
+// Apply joins a delta into the keyspace and returns the keys whose state
+// changed, sorted by key (nil when the delta brought nothing new). It is
+// idempotent: applying a delta again changes nothing, so at-least-once
+// delivery and WAL replay are safe.
+//
+// Apply visits only the paths the delta lists (plus every key when
+// d.Full), so it costs O(size of the delta), which equals the full join
+// for deltas made by Tx, their joins, KeyState and Snapshot. The delta is
+// not modified and not retained. An invalid delta (see Validate) is
+// ignored: Apply returns nil and changes nothing.
+func (k *Keyspace) Apply(d *Delta) []Change {
+	dctx, err := d.check(nil)
+	if err != nil {
+		return nil
+	}
+	j := joiner{actx: &k.ctx, bctx: dctx, hash: true}
+	var changes []Change
+	for key, be := range d.Keys {
+		if c, ok := k.joinKey(&j, key, be, false); ok {
+			changes = append(changes, c)
+		}
+	}
+	if d.Full {
+		for key := range k.keys {
+			if _, listed := d.Keys[key]; !listed {
+				if c, ok := k.joinKey(&j, key, nil, true); ok {
+					changes = append(changes, c)
+				}
+			}
+		}
+	}
+	k.ctx.Merge(dctx)
+	sortChanges(changes)
+	return changes
+}
 
-// Snapshot returns a deep copy of the whole state.
-func (k *Keyspace) Snapshot() *Delta { return &Delta{} }
+// joinKey joins b into the entry of key and keeps the digest and the
+// index up to date.
+func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, bool) {
+	e := k.keys[key]
+	had := e != nil
+	if !had {
+		e = &Entry{}
+	}
+	var old sum128
+	if had {
+		old = keyHash(key, e)
+	}
+	if !j.entry(e, b, full) {
+		return Change{}, false
+	}
+	if had {
+		k.sum = k.sum.sub(old)
+	}
+	if e.empty() {
+		if had {
+			delete(k.keys, key)
+			k.index.remove()
+		}
+		return Change{Key: key, Deleted: true}, had
+	}
+	if !had {
+		k.keys[key] = e
+		k.index.add(key, k.keys)
+	}
+	k.sum = k.sum.add(keyHash(key, e))
+	return Change{Key: key}, true
+}
 
-// KeyState returns the state of some keys.
-func (k *Keyspace) KeyState(keys ...string) *Delta { return &Delta{} }
+func sortChanges(cs []Change) {
+	slices.SortFunc(cs, func(a, b Change) int { return strings.Compare(a.Key, b.Key) })
+}
 
-// FromSnapshot builds a keyspace from a snapshot.
-func FromSnapshot(d *Delta) (*Keyspace, error) { return NewKeyspace(), nil }
+// Covers reports whether the keyspace has already seen every dot of d's
+// context, in which case applying d would change nothing (a duplicate).
+// Deltas of Tx always hold a fresh dot of their own, so a new operation is
+// never mistaken for a duplicate.
+func (k *Keyspace) Covers(d *Delta) bool {
+	if d == nil {
+		return true
+	}
+	for r, s := range d.Ctx.VV {
+		if s > k.ctx.VV[r] && !k.ctx.containsRange(r, k.ctx.VV[r]+1, s) {
+			return false
+		}
+	}
+	for _, dot := range d.Ctx.Cloud {
+		if dot.Seq != 0 && !k.ctx.Contains(dot) {
+			return false
+		}
+	}
+	for _, r := range d.Own {
+		if !k.ctx.containsRange(r.Replica, r.First, r.Last) {
+			return false
+		}
+	}
+	return true
+}
 
-// JoinRange joins the sender's keys in [lo, hi).
-func (k *Keyspace) JoinRange(lo, hi string, part *Delta, senderCtx *Context) []Change { return nil }
+// Snapshot returns a deep copy of the whole state, marked Full. It shares
+// no memory with the keyspace.
+func (k *Keyspace) Snapshot() *Delta {
+	d := &Delta{Ctx: *k.ctx.Clone(), Full: true}
+	if len(k.keys) > 0 {
+		d.Keys = make(map[string]*Entry, len(k.keys))
+		for key, e := range k.keys {
+			d.Keys[key] = e.clone()
+		}
+	}
+	return d
+}
 
-// MergeContext merges a context.
-func (k *Keyspace) MergeContext(c *Context) { k.ctx.Merge(c) }
+// KeyState returns the state of the given keys (absent keys are skipped)
+// with a context holding exactly the dots they hold: a delta that brings a
+// peer the current values of those keys. It carries no removals; catch-up
+// after the peer missed removals uses JoinRange with the whole context.
+func (k *Keyspace) KeyState(keys ...string) *Delta {
+	d := &Delta{}
+	var dots []Dot
+	for _, key := range keys {
+		e := k.keys[key]
+		if e == nil {
+			continue
+		}
+		if d.Keys == nil {
+			d.Keys = make(map[string]*Entry, len(keys))
+		}
+		d.Keys[key] = e.clone()
+		dots = e.appendDots(dots)
+	}
+	d.Ctx.Cloud = dots
+	d.Ctx.compact()
+	return d
+}
+
+// FromSnapshot builds a keyspace from a state (a Snapshot, or any delta).
+// It validates the input and never panics on bad input: errors wrap
+// ErrInvalid. The keyspace shares no memory with d.
+func FromSnapshot(d *Delta) (*Keyspace, error) {
+	ctx, err := d.check(nil)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	k := NewKeyspace()
+	k.ctx = *ctx.Clone()
+	k.keys = make(map[string]*Entry, len(d.Keys))
+	for key, e := range d.Keys {
+		if n := e.normalize(0); n != nil {
+			k.keys[key] = n
+			k.index.tail = append(k.index.tail, key)
+			k.sum = k.sum.add(keyHash(key, n))
+		}
+	}
+	return k, nil
+}
+
+// JoinRange is the streaming full-state join for catch-up when the deltas a
+// peer missed are gone from the WAL. The sender sends its keys in
+// [lo, hi) (hi == "" means no upper bound) in part, plus its whole
+// context. Every local key in the range is joined with the sender's entry
+// (or with nothing, when the sender has none: then the local values the
+// sender has seen are removed), so removals in the range are caught up too.
+// The dots the joined entries hold are added to the local context right
+// away; after the last range the caller must call MergeContext(senderCtx).
+// It returns the changed keys, sorted. Invalid input is ignored (nil).
+func (k *Keyspace) JoinRange(lo, hi string, part *Delta, senderCtx *Context) []Change {
+	if part == nil || senderCtx == nil {
+		return nil
+	}
+	sctx := canonical(senderCtx)
+	if _, err := part.check(sctx); err != nil {
+		return nil
+	}
+	j := joiner{actx: &k.ctx, bctx: sctx, hash: true}
+	var changes []Change
+	var dots []Dot
+	for key, be := range part.Keys {
+		dots = be.appendDots(dots)
+		if c, ok := k.joinKey(&j, key, be, true); ok {
+			changes = append(changes, c)
+		}
+	}
+	var local []string
+	for _, key := range k.index.from(lo, k.keys) {
+		if hi != "" && key >= hi {
+			break
+		}
+		if _, ok := part.Keys[key]; !ok {
+			local = append(local, key)
+		}
+	}
+	for _, key := range local {
+		if c, ok := k.joinKey(&j, key, nil, true); ok {
+			changes = append(changes, c)
+		}
+	}
+	if len(dots) > 0 {
+		k.ctx.Merge(&Context{Cloud: sortDots(dots)})
+	}
+	sortChanges(changes)
+	return changes
+}
+
+// MergeContext adds every dot of c to the context: the last step of a
+// JoinRange catch-up. Merging a context whose values were not joined first
+// would make those values look removed.
+func (k *Keyspace) MergeContext(c *Context) {
+	if c != nil {
+		k.ctx.Merge(canonical(c))
+	}
+}

@@ -1,40 +1,623 @@
 package crdt
 
-// Tx builds deltas.
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Tx builds the deltas of local operations. It reads the keyspace plus the
+// effects of its own earlier operations, and never writes the keyspace:
+// the node persists the deltas first and applies them afterwards. The
+// keyspace must not change while a Tx is in use.
+//
+// Every operation consumes fresh dots of the Tx's replica, in order,
+// starting after the lastSeq given to Begin; at least one per operation,
+// removals included, so that every operation is a new event (its delta is
+// never mistaken for a duplicate). The cost of an operation is O(size of
+// the operation), never O(size of the key or the keyspace), except Delete
+// and field deletes, which must name every dot they remove.
+//
+// A failed operation leaves the Tx as it was. The returned deltas belong
+// to the caller but must not be modified.
 type Tx struct {
 	ks      *Keyspace
 	replica ReplicaID
 	seq     uint64
+	pend    *Delta // join of the operations so far
+	ops     []txOp
 }
 
-// Begin starts a transaction.
+type txOp struct {
+	d      *Delta
+	before uint64 // seq before the operation
+}
+
+// Begin starts a transaction of replica, whose last issued seq is lastSeq.
 func (k *Keyspace) Begin(replica ReplicaID, lastSeq uint64) *Tx {
-	return &Tx{ks: k, replica: replica, seq: lastSeq}
+	return &Tx{ks: k, replica: replica, seq: lastSeq, pend: &Delta{}}
 }
 
-// Put writes a register.
-func (t *Tx) Put(key string, value []byte, ts Timestamp) (*Delta, error) { return nil, ErrInvalid }
-
-// Incr increments a counter.
-func (t *Tx) Incr(key string, by int64) (*Delta, error) { return nil, ErrInvalid }
-
-// SetAdd adds members to a set.
-func (t *Tx) SetAdd(key string, members ...string) (*Delta, error) { return nil, ErrInvalid }
-
-// SetRemove removes members from a set.
-func (t *Tx) SetRemove(key string, members ...string) (*Delta, error) { return nil, ErrInvalid }
-
-// Delete removes a key.
-func (t *Tx) Delete(key string) (*Delta, error) { return nil, ErrInvalid }
-
-// Update updates a map.
-func (t *Tx) Update(key string, p *Patch, ts Timestamp) (*Delta, error) { return nil, ErrInvalid }
-
-// Checkpoint marks a point to roll back to.
-func (t *Tx) Checkpoint() int { return 0 }
-
-// Rollback undoes the ops after cp.
-func (t *Tx) Rollback(cp int) {}
-
-// LastSeq returns the last seq handed out.
+// LastSeq returns the last seq handed out so far.
 func (t *Tx) LastSeq() uint64 { return t.seq }
+
+// Checkpoint marks the current point of the transaction, for Rollback.
+func (t *Tx) Checkpoint() int { return len(t.ops) }
+
+// Rollback undoes every operation after the checkpoint cp and gives their
+// seqs back: the next operation reuses them. The deltas of the undone
+// operations must be discarded.
+func (t *Tx) Rollback(cp int) {
+	cp = max(cp, 0)
+	if cp >= len(t.ops) {
+		return
+	}
+	t.seq = t.ops[cp].before
+	clear(t.ops[cp:])
+	t.ops = t.ops[:cp]
+	t.rebuild()
+}
+
+func (t *Tx) rebuild() {
+	t.pend = &Delta{}
+	for _, op := range t.ops {
+		t.pend.join(op.d, false)
+	}
+}
+
+// op accumulates the delta of one operation.
+type op struct {
+	t       *Tx
+	d       *Delta
+	start   uint64
+	emitted bool
+}
+
+func (t *Tx) begin() *op { return &op{t: t, d: &Delta{}, start: t.seq} }
+
+func (t *Tx) next() Dot {
+	t.seq++
+	return Dot{t.replica, t.seq}
+}
+
+// at records a step of the operation: entry e at path (key, fields...)
+// with the dots ctx (fresh dots and the observed dots it replaces).
+func (o *op) at(path []string, e *Entry, ctx []Dot) {
+	for i := len(path) - 1; i >= 1; i-- {
+		e = &Entry{Map: map[string]*Entry{path[i]: e}}
+	}
+	m := &Delta{Ctx: Context{Cloud: ctx}}
+	if e != nil {
+		m.Keys = map[string]*Entry{path[0]: e}
+	}
+	m.Ctx.compact()
+	o.d.join(m, false)
+	o.t.pend.join(m, false)
+	o.emitted = true
+}
+
+func (o *op) finish() (*Delta, error) {
+	t := o.t
+	if t.seq == o.start {
+		o.at(nil, nil, []Dot{t.next()}) // an operation that only removes
+	}
+	o.d.Own = []DotRange{{Replica: t.replica, First: o.start + 1, Last: t.seq}}
+	t.ops = append(t.ops, txOp{d: o.d, before: o.start})
+	return o.d, nil
+}
+
+func (o *op) fail(err error) (*Delta, error) {
+	o.t.seq = o.start
+	if o.emitted {
+		o.t.rebuild()
+	}
+	return nil, err
+}
+
+// ov is the Tx's view of one path: the keyspace's entry l, the pending
+// entry p of earlier operations of the Tx, and dead when a pending delete
+// of an ancestor removed all of l.
+type ov struct {
+	l, p *Entry
+	dead bool
+}
+
+// allDead reports whether the pending operations removed all of v.l.
+func (v ov) allDead() bool { return v.dead || (v.p != nil && v.p.All) }
+
+func (v ov) field(f string) ov {
+	c := ov{dead: v.allDead()}
+	if v.l != nil {
+		c.l = v.l.Map[f]
+	}
+	if v.p != nil {
+		c.p = v.p.Map[f]
+	}
+	return c
+}
+
+func (t *Tx) at(path []string) ov {
+	v := ov{l: t.ks.keys[path[0]], p: t.pend.Keys[path[0]]}
+	for _, f := range path[1:] {
+		v = v.field(f)
+	}
+	return v
+}
+
+// Local values are live unless a pending operation has seen (removed)
+// their dot; pending values are all live (later operations removed
+// the pending values they replaced when they were joined in).
+
+func (t *Tx) regs(v ov) []RegValue {
+	var out []RegValue
+	if v.l != nil {
+		for _, r := range v.l.Reg {
+			if !t.pend.Ctx.Contains(r.Dot) {
+				out = append(out, r)
+			}
+		}
+	}
+	if v.p != nil {
+		out = append(out, v.p.Reg...)
+	}
+	return out
+}
+
+func (t *Tx) cnts(v ov) []CountValue {
+	var out []CountValue
+	if v.l != nil {
+		for _, c := range v.l.Cnt {
+			if !t.pend.Ctx.Contains(c.Dot) {
+				out = append(out, c)
+			}
+		}
+	}
+	if v.p != nil {
+		out = append(out, v.p.Cnt...)
+	}
+	return out
+}
+
+func (t *Tx) liveDots(l, p []Dot, out []Dot) []Dot {
+	for _, d := range l {
+		if !t.pend.Ctx.Contains(d) {
+			out = append(out, d)
+		}
+	}
+	return append(out, p...)
+}
+
+func (t *Tx) flags(v ov) []Dot {
+	var l, p []Dot
+	if v.l != nil {
+		l = v.l.Flag
+	}
+	if v.p != nil {
+		p = v.p.Flag
+	}
+	return t.liveDots(l, p, nil)
+}
+
+func (t *Tx) member(v ov, m string, out []Dot) []Dot {
+	var l, p []Dot
+	if v.l != nil {
+		l = v.l.Set[m]
+	}
+	if v.p != nil {
+		p = v.p.Set[m]
+	}
+	return t.liveDots(l, p, out)
+}
+
+// setLive reports whether the set of v has a live member, in O(pending).
+func (t *Tx) setLive(v ov) bool {
+	if v.l != nil && !v.allDead() {
+		// Pending operations remove only members they list.
+		listed := 0
+		if v.p != nil {
+			for m := range v.p.Set {
+				if _, ok := v.l.Set[m]; ok {
+					listed++
+				}
+			}
+		}
+		if len(v.l.Set) > listed {
+			return true
+		}
+	}
+	if v.p != nil {
+		for m := range v.p.Set {
+			if len(t.member(v, m, nil)) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// mapLive reports whether the map of v has a live field, in O(pending).
+func (t *Tx) mapLive(v ov) bool {
+	if v.l != nil && !v.allDead() {
+		listed := 0
+		if v.p != nil {
+			for f := range v.p.Map {
+				if _, ok := v.l.Map[f]; ok {
+					listed++
+				}
+			}
+		}
+		if len(v.l.Map) > listed {
+			return true
+		}
+	}
+	if v.p != nil {
+		for f := range v.p.Map {
+			if t.typeOf(v.field(f)) != 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// typeOf returns the visible type at v, 0 when nothing lives there.
+func (t *Tx) typeOf(v ov) Type {
+	switch {
+	case v.l == nil && v.p == nil:
+		return 0
+	case t.mapLive(v):
+		return TypeMap
+	case t.setLive(v):
+		return TypeSet
+	case len(t.cnts(v)) > 0:
+		return TypeCounter
+	case len(t.regs(v)) > 0:
+		return TypeRegister
+	case len(t.flags(v)) > 0:
+		return TypeFlag
+	}
+	return 0
+}
+
+// allDots appends every live dot under v.
+func (t *Tx) allDots(v ov, out []Dot) []Dot {
+	for _, r := range t.regs(v) {
+		out = append(out, r.Dot)
+	}
+	for _, c := range t.cnts(v) {
+		out = append(out, c.Dot)
+	}
+	out = append(out, t.flags(v)...)
+	if v.l != nil && !v.allDead() {
+		for m, ds := range v.l.Set {
+			if _, listed := v.p.setOf(m); !listed {
+				out = t.liveDots(ds, nil, out)
+			}
+		}
+	}
+	if v.p != nil {
+		for m := range v.p.Set {
+			out = t.member(v, m, out)
+		}
+	}
+	if v.l != nil {
+		for f := range v.l.Map {
+			if _, listed := v.p.fieldOf(f); !listed {
+				out = t.allDots(v.field(f), out)
+			}
+		}
+	}
+	if v.p != nil {
+		for f := range v.p.Map {
+			out = t.allDots(v.field(f), out)
+		}
+	}
+	return out
+}
+
+func checkKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalid)
+	}
+	return nil
+}
+
+func wrongType(op string, path []string, want, have Type) error {
+	return fmt.Errorf("%s %s: a %v, not a %v: %w", op, pathString(path), have, want, ErrWrongType)
+}
+
+func pathString(path []string) string {
+	if len(path) == 1 {
+		return fmt.Sprintf("%q", path[0])
+	}
+	return fmt.Sprintf("%q field %q", path[0], strings.Join(path[1:], "."))
+}
+
+// Put writes value to the register at key with timestamp ts (the caller's
+// HLC). The write replaces every sibling this replica has seen; concurrent
+// writes stay as siblings and the read shows the one with the highest
+// (ts, replica ID, seq). value is copied.
+func (t *Tx) Put(key string, value []byte, ts Timestamp) (*Delta, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	o := t.begin()
+	if err := o.putReg([]string{key}, value, ts); err != nil {
+		return o.fail(err)
+	}
+	return o.finish()
+}
+
+func (o *op) putReg(path []string, value []byte, ts Timestamp) error {
+	t := o.t
+	v := t.at(path)
+	if tp := t.typeOf(v); tp != 0 && tp != TypeRegister {
+		return wrongType("put", path, TypeRegister, tp)
+	}
+	d := t.next()
+	ctx := []Dot{d}
+	for _, r := range t.regs(v) {
+		ctx = append(ctx, r.Dot)
+	}
+	o.at(path, &Entry{Reg: []RegValue{{Dot: d, Time: ts, Value: bytes.Clone(value)}}}, ctx)
+	return nil
+}
+
+// Incr adds by to the counter at key (a negative by decrements). The
+// counter keeps one cumulative contribution per replica; this replica's is
+// replaced by a new one under a fresh dot. ErrOverflow when this replica's
+// contribution would leave int64; the sum of all contributions wraps around
+// like int64 arithmetic.
+func (t *Tx) Incr(key string, by int64) (*Delta, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	o := t.begin()
+	if err := o.incr([]string{key}, by); err != nil {
+		return o.fail(err)
+	}
+	return o.finish()
+}
+
+func (o *op) incr(path []string, by int64) error {
+	t := o.t
+	v := t.at(path)
+	if tp := t.typeOf(v); tp != 0 && tp != TypeCounter {
+		return wrongType("incr", path, TypeCounter, tp)
+	}
+	var n int64
+	var ctx []Dot
+	for _, c := range t.cnts(v) {
+		if c.Dot.Replica == t.replica {
+			n += c.N
+			ctx = append(ctx, c.Dot)
+		}
+	}
+	sum := n + by
+	if (by > 0 && sum < n) || (by < 0 && sum > n) {
+		return fmt.Errorf("incr %s by %d: %w", pathString(path), by, ErrOverflow)
+	}
+	d := t.next()
+	o.at(path, &Entry{Cnt: []CountValue{{Dot: d, N: sum}}}, append(ctx, d))
+	return nil
+}
+
+// SetAdd adds members to the set at key. Each member gets a fresh dot that
+// replaces the dots of that member this replica has seen (add-wins: a
+// concurrent remove cannot have seen the new dot).
+func (t *Tx) SetAdd(key string, members ...string) (*Delta, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	o := t.begin()
+	if err := o.setAdd([]string{key}, members); err != nil {
+		return o.fail(err)
+	}
+	return o.finish()
+}
+
+func uniqueSorted(ss []string) []string {
+	ss = slices.Clone(ss)
+	slices.Sort(ss)
+	return slices.Compact(ss)
+}
+
+func (o *op) setAdd(path []string, members []string) error {
+	t := o.t
+	if len(members) == 0 {
+		return fmt.Errorf("add to %s: %w: no members", pathString(path), ErrInvalid)
+	}
+	v := t.at(path)
+	if tp := t.typeOf(v); tp != 0 && tp != TypeSet {
+		return wrongType("add to", path, TypeSet, tp)
+	}
+	e := &Entry{Set: make(map[string][]Dot, len(members))}
+	var ctx []Dot
+	for _, m := range uniqueSorted(members) {
+		d := t.next()
+		e.Set[m] = []Dot{d}
+		ctx = t.member(v, m, append(ctx, d))
+	}
+	o.at(path, e, ctx)
+	return nil
+}
+
+// SetRemove removes members from the set at key: the dots of those members
+// this replica has seen. Adds it has not seen survive. Removing from an
+// absent key records an operation that changes nothing.
+func (t *Tx) SetRemove(key string, members ...string) (*Delta, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	o := t.begin()
+	if err := o.setRemove([]string{key}, members); err != nil {
+		return o.fail(err)
+	}
+	return o.finish()
+}
+
+func (o *op) setRemove(path []string, members []string) error {
+	t := o.t
+	if len(members) == 0 {
+		return fmt.Errorf("remove from %s: %w: no members", pathString(path), ErrInvalid)
+	}
+	v := t.at(path)
+	tp := t.typeOf(v)
+	if tp != 0 && tp != TypeSet {
+		return wrongType("remove from", path, TypeSet, tp)
+	}
+	if tp == 0 {
+		return nil
+	}
+	e := &Entry{Set: make(map[string][]Dot, len(members))}
+	var ctx []Dot
+	for _, m := range uniqueSorted(members) {
+		e.Set[m] = []Dot{}
+		ctx = t.member(v, m, ctx)
+	}
+	o.at(path, e, ctx)
+	return nil
+}
+
+// Delete removes the key: every dot under it this replica has seen, of
+// every type. Updates concurrent with the delete survive it. ErrNotFound
+// when the key does not exist. Its delta names every removed dot, so it
+// costs O(size of the key).
+func (t *Tx) Delete(key string) (*Delta, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	o := t.begin()
+	v := t.at([]string{key})
+	if t.typeOf(v) == 0 {
+		return o.fail(fmt.Errorf("delete %q: %w", key, ErrNotFound))
+	}
+	o.at([]string{key}, &Entry{All: true}, t.allDots(v, nil))
+	return o.finish()
+}
+
+// empty reports whether the patch does nothing.
+func (p *Patch) empty() bool {
+	return len(p.Set) == 0 && len(p.Delete) == 0 && len(p.Incr) == 0 && len(p.Add) == 0 &&
+		len(p.Remove) == 0 && len(p.Enable) == 0 && len(p.Disable) == 0 && len(p.Nested) == 0
+}
+
+// Update applies a patch to the map (document) at key; register fields
+// written by it get timestamp ts. Each part follows the rules of its type
+// (register fields as Put, counters as Incr, sets as SetAdd/SetRemove,
+// flags enable-wins, nested maps recursively); deleting a field removes
+// the dots under it this replica has seen. Errors: ErrWrongType when the
+// key or a field holds another type, ErrInvalid for an empty patch or
+// nesting deeper than 32, ErrOverflow. The patch is not retained.
+func (t *Tx) Update(key string, p *Patch, ts Timestamp) (*Delta, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if p == nil || p.empty() {
+		return nil, fmt.Errorf("update %q: %w: empty patch", key, ErrInvalid)
+	}
+	o := t.begin()
+	if err := o.patch([]string{key}, p, ts); err != nil {
+		return o.fail(err)
+	}
+	return o.finish()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func (o *op) patch(path []string, p *Patch, ts Timestamp) error {
+	t := o.t
+	if len(path) > maxDepth {
+		return fmt.Errorf("update %s: %w: maps nested deeper than %d", pathString(path), ErrInvalid, maxDepth)
+	}
+	if tp := t.typeOf(t.at(path)); tp != 0 && tp != TypeMap {
+		return wrongType("update", path, TypeMap, tp)
+	}
+	sub := func(f string) []string { return append(slices.Clip(path), f) }
+	for _, f := range p.Delete {
+		fp := sub(f)
+		v := t.at(fp)
+		if t.typeOf(v) == 0 {
+			continue
+		}
+		o.at(fp, &Entry{All: true}, t.allDots(v, nil))
+	}
+	for _, f := range sortedKeys(p.Set) {
+		if err := o.putReg(sub(f), p.Set[f], ts); err != nil {
+			return err
+		}
+	}
+	for _, f := range sortedKeys(p.Incr) {
+		if err := o.incr(sub(f), p.Incr[f]); err != nil {
+			return err
+		}
+	}
+	for _, f := range sortedKeys(p.Add) {
+		if len(p.Add[f]) == 0 {
+			continue
+		}
+		if err := o.setAdd(sub(f), p.Add[f]); err != nil {
+			return err
+		}
+	}
+	for _, f := range sortedKeys(p.Remove) {
+		if len(p.Remove[f]) == 0 {
+			continue
+		}
+		if err := o.setRemove(sub(f), p.Remove[f]); err != nil {
+			return err
+		}
+	}
+	for _, f := range p.Enable {
+		fp := sub(f)
+		v := t.at(fp)
+		if tp := t.typeOf(v); tp != 0 && tp != TypeFlag {
+			return wrongType("enable", fp, TypeFlag, tp)
+		}
+		d := t.next()
+		o.at(fp, &Entry{Flag: []Dot{d}}, append(t.flags(v), d))
+	}
+	for _, f := range p.Disable {
+		fp := sub(f)
+		v := t.at(fp)
+		tp := t.typeOf(v)
+		if tp != 0 && tp != TypeFlag {
+			return wrongType("disable", fp, TypeFlag, tp)
+		}
+		if tp == TypeFlag {
+			o.at(fp, &Entry{}, t.flags(v))
+		}
+	}
+	for _, f := range sortedKeys(p.Nested) {
+		if np := p.Nested[f]; np != nil && !np.empty() {
+			if err := o.patch(sub(f), np, ts); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Entry) setOf(m string) ([]Dot, bool) {
+	if e == nil {
+		return nil, false
+	}
+	ds, ok := e.Set[m]
+	return ds, ok
+}
+
+func (e *Entry) fieldOf(f string) (*Entry, bool) {
+	if e == nil {
+		return nil, false
+	}
+	c, ok := e.Map[f]
+	return c, ok
+}
