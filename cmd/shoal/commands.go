@@ -1,3 +1,5 @@
+//go:build !shoal_http_draft
+
 package main
 
 import "context"

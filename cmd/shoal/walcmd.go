@@ -1,0 +1,505 @@
+//go:build shoal_http_draft
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/shoaldb/shoal/crdt"
+	"github.com/shoaldb/shoal/node"
+	"github.com/shoaldb/shoal/wal"
+)
+
+const walUsage = `Usage: shoal wal verify DIR [flags]
+       shoal wal dump DIR [--from OFFSET] [--prefix KEY] [--follow] [flags]
+
+Offline tools for a data directory (DIR may also be its WAL directory). Both
+only read: they never repair, lock or change anything, so they are safe on
+the directory of a running node.
+
+verify checks every WAL segment (header, every frame's checksum, the Append
+boundaries, contiguous offsets), every index against its store, that every
+record decodes as an operation, and every snapshot. It reports what is
+damaged and where, and exits 1 when something is: corruption in a sealed
+segment, a bad header, a gap, an undecodable record or snapshot. A torn tail
+of the last segment (a crash mid-write, which the next open cuts) and index
+disagreements (the index is a cache, rebuilt on open) are warnings.
+
+dump prints the decoded operations as JSON lines, one per operation and key:
+offset, kind, origin replica, HLC time, the key, its type, the op's dots and
+the delta. --follow keeps printing operations as the node appends them.
+`
+
+func (m *Main) runWAL(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
+		fmt.Fprint(m.Stdout, walUsage)
+		if len(args) == 0 {
+			return usageError("wal: say which: verify or dump")
+		}
+		return nil
+	}
+	switch args[0] {
+	case "verify":
+		return m.runWALVerify(args[1:])
+	case "dump":
+		return m.runWALDump(ctx, args[1:])
+	}
+	return usageError("wal: unknown command %q (want verify or dump)", args[0])
+}
+
+// walDirOf finds the WAL directory of a data directory: DIR/<node.WALDir>
+// when it exists, else DIR itself.
+func walDirOf(dir string) string {
+	sub := filepath.Join(dir, node.WALDir)
+	if st, err := os.Stat(sub); err == nil && st.IsDir() {
+		return sub
+	}
+	return dir
+}
+
+// walProblem is one finding of wal verify.
+type walProblem struct {
+	Severity string  `json:"severity"` // "error" or "warning"
+	File     string  `json:"file"`
+	Byte     *int64  `json:"byte,omitempty"`
+	Record   *uint64 `json:"record,omitempty"`
+	Problem  string  `json:"problem"`
+}
+
+type walVerifyReport struct {
+	Dir       string       `json:"dir"`
+	Segments  int          `json:"segments"`
+	First     uint64       `json:"first_offset"`
+	Next      uint64       `json:"next_offset"`
+	Records   uint64       `json:"records"`
+	Ops       uint64       `json:"ops_decoded"`
+	Snapshots []string     `json:"snapshots"`
+	Problems  []walProblem `json:"problems"`
+	OK        bool         `json:"ok"`
+}
+
+func (r *walVerifyReport) add(sev, file string, byteAt *int64, rec *uint64, format string, args ...any) {
+	r.Problems = append(r.Problems, walProblem{Severity: sev, File: file, Byte: byteAt, Record: rec, Problem: fmt.Sprintf(format, args...)})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (m *Main) runWALVerify(args []string) error {
+	fs := newFlagSet("wal verify", m.Stderr, walUsage+"\n")
+	output := fs.String("output", "human", "report format: human or json")
+	fs.StringVar(output, "o", "human", "shorthand for --output")
+	pos, err := parseArgs(fs, args, m.Getenv)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("wal verify: want one DIR")
+	}
+	rep, err := verifyDataDir(pos[0])
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		if err := json.NewEncoder(m.Stdout).Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printVerifyReport(m.Stdout, rep)
+	}
+	if !rep.OK {
+		return fmt.Errorf("%s is damaged (%d problem(s))", pos[0], countSeverity(rep, "error"))
+	}
+	return nil
+}
+
+func countSeverity(r *walVerifyReport, sev string) int {
+	n := 0
+	for _, p := range r.Problems {
+		if p.Severity == sev {
+			n++
+		}
+	}
+	return n
+}
+
+// verifyDataDir checks a data directory (or a bare WAL directory) without
+// changing it.
+func verifyDataDir(dir string) (*walVerifyReport, error) {
+	wdir := walDirOf(dir)
+	segs, err := listWALSegments(wdir)
+	if err != nil {
+		return nil, err
+	}
+	rep := &walVerifyReport{Dir: dir, Segments: len(segs), Snapshots: []string{}, Problems: []walProblem{}}
+	if len(segs) > 0 {
+		rep.First = segs[0].Base
+		rep.Next = segs[0].Base
+	}
+	for i, s := range segs {
+		last := i == len(segs)-1
+		name := filepath.Base(s.Store)
+		if s.Base != rep.Next {
+			rep.add("error", name, nil, ptr(rep.Next), "segment starts at offset %d, the previous one ends at %d (a gap or an overlap)", s.Base, rep.Next)
+		}
+		sc, err := scanStore(s.Store, s.Base, 0, s.Base, wal.MaxRecordLimit, func(off uint64, pos int64, rec []byte) error {
+			rep.Records++
+			if _, err := node.DecodeOp(rec); err != nil {
+				rep.add("error", name, ptr(pos), ptr(off), "record does not decode as an operation: %v", err)
+			} else {
+				rep.Ops++
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case sc.Header != "":
+			rep.add("error", name, ptr(int64(0)), nil, "bad segment header: %s", sc.Header)
+		case sc.Problem != "" && !last:
+			rep.add("error", name, ptr(sc.ProblemAt), ptr(sc.ProblemRecord), "sealed segment damaged: %s (%d bytes from here on are unreadable)", sc.Problem, sc.Size-sc.ProblemAt)
+		case sc.Problem != "":
+			rep.add("warning", name, ptr(sc.ProblemAt), ptr(sc.ProblemRecord), "torn or corrupt tail: %s; the next open cuts the last %d bytes (records from %d on are lost)", sc.Problem, sc.Size-sc.End, sc.Next())
+		}
+		if sc.Header == "" {
+			if p := indexProblem(s.Index, sc, !last); p != "" {
+				idx := s.Index
+				if idx == "" {
+					idx = strings.TrimSuffix(name, ".log") + ".index"
+				}
+				rep.add("warning", filepath.Base(idx), nil, nil, "index disagrees with its store: %s (the index is a cache; the next open rebuilds it)", p)
+			}
+		}
+		rep.Next = sc.Next()
+	}
+	if err := verifySnapshots(dir, rep); err != nil {
+		return nil, err
+	}
+	rep.OK = countSeverity(rep, "error") == 0
+	return rep, nil
+}
+
+// verifySnapshots checks every snapshot file of the data directory, and
+// that the WAL plus the newest valid snapshot hold everything: a WAL that
+// starts above offset 0 needs a snapshot covering the offsets below it.
+func verifySnapshots(dir string, rep *walVerifyReport) error {
+	sdir := filepath.Join(dir, node.SnapshotDir)
+	ents, err := os.ReadDir(sdir)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	covered, found := uint64(0), false
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".snap") {
+			continue
+		}
+		name := filepath.Join(node.SnapshotDir, e.Name())
+		rep.Snapshots = append(rep.Snapshots, e.Name())
+		c, err := node.VerifySnapshot(filepath.Join(sdir, e.Name()))
+		if err != nil {
+			rep.add("error", name, nil, nil, "snapshot does not load: %v", err)
+			continue
+		}
+		if !found || c > covered {
+			covered, found = c, true
+		}
+	}
+	if rep.Segments > 0 && rep.First > 0 && (!found || covered+1 < rep.First) {
+		what := "no valid snapshot"
+		if found {
+			what = fmt.Sprintf("the newest valid snapshot covers up to %d", covered)
+		}
+		rep.add("error", node.SnapshotDir, nil, ptr(rep.First), "the WAL starts at offset %d but %s: operations are missing", rep.First, what)
+	}
+	return nil
+}
+
+func printVerifyReport(w io.Writer, r *walVerifyReport) {
+	fmt.Fprintf(w, "%s: %d segment(s), offsets %d..%d, %d record(s), %d op(s) decoded, %d snapshot(s)\n",
+		r.Dir, r.Segments, r.First, r.Next, r.Records, r.Ops, len(r.Snapshots))
+	for _, p := range r.Problems {
+		where := p.File
+		if p.Byte != nil {
+			where += fmt.Sprintf(" byte %d", *p.Byte)
+		}
+		if p.Record != nil {
+			where += fmt.Sprintf(" (record %d)", *p.Record)
+		}
+		fmt.Fprintf(w, "%-7s %s: %s\n", strings.ToUpper(p.Severity), where, p.Problem)
+	}
+	if r.OK {
+		fmt.Fprintf(w, "ok (%d warning(s))\n", countSeverity(r, "warning"))
+	} else {
+		fmt.Fprintf(w, "DAMAGED: %d error(s), %d warning(s)\n", countSeverity(r, "error"), countSeverity(r, "warning"))
+	}
+}
+
+// ---- dump
+
+func (m *Main) runWALDump(ctx context.Context, args []string) error {
+	fs := newFlagSet("wal dump", m.Stderr, walUsage+"\n")
+	from := fs.Uint64("from", 0, "first WAL offset to print")
+	prefix := fs.String("prefix", "", "print only keys with this prefix")
+	follow := fs.Bool("follow", false, "keep printing operations as they are appended")
+	poll := fs.Duration("poll", 200*time.Millisecond, "how often --follow looks for new records")
+	pos, err := parseArgs(fs, args, m.Getenv)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("wal dump: want one DIR")
+	}
+	enc := json.NewEncoder(m.Stdout)
+	enc.SetEscapeHTML(false)
+	print := func(off uint64, rec []byte) error {
+		if off < *from {
+			return nil
+		}
+		op, err := node.DecodeOp(rec)
+		if err != nil {
+			return enc.Encode(map[string]any{"offset": off, "error": err.Error()})
+		}
+		for _, line := range opLines(off, op, *prefix) {
+			if err := enc.Encode(line); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return tailWAL(ctx, walDirOf(pos[0]), *from, *follow, *poll, print)
+}
+
+// tailWAL reads every complete record at or after from, in order, and with
+// follow keeps reading what is appended (new segments included) until ctx
+// ends. Damage in a sealed segment is an error; a torn tail of the last
+// segment is where reading waits (a write in progress) or stops.
+func tailWAL(ctx context.Context, dir string, from uint64, follow bool, poll time.Duration, fn func(off uint64, rec []byte) error) error {
+	var (
+		cur    *walSegment
+		pos    int64  // next frame position in cur
+		off    uint64 // offset at pos
+		ticker *time.Ticker
+	)
+	if follow {
+		ticker = time.NewTicker(poll)
+		defer ticker.Stop()
+	}
+	for {
+		segs, err := listWALSegments(dir)
+		if err != nil {
+			return err
+		}
+		if cur == nil && len(segs) > 0 {
+			// Start in the segment holding from (the last one whose base <= from).
+			i := sort.Search(len(segs), func(i int) bool { return segs[i].Base > from }) - 1
+			i = max(i, 0)
+			cur, off = &segs[i], segs[i].Base
+		}
+		progressed := false
+		for cur != nil {
+			sc, err := scanStore(cur.Store, cur.Base, pos, off, wal.MaxRecordLimit, func(o uint64, _ int64, rec []byte) error {
+				return fn(o, rec)
+			})
+			if err != nil {
+				if os.IsNotExist(err) {
+					return fmt.Errorf("segment %s was removed while reading (truncated by a snapshot); restart with --from %d", cur.Store, off)
+				}
+				return err
+			}
+			if sc.Header != "" {
+				if follow && pos == 0 {
+					break // a segment being created: look again later
+				}
+				return fmt.Errorf("%s: bad segment header: %s", cur.Store, sc.Header)
+			}
+			if sc.End > max(pos, walHeaderSize) {
+				progressed = true
+			}
+			pos, off = sc.End, sc.Next()
+			next := nextSegment(segs, cur.Base)
+			if next == nil {
+				break
+			}
+			if sc.Problem != "" {
+				// A newer segment exists, so this one is sealed and complete.
+				return fmt.Errorf("%s byte %d (record %d): sealed segment damaged: %s", cur.Store, sc.ProblemAt, sc.ProblemRecord, sc.Problem)
+			}
+			if next.Base != off {
+				return fmt.Errorf("%s starts at offset %d, the previous segment ends at %d", next.Store, next.Base, off)
+			}
+			cur, pos = next, 0
+		}
+		if !follow {
+			return nil
+		}
+		if progressed {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+func nextSegment(segs []walSegment, base uint64) *walSegment {
+	for i := range segs {
+		if segs[i].Base > base {
+			return &segs[i]
+		}
+	}
+	return nil
+}
+
+// opLines renders one op as JSON lines: one per key it touches (or one for
+// an op without keys), filtered by key prefix.
+func opLines(off uint64, op *node.Op, prefix string) []map[string]any {
+	base := map[string]any{
+		"offset": off,
+		"kind":   op.Kind.String(),
+		"origin": op.Origin.String(),
+		"time":   time.UnixMilli(op.Time.Physical()).UTC().Format(time.RFC3339Nano),
+		"hlc":    uint64(op.Time),
+	}
+	if op.Kind == node.OpStateRange {
+		base["range"] = []string{op.Lo, op.Hi}
+	}
+	var keys []string
+	if op.Delta != nil {
+		for k := range op.Delta.Keys {
+			if strings.HasPrefix(k, prefix) {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		var dots []string
+		for _, r := range op.Delta.Own {
+			dots = append(dots, dotRangeString(r))
+		}
+		if len(dots) > 0 {
+			base["dots"] = dots
+		}
+	}
+	if len(keys) == 0 {
+		if prefix != "" {
+			return nil
+		}
+		return []map[string]any{base}
+	}
+	lines := make([]map[string]any, 0, len(keys))
+	for _, k := range keys {
+		line := make(map[string]any, len(base)+3)
+		for f, v := range base {
+			line[f] = v
+		}
+		e := op.Delta.Keys[k]
+		line["key"] = k
+		line["type"] = entryType(e)
+		line["delta"] = renderEntry(e)
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+func dotRangeString(r crdt.DotRange) string {
+	if r.First == r.Last {
+		return fmt.Sprintf("%s:%d", r.Replica, r.First)
+	}
+	return fmt.Sprintf("%s:%d-%d", r.Replica, r.First, r.Last)
+}
+
+// entryType names the type(s) an entry of a delta holds; "delete" for a
+// removal with no value.
+func entryType(e *crdt.Entry) string {
+	if e == nil {
+		return "delete"
+	}
+	var ts []string
+	if len(e.Map) > 0 {
+		ts = append(ts, "map")
+	}
+	if len(e.Set) > 0 {
+		ts = append(ts, "set")
+	}
+	if len(e.Cnt) > 0 {
+		ts = append(ts, "counter")
+	}
+	if len(e.Reg) > 0 {
+		ts = append(ts, "register")
+	}
+	if len(e.Flag) > 0 {
+		ts = append(ts, "flag")
+	}
+	switch {
+	case len(ts) == 0:
+		return "delete"
+	case len(ts) == 1:
+		return ts[0]
+	}
+	return strings.Join(ts, "+")
+}
+
+// renderEntry turns a delta entry into JSON-friendly values: dots as
+// "replica:seq", register values as JSON.
+func renderEntry(e *crdt.Entry) map[string]any {
+	out := map[string]any{}
+	if e == nil {
+		return out
+	}
+	if e.All {
+		out["removes_all_observed"] = true
+	}
+	if len(e.Reg) > 0 {
+		var regs []map[string]any
+		for _, r := range e.Reg {
+			v := json.RawMessage(r.Value)
+			if !json.Valid(v) {
+				v, _ = json.Marshal(string(r.Value))
+			}
+			regs = append(regs, map[string]any{"dot": r.Dot.String(), "hlc": uint64(r.Time), "value": v})
+		}
+		out["register"] = regs
+	}
+	if len(e.Cnt) > 0 {
+		var cs []map[string]any
+		for _, c := range e.Cnt {
+			cs = append(cs, map[string]any{"dot": c.Dot.String(), "n": c.N})
+		}
+		out["counter"] = cs
+	}
+	if len(e.Set) > 0 {
+		set := make(map[string][]string, len(e.Set))
+		for m, ds := range e.Set {
+			set[m] = dotStrings(ds)
+		}
+		out["set"] = set
+	}
+	if len(e.Flag) > 0 {
+		out["flag"] = dotStrings(e.Flag)
+	}
+	if len(e.Map) > 0 {
+		fields := make(map[string]any, len(e.Map))
+		for f, fe := range e.Map {
+			fields[f] = renderEntry(fe)
+		}
+		out["map"] = fields
+	}
+	return out
+}
+
+func dotStrings(ds []crdt.Dot) []string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = d.String()
+	}
+	return s
+}
