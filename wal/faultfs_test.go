@@ -1,0 +1,307 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+)
+
+var errCrashed = errors.New("faultfs: crashed")
+
+// faultFS wraps the real file system to inject failures and to simulate a
+// machine crash. A crash loses what was not made durable: file bytes written
+// after the file's last Sync (optionally keeping a torn part of them) and
+// directory entries created or renamed after the directory's last SyncDir.
+type faultFS struct {
+	mu    sync.Mutex
+	inner OSFS
+
+	failWrite    error // the next WriteAt fails with this
+	shortWrite   bool  // the next WriteAt writes half and reports no error
+	failSync     error // the next Sync fails with this
+	failAllocate error // the next Allocate fails with this
+	writeENOSPC  bool  // every WriteAt from now fails with ENOSPC
+
+	ops       int // mutating operations so far
+	crashAt   int // the crashAt-th mutating op and all after it fail; 0 = never
+	crashed   bool
+	opNames   []string
+	files     map[string]*fileState // by path
+	dirty     []dirOp               // directory changes not yet SyncDir'ed
+	keepTorn  func(path string, unsynced int64) int64
+	zeroTorn  bool // kept torn bytes are zeroes instead of what was written
+	syncCalls int
+}
+
+type fileState struct {
+	synced int64 // size at the last Sync (or when first seen)
+}
+
+type dirOp struct {
+	kind     string // "create" or "rename"
+	from, to string
+}
+
+func newFaultFS() *faultFS { return &faultFS{files: map[string]*fileState{}} }
+
+// op accounts one mutating operation; it returns errCrashed at and after
+// the crash point.
+func (f *faultFS) op(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.opLocked(name)
+}
+
+func (f *faultFS) opLocked(name string) error {
+	if f.crashed {
+		return errCrashed
+	}
+	f.ops++
+	f.opNames = append(f.opNames, name)
+	if f.crashAt > 0 && f.ops >= f.crashAt {
+		f.crashed = true
+		return errCrashed
+	}
+	return nil
+}
+
+func (f *faultFS) state(path string) *fileState {
+	st := f.files[path]
+	if st == nil {
+		st = &fileState{}
+		if fi, err := os.Stat(path); err == nil {
+			st.synced = fi.Size()
+		}
+		f.files[path] = st
+	}
+	return st
+}
+
+func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	f.mu.Lock()
+	_, statErr := os.Stat(name)
+	creating := flag&os.O_CREATE != 0 && statErr != nil
+	if creating {
+		if err := f.opLocked("create " + filepath.Base(name)); err != nil {
+			f.mu.Unlock()
+			return nil, err
+		}
+	} else if f.crashed && flag&(os.O_RDWR|os.O_WRONLY) != 0 {
+		f.mu.Unlock()
+		return nil, errCrashed
+	}
+	f.mu.Unlock()
+	inner, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	if creating {
+		f.files[name] = &fileState{}
+		f.dirty = append(f.dirty, dirOp{kind: "create", to: name})
+	} else {
+		st := f.state(name)
+		if flag&os.O_TRUNC != 0 {
+			st.synced = 0
+		}
+	}
+	f.mu.Unlock()
+	return &faultFile{File: inner, fs: f, path: name}, nil
+}
+
+func (f *faultFS) Remove(name string) error {
+	if err := f.op("remove " + filepath.Base(name)); err != nil {
+		return err
+	}
+	// A removal is modelled as durable at once (undoing it is impossible).
+	return f.inner.Remove(name)
+}
+
+func (f *faultFS) Rename(oldname, newname string) error {
+	if err := f.op("rename " + filepath.Base(oldname)); err != nil {
+		return err
+	}
+	if err := f.inner.Rename(oldname, newname); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.files[oldname]; ok {
+		f.files[newname] = st
+		delete(f.files, oldname)
+	}
+	f.dirty = append(f.dirty, dirOp{kind: "rename", from: oldname, to: newname})
+	return nil
+}
+
+func (f *faultFS) ReadDir(dir string) ([]string, error) { return f.inner.ReadDir(dir) }
+
+func (f *faultFS) MkdirAll(dir string, perm os.FileMode) error { return f.inner.MkdirAll(dir, perm) }
+
+func (f *faultFS) SyncDir(dir string) error {
+	if err := f.op("syncdir"); err != nil {
+		return err
+	}
+	if err := f.inner.SyncDir(dir); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.dirty = nil
+	f.mu.Unlock()
+	return nil
+}
+
+// crash applies the loss model to the real files. Call it after the Log
+// was abandoned (Closed with errors, or never closed cleanly).
+func (f *faultFS) crash() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.crashed = true
+	// Undo directory changes that were never synced, newest first.
+	for i := len(f.dirty) - 1; i >= 0; i-- {
+		d := f.dirty[i]
+		switch d.kind {
+		case "create":
+			os.Remove(d.to)
+			delete(f.files, d.to)
+		case "rename":
+			if err := os.Rename(d.to, d.from); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+			if st, ok := f.files[d.to]; ok {
+				f.files[d.from] = st
+				delete(f.files, d.to)
+			}
+		}
+	}
+	f.dirty = nil
+	for path, st := range f.files {
+		if filepath.Ext(path) == ".index" {
+			continue // a cache; the recovery table covers its states
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			continue
+		}
+		size := fi.Size()
+		if size <= st.synced {
+			continue
+		}
+		keep := int64(0)
+		if f.keepTorn != nil {
+			keep = f.keepTorn(path, size-st.synced)
+		}
+		if f.zeroTorn && keep > 0 {
+			fh, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			_, err = fh.WriteAt(make([]byte, keep), st.synced)
+			fh.Close()
+			if err != nil {
+				return err
+			}
+		}
+		if err := os.Truncate(path, st.synced+keep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type faultFile struct {
+	*os.File
+	fs   *faultFS
+	path string
+}
+
+func (w *faultFile) WriteAt(p []byte, off int64) (int, error) {
+	f := w.fs
+	f.mu.Lock()
+	if err := f.opLocked("write " + filepath.Base(w.path)); err != nil {
+		f.mu.Unlock()
+		return 0, err
+	}
+	if f.failWrite != nil {
+		err := f.failWrite
+		f.failWrite = nil
+		f.mu.Unlock()
+		return 0, err
+	}
+	if f.writeENOSPC {
+		f.mu.Unlock()
+		return 0, &os.PathError{Op: "write", Path: w.path, Err: syscall.ENOSPC}
+	}
+	short := f.shortWrite
+	f.shortWrite = false
+	f.mu.Unlock()
+	if short && len(p) > 1 {
+		return w.File.WriteAt(p[:len(p)/2], off)
+	}
+	return w.File.WriteAt(p, off)
+}
+
+func (w *faultFile) Sync() error {
+	f := w.fs
+	f.mu.Lock()
+	if err := f.opLocked("sync " + filepath.Base(w.path)); err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	f.syncCalls++
+	if f.failSync != nil {
+		err := f.failSync
+		f.failSync = nil
+		f.mu.Unlock()
+		return err
+	}
+	f.mu.Unlock()
+	if err := fdatasync(w.File); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	if fi, err := w.File.Stat(); err == nil {
+		f.state(w.path).synced = fi.Size()
+	}
+	f.mu.Unlock()
+	return nil
+}
+
+func (w *faultFile) Truncate(size int64) error {
+	if err := w.fs.op("truncate " + filepath.Base(w.path)); err != nil {
+		return err
+	}
+	if err := w.File.Truncate(size); err != nil {
+		return err
+	}
+	w.fs.mu.Lock()
+	if st := w.fs.state(w.path); st.synced > size {
+		st.synced = size
+	}
+	w.fs.mu.Unlock()
+	return nil
+}
+
+func (w *faultFile) Allocate(off, n int64) error {
+	f := w.fs
+	f.mu.Lock()
+	if err := f.opLocked("allocate " + filepath.Base(w.path)); err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	if f.failAllocate != nil {
+		err := f.failAllocate
+		f.failAllocate = nil
+		f.mu.Unlock()
+		return err
+	}
+	f.mu.Unlock()
+	return osFile{w.File}.Allocate(off, n)
+}
+
+func (w *faultFile) Size() (int64, error) { return osFile{w.File}.Size() }
+
+func (w *faultFile) String() string { return fmt.Sprintf("faultFile(%s)", w.path) }
