@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -69,8 +68,8 @@ type Handler struct {
 	opts    HandlerOptions
 	metrics http.Handler
 
-	drainOnce sync.Once
-	draining  chan struct{} // closed by Drain
+	drainCtx context.Context // cancelled by Drain
+	drain    context.CancelFunc
 }
 
 // NewHandler returns the HTTP API handler of n.
@@ -91,7 +90,8 @@ func NewHandler(n *Node, opts *HandlerOptions) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{n: n, opts: o, draining: make(chan struct{})}
+	h := &Handler{n: n, opts: o}
+	h.drainCtx, h.drain = context.WithCancel(context.Background())
 	if o.Gatherer != nil {
 		h.metrics = promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})
 	}
@@ -102,18 +102,9 @@ func NewHandler(n *Node, opts *HandlerOptions) *Handler {
 // /healthz answers 503 and open watch streams end, so that an http.Server's
 // Shutdown does not wait on them. Reads keep working until the node closes.
 // Safe to call more than once.
-func (h *Handler) Drain() {
-	h.drainOnce.Do(func() { close(h.draining) })
-}
+func (h *Handler) Drain() { h.drain() }
 
-func (h *Handler) isDraining() bool {
-	select {
-	case <-h.draining:
-		return true
-	default:
-		return false
-	}
-}
+func (h *Handler) isDraining() bool { return h.drainCtx.Err() != nil }
 
 // Errors of the HTTP layer itself; the node's errors map through the same
 // table.
@@ -280,6 +271,7 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	} else if err != nil {
+		// Reads are still served: healthy, but say why writes are refused.
 		httpWriteJSON(w, http.StatusOK, map[string]string{"status": "read-only", "error": err.Error()})
 		return
 	}
@@ -356,10 +348,9 @@ type httpValueAnswer struct {
 }
 
 type httpSibling struct {
-	Value   any    `json:"value"`
-	Replica string `json:"replica"`
-	Seq     uint64 `json:"seq"`
-	Time    string `json:"time"`
+	Value  any    `json:"value"`
+	Origin string `json:"origin"`
+	Time   string `json:"time"`
 }
 
 func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string) error {
@@ -375,8 +366,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string) e
 		}
 		for _, s := range sibs {
 			a.Siblings = append(a.Siblings, httpSibling{
-				Value: s.Value, Replica: s.Replica.String(), Seq: s.Seq,
-				Time: s.Time.UTC().Format(time.RFC3339Nano),
+				Value: s.Data, Origin: s.Origin, Time: s.Time.UTC().Format(time.RFC3339Nano),
 			})
 		}
 	}
@@ -548,7 +538,7 @@ func (p *httpPatchBody) toPatch(depth int) (Patch, error) {
 		}
 	}
 	if len(p.Nested) > 0 {
-		out.Nested = make(map[string]*Patch, len(p.Nested))
+		out.Nested = make(map[string]Patch, len(p.Nested))
 		for f, np := range p.Nested {
 			if np == nil {
 				return Patch{}, httpBadRequest("nested %q: null patch", f)
@@ -557,7 +547,7 @@ func (p *httpPatchBody) toPatch(depth int) (Patch, error) {
 			if err != nil {
 				return Patch{}, err
 			}
-			out.Nested[f] = &c
+			out.Nested[f] = c
 		}
 	}
 	return out, nil
@@ -620,28 +610,60 @@ func (h *Handler) serveList(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (h *Handler) name(st *Status) string {
+	if h.opts.Name != "" {
+		return h.opts.Name
+	}
+	return st.Replica
+}
+
+// httpStatus is the answer of GET /v1/status.
+type httpStatus struct {
+	Node        string `json:"node"`
+	Replica     string `json:"replica"`
+	Members     int    `json:"members"`
+	Keys        int    `json:"keys"`
+	Digest      string `json:"digest"`
+	Incarnation uint64 `json:"incarnation"`
+	Sync        string `json:"sync"`
+	ReadOnly    bool   `json:"read_only"`
+	Error       string `json:"error,omitempty"`
+	Draining    bool   `json:"draining,omitempty"`
+	FirstOffset uint64 `json:"wal_first_offset"`
+	NextOffset  uint64 `json:"wal_next_offset"`
+	WALBytes    int64  `json:"wal_bytes"`
+}
+
 func (h *Handler) serveStatus(w http.ResponseWriter) error {
 	st := h.n.Status()
-	name := h.opts.Name
-	if name == "" {
-		name = st.Replica
+	if st.Closed {
+		return ErrClosed
 	}
-	a := map[string]any{
-		"node": name, "replica": st.Replica, "members": 1, "keys": st.Keys,
-		"digest": h.n.Digest(), "read_only": st.ReadOnly, "wal_next_offset": st.NextOffset,
-	}
-	httpWriteJSON(w, http.StatusOK, a)
+	httpWriteJSON(w, http.StatusOK, httpStatus{
+		Node: h.name(&st), Replica: st.Replica, Members: 1, Keys: st.Keys,
+		Digest: h.n.Digest(), Incarnation: st.Incarnation, Sync: st.Sync,
+		ReadOnly: st.ReadOnly, Error: st.Error, Draining: h.isDraining(),
+		FirstOffset: st.FirstOffset, NextOffset: st.NextOffset, WALBytes: st.WALBytes,
+	})
 	return nil
+}
+
+// httpMember is one entry of GET /v1/members.
+type httpMember struct {
+	Name    string `json:"name"`
+	Addr    string `json:"addr"`
+	State   string `json:"state"`
+	Replica string `json:"replica,omitempty"`
+	Self    bool   `json:"self,omitempty"`
 }
 
 func (h *Handler) serveMembers(w http.ResponseWriter) error {
 	st := h.n.Status()
-	name := h.opts.Name
-	if name == "" {
-		name = st.Replica
+	if st.Closed {
+		return ErrClosed
 	}
-	httpWriteJSON(w, http.StatusOK, map[string]any{"members": []map[string]any{
-		{"name": name, "replica": st.Replica, "state": "alive", "addr": ""},
+	httpWriteJSON(w, http.StatusOK, map[string]any{"members": []httpMember{
+		{Name: h.name(&st), Replica: st.Replica, State: "alive", Self: true},
 	}})
 	return nil
 }
@@ -656,10 +678,227 @@ func (h *Handler) serveWaitSynced(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) error {
-	return errHTTPNoEndpoint
+// httpBatchOp is one operation of POST /v1/batch.
+type httpBatchOp struct {
+	Op      string          `json:"op"` // put, delete, incr, add, remove, patch
+	Key     string          `json:"key"`
+	Value   json.RawMessage `json:"value"`   // put
+	By      *int64          `json:"by"`      // incr; default 1
+	Members []string        `json:"members"` // add, remove
+	Patch   *httpPatchBody  `json:"patch"`   // patch
 }
 
+type httpBatchBody struct {
+	Ops []httpBatchOp `json:"ops"`
+}
+
+// serveBatch commits several operations on several keys atomically: one
+// WAL record, all or none.
+func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) error {
+	if h.isDraining() {
+		return errHTTPDraining
+	}
+	b, err := httpReadBody(w, r, h.opts.MaxBatchBodyBytes, false)
+	if err != nil {
+		return err
+	}
+	var body httpBatchBody
+	if err := httpDecodeObject(b, &body); err != nil {
+		return err
+	}
+	if len(body.Ops) == 0 {
+		return httpBadRequest(`"ops" must list at least one operation`)
+	}
+	var batch Batch
+	for i, op := range body.Ops {
+		if len(op.Key) > MaxKeyBytes {
+			return fmt.Errorf("ops[%d]: %w", i, errHTTPKeyTooLong)
+		}
+		switch op.Op {
+		case "put":
+			if len(op.Value) == 0 {
+				return httpBadRequest("ops[%d]: put needs a value", i)
+			}
+			batch.Put(op.Key, op.Value)
+		case "delete", "del":
+			batch.Delete(op.Key)
+		case "incr":
+			by := int64(1)
+			if op.By != nil {
+				by = *op.By
+			}
+			batch.Incr(op.Key, by)
+		case "add", "remove":
+			if len(op.Members) == 0 {
+				return httpBadRequest("ops[%d]: %s needs members", i, op.Op)
+			}
+			if op.Op == "add" {
+				batch.SetAdd(op.Key, op.Members...)
+			} else {
+				batch.SetRemove(op.Key, op.Members...)
+			}
+		case "patch":
+			if op.Patch == nil || op.Patch.empty() {
+				return httpBadRequest("ops[%d]: patch needs a non-empty patch", i)
+			}
+			p, err := op.Patch.toPatch(0)
+			if err != nil {
+				return fmt.Errorf("ops[%d]: %w", i, err)
+			}
+			batch.Update(op.Key, p)
+		default:
+			return httpBadRequest("ops[%d]: unknown op %q (want put, delete, incr, add, remove or patch)", i, op.Op)
+		}
+	}
+	if err := h.n.Commit(&batch); err != nil {
+		return err
+	}
+	httpWriteJSON(w, http.StatusOK, map[string]int{"ops": len(body.Ops)})
+	return nil
+}
+
+// httpEvent is the data of one SSE change event.
+type httpEvent struct {
+	Key     string `json:"key"`
+	Type    string `json:"type,omitempty"`
+	Value   any    `json:"value,omitempty"`
+	Deleted bool   `json:"deleted,omitempty"`
+	Origin  string `json:"origin"`
+	Offset  uint64 `json:"offset"`
+}
+
+// serveWatch streams change events as Server-Sent Events. Each event's data
+// is one JSON change; the SSE id is the WAL offset of the record that made
+// it, sent only on the last event of each record, so a client resuming
+// with Last-Event-ID (or ?from=id+1) gets every record after the last one
+// it fully received: none skipped. ?from=OFFSET starts at that offset
+// (inclusive); Last-Event-ID wins over it, as a reconnecting browser sends
+// both.
 func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
-	return errHTTPNoEndpoint
+	q := r.URL.Query()
+	prefix := q.Get("prefix")
+	var from uint64
+	resume := false
+	if s := r.Header.Get("Last-Event-ID"); s != "" {
+		id, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			return httpBadRequest("Last-Event-ID %q is not a WAL offset", s)
+		}
+		from, resume = id+1, true
+	} else if s := q.Get("from"); s != "" {
+		f, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return httpBadRequest("from %q is not a WAL offset", s)
+		}
+		from, resume = f, true
+	}
+	if h.isDraining() {
+		return errHTTPDraining
+	}
+	// The stream ends with the request or when the handler drains.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(h.drainCtx, cancel)
+	defer stop()
+	var sub *Subscription
+	var err error
+	if resume {
+		sub, err = h.n.SubscribeFrom(ctx, prefix, from)
+	} else {
+		sub, err = h.n.Subscribe(ctx, prefix)
+	}
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+
+	rc := http.NewResponseController(w)
+	hd := w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	// A comment first, so the client sees the stream open at once.
+	if _, err := io.WriteString(w, ": shoal watch\n\n"); err != nil {
+		return nil
+	}
+	if rc.Flush() != nil {
+		return nil
+	}
+	nowait, cancelNowait := context.WithCancel(ctx)
+	cancelNowait()
+	var buf []byte
+	var pending *Event
+	for {
+		var ev Event
+		var err error
+		if pending != nil {
+			// Peek without waiting: the events of one record are published
+			// together, so if the next one is not there yet, pending was the
+			// record's last.
+			ev, err = sub.Next(nowait)
+		} else {
+			wctx, wcancel := context.WithTimeout(ctx, h.opts.WatchKeepAlive)
+			ev, err = sub.Next(wctx)
+			wcancel()
+			if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				if _, werr := io.WriteString(w, ": keep-alive\n\n"); werr != nil || rc.Flush() != nil {
+					return nil
+				}
+				continue
+			}
+		}
+		if err != nil && pending != nil && errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			// Nothing more queued: flush pending as the end of its record.
+			buf = appendSSE(buf[:0], pending, true)
+			pending = nil
+			if _, werr := w.Write(buf); werr != nil || rc.Flush() != nil {
+				return nil
+			}
+			continue
+		}
+		if err != nil {
+			if pending != nil {
+				buf = appendSSE(buf[:0], pending, true)
+				_, _ = w.Write(buf)
+			}
+			if ctx.Err() == nil || (h.isDraining() && r.Context().Err() == nil) {
+				// The subscription ended for a reason the client should see
+				// (a slow reader, the node closing, the server draining).
+				if ctx.Err() != nil {
+					err = errHTTPDraining
+				}
+				msg, _ := json.Marshal(map[string]string{"error": err.Error()})
+				_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", msg)
+			}
+			_ = rc.Flush()
+			return nil
+		}
+		if pending != nil {
+			buf = appendSSE(buf[:0], pending, pending.Offset != ev.Offset)
+			if _, werr := w.Write(buf); werr != nil {
+				return nil
+			}
+		}
+		pending = &ev
+	}
+}
+
+// appendSSE appends one SSE event; withID adds its id line.
+func appendSSE(b []byte, ev *Event, withID bool) []byte {
+	if withID {
+		b = append(b, "id: "...)
+		b = strconv.AppendUint(b, ev.Offset, 10)
+		b = append(b, '\n')
+	}
+	data, err := json.Marshal(httpEvent{
+		Key: ev.Key, Type: string(ev.Type), Value: ev.Data, Deleted: ev.Deleted,
+		Origin: ev.Origin, Offset: ev.Offset,
+	})
+	if err != nil {
+		data, _ = json.Marshal(map[string]any{"key": ev.Key, "offset": ev.Offset, "error": err.Error()})
+	}
+	b = append(b, "data: "...)
+	b = append(b, data...)
+	return append(b, '\n', '\n')
 }
