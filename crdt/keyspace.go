@@ -139,7 +139,7 @@ func (k *Keyspace) Apply(d *Delta) []Change {
 	j := joiner{actx: &k.ctx, bctx: dctx, hash: true}
 	var changes []Change
 	for key, be := range d.Keys {
-		if c, ok := k.joinKey(&j, key, be, false); ok {
+		if c, ok := k.joinKey(&j, key, be, d.Full); ok {
 			changes = append(changes, c)
 		}
 	}

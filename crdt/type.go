@@ -48,23 +48,3 @@ func ParseType(s string) (Type, error) {
 	}
 	return 0, fmt.Errorf("%w: unknown type %q", ErrInvalid, s)
 }
-
-// precedence orders the types for the view of a key or field that holds
-// values of several types after concurrent first writes of different types:
-// the value of the highest precedence is visible. map > set > counter >
-// register > flag.
-func (t Type) precedence() int {
-	switch t {
-	case TypeMap:
-		return 5
-	case TypeSet:
-		return 4
-	case TypeCounter:
-		return 3
-	case TypeRegister:
-		return 2
-	case TypeFlag:
-		return 1
-	}
-	return 0
-}

@@ -1,0 +1,303 @@
+package crdt
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"pgregory.net/rapid"
+)
+
+// tb is what helpers need of *testing.T and *rapid.T.
+type tb interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+// rnd is the source of random choices of the operation generator, so the
+// same generator runs under rapid (shrinking) and under a seeded PRNG.
+type rnd interface {
+	intn(n int, label string) int
+}
+
+type rapidRnd struct{ t *rapid.T }
+
+func (r rapidRnd) intn(n int, label string) int { return rapid.IntRange(0, n-1).Draw(r.t, label) }
+
+type mathRnd struct{ r *rand.Rand }
+
+func (r mathRnd) intn(n int, _ string) int { return r.r.IntN(n) }
+
+// mode restricts the generated operations to one type (plus key deletes).
+type mode int
+
+const (
+	modeRegister mode = iota
+	modeCounter
+	modeSet
+	modeFlag
+	modeMap
+	modeMixed
+)
+
+var modes = []struct {
+	name string
+	m    mode
+}{
+	{"register", modeRegister}, {"counter", modeCounter}, {"set", modeSet},
+	{"flag", modeFlag}, {"map", modeMap}, {"keyspace", modeMixed},
+}
+
+// replica is a test replica: a keyspace, its identity, its last seq, and a
+// clock that the test moves.
+type replica struct {
+	id   ReplicaID
+	ks   *Keyspace
+	seq  uint64
+	last Timestamp
+	now  int64
+}
+
+func newReplicas(n int) []*replica {
+	rs := make([]*replica, n)
+	for i := range rs {
+		rs[i] = &replica{id: ReplicaID(0x100 * (i + 1)), ks: NewKeyspace(), now: 1000}
+	}
+	return rs
+}
+
+var (
+	testKeys    = []string{"a", "b", "c"}
+	testMembers = []string{"m", "n", "o", "p"}
+	testFields  = []string{"f", "g", "h"}
+)
+
+func pick[T any](r rnd, xs []T, label string) T { return xs[r.intn(len(xs), label)] }
+
+func (rp *replica) ts(r rnd) Timestamp {
+	// Few distinct clock steps, so equal physical times happen often.
+	rp.now += int64(r.intn(3, "tick"))
+	rp.last = NextTimestamp(rp.last, rp.now)
+	return rp.last
+}
+
+func randomPatch(r rnd, rp *replica, m mode, depth int) *Patch {
+	p := &Patch{}
+	n := 1 + r.intn(3, "patch parts")
+	for i := 0; i < n; i++ {
+		f := pick(r, testFields, "field")
+		k := r.intn(8, "patch op")
+		if m == modeFlag {
+			k = 5 + r.intn(3, "flag op")%2
+		}
+		switch k {
+		case 0:
+			if p.Set == nil {
+				p.Set = map[string][]byte{}
+			}
+			p.Set[f] = []byte(fmt.Sprintf(`"%s%d"`, f, r.intn(5, "value")))
+		case 1:
+			p.Delete = append(p.Delete, f)
+		case 2:
+			if p.Incr == nil {
+				p.Incr = map[string]int64{}
+			}
+			p.Incr[f] = int64(r.intn(7, "by") - 3)
+		case 3:
+			if p.Add == nil {
+				p.Add = map[string][]string{}
+			}
+			p.Add[f] = append(p.Add[f], pick(r, testMembers, "member"))
+		case 4:
+			if p.Remove == nil {
+				p.Remove = map[string][]string{}
+			}
+			p.Remove[f] = append(p.Remove[f], pick(r, testMembers, "member"))
+		case 5:
+			p.Enable = append(p.Enable, f)
+		case 6:
+			p.Disable = append(p.Disable, f)
+		case 7:
+			if depth < 2 {
+				if p.Nested == nil {
+					p.Nested = map[string]*Patch{}
+				}
+				p.Nested[f] = randomPatch(r, rp, m, depth+1)
+			}
+		}
+	}
+	return p
+}
+
+// randomOp runs one random operation of mode m in tx. It returns nil when
+// the operation was refused (wrong type, absent key): that is part of the
+// game, the state stays valid.
+func randomOp(r rnd, rp *replica, tx *Tx, m mode) (*Delta, error) {
+	key := pick(r, testKeys, "key")
+	kind := m
+	if m == modeMixed {
+		kind = mode(r.intn(int(modeMixed), "kind"))
+	}
+	if r.intn(8, "delete?") == 0 {
+		return tx.Delete(key)
+	}
+	switch kind {
+	case modeRegister:
+		return tx.Put(key, []byte(fmt.Sprintf("v%d", r.intn(6, "value"))), rp.ts(r))
+	case modeCounter:
+		return tx.Incr(key, int64(r.intn(11, "by")-5))
+	case modeSet:
+		ms := []string{pick(r, testMembers, "member")}
+		if r.intn(3, "two?") == 0 {
+			ms = append(ms, pick(r, testMembers, "member"))
+		}
+		if r.intn(3, "remove?") == 0 {
+			return tx.SetRemove(key, ms...)
+		}
+		return tx.SetAdd(key, ms...)
+	default:
+		return tx.Update(key, randomPatch(r, rp, kind, 0), rp.ts(r))
+	}
+}
+
+// step runs a random transaction of one to three operations on rp,
+// applies it locally and returns its delta (nil when nothing happened).
+func step(t tb, r rnd, rp *replica, m mode) *Delta {
+	tx := rp.ks.Begin(rp.id, rp.seq)
+	n := 1
+	if r.intn(4, "batch?") == 0 {
+		n = 2 + r.intn(2, "batch size")
+	}
+	var ds []*Delta
+	for i := 0; i < n; i++ {
+		d, err := randomOp(r, rp, tx, m)
+		if err != nil {
+			if !errors.Is(err, ErrWrongType) && !errors.Is(err, ErrNotFound) {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			continue
+		}
+		ds = append(ds, d)
+	}
+	if len(ds) == 0 {
+		return nil
+	}
+	d := JoinDeltas(ds...)
+	if err := d.Validate(); err != nil {
+		t.Fatalf("Tx made an invalid delta: %v\n%s", err, dump(d))
+	}
+	rp.seq = tx.LastSeq()
+	rp.ks.Apply(d)
+	return d
+}
+
+// genStates runs random operations on n replicas with random partial
+// delivery, and returns their keyspaces.
+func genStates(t *rapid.T, m mode, n int) ([]*replica, []*Delta) {
+	r := rapidRnd{t}
+	rs := newReplicas(n)
+	var log []*Delta
+	steps := rapid.IntRange(0, 25).Draw(t, "steps")
+	for i := 0; i < steps; i++ {
+		rp := pick(r, rs, "replica")
+		if d := step(t, r, rp, m); d != nil {
+			log = append(log, d)
+		}
+		if len(log) > 0 && r.intn(2, "deliver?") == 0 {
+			to := pick(r, rs, "to")
+			to.ks.Apply(pick(r, log, "which"))
+		}
+	}
+	return rs, log
+}
+
+// dump renders a delta deterministically, markers included.
+func dump(d *Delta) string {
+	var b strings.Builder
+	c := canonical(&d.Ctx)
+	fmt.Fprintf(&b, "ctx vv=%v cloud=%v own=%v full=%v\n", c.VV.Sorted(), c.Cloud, d.Dots(), d.Full)
+	for _, k := range sortedKeys(d.Keys) {
+		fmt.Fprintf(&b, "key %q:\n", k)
+		dumpEntry(&b, d.Keys[k], "  ")
+	}
+	return b.String()
+}
+
+func dumpEntry(b *strings.Builder, e *Entry, ind string) {
+	if e.All {
+		fmt.Fprintf(b, "%sALL\n", ind)
+	}
+	for _, r := range normSmall(e.Reg, regDot, nil) {
+		fmt.Fprintf(b, "%sreg %v t=%d %q\n", ind, r.Dot, r.Time, r.Value)
+	}
+	for _, c := range normSmall(e.Cnt, cntDot, nil) {
+		fmt.Fprintf(b, "%scnt %v n=%d\n", ind, c.Dot, c.N)
+	}
+	if len(e.Flag) > 0 {
+		fmt.Fprintf(b, "%sflag %v\n", ind, normSmall(e.Flag, idDot, nil))
+	}
+	for _, m := range sortedKeys(e.Set) {
+		fmt.Fprintf(b, "%smember %q %v\n", ind, m, sortDots(slices.Clone(e.Set[m])))
+	}
+	for _, f := range sortedKeys(e.Map) {
+		fmt.Fprintf(b, "%sfield %q:\n", ind, f)
+		dumpEntry(b, e.Map[f], ind+"  ")
+	}
+}
+
+// sameState fails unless the keyspaces hold equal states by every measure:
+// Equal, digest, and the views of every key.
+func sameState(t tb, what string, a, b *Keyspace) {
+	t.Helper()
+	sa, sb := a.Snapshot(), b.Snapshot()
+	if !sa.Equal(sb) {
+		t.Fatalf("%s: states differ\n--- a\n%s--- b\n%s", what, dump(sa), dump(sb))
+	}
+	if a.Digest() != b.Digest() {
+		t.Fatalf("%s: equal states, different digests\n%s", what, dump(sa))
+	}
+	if fmt.Sprint(views(a)) != fmt.Sprint(views(b)) {
+		t.Fatalf("%s: views differ: %v vs %v", what, views(a), views(b))
+	}
+}
+
+func views(k *Keyspace) []string {
+	var out []string
+	for _, ki := range k.Keys("", 0) {
+		v, _ := k.Get(ki.Key)
+		out = append(out, fmt.Sprintf("%s=%s", ki.Key, viewString(v)))
+	}
+	return out
+}
+
+func viewString(v View) string {
+	switch v.Type {
+	case TypeRegister:
+		return string(v.Register)
+	case TypeCounter:
+		return fmt.Sprint(v.Counter)
+	case TypeSet:
+		return fmt.Sprint(v.Set)
+	case TypeFlag:
+		return fmt.Sprint(v.Flag)
+	case TypeMap:
+		var parts []string
+		for _, f := range sortedKeys(v.Map) {
+			parts = append(parts, f+":"+viewString(v.Map[f]))
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	}
+	return "?"
+}
+
+// fromState builds a keyspace from a state, failing the test on error.
+func fromState(t tb, d *Delta) *Keyspace {
+	t.Helper()
+	k, err := FromSnapshot(d)
+	if err != nil {
+		t.Fatalf("FromSnapshot: %v\n%s", err, dump(d))
+	}
+	return k
+}
