@@ -230,10 +230,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		h.metrics.ServeHTTP(w, r)
+	case path == "/v1/kv" || (path == "/v1/kv/" && (r.Method == http.MethodGet || r.Method == http.MethodHead)):
+		err = h.only(r, http.MethodGet, func() error { return h.serveList(w, r) })
 	case strings.HasPrefix(path, "/v1/kv/"):
 		err = h.serveKey(w, r, path[len("/v1/kv/"):])
-	case path == "/v1/kv" || path == "/v1/kv/":
-		err = h.only(r, http.MethodGet, func() error { return h.serveList(w, r) })
 	case path == "/v1/watch":
 		err = h.only(r, http.MethodGet, func() error { return h.serveWatch(w, r) })
 	case path == "/v1/status":
