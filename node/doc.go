@@ -1,0 +1,82 @@
+// Package node is the shoal database an application embeds: a replica that
+// keeps its state in memory, every change in a write-ahead log on disk, and
+// works with no network at all (replication plugs into it and syncs when
+// peers appear).
+//
+//	n, err := node.Open("data", nil) // creates the directory on first use
+//	if err != nil {
+//		return err
+//	}
+//	defer n.Close()
+//	err = n.Put("todo/1", map[string]any{"title": "buy milk", "done": false})
+//	v, err := n.Get("todo/1")            // v.Data: map[string]any{"done": false, "title": "buy milk"}
+//	_, err = n.Incr("visits", 1)         // a PN-counter
+//	err = n.SetAdd("tags", "home", "k")  // an add-wins set
+//	sub, err := n.Subscribe(ctx, "todo/") // changes, local and remote
+//
+// # Data model
+//
+// A key (1 to 1024 bytes of UTF-8) holds one CRDT: a register (a JSON value,
+// last writer wins by hybrid logical clock; concurrent values are kept and
+// shown by Siblings), a counter (int64), a set of strings (add wins), or a
+// map (a document whose fields are registers, counters, sets, flags or
+// maps). An operation of another type than the key holds fails with
+// ErrWrongType. Delete is an observed remove: a concurrent write on another
+// replica survives it.
+//
+// # Writes
+//
+// Every write goes through one commit loop, in this order: validate,
+// compute the CRDT delta, encode it once (msgpack, the Op record: the same
+// bytes are the WAL record and the replication payload), append to the WAL,
+// apply to the in-memory state, notify subscribers, hand to replication,
+// answer the caller. Writers that arrive together share one WAL append and
+// one fsync (group commit). Under SyncAlways (the default) a write returns
+// only once it is on disk; reads never see a write before that. A Batch
+// commits several operations as one record: all or none survive a crash.
+//
+// If a WAL write or fsync fails the node turns read-only: writes return
+// ErrReadOnly wrapping the cause, reads go on, and only reopening the node
+// makes it writable again (after the operator fixed the disk).
+//
+// # Identity and crashes
+//
+// The directory holds the replica's identity (<dir>/identity): a random
+// 64-bit replica ID. Every operation takes fresh dots (replica, seq), and a
+// dot must never be issued twice. Under SyncAlways a dot is published only
+// once durable, so after kill -9 the node recovers its last seq from the
+// WAL and keeps its ID. Under SyncInterval or SyncNever a write is
+// acknowledged before it is durable; the node keeps a marker file while it
+// runs, and finding that marker at Open (the previous run did not Close)
+// makes it take a new replica ID ("incarnation"), so no lost dot is ever
+// reissued.
+//
+// # Files
+//
+//	<dir>/LOCK                  flock held while open (one Node per directory)
+//	<dir>/identity              replica ID and incarnation (JSON, written atomically)
+//	<dir>/dirty                 present while running under a non-durable sync policy
+//	<dir>/wal/                  the segmented WAL (package wal): one Op per record
+//	<dir>/snapshots/<offset>.snap  state snapshots (format in snapshot.go)
+//
+// Snapshots are written every Options.SnapshotEveryOps records or
+// SnapshotEveryBytes WAL bytes, atomically, then the WAL is truncated below
+// the previous snapshot. Open loads the newest valid snapshot (falling back
+// to an older one when it is damaged) and replays the WAL after it; it
+// refuses to open, rather than lose data silently, when the WAL does not
+// cover what the snapshot it could load does not.
+//
+// # Subscriptions
+//
+// Subscribe delivers an Event per changed key, in WAL order, for local and
+// remote writes; SubscribeFrom resumes from a WAL offset. Each subscription
+// has a bounded queue: a reader that falls behind is dropped with
+// ErrSlowSubscriber, and writers never wait for readers.
+//
+// # Metrics and logs
+//
+// Options.Registerer receives shoal_node_* metrics (operations, WAL bytes,
+// append latency, group sizes, snapshots, replay, keys, subscribers,
+// read-only state); Options.Logger receives recovery, snapshot and failure
+// events. Both are off when nil.
+package node

@@ -1,0 +1,535 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Register values are stored as canonical JSON: object keys sorted, no
+// insignificant space, no HTML escaping, numbers in their shortest form
+// (integral numbers without a fraction or exponent, -0 as 0). Two values
+// that are equal as JSON get equal bytes, so replicas compare and hash them
+// alike.
+
+var errJSON = errors.New("malformed JSON")
+
+// encodeValue returns the canonical JSON of a Put value: nil, bool, every
+// integer and float kind, string, []any, map[string]any (recursively),
+// json.Number and json.RawMessage. Callers wrap an error in ErrInvalidValue.
+func encodeValue(v any) ([]byte, error) {
+	return appendJSON(make([]byte, 0, 64), v, 0)
+}
+
+func appendJSON(b []byte, v any, depth int) ([]byte, error) {
+	if depth > MaxDepth {
+		return nil, fmt.Errorf("nested deeper than %d", MaxDepth)
+	}
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case bool:
+		if x {
+			return append(b, "true"...), nil
+		}
+		return append(b, "false"...), nil
+	case string:
+		return appendString(b, x)
+	case int:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int8:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int16:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int32:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case uint:
+		return strconv.AppendUint(b, uint64(x), 10), nil
+	case uint8:
+		return strconv.AppendUint(b, uint64(x), 10), nil
+	case uint16:
+		return strconv.AppendUint(b, uint64(x), 10), nil
+	case uint32:
+		return strconv.AppendUint(b, uint64(x), 10), nil
+	case uint64:
+		return strconv.AppendUint(b, x, 10), nil
+	case float32:
+		return appendFloat(b, float64(x), 32)
+	case float64:
+		return appendFloat(b, x, 64)
+	case json.Number:
+		return appendNumber(b, string(x))
+	case json.RawMessage:
+		p := jsonParser{b: x, useNumber: true}
+		val, err := p.parse()
+		if err != nil {
+			return nil, err
+		}
+		return appendJSON(b, val, depth)
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendJSON(b, e, depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendString(b, k); err != nil {
+				return nil, err
+			}
+			b = append(b, ':')
+			if b, err = appendJSON(b, x[k], depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, '}'), nil
+	}
+	return nil, fmt.Errorf("unsupported type %T (use nil, bool, numbers, string, []any, map[string]any, json.Number or json.RawMessage)", v)
+}
+
+func appendFloat(b []byte, f float64, bits int) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, fmt.Errorf("unsupported number %v", f)
+	}
+	if f == 0 {
+		return append(b, '0'), nil // also -0
+	}
+	if f == math.Trunc(f) && f >= -1<<63 && f < 1<<63 {
+		return strconv.AppendInt(b, int64(f), 10), nil
+	}
+	// encoding/json's choice of format: plain decimals between 1e-6 and 1e21.
+	abs := math.Abs(f)
+	format := byte('f')
+	if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, bits)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, nil
+}
+
+// appendNumber canonicalises a JSON number literal. Integer literals keep
+// every digit, so integers beyond int64 survive in the stored bytes.
+func appendNumber(b []byte, s string) ([]byte, error) {
+	if n := scanNumber(s); n != len(s) || n == 0 {
+		return nil, fmt.Errorf("malformed number %q", s)
+	}
+	integral := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '.' || c == 'e' || c == 'E' {
+			integral = false
+			break
+		}
+	}
+	if integral {
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return strconv.AppendInt(b, i, 10), nil
+		}
+		return append(b, s...), nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return nil, fmt.Errorf("number %q out of range", s)
+	}
+	return appendFloat(b, f, 64)
+}
+
+// scanNumber returns the length of the JSON number at the start of s, or 0.
+func scanNumber[T string | []byte](s T) int {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	default:
+		return 0
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return 0
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return 0
+		}
+	}
+	return i
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendString(b []byte, s string) ([]byte, error) {
+	if !utf8.ValidString(s) {
+		return nil, fmt.Errorf("string is not valid UTF-8")
+	}
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"'), nil
+}
+
+// decodeValue decodes stored JSON bytes into the Go values Get returns:
+// nil, bool, int64 (integral numbers within range), float64 (other
+// numbers), string, []any and map[string]any. The bytes may come from a
+// peer, so malformed input is an error, never a panic.
+func decodeValue(b []byte) (any, error) {
+	p := jsonParser{b: b}
+	v, err := p.parse()
+	if err != nil {
+		return nil, fmt.Errorf("%w: register value: %w", ErrCorrupt, err)
+	}
+	return v, nil
+}
+
+// jsonParser is a strict RFC 8259 parser. It is here rather than
+// encoding/json because Get decodes on every read and this is several times
+// faster for the small values registers usually hold.
+type jsonParser struct {
+	b         []byte
+	i         int
+	useNumber bool // numbers as json.Number (canonicalising input) instead of int64/float64
+}
+
+func (p *jsonParser) parse() (any, error) {
+	p.ws()
+	v, err := p.value(0)
+	if err != nil {
+		return nil, err
+	}
+	p.ws()
+	if p.i != len(p.b) {
+		return nil, fmt.Errorf("%w: trailing bytes at %d", errJSON, p.i)
+	}
+	return v, nil
+}
+
+func (p *jsonParser) ws() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+func (p *jsonParser) fail() error {
+	if p.i >= len(p.b) {
+		return fmt.Errorf("%w: unexpected end", errJSON)
+	}
+	return fmt.Errorf("%w: unexpected %q at %d", errJSON, p.b[p.i], p.i)
+}
+
+func (p *jsonParser) literal(word string, v any) (any, error) {
+	if len(p.b)-p.i < len(word) || string(p.b[p.i:p.i+len(word)]) != word {
+		return nil, p.fail()
+	}
+	p.i += len(word)
+	return v, nil
+}
+
+func (p *jsonParser) value(depth int) (any, error) {
+	if depth > MaxDepth {
+		return nil, fmt.Errorf("%w: nested deeper than %d", errJSON, MaxDepth)
+	}
+	if p.i >= len(p.b) {
+		return nil, p.fail()
+	}
+	switch c := p.b[p.i]; {
+	case c == 'n':
+		return p.literal("null", nil)
+	case c == 't':
+		return p.literal("true", true)
+	case c == 'f':
+		return p.literal("false", false)
+	case c == '"':
+		return p.str()
+	case c == '-' || c >= '0' && c <= '9':
+		return p.number()
+	case c == '[':
+		p.i++
+		arr := []any{}
+		p.ws()
+		if p.i < len(p.b) && p.b[p.i] == ']' {
+			p.i++
+			return arr, nil
+		}
+		for {
+			p.ws()
+			v, err := p.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, v)
+			p.ws()
+			if p.i >= len(p.b) {
+				return nil, p.fail()
+			}
+			switch p.b[p.i] {
+			case ',':
+				p.i++
+			case ']':
+				p.i++
+				return arr, nil
+			default:
+				return nil, p.fail()
+			}
+		}
+	case c == '{':
+		p.i++
+		obj := map[string]any{}
+		p.ws()
+		if p.i < len(p.b) && p.b[p.i] == '}' {
+			p.i++
+			return obj, nil
+		}
+		for {
+			p.ws()
+			if p.i >= len(p.b) || p.b[p.i] != '"' {
+				return nil, p.fail()
+			}
+			k, err := p.str()
+			if err != nil {
+				return nil, err
+			}
+			p.ws()
+			if p.i >= len(p.b) || p.b[p.i] != ':' {
+				return nil, p.fail()
+			}
+			p.i++
+			p.ws()
+			v, err := p.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			obj[k] = v
+			p.ws()
+			if p.i >= len(p.b) {
+				return nil, p.fail()
+			}
+			switch p.b[p.i] {
+			case ',':
+				p.i++
+			case '}':
+				p.i++
+				return obj, nil
+			default:
+				return nil, p.fail()
+			}
+		}
+	}
+	return nil, p.fail()
+}
+
+func (p *jsonParser) number() (any, error) {
+	s := p.b[p.i:]
+	n := scanNumber(s)
+	if n == 0 {
+		return nil, p.fail()
+	}
+	lit := string(s[:n])
+	p.i += n
+	if p.useNumber {
+		return json.Number(lit), nil
+	}
+	if i, err := strconv.ParseInt(lit, 10, 64); err == nil {
+		return i, nil
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return nil, fmt.Errorf("%w: number %q", errJSON, lit)
+	}
+	if math.IsInf(f, 0) {
+		return nil, fmt.Errorf("%w: number %q out of range", errJSON, lit)
+	}
+	if f == math.Trunc(f) && f >= -1<<63 && f < 1<<63 {
+		return int64(f), nil
+	}
+	return f, nil
+}
+
+// str parses a string starting at the opening quote.
+func (p *jsonParser) str() (string, error) {
+	p.i++ // opening quote
+	start := p.i
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			raw := p.b[start:p.i]
+			p.i++
+			if !utf8.Valid(raw) {
+				return "", fmt.Errorf("%w: string is not valid UTF-8", errJSON)
+			}
+			return string(raw), nil
+		case c == '\\':
+			return p.slowStr(start)
+		case c < 0x20:
+			return "", p.fail()
+		}
+		p.i++
+	}
+	return "", p.fail()
+}
+
+// slowStr parses a string with escapes; start is just after the opening quote.
+func (p *jsonParser) slowStr(start int) (string, error) {
+	out := make([]byte, 0, p.i-start+16)
+	out = append(out, p.b[start:p.i]...)
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			if !utf8.Valid(out) {
+				return "", fmt.Errorf("%w: string is not valid UTF-8", errJSON)
+			}
+			return string(out), nil
+		case c < 0x20:
+			return "", p.fail()
+		case c != '\\':
+			out = append(out, c)
+			p.i++
+			continue
+		}
+		p.i++
+		if p.i >= len(p.b) {
+			return "", p.fail()
+		}
+		e := p.b[p.i]
+		p.i++
+		switch e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := p.hex4()
+			if !ok {
+				return "", p.fail()
+			}
+			if r >= 0xD800 && r < 0xDC00 {
+				// a high surrogate must be followed by an escaped low one
+				if p.i+1 < len(p.b) && p.b[p.i] == '\\' && p.b[p.i+1] == 'u' {
+					p.i += 2
+					lo, ok := p.hex4()
+					if !ok {
+						return "", p.fail()
+					}
+					if lo >= 0xDC00 && lo < 0xE000 {
+						r = 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00)
+					} else {
+						return "", fmt.Errorf("%w: unpaired surrogate", errJSON)
+					}
+				} else {
+					return "", fmt.Errorf("%w: unpaired surrogate", errJSON)
+				}
+			} else if r >= 0xDC00 && r < 0xE000 {
+				return "", fmt.Errorf("%w: unpaired surrogate", errJSON)
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return "", fmt.Errorf("%w: bad escape \\%c", errJSON, e)
+		}
+	}
+	return "", p.fail()
+}
+
+func (p *jsonParser) hex4() (rune, bool) {
+	if len(p.b)-p.i < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range p.b[p.i : p.i+4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, false
+		}
+	}
+	p.i += 4
+	return r, true
+}

@@ -1,0 +1,111 @@
+package node
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the node's Prometheus collectors. They always exist (so the
+// code never checks for nil); they are registered only when
+// Options.Registerer is set.
+type metrics struct {
+	ops            *prometheus.CounterVec // committed local operations by kind
+	opErrors       *prometheus.CounterVec // refused operations by reason
+	remote         *prometheus.CounterVec // remote records by result
+	walBytes       prometheus.Counter
+	walRecords     prometheus.Counter
+	appendSeconds  prometheus.Histogram // one WAL append (write + fsync) per group
+	batchOps       prometheus.Histogram // requests per group commit
+	snapshotSecs   prometheus.Histogram
+	snapshots      *prometheus.CounterVec // by result
+	snapshotBytes  prometheus.Gauge
+	replaySeconds  prometheus.Gauge
+	replayRecords  prometheus.Gauge
+	keys           prometheus.Gauge
+	subscribers    prometheus.Gauge
+	subDropped     prometheus.Counter
+	readOnly       prometheus.Gauge
+	clockAhead     prometheus.Counter
+	queueDepthFunc prometheus.GaugeFunc
+}
+
+func newMetrics(queueDepth func() float64) *metrics {
+	const ns, sub = "shoal", "node"
+	m := &metrics{
+		ops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "ops_total", Help: "Local operations committed, by kind."}, []string{"op"}),
+		opErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "op_errors_total", Help: "Operations refused, by reason."}, []string{"reason"}),
+		remote: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "remote_records_total", Help: "Records received from peers, by result (applied, duplicate, invalid)."}, []string{"result"}),
+		walBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "wal_bytes_total", Help: "Record bytes appended to the WAL."}),
+		walRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "wal_records_total", Help: "Records appended to the WAL."}),
+		appendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "wal_append_seconds", Help: "Duration of one group-commit WAL append, including fsync under SyncAlways.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16)}),
+		batchOps: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "commit_batch_requests", Help: "Write requests sharing one WAL append and fsync.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
+		snapshotSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "snapshot_seconds", Help: "Duration of writing one snapshot.",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 2, 16)}),
+		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "snapshots_total", Help: "Snapshots written, by result."}, []string{"result"}),
+		snapshotBytes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "snapshot_bytes", Help: "Size of the newest snapshot."}),
+		replaySeconds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "replay_seconds", Help: "Duration of the recovery at Open (snapshot load and WAL replay)."}),
+		replayRecords: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "replay_records", Help: "WAL records replayed at Open."}),
+		keys: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "keys", Help: "Keys in the state."}),
+		subscribers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "subscribers", Help: "Open subscriptions."}),
+		subDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "subscribers_dropped_total", Help: "Subscriptions ended because the reader fell behind."}),
+		readOnly: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "read_only", Help: "1 when a WAL failure made the node read-only."}),
+		clockAhead: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "clock_ahead_total", Help: "Remote timestamps further ahead of the local clock than MaxClockDrift (accepted, clock clamped)."}),
+	}
+	m.queueDepthFunc = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+		Name: "write_queue_depth", Help: "Write requests waiting for the commit loop."}, queueDepth)
+	return m
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.ops, m.opErrors, m.remote, m.walBytes, m.walRecords,
+		m.appendSeconds, m.batchOps, m.snapshotSecs, m.snapshots, m.snapshotBytes,
+		m.replaySeconds, m.replayRecords, m.keys, m.subscribers, m.subDropped,
+		m.readOnly, m.clockAhead, m.queueDepthFunc}
+}
+
+// register registers every collector, or none.
+func (m *metrics) register(r prometheus.Registerer) error {
+	if r == nil {
+		return nil
+	}
+	var done []prometheus.Collector
+	for _, c := range m.collectors() {
+		if err := r.Register(c); err != nil {
+			for _, d := range done {
+				r.Unregister(d)
+			}
+			return fmt.Errorf("node: register metrics: %w", err)
+		}
+		done = append(done, c)
+	}
+	return nil
+}
+
+func (m *metrics) unregister(r prometheus.Registerer) {
+	if r == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		r.Unregister(c)
+	}
+}

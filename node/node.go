@@ -1,0 +1,321 @@
+package node
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoaldb/shoal/crdt"
+	"github.com/shoaldb/shoal/wal"
+)
+
+// Node is an embedded shoal replica: the state in memory, every change in a
+// write-ahead log on disk, snapshots, and subscriptions. All methods are
+// safe for concurrent use.
+//
+// Goroutines: Open starts the commit loop (the only writer of the state)
+// and the snapshot writer; Close stops the loop, then the snapshot writer,
+// ends the subscriptions and closes the WAL, in that order.
+type Node struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+
+	lockf *os.File
+	wal   *wal.Log
+
+	replica     crdt.ReplicaID
+	incarnation uint64
+
+	// mu guards ks and applied for readers; only the commit loop writes
+	// them, under the write lock.
+	mu      sync.RWMutex
+	ks      *crdt.Keyspace
+	applied uint64 // the WAL offset after the last applied record
+
+	keys     atomic.Int64                // ks.Len(), for Status without the lock
+	readOnly atomic.Pointer[readOnlyErr] // set once by the first WAL failure
+
+	// Owned by the commit loop (and by Open before the loop starts).
+	lastSeq   uint64         // last dot seq this replica issued
+	clock     crdt.Timestamp // hybrid logical clock
+	sinceOps  int            // records since the last snapshot
+	sinceSize int64          // record bytes since the last snapshot
+	recs      [][]byte       // reused per group
+
+	reqs     chan *request
+	closing  chan struct{} // closed by Close: the loop stops
+	loopDone chan struct{} // closed when the loop has exited
+	closed   atomic.Bool
+	close    sync.Once
+	closeErr error
+
+	hub   hub
+	index dotIndex
+	snap  snapshotter
+
+	// commitHook, when set, receives every committed group (replication).
+	commitHook atomic.Pointer[func([]committed)]
+}
+
+type readOnlyErr struct{ err error }
+
+// Open opens (or creates) the node whose data lives in dir: it takes the
+// directory lock, loads the replica identity, the newest valid snapshot and
+// replays the WAL after it. A nil opts means defaults; opts is copied.
+func Open(dir string, opts *Options) (*Node, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("node: open %s: %w", dir, err)
+	}
+	n := &Node{
+		dir:      dir,
+		opts:     o,
+		log:      o.Logger,
+		reqs:     make(chan *request, o.MaxBatchOps),
+		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+	n.m = newMetrics(func() float64 { return float64(len(n.reqs)) })
+	n.hub.init(n.m)
+	if n.lockf, err = lockDir(dir); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Node, error) {
+		if n.wal != nil {
+			n.wal.Close()
+		}
+		n.m.unregister(o.Registerer)
+		n.lockf.Close()
+		return nil, err
+	}
+	if n.replica, n.incarnation, err = loadIdentity(dir, o.Sync, n.log); err != nil {
+		return fail(err)
+	}
+	if err := n.m.register(o.Registerer); err != nil {
+		return fail(err)
+	}
+	n.wal, err = wal.Open(filepath.Join(dir, "wal"), &wal.Options{
+		SegmentBytes: o.SegmentBytes,
+		Sync:         o.Sync,
+		SyncInterval: o.SyncInterval,
+		Logger:       o.Logger,
+		FS:           o.WALFS,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("node: open wal: %w", err))
+	}
+	if err := n.recover(); err != nil {
+		return fail(err)
+	}
+	n.log.Info("node open", "dir", dir, "replica", n.replica.String(), "incarnation", n.incarnation,
+		"keys", n.keys.Load(), "wal_first", n.wal.FirstOffset(), "wal_next", n.wal.NextOffset())
+	n.snap.start(n)
+	go n.run()
+	return n, nil
+}
+
+// Close stops the node: writes queued before Close are committed, later
+// calls return ErrClosed, subscriptions end with ErrClosed, the WAL is
+// synced and closed and the directory unlocked. Safe to call more than once.
+func (n *Node) Close() error {
+	n.close.Do(func() {
+		n.closed.Store(true)
+		close(n.closing)
+		<-n.loopDone
+		n.snap.stop()
+		n.hub.closeAll(ErrClosed)
+		var errs []error
+		if err := n.wal.Sync(); err != nil && n.readOnly.Load() == nil {
+			errs = append(errs, fmt.Errorf("node: close: sync wal: %w", err))
+		}
+		if err := n.wal.Close(); err != nil && n.readOnly.Load() == nil {
+			errs = append(errs, fmt.Errorf("node: close: wal: %w", err))
+		}
+		// Every acknowledged write is durable now: the next Open may keep
+		// this replica ID.
+		if len(errs) == 0 && n.readOnly.Load() == nil && n.opts.Sync != SyncAlways {
+			if err := removeDurable(n.dir, dirtyFile); err != nil {
+				errs = append(errs, fmt.Errorf("node: close: %w", err))
+			}
+		}
+		n.m.unregister(n.opts.Registerer)
+		if err := n.lockf.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("node: close: unlock: %w", err))
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// Err returns nil while the node accepts writes, ErrClosed after Close, or
+// an error wrapping ErrReadOnly and its cause after a WAL failure.
+func (n *Node) Err() error {
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	if ro := n.readOnly.Load(); ro != nil {
+		return readOnlyError(ro.err)
+	}
+	return nil
+}
+
+// setReadOnly records the first WAL failure: every later write is refused.
+func (n *Node) setReadOnly(cause error) {
+	if n.readOnly.CompareAndSwap(nil, &readOnlyErr{cause}) {
+		n.m.readOnly.Set(1)
+		n.log.Error("WAL failed; the node is read-only until reopened", "err", cause)
+	}
+}
+
+// Get returns the visible value of key, or ErrNotFound. The value is a
+// copy the caller owns.
+func (n *Node) Get(key string) (Value, error) {
+	if n.closed.Load() {
+		return Value{}, ErrClosed
+	}
+	if !validKey(key) {
+		return Value{}, keyError("get", key)
+	}
+	n.mu.RLock()
+	v, ok := n.ks.Get(key)
+	n.mu.RUnlock()
+	if !ok {
+		return Value{}, fmt.Errorf("%w: %q", ErrNotFound, key)
+	}
+	data, err := convertView(&v)
+	if err != nil {
+		return Value{}, fmt.Errorf("node: get %q: %w", key, err)
+	}
+	return Value{Key: key, Type: typeOf(v.Type), Data: data}, nil
+}
+
+// Siblings returns the concurrent values of the register at key, the
+// winner (what Get returns) first. ErrWrongType if key is not a register.
+func (n *Node) Siblings(key string) ([]Sibling, error) {
+	if n.closed.Load() {
+		return nil, ErrClosed
+	}
+	if !validKey(key) {
+		return nil, keyError("siblings", key)
+	}
+	n.mu.RLock()
+	sibs, err := n.ks.Siblings(key)
+	n.mu.RUnlock()
+	if err != nil {
+		return nil, mapError("siblings", key, err)
+	}
+	out := make([]Sibling, len(sibs))
+	for i, s := range sibs {
+		data, err := decodeValue(s.Value)
+		if err != nil {
+			return nil, fmt.Errorf("node: siblings %q: %w", key, err)
+		}
+		out[i] = Sibling{Data: data, Origin: s.Dot.Replica.String(), Time: time.UnixMilli(s.Time.Physical())}
+	}
+	return out, nil
+}
+
+// Keys lists the keys starting with prefix, sorted, at most limit of them
+// (limit <= 0: all).
+func (n *Node) Keys(prefix string, limit int) ([]KeyInfo, error) {
+	if n.closed.Load() {
+		return nil, ErrClosed
+	}
+	// Keyspace.Keys sorts newly added keys into its index on demand, so it
+	// writes: it takes the write lock, not the read lock.
+	n.mu.Lock()
+	infos := n.ks.Keys(prefix, limit)
+	n.mu.Unlock()
+	out := make([]KeyInfo, len(infos))
+	for i, ki := range infos {
+		out[i] = KeyInfo{Key: ki.Key, Type: typeOf(ki.Type)}
+	}
+	return out, nil
+}
+
+// Digest returns a hash of the canonical state (hex): two nodes have equal
+// digests exactly when their states are equal. "" after Close.
+func (n *Node) Digest() string {
+	if n.closed.Load() {
+		return ""
+	}
+	n.mu.RLock()
+	d := n.ks.Digest()
+	n.mu.RUnlock()
+	return hex.EncodeToString(d[:])
+}
+
+// Status describes the node.
+type Status struct {
+	Replica     string // this replica's ID (16 hex digits)
+	Incarnation uint64 // how many replica IDs this directory has had
+	Keys        int
+	ReadOnly    bool   // a WAL failure stopped writes
+	Error       string // the cause when ReadOnly
+	Closed      bool
+	Sync        string // the sync policy
+	FirstOffset uint64 // oldest WAL offset still held
+	NextOffset  uint64 // offset of the next WAL record
+	WALBytes    int64
+}
+
+// Status returns the node's identity and a few counters; it does not block
+// on writers.
+func (n *Node) Status() Status {
+	st := Status{
+		Replica:     n.replica.String(),
+		Incarnation: n.incarnation,
+		Keys:        int(n.keys.Load()),
+		Closed:      n.closed.Load(),
+		Sync:        n.opts.Sync.String(),
+	}
+	if ro := n.readOnly.Load(); ro != nil {
+		st.ReadOnly, st.Error = true, ro.err.Error()
+	}
+	if !st.Closed {
+		st.FirstOffset, st.NextOffset, st.WALBytes = n.wal.FirstOffset(), n.wal.NextOffset(), n.wal.Size()
+	}
+	return st
+}
+
+// ReplicaID returns this replica's ID (16 hex digits).
+func (n *Node) ReplicaID() string { return n.replica.String() }
+
+// Dir returns the data directory.
+func (n *Node) Dir() string { return n.dir }
+
+func keyError(op, key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: %s: empty key", ErrInvalidKey, op)
+	case len(key) > MaxKeyBytes:
+		return fmt.Errorf("%w: %s: key of %d bytes (max %d)", ErrInvalidKey, op, len(key), MaxKeyBytes)
+	}
+	return fmt.Errorf("%w: %s: key is not valid UTF-8", ErrInvalidKey, op)
+}
+
+// mapError turns a crdt error into the node's sentinel for it.
+func mapError(op, key string, err error) error {
+	switch {
+	case errors.Is(err, crdt.ErrWrongType):
+		return fmt.Errorf("%w: %s %q: %w", ErrWrongType, op, key, err)
+	case errors.Is(err, crdt.ErrNotFound):
+		return fmt.Errorf("%w: %s %q", ErrNotFound, op, key)
+	case errors.Is(err, crdt.ErrOverflow):
+		return fmt.Errorf("%w: %s %q", ErrOverflow, op, key)
+	case errors.Is(err, crdt.ErrInvalid):
+		return fmt.Errorf("%w: %s %q: %w", ErrInvalidValue, op, key, err)
+	}
+	return fmt.Errorf("node: %s %q: %w", op, key, err)
+}
