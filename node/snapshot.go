@@ -57,11 +57,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // snapshotBody is what a snapshot holds besides the header.
 type snapshotBody struct {
-	Offset  uint64                         `msgpack:"o"` // equals the header's
-	Replica crdt.ReplicaID                 `msgpack:"r"` // the replica that wrote it
-	LastSeq uint64                         `msgpack:"s"` // its last issued seq
-	Clock   crdt.Timestamp                 `msgpack:"t"` // its HLC
-	State   *crdt.Delta                    `msgpack:"d"` // Keyspace.Snapshot
+	Offset  uint64                        `msgpack:"o"` // equals the header's
+	Replica crdt.ReplicaID                `msgpack:"r"` // the replica that wrote it
+	LastSeq uint64                        `msgpack:"s"` // its last issued seq
+	Clock   crdt.Timestamp                `msgpack:"t"` // its HLC
+	State   *crdt.Delta                   `msgpack:"d"` // Keyspace.Snapshot
 	Index   map[crdt.ReplicaID][]indexRun `msgpack:"i"` // the dot index up to Offset
 }
 
