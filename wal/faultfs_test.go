@@ -25,15 +25,17 @@ type faultFS struct {
 	failAllocate error // the next Allocate fails with this
 	writeENOSPC  bool  // every WriteAt from now fails with ENOSPC
 
-	ops       int // mutating operations so far
-	crashAt   int // the crashAt-th mutating op and all after it fail; 0 = never
-	crashed   bool
-	opNames   []string
-	files     map[string]*fileState // by path
-	dirty     []dirOp               // directory changes not yet SyncDir'ed
-	keepTorn  func(path string, unsynced int64) int64
-	zeroTorn  bool // kept torn bytes are zeroes instead of what was written
-	syncCalls int
+	ops        int // mutating operations so far
+	crashAt    int // the crashAt-th mutating op and all after it fail; 0 = never
+	crashed    bool
+	opNames    []string
+	files      map[string]*fileState // by path
+	dirty      []dirOp               // directory changes not yet SyncDir'ed
+	keepTorn   func(path string, unsynced int64) int64
+	zeroTorn   bool // kept torn bytes are zeroes instead of what was written
+	syncCalls  int
+	writes     int
+	beforeSync func() // called (without the lock) before each store Sync
 }
 
 type fileState struct {
@@ -237,6 +239,7 @@ func (w *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	}
 	short := f.shortWrite
 	f.shortWrite = false
+	f.writes++
 	f.mu.Unlock()
 	if short && len(p) > 1 {
 		return w.File.WriteAt(p[:len(p)/2], off)
@@ -252,6 +255,7 @@ func (w *faultFile) Sync() error {
 		return err
 	}
 	f.syncCalls++
+	before := f.beforeSync
 	if f.failSync != nil {
 		err := f.failSync
 		f.failSync = nil
@@ -259,6 +263,9 @@ func (w *faultFile) Sync() error {
 		return err
 	}
 	f.mu.Unlock()
+	if before != nil {
+		before()
+	}
 	if err := fdatasync(w.File); err != nil {
 		return err
 	}
