@@ -50,11 +50,11 @@ func (c *Context) Add(d Dot) {
 	c.Cloud = slices.Insert(c.Cloud, i, d)
 }
 
-// addRange records the dots first..last of replica r.
+// addRange records the dots first..last of replica r. Beyond the VV it
+// costs O(range), so callers pass ranges proven to be held elsewhere
+// (validated deltas).
 func (c *Context) addRange(r ReplicaID, first, last uint64) {
-	if first == 0 {
-		first = 1
-	}
+	first = max(first, 1)
 	if last < first {
 		return
 	}
@@ -68,9 +68,49 @@ func (c *Context) addRange(r ReplicaID, first, last uint64) {
 		}
 		return
 	}
+	dots := make([]Dot, 0, last-first+1)
 	for s := first; s <= last && s != 0; s++ {
-		c.Add(Dot{r, s})
+		dots = append(dots, Dot{r, s})
 	}
+	c.Merge(&Context{Cloud: dots})
+}
+
+// ranges returns the dots of c as ranges sorted by replica and seq.
+func (c *Context) ranges() []DotRange {
+	var out []DotRange
+	for _, d := range c.VV.Sorted() {
+		out = append(out, DotRange{Replica: d.Replica, First: 1, Last: d.Seq})
+	}
+	for _, d := range c.Cloud {
+		out = append(out, DotRange{Replica: d.Replica, First: d.Seq, Last: d.Seq})
+	}
+	return mergeRanges(out)
+}
+
+// intersect returns the dots both c and o hold (both canonical).
+func (c *Context) intersect(o *Context) *Context {
+	out := &Context{}
+	for r, s := range o.VV {
+		v := min(s, c.VV[r])
+		if v > 0 {
+			if out.VV == nil {
+				out.VV = make(VersionVector)
+			}
+			out.VV[r] = v
+		}
+		// c's cloud dots of r in (c.VV[r], s].
+		i, _ := slices.BinarySearchFunc(c.Cloud, Dot{r, v + 1}, compareDots)
+		for ; i < len(c.Cloud) && c.Cloud[i].Replica == r && c.Cloud[i].Seq <= s; i++ {
+			out.Cloud = append(out.Cloud, c.Cloud[i])
+		}
+	}
+	for _, d := range o.Cloud {
+		if c.Contains(d) {
+			out.Cloud = append(out.Cloud, d)
+		}
+	}
+	out.compact()
+	return out
 }
 
 // absorb moves cloud dots of r that the VV now reaches into the VV.

@@ -29,18 +29,21 @@ const maxDepth = 32
 type Delta struct {
 	Keys map[string]*Entry `msgpack:"k,omitempty"`
 	Ctx  Context           `msgpack:"c"`
-	// Own are the dots issued by the operations this delta records; each
-	// operation consumes at least one fresh dot, removals included. Empty
-	// for snapshots and key states.
+	// Own are the dots of the operations whose effects the delta fully
+	// includes: for a delta made by Tx, the fresh dots its operations
+	// consumed (each consumes at least one, removals included); for a
+	// Snapshot, the keyspace's applied set; none for a key state. Own is
+	// a subset of the context.
 	Own []DotRange `msgpack:"o,omitempty"`
 	// Full marks a whole state (Snapshot): Apply visits every local key.
 	Full bool `msgpack:"f,omitempty"`
 }
 
-// Dots returns the dots issued by the delta's operations (Own) as ranges
-// sorted by replica and seq, overlapping and adjacent ranges merged. These
-// index an operation for deduplication and anti-entropy; the context holds
-// more (a removal's context also holds the dots it removed).
+// Dots returns the Own dots as ranges sorted by replica and seq,
+// overlapping and adjacent ranges merged: for an operation's delta, the
+// dots it issued. These index an operation for deduplication and
+// anti-entropy; the context holds more (a removal's context also holds the
+// dots it removed, whose operations the delta does not include).
 func (d *Delta) Dots() []DotRange { return mergeRanges(slices.Clone(d.Own)) }
 
 func mergeRanges(rs []DotRange) []DotRange {

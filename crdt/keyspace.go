@@ -27,11 +27,21 @@ import (
 //
 // A Keyspace is not safe for concurrent use; the node guards it with a lock.
 // Read methods return copies.
+//
+// A keyspace tracks two sets of dots. The causal context (Context) holds
+// every dot it has seen, present or removed: the join needs it. The applied
+// set (Applied) holds the dots of the operations whose deltas it has
+// joined. They differ because deltas arrive in any order: a delta that
+// removes a value puts the value's dot in the context even when the
+// operation that wrote it (and what that operation removed) has not
+// arrived yet. So duplicates are detected (Covers) and missing operations
+// are found (Applied().Missing) with the applied set, never the context.
 type Keyspace struct {
-	keys  map[string]*Entry
-	ctx   Context
-	sum   sum128 // sum of the key hashes
-	index keyIndex
+	keys    map[string]*Entry
+	ctx     Context
+	applied Context // dots of the operations whose effects the state includes
+	sum     sum128  // sum of the key hashes
+	index   keyIndex
 }
 
 // NewKeyspace returns an empty keyspace.
@@ -85,8 +95,17 @@ func (k *Keyspace) Keys(prefix string, limit int) []KeyInfo {
 func (k *Keyspace) Len() int { return len(k.keys) }
 
 // Context returns a copy of the causal context: every dot this keyspace
-// has seen.
+// has seen, present or removed. It is what a state transfer sends along
+// with the keys (JoinRange, MergeContext). It is not a record of which
+// operations arrived: use Applied for that.
 func (k *Keyspace) Context() *Context { return k.ctx.Clone() }
+
+// Applied returns a copy of the dots of the operations whose effects the
+// state includes (the Own dots of every delta joined, and the applied set
+// of every state transferred). Anti-entropy compares these:
+// mine.Missing(theirs) names the operations a peer has that this
+// keyspace lacks. Applied is a subset of Context.
+func (k *Keyspace) Applied() *Context { return k.applied.Clone() }
 
 // Digest returns a hash of the canonical state: equal on two keyspaces
 // exactly when they hold the same values under the same context (up to
@@ -153,8 +172,17 @@ func (k *Keyspace) Apply(d *Delta) []Change {
 		}
 	}
 	k.ctx.Merge(dctx)
+	k.markApplied(d.Own)
 	sortChanges(changes)
 	return changes
+}
+
+// markApplied adds validated Own ranges (held by the context) to the
+// applied set.
+func (k *Keyspace) markApplied(own []DotRange) {
+	for _, r := range own {
+		k.applied.addRange(r.Replica, r.First, r.Last)
+	}
 }
 
 // joinKey joins b into the entry of key and keeps the digest and the
@@ -194,36 +222,25 @@ func sortChanges(cs []Change) {
 	slices.SortFunc(cs, func(a, b Change) int { return strings.Compare(a.Key, b.Key) })
 }
 
-// Covers reports whether the keyspace has already seen every dot of d's
-// context, in which case applying d would change nothing (a duplicate).
-// Deltas of Tx always hold a fresh dot of their own, so a new operation is
-// never mistaken for a duplicate.
+// Covers reports whether the operations of d (its Own dots) have all been
+// applied, in which case applying d would change nothing: a duplicate. A
+// delta with no Own dots (a key state) is never covered.
 func (k *Keyspace) Covers(d *Delta) bool {
-	if d == nil {
-		return true
-	}
-	for r, s := range d.Ctx.VV {
-		if s > k.ctx.VV[r] && !k.ctx.containsRange(r, k.ctx.VV[r]+1, s) {
-			return false
-		}
-	}
-	for _, dot := range d.Ctx.Cloud {
-		if dot.Seq != 0 && !k.ctx.Contains(dot) {
-			return false
-		}
+	if d == nil || len(d.Own) == 0 {
+		return d == nil
 	}
 	for _, r := range d.Own {
-		if !k.ctx.containsRange(r.Replica, r.First, r.Last) {
+		if r.First == 0 || !k.applied.containsRange(r.Replica, r.First, r.Last) {
 			return false
 		}
 	}
 	return true
 }
 
-// Snapshot returns a deep copy of the whole state, marked Full. It shares
-// no memory with the keyspace.
+// Snapshot returns a deep copy of the whole state, marked Full, with the
+// applied set as its Own dots. It shares no memory with the keyspace.
 func (k *Keyspace) Snapshot() *Delta {
-	d := &Delta{Ctx: *k.ctx.Clone(), Full: true}
+	d := &Delta{Ctx: *k.ctx.Clone(), Own: k.applied.ranges(), Full: true}
 	if len(k.keys) > 0 {
 		d.Keys = make(map[string]*Entry, len(k.keys))
 		for key, e := range k.keys {
@@ -266,6 +283,7 @@ func FromSnapshot(d *Delta) (*Keyspace, error) {
 	}
 	k := NewKeyspace()
 	k.ctx = *ctx.Clone()
+	k.markApplied(d.Own)
 	k.keys = make(map[string]*Entry, len(d.Keys))
 	for key, e := range d.Keys {
 		if n := e.normalize(0); n != nil {
@@ -325,10 +343,20 @@ func (k *Keyspace) JoinRange(lo, hi string, part *Delta, senderCtx *Context) []C
 }
 
 // MergeContext adds every dot of c to the context: the last step of a
-// JoinRange catch-up. Merging a context whose values were not joined first
-// would make those values look removed.
+// JoinRange catch-up, with the sender's Context. Merging a context whose
+// values were not joined first would make those values look removed.
 func (k *Keyspace) MergeContext(c *Context) {
 	if c != nil {
 		k.ctx.Merge(canonical(c))
+	}
+}
+
+// MergeApplied adds the sender's applied set to this keyspace's, after a
+// complete state transfer (every range joined, then MergeContext): the
+// state now includes the effects of those operations. Dots that are not in
+// the context are ignored.
+func (k *Keyspace) MergeApplied(a *Context) {
+	if a != nil {
+		k.applied.Merge(k.ctx.intersect(canonical(a)))
 	}
 }

@@ -1,0 +1,230 @@
+package crdt
+
+import (
+	"flag"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+var seedFlag = flag.Uint64("crdt.seed", 0, "run the convergence test with this seed only")
+
+// network delivers deltas between test replicas in a hostile order:
+// shuffled, duplicated, batched, and dropped (dropped messages are resent
+// at the end, like anti-entropy would).
+type network struct {
+	t       *testing.T
+	seed    uint64
+	r       *rand.Rand
+	rs      []*replica
+	queue   []message
+	dropped []message
+	logs    [][]*Delta // per replica: every delta it applied (its "WAL")
+	cut     int        // replica cut off from delta traffic (-1: none)
+}
+
+type message struct {
+	to int
+	d  *Delta
+}
+
+func (n *network) apply(to int, d *Delta) {
+	rp := n.rs[to]
+	if rp.ks.Covers(d) {
+		before := rp.ks.Snapshot()
+		if ch := rp.ks.Apply(d); ch != nil {
+			n.t.Fatalf("seed %d: a covered delta changed %v\n%s--- before\n%s--- after\n%s", n.seed, ch, dump(d), dump(before), dump(rp.ks.Snapshot()))
+		}
+		return
+	}
+	rp.ks.Apply(d)
+	n.logs[to] = append(n.logs[to], d)
+}
+
+func (n *network) send(from int, d *Delta) {
+	n.logs[from] = append(n.logs[from], d)
+	for to := range n.rs {
+		if to == from {
+			continue
+		}
+		if n.cut == to || n.cut == from {
+			n.dropped = append(n.dropped, message{to, d})
+			continue
+		}
+		n.queue = append(n.queue, message{to, d})
+	}
+}
+
+func (n *network) take(i int) message {
+	m := n.queue[i]
+	n.queue[i] = n.queue[len(n.queue)-1]
+	n.queue = n.queue[:len(n.queue)-1]
+	return m
+}
+
+// deliverOne delivers (or drops, or duplicates) a random queued message.
+func (n *network) deliverOne(canDrop bool) {
+	if len(n.queue) == 0 {
+		return
+	}
+	i := n.r.IntN(len(n.queue))
+	switch k := n.r.IntN(10); {
+	case k == 0 && canDrop:
+		n.dropped = append(n.dropped, n.take(i))
+	case k == 1:
+		n.apply(n.queue[i].to, n.queue[i].d) // stays queued: a duplicate follows
+	case k == 2:
+		// Several messages to one replica joined into one delta.
+		m := n.take(i)
+		batch := []*Delta{m.d}
+		for j := len(n.queue) - 1; j >= 0 && len(batch) < 4; j-- {
+			if n.queue[j].to == m.to {
+				batch = append(batch, n.take(j).d)
+			}
+		}
+		n.apply(m.to, JoinDeltas(batch...))
+	default:
+		m := n.take(i)
+		n.apply(m.to, m.d)
+	}
+}
+
+func TestConvergence(t *testing.T) {
+	seeds := []uint64{*seedFlag}
+	if *seedFlag == 0 {
+		seeds = seeds[:0]
+		for s := uint64(1); s <= 60; s++ {
+			seeds = append(seeds, s)
+		}
+		seeds = append(seeds, uint64(time.Now().UnixNano())) // a new one every run
+	}
+	for _, seed := range seeds {
+		converge(t, seed)
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+func converge(t *testing.T, seed uint64) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, seed>>32))
+	nrep := 2 + r.IntN(4) // 2..5 replicas
+	n := &network{t: t, seed: seed, r: r, rs: newReplicas(nrep), logs: make([][]*Delta, nrep), cut: -1}
+	catchUp := r.IntN(3) // 0: resend dropped; 1: resend what Missing names; 2: JoinRange state transfer
+	if catchUp > 0 {
+		n.cut = r.IntN(nrep)
+	}
+	src := mathRnd{r}
+	m := mode(r.IntN(int(modeMixed) + 1))
+	ops := 100 + r.IntN(100)
+	for i := 0; i < ops; i++ {
+		from := r.IntN(nrep)
+		if d := step(t, src, n.rs[from], m); d != nil {
+			n.send(from, d)
+		}
+		for k := r.IntN(4); k > 0; k-- {
+			n.deliverOne(true)
+		}
+	}
+	for len(n.queue) > 0 {
+		n.deliverOne(false)
+	}
+	switch catchUp {
+	case 0, 1:
+		if catchUp == 1 {
+			// Anti-entropy by dots: each pair compares contexts and the
+			// one ahead resends the logged deltas that issued the
+			// missing dots.
+			for a := range n.rs {
+				for b := range n.rs {
+					if a != b {
+						n.resendMissing(a, b)
+					}
+				}
+			}
+			n.dropped = nil
+		}
+		n.queue, n.dropped = n.dropped, nil
+		for len(n.queue) > 0 {
+			n.deliverOne(false)
+		}
+	case 2:
+		// State transfer in key ranges, both ways with the cut replica.
+		for other := range n.rs {
+			if other != n.cut {
+				n.transfer(other, n.cut)
+				n.transfer(n.cut, other)
+			}
+		}
+		for other := range n.rs {
+			if other != n.cut {
+				n.transfer(n.cut, other)
+			}
+		}
+	}
+	for i, rp := range n.rs[1:] {
+		if n.rs[0].ks.Digest() != rp.ks.Digest() {
+			t.Errorf("seed %d (%d replicas, mode %d, catch-up %d): replica %d diverged", seed, nrep, m, catchUp, i+1)
+		}
+		sameState(t, "converged", n.rs[0].ks, rp.ks)
+		if !n.rs[0].ks.Applied().Equal(rp.ks.Applied()) {
+			t.Errorf("seed %d: replica %d applied %v, replica 0 %v", seed, i+1, rp.ks.Applied(), n.rs[0].ks.Applied())
+		}
+	}
+	sameState(t, "snapshot round trip", n.rs[0].ks, fromState(t, n.rs[0].ks.Snapshot()))
+}
+
+// resendMissing sends to b the deltas a logged that issued dots b lacks.
+func (n *network) resendMissing(a, b int) {
+	missing := n.rs[b].ks.Applied().Missing(n.rs[a].ks.Applied())
+	if len(missing) == 0 {
+		return
+	}
+	for _, d := range n.logs[a] {
+		if overlaps(d.Dots(), missing) {
+			n.apply(b, d)
+		}
+	}
+	if lack := n.rs[b].ks.Applied().Missing(n.rs[a].ks.Applied()); len(lack) > 0 {
+		n.t.Fatalf("seed %d: after resending, still missing %v", n.seed, lack)
+	}
+}
+
+func overlaps(a, b []DotRange) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x.Replica == y.Replica && x.First <= y.Last && y.First <= x.Last {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// transfer joins the whole state of replica from into replica to, the way
+// catch-up does when the deltas are gone: key ranges, then the context.
+func (n *network) transfer(from, to int) {
+	src, dst := n.rs[from].ks, n.rs[to].ks
+	ctx := src.Context()
+	keys := src.Keys("", 0)
+	lo := ""
+	for i := 0; i < len(keys); {
+		j := min(len(keys), i+1+n.r.IntN(2))
+		hi := ""
+		if j < len(keys) {
+			hi = keys[j].Key
+		}
+		names := make([]string, 0, j-i)
+		for _, ki := range keys[i:j] {
+			names = append(names, ki.Key)
+		}
+		dst.JoinRange(lo, hi, src.KeyState(names...), ctx)
+		lo, i = hi, j
+	}
+	if len(keys) == 0 {
+		dst.JoinRange("", "", &Delta{}, ctx)
+	}
+	dst.MergeContext(ctx)
+	dst.MergeApplied(src.Applied())
+}
