@@ -187,7 +187,8 @@ func (n *Node) SetAdd(key string, members ...string) error {
 }
 
 // SetRemove removes the members of the set at key that this replica has
-// seen (observed remove). ErrNotFound if the key does not exist.
+// seen (observed remove; an add elsewhere that it has not seen survives).
+// Removing from a key that does not exist changes nothing.
 func (n *Node) SetRemove(key string, members ...string) error {
 	r, err := newSetOp(reqSetRemove, key, members)
 	if err != nil {
