@@ -247,13 +247,11 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 	if err := c.configureGossip(opts); err != nil {
 		return err
 	}
-	start := time.Now()
 	n, err := node.Open(cfg.DataDir, opts)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", cfg.DataDir, err)
 	}
 	c.node = n
-	log.Info("node open", "data_dir", cfg.DataDir, "sync", policy.String(), "took", time.Since(start).Round(time.Millisecond))
 
 	c.handler = node.NewHandler(n, &node.HandlerOptions{
 		Name:         cfg.Name,

@@ -16,7 +16,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 // Exit codes.
@@ -28,6 +30,9 @@ const (
 
 func main() {
 	m := NewMain()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	m.Signals = sigs
 	os.Exit(m.Main(context.Background(), os.Args[1:]))
 }
 
@@ -108,6 +113,20 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return usageError("no command given")
 	}
 	cmd, rest := args[0], args[1:]
+	if m.Signals != nil && cmd != "agent" && cmd != "dev" && !(cmd == "bench" && len(rest) > 0 && rest[0] == "noop-server") {
+		// Short-lived commands end on the first signal through ctx; the
+		// servers above handle their signals themselves (graceful shutdown).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-m.Signals:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	switch cmd {
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 {

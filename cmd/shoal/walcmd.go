@@ -55,10 +55,10 @@ func (m *Main) runWAL(ctx context.Context, args []string) error {
 	return usageError("wal: unknown command %q (want verify or dump)", args[0])
 }
 
-// walDirOf finds the WAL directory of a data directory: DIR/<node.WALDir>
+// walDirOf finds the WAL directory of a data directory: DIR/<dataWALDir>
 // when it exists, else DIR itself.
 func walDirOf(dir string) string {
-	sub := filepath.Join(dir, node.WALDir)
+	sub := filepath.Join(dir, dataWALDir)
 	if st, err := os.Stat(sub); err == nil && st.IsDir() {
 		return sub
 	}
@@ -191,7 +191,7 @@ func verifyDataDir(dir string) (*walVerifyReport, error) {
 // that the WAL plus the newest valid snapshot hold everything: a WAL that
 // starts above offset 0 needs a snapshot covering the offsets below it.
 func verifySnapshots(dir string, rep *walVerifyReport) error {
-	sdir := filepath.Join(dir, node.SnapshotDir)
+	sdir := filepath.Join(dir, dataSnapshotDir)
 	ents, err := os.ReadDir(sdir)
 	if err != nil && !os.IsNotExist(err) {
 		return err
@@ -201,9 +201,9 @@ func verifySnapshots(dir string, rep *walVerifyReport) error {
 		if !strings.HasSuffix(e.Name(), ".snap") {
 			continue
 		}
-		name := filepath.Join(node.SnapshotDir, e.Name())
+		name := filepath.Join(dataSnapshotDir, e.Name())
 		rep.Snapshots = append(rep.Snapshots, e.Name())
-		c, err := node.VerifySnapshot(filepath.Join(sdir, e.Name()))
+		c, err := verifySnapshotFile(filepath.Join(sdir, e.Name()))
 		if err != nil {
 			rep.add("error", name, nil, nil, "snapshot does not load: %v", err)
 			continue
@@ -217,7 +217,7 @@ func verifySnapshots(dir string, rep *walVerifyReport) error {
 		if found {
 			what = fmt.Sprintf("the newest valid snapshot covers up to %d", covered)
 		}
-		rep.add("error", node.SnapshotDir, nil, ptr(rep.First), "the WAL starts at offset %d but %s: operations are missing", rep.First, what)
+		rep.add("error", dataSnapshotDir, nil, ptr(rep.First), "the WAL starts at offset %d but %s: operations are missing", rep.First, what)
 	}
 	return nil
 }
