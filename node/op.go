@@ -63,8 +63,10 @@ const maxOpDepth = 8 * MaxDepth
 var encPool = sync.Pool{New: func() any {
 	e := &opEncoder{}
 	e.enc = msgpack.NewEncoder(&e.buf)
+	// Map order is Go's (msgpack sorts only maps of strings to scalars), so
+	// equal ops may encode differently: that is why an op is encoded once,
+	// at its origin, and its bytes are then stored and forwarded unchanged.
 	e.enc.UseCompactInts(true)
-	e.enc.SetSortMapKeys(true) // deterministic bytes: equal ops encode equally
 	return e
 }}
 
