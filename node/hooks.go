@@ -18,8 +18,11 @@ import (
 //   - setCommitHook: fn receives every committed group, in WAL order, from
 //     the commit loop after the records are durable and applied. It must not
 //     block or call back into the Node: copy what you need and queue it.
-//   - stateContext: the causal context (what this replica has seen), for
-//     anti-entropy digests.
+//   - appliedSet: the Own dots of every delta this replica has applied: what
+//     anti-entropy compares (a peer lacks mine.Missing(theirs)). Not the
+//     causal context, which also holds dots of operations not yet received.
+//   - stateContext: the causal context, for state transfers (JoinRange and
+//     an OpContext record at the end, carrying Ctx and Applied).
 //   - dotIndex (n.index): which WAL records hold a replica's dot seqs, for
 //     resending exactly what a peer lacks; lookup reports when some were
 //     truncated away (send key state instead).
@@ -54,4 +57,11 @@ func (n *Node) stateContext() *crdt.Context {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return n.ks.Context()
+}
+
+// appliedSet returns a copy of the applied set.
+func (n *Node) appliedSet() *crdt.Context {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.ks.Applied()
 }

@@ -230,6 +230,9 @@ func (n *Node) applyOp(op *Op) []crdt.Change {
 		changes = n.ks.JoinRange(op.Lo, op.Hi, op.Delta, op.Ctx)
 	case OpContext:
 		n.ks.MergeContext(op.Ctx)
+		if op.Applied != nil {
+			n.ks.MergeApplied(op.Applied)
+		}
 	}
 	if op.Ctx != nil {
 		n.lastSeq = max(n.lastSeq, maxSeq(op.Ctx, n.replica))

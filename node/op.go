@@ -25,8 +25,10 @@ const (
 	// sender's context Ctx (catch-up after the WAL that held the deltas was
 	// truncated); replay joins it with Keyspace.JoinRange.
 	OpStateRange OpKind = 2
-	// OpContext: the end of a state transfer, merging the sender's context
-	// Ctx; replay calls Keyspace.MergeContext.
+	// OpContext: the end of a state transfer: replay merges the sender's
+	// causal context Ctx (Keyspace.MergeContext), then the sender's applied
+	// set Applied (Keyspace.MergeApplied), so the receiver does not ask again
+	// for operations whose effects the transferred state already holds.
 	OpContext OpKind = 3
 )
 
@@ -53,7 +55,9 @@ type Op struct {
 	Delta  *crdt.Delta    `msgpack:"d,omitempty"`
 	Lo     string         `msgpack:"lo,omitempty"` // OpStateRange: first key of the range
 	Hi     string         `msgpack:"hi,omitempty"` // OpStateRange: end of the range (exclusive; "" = no end)
-	Ctx    *crdt.Context  `msgpack:"x,omitempty"`  // OpStateRange, OpContext: the sender's context
+	Ctx    *crdt.Context  `msgpack:"x,omitempty"`  // OpStateRange, OpContext: the sender's causal context
+	// Applied is, for OpContext, the sender's applied set (Keyspace.Applied).
+	Applied *crdt.Context `msgpack:"a,omitempty"`
 }
 
 // maxOpDepth bounds msgpack nesting in a record: documents nest up to
@@ -143,8 +147,12 @@ func (op *Op) validate() error {
 			return err
 		}
 	}
+	// A decoded context may be in any shape.
 	if op.Ctx != nil {
-		op.Ctx.Normalize() // a decoded context may be in any shape
+		op.Ctx.Normalize()
+	}
+	if op.Applied != nil {
+		op.Applied.Normalize()
 	}
 	return nil
 }

@@ -55,7 +55,7 @@ func sampleOps(t testing.TB) []*Op {
 	})
 	ops = append(ops,
 		&Op{V: OpVersion, Kind: OpStateRange, Origin: rep, Time: ts, Delta: ks.KeyState("cnt", "set"), Lo: "a", Hi: "t", Ctx: ks.Context()},
-		&Op{V: OpVersion, Kind: OpContext, Origin: rep, Time: ts, Ctx: ks.Context()},
+		&Op{V: OpVersion, Kind: OpContext, Origin: rep, Time: ts, Ctx: ks.Context(), Applied: ks.Applied()},
 	)
 	return ops
 }
@@ -193,6 +193,9 @@ func FuzzDecodeOp(f *testing.F) {
 			ks.JoinRange(op.Lo, op.Hi, op.Delta, op.Ctx)
 		case OpContext:
 			ks.MergeContext(op.Ctx)
+			if op.Applied != nil {
+				ks.MergeApplied(op.Applied)
+			}
 		}
 		for _, k := range ks.Keys("", 0) {
 			if v, ok := ks.Get(k.Key); ok {
