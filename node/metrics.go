@@ -28,6 +28,8 @@ type metrics struct {
 	readOnly       prometheus.Gauge
 	clockAhead     prometheus.Counter
 	queueDepthFunc prometheus.GaugeFunc
+
+	registered prometheus.Registerer // where register put them, for unregister
 }
 
 func newMetrics(queueDepth func() float64) *metrics {
@@ -98,14 +100,18 @@ func (m *metrics) register(r prometheus.Registerer) error {
 		}
 		done = append(done, c)
 	}
+	m.registered = r
 	return nil
 }
 
-func (m *metrics) unregister(r prometheus.Registerer) {
-	if r == nil {
+// unregister undoes a successful register (and nothing else: Unregister
+// matches by descriptor, so it would remove another node's metrics).
+func (m *metrics) unregister() {
+	if m.registered == nil {
 		return
 	}
 	for _, c := range m.collectors() {
-		r.Unregister(c)
+		m.registered.Unregister(c)
 	}
+	m.registered = nil
 }

@@ -95,7 +95,7 @@ func Open(dir string, opts *Options) (*Node, error) {
 		if n.wal != nil {
 			n.wal.Close()
 		}
-		n.m.unregister(o.Registerer)
+		n.m.unregister()
 		n.lockf.Close()
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (n *Node) Close() error {
 				errs = append(errs, fmt.Errorf("node: close: %w", err))
 			}
 		}
-		n.m.unregister(n.opts.Registerer)
+		n.m.unregister()
 		if err := n.lockf.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: close: unlock: %w", err))
 		}
