@@ -71,6 +71,10 @@ type Log struct {
 	recovery RecoveryInfo
 }
 
+// maxBatchBytes closes the open batch once it holds this much, so a large
+// group is written in several pwrites of bounded size.
+const maxBatchBytes = 1 << 20
+
 // batch is a group of Appends written with one write. Appenders fill it
 // under Log.mu; once the committer has taken it, only the committer touches
 // it until done is closed.
@@ -499,7 +503,9 @@ func (l *Log) Append(records ...[]byte) (first uint64, err error) {
 	}
 	if l.planSize > headerSize && l.planSize+int64(total) > l.opts.SegmentBytes {
 		l.openBatch(true)
-	} else if l.pend == nil {
+	} else if l.pend == nil || (len(l.pend.buf) > 0 && len(l.pend.buf)+total > maxBatchBytes) {
+		// Bounded batches let the committer write one while appenders
+		// fill the next, and keep buffers reusable.
 		l.openBatch(false)
 	}
 	b := l.pend
@@ -536,6 +542,8 @@ func (l *Log) openBatch(roll bool) {
 	if k := len(l.freeBufs); k > 0 {
 		buf = l.freeBufs[k-1][:0]
 		l.freeBufs = l.freeBufs[:k-1]
+	} else {
+		buf = make([]byte, 0, 64<<10)
 	}
 	l.pend = &batch{buf: buf, first: l.next, roll: roll}
 	if roll {
@@ -613,13 +621,28 @@ func (l *Log) run() {
 			l.mu.Lock()
 			l.idle = false
 		}
-		if l.pend != nil {
-			l.queue = append(l.queue, l.pend)
+		switch {
+		case l.opts.Sync == SyncAlways:
+			// Everything queued shares one fdatasync.
+			if l.pend != nil {
+				l.queue = append(l.queue, l.pend)
+				l.pend = nil
+			}
+			work = append(work[:0], l.queue...)
+			clear(l.queue)
+			l.queue = l.queue[:0]
+		case len(l.queue) > 0:
+			// One batch at a time, so that appenders blocked on
+			// MaxPendingBytes resume as soon as it is written; the open
+			// batch keeps filling meanwhile.
+			work = append(work[:0], l.queue[0])
+			l.queue = slices.Delete(l.queue, 0, 1)
+		case l.pend != nil:
+			work = append(work[:0], l.pend)
 			l.pend = nil
+		default:
+			work = work[:0]
 		}
-		work = append(work[:0], l.queue...)
-		clear(l.queue)
-		l.queue = l.queue[:0]
 		closing := l.closed
 		l.mu.Unlock()
 
@@ -688,7 +711,7 @@ func (l *Log) commit(work []*batch) {
 		if b.done != nil {
 			close(b.done)
 		}
-		if cap(b.buf) > 0 && cap(b.buf) <= 4<<20 && len(l.freeBufs) < 4 {
+		if cap(b.buf) > 0 && cap(b.buf) <= 2*maxBatchBytes && len(l.freeBufs) < 8 {
 			l.freeBufs = append(l.freeBufs, b.buf[:0])
 		}
 		b.buf = nil
