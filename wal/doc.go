@@ -20,6 +20,8 @@
 //	<B>.log.cut-<P>        a side file: the bytes Open cut from the tail of
 //	                       segment B starting at byte P; never read or
 //	                       removed by the log (evidence for an operator)
+//	LOCK                   empty; an advisory flock on it keeps a second Log
+//	                       (in any process) out of the directory
 //
 // Everything else in the directory is ignored. All integers are little endian.
 //
@@ -87,12 +89,17 @@
 //
 // # Writing
 //
-// Append frames its records into the open batch in memory. One committer
-// goroutine takes every batch that has accumulated, writes it with one
-// pwrite, fills the index entries, and (under SyncAlways, or when Sync asked)
-// calls fdatasync once for all the batches it took: group commit. Records
-// become visible to Read and Reader only after that: under SyncAlways only
-// durable records are ever read.
+// Append checksums its payloads, then under the log's mutex takes offsets
+// and copies its frames into the open batch in memory (a batch is closed at
+// 1 MiB). One committer goroutine does all the I/O. Under SyncAlways it
+// takes every batch that has accumulated while it was busy, writes each
+// with one pwrite, fills the index entries, and calls fdatasync once for
+// all of them: group commit; the appenders of those batches then return.
+// Under SyncInterval and SyncNever it writes one batch at a time while
+// appenders fill the next, and fdatasyncs on the interval, on Sync, on a
+// roll and on Close. Records become visible to Read and Reader only after
+// the committer has written them (and, under SyncAlways, synced them): under
+// SyncAlways only durable records are ever read.
 //
 // A failed write, short write, fdatasync or index growth is sticky: the log
 // records the first such error and returns it from every later Append and
