@@ -19,15 +19,18 @@
 // anti-entropy requests; the answers come back on the same stream.
 //
 //   - Push: Broadcast queues a payload for every live peer except the one it
-//     came from. Each peer has a bounded queue (QueueBytes) drained by its
-//     stream's writer: the first payload waits FlushInterval for company,
-//     then batches go out back to back until the queue is empty. A payload
-//     that does not fit in the queue is dropped for that peer (counted), and
-//     once the queue drains the peer gets a hint frame that makes it pull.
-//     Broadcast never blocks the caller; back-pressure comes from TCP (a slow
-//     reader fills its socket, the queue fills, payloads are dropped and
-//     later repaired), and from Handler.Deliver, which runs on the stream's
-//     reader and may block.
+//     came from, if a stream to that peer is up (otherwise the pull made when
+//     the stream comes up brings the peer what it missed, read from the
+//     node's log; queuing it too would send it twice). Each peer has a
+//     bounded queue (QueueBytes) drained by its stream's writer: the first
+//     payload waits FlushInterval for company, then batches go out back to
+//     back until the queue is empty. A payload that does not fit in the queue
+//     is dropped for that peer (counted), and once the queue drains the peer
+//     gets a hint frame that makes it pull; a stream that breaks takes its
+//     queue with it. Broadcast never blocks the caller; back-pressure comes
+//     from TCP (a slow reader fills its socket, the queue fills, payloads are
+//     dropped and later repaired), and from Handler.Deliver, which runs on the
+//     stream's reader and may block.
 //   - Acknowledgement: after delivering batches, the receiver sends its
 //     Handler.Digest back (at most once per AckInterval); the sender's
 //     Handler.PeerDigest learns exactly what the peer holds. This is what

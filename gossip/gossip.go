@@ -479,6 +479,23 @@ func (g *Gossip) RequestSync(peer string) {
 	g.sched.want(peer)
 }
 
+// Nudge asks peer to pull from us soon: it sends the peer a hint on our
+// stream to it (nothing happens while no stream is up; the pull made when
+// one comes up serves the same purpose). Use it when the peer is known to
+// lack something, or to get a fresh digest from it (its pull request
+// carries one). It never blocks.
+func (g *Gossip) Nudge(peer string) {
+	g.mu.RLock()
+	l := g.links[peer]
+	g.mu.RUnlock()
+	if l == nil {
+		return
+	}
+	if s := l.session(); s != nil {
+		s.queueHint()
+	}
+}
+
 // InstallKey adds a key to the keyring: it is accepted from now on (for
 // memberlist and data streams) but not used to encrypt until UseKey. Rotate
 // a cluster's key by installing the new key everywhere, then UseKey

@@ -39,9 +39,17 @@ func newLink(g *Gossip, name string) *link {
 }
 
 // enqueue adds payloads for the peer, or drops them all if they do not fit.
-// Called by Broadcast with g.mu read-locked; never blocks.
+// Payloads are queued only while a stream is up: every new stream starts
+// with a pull in both directions, which brings the peer whatever it missed
+// meanwhile, read from the node's log (queuing them as well would send them
+// twice). Called by Broadcast with g.mu read-locked; never blocks.
 func (l *link) enqueue(ps [][]byte, size int) {
 	l.mu.Lock()
+	if l.sess == nil {
+		l.mu.Unlock()
+		l.g.stats.unconnected.Add(uint64(len(ps)))
+		return
+	}
 	if l.ctx.Err() != nil || l.bytes+size > l.g.cfg.QueueBytes {
 		l.lost = true
 		l.mu.Unlock()
@@ -199,6 +207,9 @@ func (l *link) run() {
 		l.mu.Lock()
 		l.sess = nil
 		l.mu.Unlock()
+		// What is still queued goes with the stream: the next stream's
+		// pull repairs it.
+		l.drop()
 		// A stream that broke at once (the peer refuses us after the
 		// handshake, or the network flaps) must not make us spin.
 		if time.Since(began) > time.Second {

@@ -54,6 +54,7 @@ type stats struct {
 	mlStreamOut, mlStreamIn atomic.Uint64
 	payloadsOut, payloadsIn [SourceSync + 1]atomic.Uint64
 	queueDropped            atomic.Uint64
+	unconnected             atomic.Uint64
 	queuePayloads           atomic.Int64
 	queueBytes              atomic.Int64
 	rejected                [numRejects]atomic.Uint64
@@ -90,6 +91,9 @@ type Stats struct {
 	// QueueDropped counts payloads dropped for a peer (its queue was full,
 	// or it failed or left before they were sent).
 	QueueDropped uint64
+	// Unconnected counts payloads not queued for a live peer because no
+	// stream to it was up (the pull made when one comes up repairs them).
+	Unconnected uint64
 	// QueuedPayloads and QueuedBytes are what waits in the peer queues now.
 	QueuedPayloads, QueuedBytes int64
 	// Rejected counts messages refused from the network, by reason
@@ -115,6 +119,7 @@ func (g *Gossip) Stats() Stats {
 		SyncSent:        s.payloadsOut[SourceSync].Load(),
 		SyncReceived:    s.payloadsIn[SourceSync].Load(),
 		QueueDropped:    s.queueDropped.Load(),
+		Unconnected:     s.unconnected.Load(),
 		QueuedPayloads:  s.queuePayloads.Load(),
 		QueuedBytes:     s.queueBytes.Load(),
 		Rejected:        map[string]uint64{},
@@ -154,6 +159,7 @@ type collector struct {
 	members, bytesOut, bytesIn              *prometheus.Desc
 	payloadsOut, payloadsIn                 *prometheus.Desc
 	queuePayloads, queueBytes, queueDropped *prometheus.Desc
+	unconnected                             *prometheus.Desc
 	rejected, deliverErrors                 *prometheus.Desc
 	pulls, serves, sessions                 *prometheus.Desc
 }
@@ -172,6 +178,7 @@ func newCollector(g *Gossip) *collector {
 		queuePayloads: d("queue_payloads", "Payloads waiting in the per-peer outbound queues."),
 		queueBytes:    d("queue_bytes", "Payload bytes waiting in the per-peer outbound queues."),
 		queueDropped:  d("queue_dropped_total", "Payloads dropped for a peer (queue full, or the peer failed or left); anti-entropy repairs them."),
+		unconnected:   d("unconnected_payloads_total", "Payloads not queued for a live peer because no stream to it was up; the pull at reconnect repairs them."),
 		rejected:      d("rejected_total", "Messages refused from the network, by reason.", "reason"),
 		deliverErrors: d("deliver_errors_total", "Handler.Deliver calls that failed."),
 		pulls:         d("sync_pulls_total", "Anti-entropy requests made, by result.", "result"),
@@ -182,7 +189,7 @@ func newCollector(g *Gossip) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.members, c.bytesOut, c.bytesIn, c.payloadsOut, c.payloadsIn,
-		c.queuePayloads, c.queueBytes, c.queueDropped, c.rejected, c.deliverErrors, c.pulls, c.serves, c.sessions} {
+		c.queuePayloads, c.queueBytes, c.queueDropped, c.unconnected, c.rejected, c.deliverErrors, c.pulls, c.serves, c.sessions} {
 		ch <- d
 	}
 	c.g.stats.batchSize.Describe(ch)
@@ -216,6 +223,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.queuePayloads, st.QueuedPayloads)
 	gauge(c.queueBytes, st.QueuedBytes)
 	counter(c.queueDropped, st.QueueDropped)
+	counter(c.unconnected, st.Unconnected)
 	for r, v := range st.Rejected {
 		counter(c.rejected, v, r)
 	}
