@@ -17,6 +17,10 @@ func TestMain(m *testing.M) {
 		crashChild()
 		return
 	}
+	if os.Getenv(fsizeChildEnv) != "" {
+		fsizeChild()
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -129,3 +133,7 @@ func TestRoundTripManySegments(t *testing.T) {
 		})
 	}
 }
+
+// fsizeChildEnv names the directory of the file-size-limit child
+// (diskfull_linux_test.go).
+const fsizeChildEnv = "SHOAL_WAL_FSIZE_CHILD"
