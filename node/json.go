@@ -417,26 +417,38 @@ func (p *jsonParser) number() (any, error) {
 	return f, nil
 }
 
+// strStop marks the bytes that end the fast scan of a string: the closing
+// quote, an escape, or a control character (invalid in JSON strings).
+var strStop = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
 // str parses a string starting at the opening quote.
 func (p *jsonParser) str() (string, error) {
 	p.i++ // opening quote
 	start := p.i
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			raw := p.b[start:p.i]
-			p.i++
-			if !utf8.Valid(raw) {
-				return "", fmt.Errorf("%w: string is not valid UTF-8", errJSON)
-			}
-			return string(raw), nil
-		case c == '\\':
-			return p.slowStr(start)
-		case c < 0x20:
-			return "", p.fail()
-		}
+	b := p.b
+	i := p.i
+	for i < len(b) && !strStop[b[i]] {
+		i++
+	}
+	p.i = i
+	switch {
+	case i >= len(b):
+		return "", p.fail()
+	case b[i] == '"':
+		raw := b[start:i]
 		p.i++
+		if !utf8.Valid(raw) {
+			return "", fmt.Errorf("%w: string is not valid UTF-8", errJSON)
+		}
+		return string(raw), nil
+	case b[i] == '\\':
+		return p.slowStr(start)
 	}
 	return "", p.fail()
 }

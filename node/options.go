@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shoaldb/shoal/gossip"
 	"github.com/shoaldb/shoal/wal"
 )
 
@@ -89,6 +90,11 @@ type Options struct {
 	// WALFS is the file system the WAL uses; nil = the operating system's.
 	// Tests inject faults through it.
 	WALFS wal.FS
+
+	// Gossip configures replication (issue 5); nil = offline: the node is
+	// fully usable alone. Open copies the pointer; replication copies the
+	// struct before use.
+	Gossip *gossip.Config
 }
 
 func (o *Options) withDefaults() (Options, error) {
