@@ -34,7 +34,7 @@ func (n *Node) applyRemote(raw []byte, from string) error {
 	}
 	op, err := DecodeOp(raw)
 	if err != nil {
-		n.m.remote.WithLabelValues("invalid").Inc()
+		n.m.remoteInvalid.Inc()
 		return err
 	}
 	r := getRequest(reqRemote)

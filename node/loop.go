@@ -86,7 +86,7 @@ func (n *Node) commit(reqs []*request) int {
 			r.err = readOnlyError(ro.err)
 			r.done <- struct{}{}
 		}
-		n.m.opErrors.WithLabelValues("read_only").Add(float64(len(reqs)))
+		n.m.readOnlyErrors.Add(float64(len(reqs)))
 		return len(reqs)
 	}
 	now := n.opts.Now().UnixMilli()
@@ -111,7 +111,7 @@ func (n *Node) commit(reqs []*request) int {
 		if r.kind == reqRemote {
 			if r.op.Kind == OpDelta {
 				if n.ks.Covers(r.op.Delta) || rangesCover(remoteDots, r.op.Delta.Dots()) {
-					n.m.remote.WithLabelValues("duplicate").Inc()
+					n.m.remoteDup.Inc()
 					continue
 				}
 				remoteDots = append(remoteDots, r.op.Delta.Dots()...)
@@ -170,7 +170,7 @@ func (n *Node) append(entries []groupEntry, tx *crdt.Tx, bytes int) {
 		for _, e := range entries {
 			e.r.err = readOnlyError(err)
 		}
-		n.m.opErrors.WithLabelValues("read_only").Add(float64(len(entries)))
+		n.m.readOnlyErrors.Add(float64(len(entries)))
 		return
 	}
 	n.m.batchOps.Observe(float64(len(entries)))
@@ -201,9 +201,9 @@ func (n *Node) append(entries []groupEntry, tx *crdt.Tx, bytes int) {
 	for i, e := range entries {
 		n.indexOp(e.op, first+uint64(i))
 		if e.r.kind == reqRemote {
-			n.m.remote.WithLabelValues("applied").Inc()
+			n.m.remoteApplied.Inc()
 		} else {
-			n.m.ops.WithLabelValues(e.r.kind.String()).Inc()
+			n.m.opsBy[e.r.kind].Inc()
 		}
 	}
 	n.m.keys.Set(float64(n.keys.Load()))

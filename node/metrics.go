@@ -30,6 +30,13 @@ type metrics struct {
 	queueDepthFunc prometheus.GaugeFunc
 
 	registered prometheus.Registerer // where register put them, for unregister
+
+	// Hot-path children, looked up once (WithLabelValues hashes labels).
+	opsBy          [reqSnapshot + 1]prometheus.Counter
+	remoteApplied  prometheus.Counter
+	remoteDup      prometheus.Counter
+	remoteInvalid  prometheus.Counter
+	readOnlyErrors prometheus.Counter
 }
 
 func newMetrics(queueDepth func() float64) *metrics {
@@ -73,6 +80,14 @@ func newMetrics(queueDepth func() float64) *metrics {
 		clockAhead: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "clock_ahead_total", Help: "Remote timestamps further ahead of the local clock than MaxClockDrift (accepted, clock clamped)."}),
 	}
+	for k := reqPut; k <= reqUpdate; k++ {
+		m.opsBy[k] = m.ops.WithLabelValues(k.String())
+	}
+	m.opsBy[reqBatch] = m.ops.WithLabelValues(reqBatch.String())
+	m.remoteApplied = m.remote.WithLabelValues("applied")
+	m.remoteDup = m.remote.WithLabelValues("duplicate")
+	m.remoteInvalid = m.remote.WithLabelValues("invalid")
+	m.readOnlyErrors = m.opErrors.WithLabelValues("read_only")
 	m.queueDepthFunc = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 		Name: "write_queue_depth", Help: "Write requests waiting for the commit loop."}, queueDepth)
 	return m
