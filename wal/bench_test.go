@@ -539,3 +539,4 @@ func (l *Log) flushForBench() error {
 	}
 	return l.waitVisible(next - 1)
 }
+

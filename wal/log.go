@@ -36,8 +36,12 @@ type Log struct {
 	planSize  int64      // active store size once everything queued is written
 	closed    bool
 	err       error // sticky write/sync failure
-	idle      bool  // the committer waits for a kick
-	freeBufs  [][]byte
+	idle      bool  // the committer goroutine waits for a kick
+	// committing is the commit token: its holder alone runs commit and
+	// touches the committer-only state below.
+	committing bool
+	work       []*batch // the token holder's batches
+	freeBufs   [][]byte
 
 	kick     chan struct{} // wakes the idle committer; capacity 1
 	loopDone chan struct{}
@@ -60,7 +64,7 @@ type Log struct {
 
 	truncMu sync.Mutex // serialises TruncateFront so removals stay oldest first
 
-	// Committer-only state.
+	// Committer-only state (see committing).
 	act      *segment
 	actSize  int64 // bytes written to the active store
 	actCount int   // records written to the active store
@@ -519,13 +523,30 @@ func (l *Log) Append(records ...[]byte) (first uint64, err error) {
 	l.assigned.Store(l.next)
 	l.planSize += int64(total)
 	l.queued += total
-	l.wake()
 	if l.opts.Sync != SyncAlways {
+		l.wake()
 		l.mu.Unlock()
 		return first, nil
 	}
 	done := b.doneChan()
-	l.mu.Unlock()
+	if l.committing {
+		// The commit in progress hands over to the committer goroutine
+		// when it ends, and that takes this batch.
+		l.mu.Unlock()
+	} else {
+		// Lead: write and sync this group ourselves.
+		l.committing = true
+		work := l.takeWork()
+		l.mu.Unlock()
+		l.commit(work)
+		clear(work)
+		l.mu.Lock()
+		l.committing = false
+		if l.pend != nil || len(l.queue) > 0 || l.closed {
+			l.wake()
+		}
+		l.mu.Unlock()
+	}
 	<-done
 	if b.err != nil {
 		return 0, b.err
@@ -594,7 +615,10 @@ func (l *Log) Sync() error {
 	return b.err
 }
 
-// run is the committer goroutine.
+// run is the committer goroutine. Whoever holds the commit token
+// (l.committing) is the committer for the moment: this goroutine, or under
+// SyncAlways an appender that found no commit in progress and leads one
+// itself, saving the hand-off between goroutines on the path to the disk.
 func (l *Log) run() {
 	defer close(l.loopDone)
 	var tick <-chan time.Time
@@ -603,46 +627,21 @@ func (l *Log) run() {
 		defer t.Stop()
 		tick = t.C
 	}
-	var work []*batch
 	for {
 		l.mu.Lock()
-		for l.pend == nil && len(l.queue) == 0 && !l.closed {
+		for l.committing || (l.pend == nil && len(l.queue) == 0 && !l.closed) {
 			l.idle = true
 			l.mu.Unlock()
 			select {
 			case <-l.kick:
 			case <-tick:
-				if l.unsynced && l.cerr == nil {
-					if err := l.syncActive(); err != nil {
-						l.fail(err)
-					}
-				}
+				l.intervalSync()
 			}
 			l.mu.Lock()
 			l.idle = false
 		}
-		switch {
-		case l.opts.Sync == SyncAlways:
-			// Everything queued shares one fdatasync.
-			if l.pend != nil {
-				l.queue = append(l.queue, l.pend)
-				l.pend = nil
-			}
-			work = append(work[:0], l.queue...)
-			clear(l.queue)
-			l.queue = l.queue[:0]
-		case len(l.queue) > 0:
-			// One batch at a time, so that appenders blocked on
-			// MaxPendingBytes resume as soon as it is written; the open
-			// batch keeps filling meanwhile.
-			work = append(work[:0], l.queue[0])
-			l.queue = slices.Delete(l.queue, 0, 1)
-		case l.pend != nil:
-			work = append(work[:0], l.pend)
-			l.pend = nil
-		default:
-			work = work[:0]
-		}
+		l.committing = true
+		work := l.takeWork()
 		closing := l.closed
 		l.mu.Unlock()
 
@@ -651,6 +650,7 @@ func (l *Log) run() {
 		}
 		clear(work)
 		if closing {
+			// Keep the token: nothing may commit after the last sync.
 			if l.unsynced && l.cerr == nil {
 				if err := l.syncActive(); err != nil {
 					l.fail(err)
@@ -658,7 +658,57 @@ func (l *Log) run() {
 			}
 			return
 		}
+		l.mu.Lock()
+		l.committing = false
+		l.mu.Unlock()
 	}
+}
+
+// intervalSync is the SyncInterval tick of an idle committer.
+func (l *Log) intervalSync() {
+	l.mu.Lock()
+	mine := !l.committing
+	l.committing = true
+	l.mu.Unlock()
+	if !mine {
+		return
+	}
+	if l.unsynced && l.cerr == nil {
+		if err := l.syncActive(); err != nil {
+			l.fail(err)
+		}
+	}
+	l.mu.Lock()
+	l.committing = false
+	l.mu.Unlock()
+}
+
+// takeWork takes the batches the next commit writes. Holds mu and the
+// commit token; the result aliases l.work.
+func (l *Log) takeWork() []*batch {
+	work := l.work[:0]
+	switch {
+	case l.opts.Sync == SyncAlways:
+		// Everything queued shares one fdatasync.
+		if l.pend != nil {
+			l.queue = append(l.queue, l.pend)
+			l.pend = nil
+		}
+		work = append(work, l.queue...)
+		clear(l.queue)
+		l.queue = l.queue[:0]
+	case len(l.queue) > 0:
+		// One batch at a time, so that appenders blocked on
+		// MaxPendingBytes resume as soon as it is written; the open
+		// batch keeps filling meanwhile.
+		work = append(work, l.queue[0])
+		l.queue = slices.Delete(l.queue, 0, 1)
+	case l.pend != nil:
+		work = append(work, l.pend)
+		l.pend = nil
+	}
+	l.work = work
+	return work
 }
 
 // commit writes the batches, syncs once if any needs it, publishes and
