@@ -539,4 +539,3 @@ func (l *Log) flushForBench() error {
 	}
 	return l.waitVisible(next - 1)
 }
-
