@@ -17,9 +17,11 @@ import (
 // Log is a segmented write-ahead log. All methods are safe for concurrent
 // use.
 //
-// Open starts one goroutine, the committer, which does every write, fsync
-// and roll; Close stops it after it has written and synced everything that
-// was appended, then closes the files.
+// Open starts one goroutine, the committer, which does the writes, fsyncs
+// and rolls (under SyncAlways an appender that finds the committer idle does
+// its own group's instead, one committer at a time); Close stops it after it
+// has written and synced everything that was appended, then closes the
+// files.
 type Log struct {
 	dir  string
 	opts Options

@@ -95,9 +95,11 @@ type Options struct {
 }
 
 // Hooks are metrics callbacks, so that the caller can feed Prometheus (or
-// anything else) without this package importing it. They are called from
-// the log's committer goroutine (or from Open), must not block, and must not
-// call back into the Log.
+// anything else) without this package importing it. They are called by
+// whichever goroutine is committing (the log's committer, or an appender
+// leading a group commit), one call at a time; OnTruncateFront by the
+// caller of TruncateFront. They must not block and must not call back into
+// the Log.
 type Hooks struct {
 	// OnCommit is called after each group of appends is written (and, when the
 	// policy or a Sync asks for it, fdatasynced).
