@@ -63,6 +63,8 @@ type Node struct {
 
 	// commitHook, when set, receives every committed group (replication).
 	commitHook atomic.Pointer[func([]committed)]
+
+	repl atomic.Pointer[replicator] // replication (issue 5): nil = offline
 }
 
 type readOnlyErr struct{ err error }
@@ -122,6 +124,11 @@ func Open(dir string, opts *Options) (*Node, error) {
 		"keys", n.keys.Load(), "wal_first", n.wal.FirstOffset(), "wal_next", n.wal.NextOffset())
 	n.snap.start(n)
 	go n.run()
+	// replication (issue 5): after the loop runs (deliveries go through it).
+	if err := n.startReplication(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -131,11 +138,15 @@ func Open(dir string, opts *Options) (*Node, error) {
 func (n *Node) Close() error {
 	n.close.Do(func() {
 		n.closed.Store(true)
+		var errs []error
+		// replication (issue 5): gossip first, while the loop still runs.
+		if err := n.stopReplication(); err != nil {
+			errs = append(errs, err)
+		}
 		close(n.closing)
 		<-n.loopDone
 		n.snap.stop()
 		n.hub.closeAll(ErrClosed)
-		var errs []error
 		if err := n.wal.Sync(); err != nil && n.readOnly.Load() == nil {
 			errs = append(errs, fmt.Errorf("node: close: sync wal: %w", err))
 		}

@@ -1,0 +1,223 @@
+package node
+
+// Replication (issue 5): the node implements gossip.Handler and plugs into
+// the commit loop through the hooks in hooks.go. This file holds the
+// lifecycle and the public API; repl_handler.go the Handler; sync.go sync
+// status; sync_serve.go the anti-entropy answers.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoaldb/shoal/crdt"
+	"github.com/shoaldb/shoal/gossip"
+)
+
+// ErrOffline is returned by Join, Leave and WaitSynced on a node opened
+// without Options.Gossip: it replicates with nobody.
+var ErrOffline = errors.New("node: offline (no gossip configured)")
+
+// replicator ties a node to its gossip instance.
+type replicator struct {
+	n   *Node
+	g   atomic.Pointer[gossip.Gossip] // set right after gossip.New; handler calls may come before
+	log *slog.Logger
+	m   *replMetrics
+
+	// repairDelay is how long a peer must have held operations we lack
+	// (seen in its digests) before we pull from it outside the periodic
+	// rounds. Shorter would pull deltas that are merely in flight.
+	repairDelay time.Duration
+
+	mu     sync.Mutex
+	peers  map[string]*peerState // by gossip name
+	notify chan struct{}         // closed and replaced whenever peers change
+}
+
+// peerState is what we know of a peer's data, from its digests.
+type peerState struct {
+	replica  crdt.ReplicaID
+	applied  *crdt.Context // the operations it had applied, as of updated
+	updated  time.Time
+	behind   *crdt.Context // its applied set when we first saw we lacked some of it
+	behindAt time.Time
+}
+
+// startReplication starts gossip when Options.Gossip is set. Called by
+// Open once the commit loop runs.
+func (n *Node) startReplication() error {
+	if n.opts.Gossip == nil {
+		return nil
+	}
+	cfg := *n.opts.Gossip
+	if cfg.Logger == nil {
+		cfg.Logger = n.log.With("component", "gossip")
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = n.opts.Registerer
+	}
+	if cfg.Name == "" {
+		cfg.Name = n.replica.String()
+	}
+	r := &replicator{
+		n:           n,
+		log:         n.log,
+		m:           newReplMetrics(n),
+		repairDelay: max(cfg.AntiEntropyInterval/4, 50*time.Millisecond),
+		peers:       make(map[string]*peerState),
+		notify:      make(chan struct{}),
+	}
+	if cfg.AntiEntropyInterval <= 0 {
+		r.repairDelay = gossip.DefaultLANConfig().AntiEntropyInterval / 4
+	}
+	if err := r.m.register(n.opts.Registerer); err != nil {
+		return err
+	}
+	// Hook first: every write committed from now on is pushed; anything
+	// earlier reaches peers through the pull made when a stream comes up.
+	n.setCommitHook(r.onCommit)
+	g, err := gossip.New(&cfg, r)
+	if err != nil {
+		n.setCommitHook(nil)
+		r.m.unregister()
+		return fmt.Errorf("node: start replication: %w", err)
+	}
+	r.g.Store(g)
+	n.repl.Store(r)
+	return nil
+}
+
+// stopReplication closes gossip (waiting for deliveries in progress, which
+// go through the commit loop: call it before stopping the loop).
+func (n *Node) stopReplication() error {
+	r := n.repl.Load()
+	if r == nil {
+		return nil
+	}
+	err := r.gossip().Close()
+	n.setCommitHook(nil)
+	r.m.unregister()
+	return err
+}
+
+func (r *replicator) gossip() *gossip.Gossip { return r.g.Load() }
+
+// replication returns the replicator, or ErrOffline / ErrClosed.
+func (n *Node) replication() (*replicator, error) {
+	if n.closed.Load() {
+		return nil, ErrClosed
+	}
+	r := n.repl.Load()
+	if r == nil {
+		return nil, ErrOffline
+	}
+	return r, nil
+}
+
+// Join contacts the given gossip addresses (host:port) and merges their
+// cluster with ours. They are remembered: while none of them is a live
+// member, the node keeps trying in the background, so an app can Join at
+// start and sync whenever peers appear. An error means none answered now.
+func (n *Node) Join(ctx context.Context, addrs ...string) error {
+	r, err := n.replication()
+	if err != nil {
+		return err
+	}
+	if _, err := r.gossip().Join(ctx, addrs...); err != nil {
+		return fmt.Errorf("node: join: %w", err)
+	}
+	return nil
+}
+
+// Leave tells the cluster this node is leaving for good (peers forget it
+// instead of waiting for it) and stops replicating. Close the node after.
+func (n *Node) Leave(ctx context.Context) error {
+	r, err := n.replication()
+	if err != nil {
+		return err
+	}
+	if err := r.gossip().Leave(ctx); err != nil {
+		return fmt.Errorf("node: leave: %w", err)
+	}
+	return nil
+}
+
+// Member is a cluster member as this node sees it.
+type Member struct {
+	Name      string // gossip node name
+	Addr      string // gossip address (host:port)
+	State     string // "alive", "dead" (failed) or "left"
+	Self      bool   // this node
+	Connected bool   // our data stream to it is up
+	// Replica is the member's replica ID, once a digest from it arrived.
+	Replica string
+	// Acked is how many of this node's writes (by sequence number) the
+	// member is known to hold; see SyncStatus.
+	Acked uint64
+}
+
+// Members lists the cluster members, this node first. An offline node
+// lists only itself.
+func (n *Node) Members() []Member {
+	self := Member{Name: n.replica.String(), State: "alive", Self: true, Replica: n.replica.String()}
+	r := n.repl.Load()
+	if r == nil || n.closed.Load() {
+		return []Member{self}
+	}
+	ms := r.gossip().Members()
+	out := make([]Member, 0, len(ms))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range ms {
+		mm := Member{Name: m.Name, Addr: m.Addr, State: m.State.String(), Self: m.Self, Connected: m.Connected}
+		if m.Self {
+			mm.Replica = n.replica.String()
+		} else if p := r.peers[m.Name]; p != nil {
+			mm.Replica = p.replica.String()
+			mm.Acked = p.applied.VV[n.replica]
+		}
+		out = append(out, mm)
+	}
+	return out
+}
+
+// onCommit is the commit hook: it pushes this replica's new operations to
+// every peer. Remote operations are not forwarded: their origin pushes
+// them to everyone itself, and anti-entropy covers what it could not reach.
+// It never blocks (gossip queues, or drops and later repairs).
+func (r *replicator) onCommit(cs []committed) {
+	g := r.gossip()
+	if g == nil {
+		return
+	}
+	var ps [][]byte
+	for _, c := range cs {
+		if c.From == "" && c.Op.Kind == OpDelta {
+			ps = append(ps, c.Record)
+		}
+	}
+	if len(ps) == 0 {
+		return
+	}
+	r.m.sent.Add(float64(len(ps)))
+	err := g.Broadcast("", ps...)
+	if errors.Is(err, gossip.ErrTooLarge) {
+		// Push what fits; the rest cannot travel by gossip at all.
+		for _, p := range ps {
+			if err := g.Broadcast("", p); err != nil {
+				r.log.Error("replication: record too large to push", "bytes", len(p), "err", err)
+			}
+		}
+	}
+}
+
+// signalLocked wakes WaitSynced callers; r.mu is held.
+func (r *replicator) signalLocked() {
+	close(r.notify)
+	r.notify = make(chan struct{})
+}

@@ -1,0 +1,201 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/shoaldb/shoal/crdt"
+	"github.com/shoaldb/shoal/gossip"
+)
+
+// The gossip.Handler side of the replicator.
+
+// digestVersion is the version of the anti-entropy digest.
+const digestVersion = 1
+
+// syncDigest is what a node tells its peers about its data: its replica ID
+// and the operations it has applied (Keyspace.Applied: a version vector
+// plus the dots beyond its gaps). A peer that compares it with its own
+// applied set knows exactly which operations to send.
+type syncDigest struct {
+	V       uint8          `msgpack:"v"`
+	Replica crdt.ReplicaID `msgpack:"r"`
+	Applied *crdt.Context  `msgpack:"a"`
+}
+
+// maxDigestDepth bounds msgpack nesting in a digest.
+const maxDigestDepth = 8
+
+func encodeDigest(d *syncDigest) ([]byte, error) {
+	return msgpack.Marshal(d)
+}
+
+// decodeDigest parses a digest from a peer; it never panics and bounds its
+// allocations by len(b).
+func decodeDigest(b []byte) (*syncDigest, error) {
+	if err := checkMsgpack(b, maxDigestDepth); err != nil {
+		return nil, fmt.Errorf("decode digest: %w", err)
+	}
+	var d syncDigest
+	if err := msgpack.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("%w: decode digest: %w", ErrCorrupt, err)
+	}
+	if d.V != digestVersion {
+		return nil, fmt.Errorf("%w: digest version %d", ErrCorrupt, d.V)
+	}
+	if d.Applied == nil {
+		d.Applied = &crdt.Context{}
+	}
+	d.Applied.Normalize()
+	return &d, nil
+}
+
+// Deliver makes records from a peer durable and applies them, through the
+// commit loop, in one group (one WAL append and fsync per batch, not per
+// record). Duplicates are dropped by the loop.
+func (r *replicator) Deliver(from gossip.Peer, src gossip.Source, payloads [][]byte) error {
+	n := r.n
+	now := n.opts.Now().UnixMilli()
+	raws := payloads[:0:0]
+	ops := make([]*Op, 0, len(payloads))
+	for _, p := range payloads {
+		op, err := DecodeOp(p)
+		if err != nil {
+			n.m.remote.WithLabelValues("invalid").Inc()
+			r.log.Warn("replication: invalid record from peer", "peer", from.Name, "err", err)
+			continue
+		}
+		switch {
+		case src == gossip.SourcePush && op.Kind == OpDelta:
+			r.m.delay.Observe(float64(max(now-op.Time.Physical(), 0)) / 1000)
+		case src == gossip.SourceSync && op.Kind == OpDelta:
+			r.m.repairedOps.Inc()
+		case src == gossip.SourceSync && op.Kind == OpStateRange:
+			r.m.repairedKeys.Add(float64(len(op.Delta.Keys)))
+		}
+		raws = append(raws, p)
+		ops = append(ops, op)
+	}
+	r.m.received.WithLabelValues(src.String()).Add(float64(len(payloads)))
+	if len(ops) == 0 {
+		return nil
+	}
+	return n.applyRemoteBatch(raws, ops, from.Name)
+}
+
+// applyRemoteBatch hands decoded remote records to the commit loop all at
+// once, so they share group commits, and waits for all of them. The
+// records are owned by the node from here on.
+func (n *Node) applyRemoteBatch(raws [][]byte, ops []*Op, from string) error {
+	reqs := make([]*request, 0, len(raws))
+	var err error
+submit:
+	for i, raw := range raws {
+		if n.closed.Load() {
+			err = ErrClosed
+			break
+		}
+		rq := getRequest(reqRemote)
+		rq.raw, rq.op, rq.from = raw, ops[i], from
+		select {
+		case n.reqs <- rq:
+			reqs = append(reqs, rq)
+		case <-n.closing:
+			putRequest(rq)
+			err = ErrClosed
+			break submit
+		}
+	}
+	for _, rq := range reqs {
+		select {
+		case <-rq.done:
+		case <-n.loopDone:
+			select {
+			case <-rq.done:
+			default:
+				err = ErrClosed
+				continue // the loop is gone: do not recycle
+			}
+		}
+		if rq.err != nil && err == nil {
+			err = rq.err
+		}
+		putRequest(rq)
+	}
+	return err
+}
+
+// Digest returns our digest. Called often (it acknowledges delivered
+// batches): one read-locked copy of the applied set.
+func (r *replicator) Digest() []byte {
+	b, err := encodeDigest(&syncDigest{V: digestVersion, Replica: r.n.replica, Applied: r.n.appliedSet()})
+	if err != nil {
+		r.log.Error("replication: encode digest", "err", err)
+		return nil
+	}
+	return b
+}
+
+// PeerDigest records what a peer holds (sync status), and pulls from it when
+// it has held operations we lack for longer than repairDelay (a lost push,
+// or a peer that got them from a third node we cannot reach).
+func (r *replicator) PeerDigest(from gossip.Peer, b []byte) {
+	d, err := decodeDigest(b)
+	if err != nil {
+		r.m.badDigests.Inc()
+		r.log.Warn("replication: invalid digest from peer", "peer", from.Name, "err", err)
+		return
+	}
+	mine := r.n.appliedSet()
+	now := time.Now()
+	pull := false
+	r.mu.Lock()
+	p := r.peers[from.Name]
+	if p == nil {
+		p = &peerState{}
+		r.peers[from.Name] = p
+	}
+	p.replica, p.applied, p.updated = d.Replica, d.Applied, now
+	if p.behind != nil && now.Sub(p.behindAt) >= r.repairDelay {
+		pull = len(mine.Missing(p.behind)) > 0
+		p.behind = nil
+	}
+	if p.behind == nil && !pull && len(mine.Missing(d.Applied)) > 0 {
+		p.behind, p.behindAt = d.Applied, now
+	}
+	r.signalLocked()
+	r.mu.Unlock()
+	if pull {
+		r.m.lagPulls.Inc()
+		if g := r.gossip(); g != nil {
+			g.RequestSync(from.Name)
+		}
+	}
+}
+
+// Serve answers a peer's anti-entropy request (sync_serve.go).
+func (r *replicator) Serve(ctx context.Context, to gossip.Peer, digest []byte, w *gossip.SyncWriter) error {
+	d, err := decodeDigest(digest)
+	if err != nil {
+		r.m.badDigests.Inc()
+		return err
+	}
+	return r.serve(ctx, to, d, w)
+}
+
+func (r *replicator) PeerJoined(p gossip.Peer) {
+	r.log.Info("replication: peer joined", "peer", p.Name, "addr", p.Addr)
+	r.mu.Lock()
+	r.signalLocked()
+	r.mu.Unlock()
+}
+
+func (r *replicator) PeerLeft(p gossip.Peer) {
+	r.log.Info("replication: peer gone", "peer", p.Name, "addr", p.Addr)
+	r.mu.Lock()
+	r.signalLocked()
+	r.mu.Unlock()
+}

@@ -1,0 +1,86 @@
+package node
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// replMetrics are the replication metrics (shoal_repl_*). The gossip layer
+// registers its own (shoal_gossip_*: members by state, bytes by message
+// type, queues and drops, rejections) on the same registerer, and the
+// commit loop counts remote records by result (shoal_node_remote_records_total:
+// applied, duplicate, invalid).
+type replMetrics struct {
+	sent         prometheus.Counter
+	received     *prometheus.CounterVec
+	delay        prometheus.Histogram
+	served       *prometheus.CounterVec
+	sentOps      prometheus.Counter
+	sentKeys     prometheus.Counter
+	repairedOps  prometheus.Counter
+	repairedKeys prometheus.Counter
+	lagPulls     prometheus.Counter
+	badDigests   prometheus.Counter
+	registered   prometheus.Registerer
+}
+
+func newReplMetrics(n *Node) *replMetrics {
+	const ns, sub = "shoal", "repl"
+	return &replMetrics{
+		sent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "deltas_sent_total", Help: "Local operations handed to gossip to push to every peer."}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "records_received_total", Help: "Records received from peers, by source (push, sync); shoal_node_remote_records_total says which were duplicates."}, []string{"source"}),
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "propagation_delay_seconds", Help: "Receive time of a pushed operation minus its HLC physical time at the origin.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		served: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "antientropy_served_total", Help: "Anti-entropy requests answered, by what was sent (nothing, ops, state)."}, []string{"mode"}),
+		sentOps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "antientropy_sent_records_total", Help: "WAL records sent to peers that lacked them."}),
+		sentKeys: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "antientropy_sent_keys_total", Help: "Keys sent in state transfers."}),
+		repairedOps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "antientropy_repaired_ops_total", Help: "Operations received by anti-entropy (this node lacked them)."}),
+		repairedKeys: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "antientropy_repaired_keys_total", Help: "Keys received by state transfer."}),
+		lagPulls: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "lag_pulls_total", Help: "Pulls started because a peer's digest showed operations this node kept lacking."}),
+		badDigests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "invalid_digests_total", Help: "Digests from peers that could not be decoded."}),
+	}
+}
+
+func (m *replMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.sent, m.received, m.delay, m.served, m.sentOps, m.sentKeys,
+		m.repairedOps, m.repairedKeys, m.lagPulls, m.badDigests}
+}
+
+func (m *replMetrics) register(r prometheus.Registerer) error {
+	if r == nil {
+		return nil
+	}
+	var done []prometheus.Collector
+	for _, c := range m.collectors() {
+		if err := r.Register(c); err != nil {
+			for _, d := range done {
+				r.Unregister(d)
+			}
+			return fmt.Errorf("node: register replication metrics: %w", err)
+		}
+		done = append(done, c)
+	}
+	m.registered = r
+	return nil
+}
+
+func (m *replMetrics) unregister() {
+	if m.registered == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		m.registered.Unregister(c)
+	}
+	m.registered = nil
+}

@@ -1,0 +1,197 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/shoaldb/shoal/crdt"
+	"github.com/shoaldb/shoal/gossip"
+	"github.com/shoaldb/shoal/wal"
+)
+
+// Anti-entropy, serving side. A peer sends its applied set; we send it
+// exactly the operations we applied that it has not, as the WAL records
+// that carry them. When some of those records are gone (truncated after a
+// snapshot, or never ours: operations that reached us by state transfer)
+// we send our whole state instead, in key ranges, then the records of what
+// we applied while doing so.
+
+const (
+	// stateChunkKeys is how many keys one state-range record starts with;
+	// stateRecordBytes the size above which a range is split further.
+	stateChunkKeys   = 256
+	stateRecordBytes = 1 << 20
+	// directReadMax: offset ranges up to this long are read record by
+	// record (wal.Read); longer ones with a sequential Reader.
+	directReadMax = 16
+)
+
+func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w *gossip.SyncWriter) error {
+	n := r.n
+	missing := d.Applied.Missing(n.appliedSet())
+	if len(missing) == 0 {
+		r.m.served.WithLabelValues("nothing").Inc()
+		return nil
+	}
+	if offs, ok := n.offsetsOf(missing); ok {
+		sent, err := r.sendRecords(ctx, offs, w)
+		r.m.sentOps.Add(float64(sent))
+		if err == nil {
+			r.m.served.WithLabelValues("ops").Inc()
+			return nil
+		}
+		if !errors.Is(err, wal.ErrTruncated) {
+			return err
+		}
+	}
+	r.log.Info("replication: sending state (the operations the peer lacks are not all in the WAL)",
+		"peer", to.Name, "missing_ranges", len(missing))
+	applied, err := r.sendState(ctx, w)
+	if err != nil {
+		return err
+	}
+	r.m.served.WithLabelValues("state").Inc()
+	// Whatever we applied while the state was read, by record.
+	theirs := d.Applied.Clone()
+	theirs.Merge(applied)
+	if missing = theirs.Missing(n.appliedSet()); len(missing) > 0 {
+		if offs, ok := n.offsetsOf(missing); ok {
+			sent, err := r.sendRecords(ctx, offs, w)
+			r.m.sentOps.Add(float64(sent))
+			if err != nil && !errors.Is(err, wal.ErrTruncated) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// offsetsOf returns the WAL offsets of the records that carry the given
+// operations, and false if some of them are not in the WAL.
+func (n *Node) offsetsOf(missing []crdt.DotRange) ([]offRange, bool) {
+	var out []offRange
+	for _, m := range missing {
+		offs, ok := n.index.lookup(m.Replica, m.First, m.Last)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, offs...)
+	}
+	return mergeOffRanges(out), true
+}
+
+// sendRecords writes the records at offs to w and returns how many it sent.
+// A record removed from the WAL meanwhile gives an error wrapping
+// wal.ErrTruncated.
+func (r *replicator) sendRecords(ctx context.Context, offs []offRange, w *gossip.SyncWriter) (int, error) {
+	n := r.n
+	sent := 0
+	for _, o := range offs {
+		if err := ctx.Err(); err != nil {
+			return sent, err
+		}
+		if o.Last-o.First < directReadMax {
+			for off := o.First; off <= o.Last; off++ {
+				rec, err := n.wal.Read(off)
+				if err != nil {
+					return sent, fmt.Errorf("node: read record %d: %w", off, err)
+				}
+				if err := w.Write(rec); err != nil {
+					return sent, err
+				}
+				sent++
+			}
+			continue
+		}
+		rd, err := n.wal.NewReader(o.First)
+		if err != nil {
+			return sent, fmt.Errorf("node: read records from %d: %w", o.First, err)
+		}
+		for rd.Offset() <= o.Last {
+			_, rec, err := rd.Next()
+			if err != nil {
+				rd.Close()
+				return sent, fmt.Errorf("node: read records %d..%d: %w", o.First, o.Last, err)
+			}
+			if err := w.Write(rec); err != nil {
+				rd.Close()
+				return sent, err
+			}
+			sent++
+		}
+		rd.Close()
+	}
+	return sent, nil
+}
+
+// sendState writes the whole state to w: the keys in sorted ranges that
+// tile the key space ("" to the first boundary, ..., the last boundary to
+// the end), each an OpStateRange record, then an OpContext record. It
+// returns the applied set the transfer carries.
+//
+// The state may change while it is sent. The key list, context ctx0 and
+// applied set are taken together at the start; each range carries its
+// keys' current state with context ctx0 plus the dots those keys hold
+// (never a dot removed after the start that the range does not show, which
+// would make the receiver drop a value it got meanwhile); the final record
+// merges ctx0 and the start's applied set, whose effects every range
+// includes.
+func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter) (*crdt.Context, error) {
+	n := r.n
+	n.mu.Lock() // Keys sorts the key index on demand: it writes
+	keys := n.ks.Keys("", 0)
+	ctx0 := n.ks.Context()
+	applied0 := n.ks.Applied()
+	n.mu.Unlock()
+	now := crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0)
+	names := make([]string, 0, stateChunkKeys)
+	sentKeys := 0
+	for i, chunk := 0, stateChunkKeys; ; {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		j := min(i+chunk, len(keys))
+		op := &Op{V: OpVersion, Kind: OpStateRange, Origin: n.replica, Time: now}
+		if i > 0 {
+			op.Lo = keys[i].Key
+		}
+		if j < len(keys) {
+			op.Hi = keys[j].Key
+		}
+		names = names[:0]
+		for _, k := range keys[i:j] {
+			names = append(names, k.Key)
+		}
+		n.mu.RLock()
+		op.Delta = n.ks.KeyState(names...)
+		n.mu.RUnlock()
+		op.Ctx = ctx0.Clone()
+		op.Ctx.Merge(&op.Delta.Ctx)
+		rec, err := EncodeOp(op)
+		if err != nil {
+			return nil, err
+		}
+		if len(rec) > stateRecordBytes && j-i > 1 {
+			chunk = max(1, (j-i)/2)
+			continue
+		}
+		if err := w.Write(rec); err != nil {
+			return nil, fmt.Errorf("node: send state of keys [%q, %q): %w", op.Lo, op.Hi, err)
+		}
+		sentKeys += len(op.Delta.Keys)
+		if j == len(keys) {
+			break
+		}
+		i, chunk = j, stateChunkKeys
+	}
+	rec, err := EncodeOp(&Op{V: OpVersion, Kind: OpContext, Origin: n.replica, Time: now, Ctx: ctx0, Applied: applied0})
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Write(rec); err != nil {
+		return nil, err
+	}
+	r.m.sentKeys.Add(float64(sentKeys))
+	return applied0, nil
+}
