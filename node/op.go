@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"fmt"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -64,37 +63,23 @@ type Op struct {
 // MaxDepth levels and each level costs a few msgpack containers.
 const maxOpDepth = 8 * MaxDepth
 
-var encPool = sync.Pool{New: func() any {
-	e := &opEncoder{}
-	e.enc = msgpack.NewEncoder(&e.buf)
-	// Map order is Go's (msgpack sorts only maps of strings to scalars), so
-	// equal ops may encode differently: that is why an op is encoded once,
-	// at its origin, and its bytes are then stored and forwarded unchanged.
-	e.enc.UseCompactInts(true)
-	return e
-}}
-
-type opEncoder struct {
-	buf bytes.Buffer
-	enc *msgpack.Encoder
-}
-
 // EncodeOp returns the record bytes of op (a new slice owned by the caller).
 func EncodeOp(op *Op) ([]byte, error) {
-	e := encPool.Get().(*opEncoder)
-	e.buf.Reset()
-	err := e.enc.Encode(op)
-	var out []byte
-	if err == nil {
-		out = bytes.Clone(e.buf.Bytes())
-	}
-	if e.buf.Cap() <= 1<<20 {
-		encPool.Put(e)
-	}
-	if err != nil {
+	w := mpWriter{b: make([]byte, 0, 128)}
+	w.op(op)
+	return w.b, nil
+}
+
+// encodeOpLibrary encodes with the msgpack library: the reference the
+// hand-written codec is tested against.
+func encodeOpLibrary(op *Op) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(op); err != nil {
 		return nil, fmt.Errorf("node: encode op: %w", err)
 	}
-	return out, nil
+	return buf.Bytes(), nil
 }
 
 // DecodeOp decodes and validates record bytes from the WAL or a peer. It
@@ -104,14 +89,17 @@ func DecodeOp(b []byte) (*Op, error) {
 	if err := checkMsgpack(b, maxOpDepth); err != nil {
 		return nil, fmt.Errorf("decode op: %w", err)
 	}
-	var op Op
-	if err := msgpack.Unmarshal(b, &op); err != nil {
-		return nil, fmt.Errorf("%w: decode op: %w", ErrCorrupt, err)
+	op, ok := fastDecodeOp(b)
+	if !ok {
+		op = &Op{}
+		if err := msgpack.Unmarshal(b, op); err != nil {
+			return nil, fmt.Errorf("%w: decode op: %w", ErrCorrupt, err)
+		}
 	}
 	if err := op.validate(); err != nil {
 		return nil, fmt.Errorf("%w: decode op: %w", ErrCorrupt, err)
 	}
-	return &op, nil
+	return op, nil
 }
 
 func (op *Op) validate() error {

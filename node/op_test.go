@@ -1,11 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -169,6 +172,17 @@ func FuzzDecodeOp(f *testing.F) {
 	}
 	f.Add([]byte{0x81, 0xa1, 'd', 0x81, 0xa1, 'o', 0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if checkMsgpack(b, maxOpDepth) == nil {
+			if fast, ok := fastDecodeOp(b); ok {
+				var lib Op
+				if err := msgpack.Unmarshal(b, &lib); err != nil {
+					t.Fatalf("fast decoder accepted what the library refuses: %v", err)
+				}
+				if !reflect.DeepEqual(fast, &lib) {
+					t.Fatalf("fast decoder and library disagree:\n%+v\n%+v", fast, &lib)
+				}
+			}
+		}
 		op, err := DecodeOp(b)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
@@ -265,4 +279,51 @@ func FuzzDecodeSnapshot(f *testing.F) {
 		x.lookup(1, 1, 10)
 		x.truncate(5)
 	})
+}
+
+func libraryDecode(t testing.TB, b []byte) *Op {
+	t.Helper()
+	var op Op
+	if err := msgpack.Unmarshal(b, &op); err != nil {
+		t.Fatalf("library decode: %v", err)
+	}
+	return &op
+}
+
+// The hand-written codec and the msgpack library read each other's output
+// and agree on every field (reflect.DeepEqual tells nil from empty).
+func TestCodecMatchesLibrary(t *testing.T) {
+	ops := sampleOps(t)
+	n, _ := openTest(t, &Options{Sync: SyncNever})
+	rec := record(n)
+	randomOps(t, n, rand.New(rand.NewPCG(11, 11)), 300)
+	must(t, n.Update("deep", Patch{Nested: map[string]Patch{"a": {Nested: map[string]Patch{"b": {
+		Add: map[string][]string{"s": {"x", "y"}}, Enable: []string{"f"}, Incr: map[string]int64{"c": -1 << 40}}}}}}))
+	must(t, n.Put("big", strings.Repeat("x", 70000)))
+	must(t, n.Delete("deep"))
+	for _, c := range rec.take() {
+		ops = append(ops, c.Op)
+	}
+	for i, op := range ops {
+		fast, err := EncodeOp(op)
+		must(t, err)
+		lib, err := encodeOpLibrary(op)
+		must(t, err)
+		want := libraryDecode(t, lib)
+		if got := libraryDecode(t, fast); !reflect.DeepEqual(got, want) {
+			t.Fatalf("op %d: the library reads the fast encoding differently:\n%+v\n%+v", i, got, want)
+		}
+		for name, b := range map[string][]byte{"fast": fast, "library": lib} {
+			got, ok := fastDecodeOp(b)
+			if !ok {
+				t.Fatalf("op %d: fast decoder refused the %s encoding", i, name)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("op %d: fast decoder reads the %s encoding differently:\n%+v\n%+v", i, name, got, want)
+			}
+		}
+		if again, _ := EncodeOp(op); !bytes.Equal(again, fast) {
+			t.Fatalf("op %d: encoding is not deterministic", i)
+		}
+	}
 }
