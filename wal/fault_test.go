@@ -122,6 +122,7 @@ func TestIndexDiskFull(t *testing.T) {
 // and checks the recovery property. It reports whether the crash point was
 // reached (false: the scenario ran to completion).
 type crashScenario struct {
+	sync  SyncPolicy
 	setup func(t *testing.T, l *Log, h *history)            // runs before the crash point is armed
 	work  func(t *testing.T, l *Log, h *history) (hit bool) // runs with the crash armed
 }
@@ -130,10 +131,15 @@ func runCrash(t *testing.T, sc crashScenario, crashAt int, torn func(string, int
 	t.Helper()
 	dir := t.TempDir()
 	fs := newFaultFS()
-	o := &Options{FS: fs, SegmentBytes: 1024}
+	o := &Options{FS: fs, SegmentBytes: 1024, Sync: sc.sync}
 	l := mustOpen(t, dir, o)
 	h := &history{}
 	sc.setup(t, l, h)
+	if sc.sync != SyncAlways {
+		if err := l.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	fs.mu.Lock()
 	fs.crashAt = fs.ops + crashAt
 	fs.keepTorn, fs.zeroTorn = torn, zero
@@ -187,6 +193,23 @@ func TestCrashEveryStep(t *testing.T) {
 			setup: func(t *testing.T, l *Log, h *history) { writeGroups(t, l, h, 20) },
 			work: func(t *testing.T, l *Log, h *history) bool {
 				appendUntilFail(l, h, 60) // crosses at least two rolls
+				return true
+			},
+		},
+		"roll under SyncNever": {
+			sync:  SyncNever,
+			setup: func(t *testing.T, l *Log, h *history) { writeGroups(t, l, h, 20) },
+			work: func(t *testing.T, l *Log, h *history) bool {
+				// Only what a successful Sync covered is promised.
+				for l.NextOffset() < 60 {
+					acked := h.acked
+					appendUntilFail(l, h, l.NextOffset()+7)
+					h.acked = acked
+					if l.Sync() != nil {
+						break
+					}
+					h.acked = l.NextOffset()
+				}
 				return true
 			},
 		},
