@@ -172,7 +172,7 @@ func DefaultLocalConfig() *Config {
 	c.TCPTimeout = 2 * time.Second
 	c.DeadNodeReclaimTime = 100 * time.Millisecond
 	c.FlushInterval = time.Millisecond
-	c.AckInterval = 5 * time.Millisecond
+	c.AckInterval = 10 * time.Millisecond
 	c.AntiEntropyInterval = time.Second
 	c.RejoinInterval = 500 * time.Millisecond
 	c.DialTimeout = 2 * time.Second

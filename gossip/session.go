@@ -40,7 +40,8 @@ type session struct {
 	res      handshakeResult
 	fr       frameReader
 	fw       frameWriter
-	peerMax  int // largest frame the peer accepts
+	bw       *bufio.Writer // frames written together go out in one write
+	peerMax  int           // largest frame the peer accepts
 
 	ctx        context.Context // canceled when the session closes
 	cancel     context.CancelFunc
@@ -220,7 +221,8 @@ func (g *Gossip) newSession(conn net.Conn, p Peer, res handshakeResult, outbound
 	}
 	s.ctx, s.cancel = context.WithCancel(g.ctx)
 	s.fr = frameReader{r: bufio.NewReaderSize(conn, 64<<10), aead: res.recv, max: g.cfg.MaxFrameBytes + sealOverhead}
-	s.fw = frameWriter{w: conn, aead: res.send}
+	s.bw = bufio.NewWriterSize(conn, 64<<10)
+	s.fw = frameWriter{w: s.bw, aead: res.send}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closing.Load() {
@@ -448,6 +450,15 @@ func (s *session) writeLoop() {
 					}
 					continue
 				}
+			}
+		}
+		// Nothing more to write right now: what was written since the
+		// last wait goes out in one write.
+		if s.bw.Buffered() > 0 {
+			_ = s.conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+			if err := s.bw.Flush(); err != nil {
+				s.fail(err)
+				return
 			}
 		}
 		select {

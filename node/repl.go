@@ -34,9 +34,18 @@ type replicator struct {
 	// rounds. Shorter would pull deltas that are merely in flight.
 	repairDelay time.Duration
 
+	// digest caches our encoded digest for the state version it was made at
+	// (n.applied): every stream acknowledges with it, often at once.
+	digest atomic.Pointer[cachedDigest]
+
 	mu     sync.Mutex
 	peers  map[string]*peerState // by gossip name
 	notify chan struct{}         // closed and replaced whenever peers change
+}
+
+type cachedDigest struct {
+	version uint64
+	b       []byte
 }
 
 // peerState is what we know of a peer's data, from its digests.
@@ -46,6 +55,7 @@ type peerState struct {
 	updated  time.Time
 	behind   *crdt.Context // its applied set when we first saw we lacked some of it
 	behindAt time.Time
+	checked  time.Time // when we last compared its applied set with ours
 }
 
 // startReplication starts gossip when Options.Gossip is set. Called by

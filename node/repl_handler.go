@@ -129,13 +129,23 @@ submit:
 }
 
 // Digest returns our digest. Called often (it acknowledges delivered
-// batches): one read-locked copy of the applied set.
+// batches, on every stream): it is re-encoded only when the state moved.
 func (r *replicator) Digest() []byte {
-	b, err := encodeDigest(&syncDigest{V: digestVersion, Replica: r.n.replica, Applied: r.n.appliedSet()})
+	n := r.n
+	n.mu.RLock()
+	version := n.applied
+	if c := r.digest.Load(); c != nil && c.version == version {
+		n.mu.RUnlock()
+		return c.b
+	}
+	applied := n.ks.Applied()
+	n.mu.RUnlock()
+	b, err := encodeDigest(&syncDigest{V: digestVersion, Replica: n.replica, Applied: applied})
 	if err != nil {
 		r.log.Error("replication: encode digest", "err", err)
 		return nil
 	}
+	r.digest.Store(&cachedDigest{version: version, b: b})
 	return b
 }
 
@@ -149,7 +159,6 @@ func (r *replicator) PeerDigest(from gossip.Peer, b []byte) {
 		r.log.Warn("replication: invalid digest from peer", "peer", from.Name, "err", err)
 		return
 	}
-	mine := r.n.appliedSet()
 	now := time.Now()
 	pull := false
 	r.mu.Lock()
@@ -159,12 +168,23 @@ func (r *replicator) PeerDigest(from gossip.Peer, b []byte) {
 		r.peers[from.Name] = p
 	}
 	p.replica, p.applied, p.updated = d.Replica, d.Applied, now
-	if p.behind != nil && now.Sub(p.behindAt) >= r.repairDelay {
-		pull = len(mine.Missing(p.behind)) > 0
-		p.behind = nil
-	}
-	if p.behind == nil && !pull && len(mine.Missing(d.Applied)) > 0 {
-		p.behind, p.behindAt = d.Applied, now
+	// Comparing with our applied set costs a copy of it: digests arrive
+	// every few milliseconds per stream, so compare at most a few times per
+	// repairDelay.
+	due := p.behind == nil && now.Sub(p.checked) >= r.repairDelay/4 ||
+		p.behind != nil && now.Sub(p.behindAt) >= r.repairDelay
+	if due {
+		p.checked = now
+		r.mu.Unlock()
+		mine := r.n.appliedSet()
+		r.mu.Lock()
+		if p.behind != nil && now.Sub(p.behindAt) >= r.repairDelay {
+			pull = len(mine.Missing(p.behind)) > 0
+			p.behind = nil
+		}
+		if p.behind == nil && !pull && len(mine.Missing(d.Applied)) > 0 {
+			p.behind, p.behindAt = d.Applied, now
+		}
 	}
 	r.signalLocked()
 	r.mu.Unlock()
