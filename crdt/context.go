@@ -64,7 +64,7 @@ func (c *Context) addRange(r ReplicaID, first, last uint64) {
 				c.VV = make(VersionVector)
 			}
 			c.VV[r] = last
-			c.compact()
+			c.absorb(r)
 		}
 		return
 	}
@@ -134,13 +134,15 @@ func (c *Context) Merge(o *Context) {
 		return
 	}
 	changed := false
-	for r, s := range o.VV {
-		if s > c.VV[r] {
-			if c.VV == nil {
-				c.VV = make(VersionVector, len(o.VV))
+	if len(o.VV) > 0 {
+		for r, s := range o.VV {
+			if s > c.VV[r] {
+				if c.VV == nil {
+					c.VV = make(VersionVector, len(o.VV))
+				}
+				c.VV[r] = s
+				changed = true
 			}
-			c.VV[r] = s
-			changed = true
 		}
 	}
 	if len(o.Cloud) <= 4 {

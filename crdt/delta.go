@@ -135,16 +135,20 @@ func checkEntry(e *Entry, ctx *Context, depth int) error {
 			return err
 		}
 	}
-	for _, ds := range e.Set {
-		for _, d := range ds {
-			if err := checkDot(d, ctx); err != nil {
-				return err
+	if len(e.Set) > 0 { // ranging over a nil map still costs an iterator
+		for _, ds := range e.Set {
+			for _, d := range ds {
+				if err := checkDot(d, ctx); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	for f, c := range e.Map {
-		if err := checkEntry(c, ctx, depth+1); err != nil {
-			return fmt.Errorf("field %q: %w", f, err)
+	if len(e.Map) > 0 {
+		for f, c := range e.Map {
+			if err := checkEntry(c, ctx, depth+1); err != nil {
+				return fmt.Errorf("field %q: %w", f, err)
+			}
 		}
 	}
 	return nil
@@ -152,9 +156,11 @@ func checkEntry(e *Entry, ctx *Context, depth int) error {
 
 // canonical returns c when it is in canonical form, else a canonical copy.
 func canonical(c *Context) *Context {
-	for _, s := range c.VV {
-		if s == 0 {
-			return normalized(c)
+	if len(c.VV) > 0 {
+		for _, s := range c.VV {
+			if s == 0 {
+				return normalized(c)
+			}
 		}
 	}
 	for i, d := range c.Cloud {

@@ -258,6 +258,14 @@ func sameState(t tb, what string, a, b *Keyspace) {
 	if a.Digest() != b.Digest() {
 		t.Fatalf("%s: equal states, different digests\n%s", what, dump(sa))
 	}
+	for _, k := range []*Keyspace{a, b} {
+		if k.sum != k.recomputeSum() {
+			t.Fatalf("%s: incremental digest differs from a recomputed one\n%s", what, dump(k.Snapshot()))
+		}
+		if len(k.Keys("", 0)) != k.Len() {
+			t.Fatalf("%s: index lists %d keys, map holds %d", what, len(k.Keys("", 0)), k.Len())
+		}
+	}
 	if fmt.Sprint(views(a)) != fmt.Sprint(views(b)) {
 		t.Fatalf("%s: views differ: %v vs %v", what, views(a), views(b))
 	}

@@ -360,3 +360,26 @@ func (k *Keyspace) MergeApplied(a *Context) {
 		k.applied.Merge(k.ctx.intersect(canonical(a)))
 	}
 }
+
+// recomputeSum computes the sum of the key hashes from scratch, ignoring
+// the hashes kept in the entries: the reference for the incremental
+// digest, and the cost it saves.
+func (k *Keyspace) recomputeSum() sum128 {
+	var s sum128
+	for key, e := range k.keys {
+		s = s.add(hashChild(tagKey, key, e.itemSum()))
+	}
+	return s
+}
+
+// itemSum hashes a normalized entry from scratch.
+func (e *Entry) itemSum() sum128 {
+	s := sumItems(e.Reg, hashReg).add(sumItems(e.Cnt, hashCnt)).add(sumItems(e.Flag, hashFlag))
+	for m, ds := range e.Set {
+		s = s.add(hashMember(m, ds))
+	}
+	for f, c := range e.Map {
+		s = s.add(hashChild(tagField, f, c.itemSum()))
+	}
+	return s
+}

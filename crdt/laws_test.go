@@ -61,6 +61,9 @@ func TestJoinCommutative(t *testing.T) {
 	forModes(t, func(t *rapid.T, m mode) {
 		rs, log := genStates(t, m, 3)
 		a, b := rs[0].ks.Snapshot(), rs[1].ks.Snapshot()
+		if a.Equal(b) != (rs[0].ks.Digest() == rs[1].ks.Digest()) {
+			t.Fatalf("digests equal = %v for states equal = %v", !a.Equal(b), a.Equal(b))
+		}
 		ab, ba := Join(a, b), Join(b, a)
 		if !ab.Equal(ba) {
 			t.Fatalf("a ⊔ b != b ⊔ a\n--- a⊔b\n%s--- b⊔a\n%s", dump(ab), dump(ba))

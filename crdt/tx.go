@@ -212,6 +212,13 @@ func (t *Tx) member(v ov, m string, out []Dot) []Dot {
 
 // setLive reports whether the set of v has a live member, in O(pending).
 func (t *Tx) setLive(v ov) bool {
+	if v.p != nil {
+		for _, ds := range v.p.Set {
+			if len(ds) > 0 {
+				return true // pending dots are live
+			}
+		}
+	}
 	if v.l != nil && !v.allDead() {
 		// Pending operations remove only members they list.
 		listed := 0
