@@ -1,9 +1,39 @@
 package node
 
-// Replication (issue 5): the node implements gossip.Handler and plugs into
-// the commit loop through the hooks in hooks.go. This file holds the
-// lifecycle and the public API; repl_handler.go the Handler; sync.go sync
-// status; sync_serve.go the anti-entropy answers.
+// Replication (issue 5). A node opened with Options.Gossip joins a cluster
+// through package gossip and implements gossip.Handler; it plugs into the
+// commit loop through the hooks in hooks.go. Files: repl.go (lifecycle,
+// Join/Leave/Members, the commit hook), repl_handler.go (the Handler:
+// delivery, digests), sync.go (sync status, WaitSynced), sync_serve.go
+// (answering anti-entropy requests), repl_metrics.go.
+//
+// How an operation travels:
+//
+//  1. A local write commits (WAL append, apply, publish); the commit hook
+//     hands its record bytes to gossip.Broadcast, which pushes them to every
+//     peer with an open stream, batched over a millisecond or so. The origin
+//     pushes to everyone (full mesh); receivers do not forward.
+//  2. A peer's Deliver decodes the records and submits them to its commit
+//     loop as one group: records whose dots were all applied already are
+//     dropped (duplicates), the rest are appended to its WAL as the same
+//     bytes, applied and published, in one fsync per group. The peer then
+//     acknowledges with its digest.
+//  3. The digest is the set of operations a node has applied
+//     (Keyspace.Applied). From acknowledgements a node knows, per peer, how
+//     many of its writes the peer holds (SyncStatus, WaitSynced). A digest
+//     showing operations we keep lacking makes us pull from that peer.
+//  4. Anti-entropy: whenever a stream comes up (join, restart, healed
+//     partition), on hints, and every AntiEntropyInterval, a node pulls: it
+//     sends its digest, and the peer answers with exactly the WAL records of
+//     the operations it lacks, found through the dot index. If some of them
+//     are no longer in the WAL (truncated after a snapshot) the peer sends
+//     its whole state instead, in key ranges (OpStateRange records, joined
+//     with Keyspace.JoinRange) followed by its context and applied set
+//     (OpContext), then the records of whatever it applied meanwhile. A new
+//     node bootstraps this way; memberlist's push/pull carries nothing.
+//
+// Catch-up traffic is therefore proportional to what a peer missed, except
+// after truncation, when it is the size of the state.
 
 import (
 	"context"

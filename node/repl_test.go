@@ -453,18 +453,20 @@ func TestWaitSynced(t *testing.T) {
 		t.Fatalf("sync status %+v", st)
 	}
 
-	// n2 cut off (data streams only: memberlist still sees it alive):
-	// waiting for it blocks until the deadline, waiting for n1 does not.
-	c.faults.CutData("n0", "n2")
+	// n2 partitioned away (memberlist and data): waiting for it blocks
+	// until the deadline; waiting for n1 does not.
+	c.faults.Partition([]string{"n0", "n1"}, []string{"n2"})
 	must(t, c.nodes[0].Put("w/cut", 1))
 	short, cancelShort := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancelShort()
 	if err := c.nodes[0].WaitSynced(short, "n2"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitSynced on a cut-off peer: %v", err)
+		t.Fatalf("WaitSynced on a partitioned peer: %v", err)
 	}
 	must(t, c.nodes[0].WaitSynced(ctx, "n1"))
 	c.faults.Heal()
-	must(t, c.nodes[0].WaitSynced(ctx))
+	long, cancelLong := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelLong()
+	must(t, c.nodes[0].WaitSynced(long, "n1", "n2"))
 	if _, err := c.nodes[2].Get("w/cut"); err != nil {
 		t.Fatal(err)
 	}
