@@ -14,6 +14,8 @@ import (
 // no dot (r, VV[r]+1) (that one would extend the VV). Two canonical contexts
 // hold the same dots exactly when they are equal field by field.
 //
+// Merge is set union: commutative, associative and idempotent.
+//
 // The zero value is an empty context. A decoded Context may be in any shape:
 // call Normalize before relying on it (Keyspace does this for every delta).
 type Context struct {

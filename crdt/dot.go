@@ -76,6 +76,8 @@ type DotRange struct {
 
 // VersionVector maps each replica to the highest seq such that every dot
 // 1..seq of that replica has been seen. A nil VersionVector is empty.
+// Merge takes the pointwise maximum (a join: commutative, associative,
+// idempotent).
 type VersionVector map[ReplicaID]uint64
 
 // Get returns the seq of replica r (0 when absent).

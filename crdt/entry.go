@@ -5,23 +5,41 @@ package crdt
 // types several are, and the view shows the one of highest precedence
 // (map > set > counter > register > flag).
 //
-// Each store holds dotted values; a dot lives in exactly one place of the
-// state. Joining two entries under their contexts keeps a dotted value when
-// both sides hold it, or when one side holds it and the other side's context
-// has not seen its dot (the other side has not removed it, it just has not
-// heard of it). This is the join of Almeida et al.'s causal dot stores.
+// Merge rule, the same for every store: a dotted value is kept when both
+// sides hold it, or when one side holds it and the other side's context has
+// not seen its dot; a value one side holds and the other has seen but
+// dropped was removed, and stays removed. Per type:
+//
+//   - Register (Reg): a multi-value register. A write adds a sibling under a
+//     fresh dot and drops the siblings its replica has seen; concurrent
+//     writes stay siblings. Read: the sibling with the highest (Time, replica
+//     ID, seq); value bytes are never compared.
+//   - Counter (Cnt): each replica's cumulative contribution under its latest
+//     dot; an increment replaces its replica's previous contribution. Value:
+//     the sum (wrapping like int64).
+//   - Set (Set): add-wins observed-remove set. Each add of a member gets a
+//     fresh dot; a remove drops the member's dots its replica has seen, so a
+//     concurrent add survives. A member with no dot is absent: no tombstones.
+//   - Map (Map): observed-remove map of fields, each an Entry joined by these
+//     same rules; a field with no dot is absent.
+//   - Flag (Flag): enable-wins flag. Enable adds a fresh dot and drops the
+//     seen ones; disable drops the seen ones; enabled while any dot remains.
+//
+// Laws: with contexts, the join of entries is commutative, associative and
+// idempotent (tested by name per type: TestJoinIdempotent and friends).
 //
 // In a delta an Entry also marks which paths the delta touches: a member or
 // field listed with no dots says "the dots of this path in my context are
 // removed", and All says the same of every path under the entry (a delete).
 // Keyspace.Apply visits only the paths a delta lists, which makes applying a
-// delta cost O(size of the delta).
+// delta cost O(size of the delta). Register, counter and flag stores are
+// small and always joined whole when their entry is listed.
 type Entry struct {
-	Reg  []RegValue        `msgpack:"r,omitempty"` // register siblings (multi-value register)
-	Cnt  []CountValue      `msgpack:"n,omitempty"` // counter: one contribution per replica
-	Set  map[string][]Dot  `msgpack:"s,omitempty"` // set: member -> dots of its adds (sorted)
+	Reg  []RegValue        `msgpack:"r,omitempty"` // register siblings, sorted by dot
+	Cnt  []CountValue      `msgpack:"n,omitempty"` // counter contributions, sorted by dot
+	Set  map[string][]Dot  `msgpack:"s,omitempty"` // set: member -> dots of its adds, sorted
 	Map  map[string]*Entry `msgpack:"m,omitempty"` // map: field -> field state
-	Flag []Dot             `msgpack:"f,omitempty"` // flag: dots of enables (sorted)
+	Flag []Dot             `msgpack:"f,omitempty"` // flag: dots of enables, sorted
 	All  bool              `msgpack:"a,omitempty"` // delta only: every path under this entry is touched
 
 	h sum128 // keyspace only: sum of the hashes of the entry's items
