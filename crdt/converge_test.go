@@ -108,6 +108,11 @@ func TestConvergence(t *testing.T) {
 
 func converge(t *testing.T, seed uint64) {
 	t.Helper()
+	defer func() {
+		if t.Failed() {
+			t.Logf("convergence failed with seed %d: reproduce with go test -run TestConvergence -crdt.seed %d", seed, seed)
+		}
+	}()
 	r := rand.New(rand.NewPCG(seed, seed>>32))
 	nrep := 2 + r.IntN(4) // 2..5 replicas
 	n := &network{t: t, seed: seed, r: r, rs: newReplicas(nrep), logs: make([][]*Delta, nrep), cut: -1}

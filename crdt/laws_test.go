@@ -128,6 +128,14 @@ func TestDeltaStateEquivalence(t *testing.T) {
 			rp.ks.Apply(batch)
 			sameState(t, "replica: Apply batch vs Join", rp.ks, want)
 		}
+		// A key state (catch-up of some keys) is a delta too.
+		ks := rs[1].ks.KeyState(testKeys...)
+		if err := ks.Validate(); err != nil {
+			t.Fatalf("KeyState invalid: %v", err)
+		}
+		want := fromState(t, Join(rs[2].ks.Snapshot(), ks))
+		rs[2].ks.Apply(ks)
+		sameState(t, "KeyState: Apply vs Join", rs[2].ks, want)
 	})
 }
 

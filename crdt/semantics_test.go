@@ -446,3 +446,34 @@ func TestRemovalBeforeItsCause(t *testing.T) {
 		t.Fatalf("after x: %+v", sibs)
 	}
 }
+
+// TestJoinRange: a state transfer of a key range joins the keys in the
+// range (removing local values the sender has seen and dropped) and leaves
+// keys outside it alone until their own range comes.
+func TestJoinRange(t *testing.T) {
+	c := newCluster(t, 2)
+	c.sync(c.do(0, put("a", "1", 1)), c.do(0, put("b", "1", 1)), c.do(0, put("c", "1", 1)), c.do(0, put("d", "1", 1)))
+	// Replica 0 deletes b and d and writes c; replica 1 misses all of it.
+	c.do(0, del("b"))
+	c.do(0, del("d"))
+	c.do(0, put("c", "2", 2))
+	src, dst := c.rs[0].ks, c.rs[1].ks
+	ctx := src.Context()
+	ch := dst.JoinRange("a", "c", src.KeyState("a"), ctx) // [a, c): a and b
+	if want := []Change{{Key: "b", Deleted: true}}; fmt.Sprint(ch) != fmt.Sprint(want) {
+		t.Fatalf("changes %v, want %v", ch, want)
+	}
+	if _, ok := dst.Get("d"); !ok {
+		t.Fatal("a key outside the range was touched")
+	}
+	ch = dst.JoinRange("c", "", src.KeyState("c"), ctx)
+	if want := []Change{{Key: "c"}, {Key: "d", Deleted: true}}; fmt.Sprint(ch) != fmt.Sprint(want) {
+		t.Fatalf("changes %v, want %v", ch, want)
+	}
+	dst.MergeContext(ctx)
+	dst.MergeApplied(src.Applied())
+	sameState(t, "after the transfer", src, dst)
+	if !dst.Applied().Equal(src.Applied()) {
+		t.Fatal("applied sets differ after the transfer")
+	}
+}
