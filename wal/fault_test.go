@@ -127,19 +127,13 @@ type crashScenario struct {
 	work  func(t *testing.T, l *Log, h *history) (hit bool) // runs with the crash armed
 }
 
-func runCrash(t *testing.T, sc crashScenario, crashAt int, torn func(string, int64) int64, zero bool) bool {
+func runCrash(t *testing.T, sc crashScenario, base string, h0 *history, crashAt int, torn func(string, int64) int64, zero bool) bool {
 	t.Helper()
 	dir := t.TempDir()
+	copyDir(t, base, dir)
+	h := &history{bounds: slices.Clone(h0.bounds), acked: h0.acked}
 	fs := newFaultFS()
-	o := &Options{FS: fs, SegmentBytes: 1024, Sync: sc.sync}
-	l := mustOpen(t, dir, o)
-	h := &history{}
-	sc.setup(t, l, h)
-	if sc.sync != SyncAlways {
-		if err := l.Sync(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l := mustOpen(t, dir, &Options{FS: fs, SegmentBytes: 1024, Sync: sc.sync})
 	fs.mu.Lock()
 	fs.crashAt = fs.ops + crashAt
 	fs.keepTorn, fs.zeroTorn = torn, zero
@@ -155,6 +149,19 @@ func runCrash(t *testing.T, sc crashScenario, crashAt int, torn func(string, int
 	l = checkProperty(t, dir, &Options{SegmentBytes: 1024}, h, h.acked)
 	checkHealthy(t, l, dir, &Options{SegmentBytes: 1024}, h)
 	return hit
+}
+
+// buildBase runs a scenario's setup once into a closed log to copy from.
+func buildBase(t *testing.T, sc crashScenario) (string, *history) {
+	t.Helper()
+	dir := t.TempDir()
+	l := mustOpen(t, dir, &Options{SegmentBytes: 1024, Sync: SyncNever})
+	h := &history{}
+	sc.setup(t, l, h)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, h
 }
 
 // appendUntilFail appends groups until an Append fails (the crash) or n
@@ -223,10 +230,11 @@ func TestCrashEveryStep(t *testing.T) {
 		},
 	}
 	for name, sc := range scenarios {
+		base, h := buildBase(t, sc)
 		for _, m := range tornModels {
 			t.Run(name+"/"+m.name, func(t *testing.T) {
 				for k := 1; ; k++ {
-					if !runCrash(t, sc, k, m.keep, m.zero) {
+					if !runCrash(t, sc, base, h, k, m.keep, m.zero) {
 						if k < 5 {
 							t.Fatalf("scenario finished after only %d steps", k)
 						}

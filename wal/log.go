@@ -644,7 +644,9 @@ func (l *Log) run() {
 		}
 		l.committing = true
 		work := l.takeWork()
-		closing := l.closed
+		// Closed and nothing left after this round: the last one. (A
+		// closed log takes no new batches, so this cannot change.)
+		closing := l.closed && l.pend == nil && len(l.queue) == 0
 		l.mu.Unlock()
 
 		if len(work) > 0 {
