@@ -7,7 +7,10 @@ import (
 	"time"
 )
 
-var seedFlag = flag.Uint64("crdt.seed", 0, "run the convergence test with this seed only")
+var (
+	seedFlag  = flag.Uint64("crdt.seed", 0, "run the convergence test with this seed only")
+	seedsFlag = flag.Int("crdt.seeds", 60, "number of fixed seeds the convergence test runs")
+)
 
 // network delivers deltas between test replicas in a hostile order:
 // shuffled, duplicated, batched, and dropped (dropped messages are resent
@@ -93,7 +96,7 @@ func TestConvergence(t *testing.T) {
 	seeds := []uint64{*seedFlag}
 	if *seedFlag == 0 {
 		seeds = seeds[:0]
-		for s := uint64(1); s <= 60; s++ {
+		for s := uint64(1); s <= uint64(*seedsFlag); s++ {
 			seeds = append(seeds, s)
 		}
 		seeds = append(seeds, uint64(time.Now().UnixNano())) // a new one every run
