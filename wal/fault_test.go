@@ -28,7 +28,7 @@ func TestStickyErrors(t *testing.T) {
 	for _, pol := range []SyncPolicy{SyncAlways, SyncNever} {
 		for _, c := range cases {
 			t.Run(pol.String()+"/"+c.name, func(t *testing.T) {
-				dir := t.TempDir()
+				dir := memDir(t)
 				fs := newFaultFS()
 				o := &Options{FS: fs, Sync: pol}
 				l := mustOpen(t, dir, o)
@@ -85,7 +85,7 @@ func TestStickyErrors(t *testing.T) {
 // TestIndexDiskFull makes the index growth fail as a full disk would: the
 // log must report it, not die of SIGBUS on a store into the map.
 func TestIndexDiskFull(t *testing.T) {
-	dir := t.TempDir()
+	dir := memDir(t)
 	fs := newFaultFS()
 	l := mustOpen(t, dir, &Options{FS: fs, Sync: SyncNever})
 	fs.mu.Lock()
@@ -129,7 +129,7 @@ type crashScenario struct {
 
 func runCrash(t *testing.T, sc crashScenario, base string, h0 *history, crashAt int, torn func(string, int64) int64, zero bool) bool {
 	t.Helper()
-	dir := t.TempDir()
+	dir := memDir(t)
 	copyDir(t, base, dir)
 	h := &history{bounds: slices.Clone(h0.bounds), acked: h0.acked}
 	fs := newFaultFS()
@@ -154,7 +154,7 @@ func runCrash(t *testing.T, sc crashScenario, base string, h0 *history, crashAt 
 // buildBase runs a scenario's setup once into a closed log to copy from.
 func buildBase(t *testing.T, sc crashScenario) (string, *history) {
 	t.Helper()
-	dir := t.TempDir()
+	dir := memDir(t)
 	l := mustOpen(t, dir, &Options{SegmentBytes: 1024, Sync: SyncNever})
 	h := &history{}
 	sc.setup(t, l, h)
@@ -254,7 +254,7 @@ func TestCrashDuringRecovery(t *testing.T) {
 	last := stores[len(stores)-1]
 	pos := framePositions(t, last, baseOf(t, last))
 	for k := 1; ; k++ {
-		dir := t.TempDir()
+		dir := memDir(t)
 		copyDir(t, dir0, dir)
 		p := dir + "/" + last[len(last)-24:]
 		// Tear the last Append: cut inside its last frame.
@@ -292,7 +292,7 @@ func TestCrashRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	for round := 0; round < 30; round++ {
 		pol := []SyncPolicy{SyncAlways, SyncInterval, SyncNever}[rng.IntN(3)]
-		dir := t.TempDir()
+		dir := memDir(t)
 		fs := newFaultFS()
 		o := &Options{FS: fs, SegmentBytes: int64(1024 + rng.IntN(2048)), Sync: pol}
 		l := mustOpen(t, dir, o)

@@ -40,7 +40,7 @@ func FuzzDecodeFrame(f *testing.F) {
 // makes Open (or reading what it accepted) panic.
 func FuzzOpenDir(f *testing.F) {
 	// Seed with a real two-segment log.
-	seedDir := f.TempDir()
+	seedDir := memDir(f)
 	l, err := Open(seedDir, &Options{SegmentBytes: 1024, Sync: SyncNever})
 	if err != nil {
 		f.Fatal(err)
@@ -63,7 +63,7 @@ func FuzzOpenDir(f *testing.F) {
 	f.Add(files["log0"], files["index0"], []byte(nil), []byte(nil), true)
 	f.Add(encodeHeader(0), []byte(nil), []byte(nil), []byte(nil), false)
 	f.Fuzz(func(t *testing.T, log0, idx0, log1, idx1 []byte, noIndex bool) {
-		dir := t.TempDir()
+		dir := memDir(t)
 		put := func(name string, b []byte) {
 			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 				t.Fatal(err)

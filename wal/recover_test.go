@@ -64,6 +64,9 @@ func checkProperty(t testing.TB, dir string, o *Options, h *history, minNext uin
 		fast = *o
 	}
 	fast.Sync = SyncNever
+	// Nor a real fsync per file: a fault FS that never fails only models
+	// durability (the real file system has its own tests).
+	fast.FS = newFaultFS()
 	l, err := Open(dir, &fast)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
@@ -120,7 +123,7 @@ func checkHealthy(t testing.TB, l *Log, dir string, o *Options, h *history) {
 // buildLog writes a closed log of about n records over several segments.
 func buildLog(t testing.TB, n uint64) (dir string, o *Options, h *history) {
 	t.Helper()
-	dir = t.TempDir()
+	dir = memDir(t)
 	o = &Options{SegmentBytes: 2048}
 	l := mustOpen(t, dir, o)
 	h = &history{}
@@ -200,7 +203,7 @@ func TestRecoverTornTailEveryByte(t *testing.T) {
 	}
 	from := pos[len(pos)-4]
 	for cut := from; cut <= int64(len(full)); cut++ {
-		dir := t.TempDir()
+		dir := memDir(t)
 		copyDir(t, dir0, dir)
 		p := filepath.Join(dir, filepath.Base(last))
 		if err := os.Truncate(p, cut); err != nil {
@@ -417,7 +420,7 @@ func TestRecoverTable(t *testing.T) {
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := memDir(t)
 			copyDir(t, dir0, dir)
 			r.damage(t, dir)
 			if r.openErr != nil {

@@ -184,3 +184,19 @@ func TestCloseWritesEverything(t *testing.T) {
 		})
 	}
 }
+
+// memDir is a temporary directory on tmpfs when there is one: for the
+// simulation tables, which model durability themselves and would otherwise
+// spend their time in a shared disk's journal creating files.
+func memDir(t testing.TB) string {
+	t.Helper()
+	if st, err := os.Stat("/dev/shm"); err != nil || !st.IsDir() {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "wal-test-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
