@@ -27,8 +27,10 @@ const (
 )
 
 // openIndex opens (creating if needed) the writable index of the active
-// segment and maps at least want entries.
-func openIndex(fs FS, path string, want int) (*index, error) {
+// segment and maps at least want entries. An existing file longer than
+// maxBytes (more entries than the store can hold records) is cut there
+// first: beyond that it can only be garbage, and need not be mapped.
+func openIndex(fs FS, path string, want int, maxBytes int64) (*index, error) {
 	f, err := fs.OpenFile(path, osCreateRW, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open index: %w", err)
@@ -39,8 +41,9 @@ func openIndex(fs FS, path string, want int) (*index, error) {
 		f.Close()
 		return nil, fmt.Errorf("wal: stat index %s: %w", path, err)
 	}
-	if size%indexEntrySize != 0 {
+	if size%indexEntrySize != 0 || size > maxBytes {
 		// A torn size can only come from garbage; cut to whole entries.
+		size = min(size, maxBytes)
 		size -= size % indexEntrySize
 		if err := f.Truncate(size); err != nil {
 			f.Close()

@@ -365,7 +365,8 @@ func (l *Log) recoverLast(base uint64) (*segment, error) {
 	if err := readHeader(store, path, base, size); err != nil {
 		return fail(err)
 	}
-	if s.idx, err = openIndex(l.fs, indexPath(l.dir, base), 1); err != nil {
+	maxIndex := (size/frameHeaderSize + 1) * indexEntrySize
+	if s.idx, err = openIndex(l.fs, indexPath(l.dir, base), 1, max(maxIndex, indexMinAlloc)); err != nil {
 		return fail(err)
 	}
 	mismatch := false

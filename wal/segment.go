@@ -113,7 +113,7 @@ func createSegment(fs FS, dir string, base uint64) (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", path, err)
 	}
-	idx, err := openIndex(fs, indexPath(dir, base), 1)
+	idx, err := openIndex(fs, indexPath(dir, base), 1, indexMinAlloc)
 	if err != nil {
 		store.Close()
 		return nil, err
