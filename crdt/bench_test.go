@@ -234,3 +234,22 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 		runtime.KeepAlive(k)
 	}
 }
+
+// BenchmarkPutLocal: the local register write path (Tx.Put + Apply) on a
+// keyspace of 100,000 keys, one Tx per write.
+func BenchmarkPutLocal(b *testing.B) {
+	k := manyKeys(100_000)
+	keys := make([]string, 100_000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key-%07d", i)
+	}
+	seq := k.ctx.VV[1]
+	val := []byte(`"a small json value"`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tx := k.Begin(1, seq)
+		k.Apply(mustDelta(tx.Put(keys[i%len(keys)], val, Timestamp(1e6+i))))
+		seq = tx.LastSeq()
+	}
+}

@@ -25,7 +25,8 @@ type Tx struct {
 	ks      *Keyspace
 	replica ReplicaID
 	seq     uint64
-	pend    *Delta // join of the operations so far
+	pend    Delta    // join of the operations so far...
+	stale   []*Delta // ...except these steps, joined in before the next read
 	ops     []txOp
 }
 
@@ -36,7 +37,7 @@ type txOp struct {
 
 // Begin starts a transaction of replica, whose last issued seq is lastSeq.
 func (k *Keyspace) Begin(replica ReplicaID, lastSeq uint64) *Tx {
-	return &Tx{ks: k, replica: replica, seq: lastSeq, pend: &Delta{}}
+	return &Tx{ks: k, replica: replica, seq: lastSeq}
 }
 
 // LastSeq returns the last seq handed out so far.
@@ -60,10 +61,22 @@ func (t *Tx) Rollback(cp int) {
 }
 
 func (t *Tx) rebuild() {
-	t.pend = &Delta{}
+	t.pend = Delta{}
+	clear(t.stale)
+	t.stale = t.stale[:0]
 	for _, op := range t.ops {
 		t.pend.join(op.d, false)
 	}
+}
+
+// flush joins the steps recorded since the last read into pend. Joining
+// lazily spares a Tx of one operation (the common case) the work.
+func (t *Tx) flush() {
+	for _, m := range t.stale {
+		t.pend.join(m, false)
+	}
+	clear(t.stale)
+	t.stale = t.stale[:0]
 }
 
 // op accumulates the delta of one operation.
@@ -92,8 +105,14 @@ func (o *op) at(path []string, e *Entry, ctx []Dot) {
 		m.Keys = map[string]*Entry{path[0]: e}
 	}
 	m.Ctx.compact()
-	o.d.join(m, false)
-	o.t.pend.join(m, false)
+	if o.emitted {
+		o.d.join(m, false)
+	} else {
+		o.d = m // fresh and owned: the first step is the delta so far
+	}
+	// m may be o.d and grow with later steps: joining more into pend
+	// than was there at this step is harmless (joins are idempotent).
+	o.t.stale = append(o.t.stale, m)
 	o.emitted = true
 }
 
@@ -138,6 +157,7 @@ func (v ov) field(f string) ov {
 }
 
 func (t *Tx) at(path []string) ov {
+	t.flush()
 	v := ov{l: t.ks.keys[path[0]], p: t.pend.Keys[path[0]]}
 	for _, f := range path[1:] {
 		v = v.field(f)
@@ -277,14 +297,31 @@ func (t *Tx) typeOf(v ov) Type {
 		return TypeMap
 	case t.setLive(v):
 		return TypeSet
-	case len(t.cnts(v)) > 0:
+	case hasLive(t, v.l, v.p, func(e *Entry) []CountValue { return e.Cnt }, cntDot):
 		return TypeCounter
-	case len(t.regs(v)) > 0:
+	case hasLive(t, v.l, v.p, func(e *Entry) []RegValue { return e.Reg }, regDot):
 		return TypeRegister
-	case len(t.flags(v)) > 0:
+	case hasLive(t, v.l, v.p, func(e *Entry) []Dot { return e.Flag }, idDot):
 		return TypeFlag
 	}
 	return 0
+}
+
+// hasLive reports whether the small store picked by store has a live value
+// at (l, p), without allocating.
+func hasLive[T any](t *Tx, l, p *Entry, store func(*Entry) []T, dot func(*T) Dot) bool {
+	if p != nil && len(store(p)) > 0 {
+		return true
+	}
+	if l != nil {
+		xs := store(l)
+		for i := range xs {
+			if !t.pend.Ctx.Contains(dot(&xs[i])) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // allDots appends every live dot under v.
@@ -363,9 +400,19 @@ func (o *op) putReg(path []string, value []byte, ts Timestamp) error {
 		return wrongType("put", path, TypeRegister, tp)
 	}
 	d := t.next()
-	ctx := []Dot{d}
-	for _, r := range t.regs(v) {
-		ctx = append(ctx, r.Dot)
+	ctx := make([]Dot, 1, 2)
+	ctx[0] = d
+	if v.l != nil {
+		for i := range v.l.Reg {
+			if dd := v.l.Reg[i].Dot; !t.pend.Ctx.Contains(dd) {
+				ctx = append(ctx, dd)
+			}
+		}
+	}
+	if v.p != nil {
+		for i := range v.p.Reg {
+			ctx = append(ctx, v.p.Reg[i].Dot)
+		}
 	}
 	o.at(path, &Entry{Reg: []RegValue{{Dot: d, Time: ts, Value: bytes.Clone(value)}}}, ctx)
 	return nil
