@@ -6,55 +6,70 @@ import (
 )
 
 // keyIndex keeps the keys in order for prefix listings and range joins.
-// Writes stay O(1): a new key is appended to an unsorted tail and a deleted
-// key is only counted. The next ordered read sorts the tail and merges it
-// in, dropping deleted keys, in O(n + t log t) for n keys and t new ones.
-// Ordered reads are rare next to writes (listings, catch-up), so this costs
-// far less than keeping a tree ordered on every write, and adds only a
-// string header (16 bytes) per key.
+// Writes stay O(1): a new or deleted key is only noted. The next ordered
+// read resolves the notes against the live map and splices them into the
+// sorted slice: O((a + d) log n) comparisons plus one copy of the slice
+// headers, for a additions and d deletions among n keys. Ordered reads are
+// rare next to writes (listings, catch-up), so this costs less than keeping
+// a tree ordered on every write, and adds a string header (16 bytes) per
+// key.
 type keyIndex struct {
-	sorted []string // sorted, unique; may hold keys deleted since
-	tail   []string // keys added since the last merge, any order
-	dead   int      // deletions since the last merge
+	sorted []string // sorted, unique; exactly the live keys after merge
+	notes  []string // keys added or deleted since the last merge
 }
 
-func (x *keyIndex) add(key string, live map[string]*Entry) {
-	x.tail = append(x.tail, key)
-	// Keys deleted and re-added between reads would grow the tail
-	// without bound: merge once it outgrows the keyspace.
-	if len(x.tail) > len(live)+1024 {
+// note records that key was added to or deleted from live.
+func (x *keyIndex) note(key string, live map[string]*Entry) {
+	x.notes = append(x.notes, key)
+	// Keys deleted and re-added between reads would grow the notes
+	// without bound: merge once they outgrow the keyspace.
+	if len(x.notes) > len(live)+1024 {
 		x.merge(live)
 	}
 }
 
-func (x *keyIndex) remove() { x.dead++ }
-
 // merge brings sorted up to date with live.
 func (x *keyIndex) merge(live map[string]*Entry) {
-	if len(x.tail) == 0 && x.dead == 0 {
+	if len(x.notes) == 0 {
 		return
 	}
-	slices.Sort(x.tail)
-	out := make([]string, 0, len(live))
-	i, j := 0, 0
-	for i < len(x.sorted) || j < len(x.tail) {
-		var k string
+	slices.Sort(x.notes)
+	notes := slices.Compact(x.notes)
+	type edit struct {
+		pos int    // index in sorted
+		key string // insert key before sorted[pos]; "" = delete sorted[pos]
+	}
+	var edits []edit
+	for _, k := range notes {
+		pos, found := slices.BinarySearch(x.sorted, k)
+		_, alive := live[k]
 		switch {
-		case j == len(x.tail) || (i < len(x.sorted) && x.sorted[i] < x.tail[j]):
-			k = x.sorted[i]
-			i++
-		default:
-			k = x.tail[j]
-			j++
-		}
-		if n := len(out); n > 0 && out[n-1] == k {
-			continue
-		}
-		if _, ok := live[k]; ok {
-			out = append(out, k)
+		case alive && !found:
+			edits = append(edits, edit{pos, k})
+		case !alive && found:
+			edits = append(edits, edit{pos: pos})
 		}
 	}
-	x.sorted, x.tail, x.dead = out, nil, 0
+	clear(x.notes)
+	x.notes = x.notes[:0]
+	if len(edits) == 0 {
+		return
+	}
+	// Notes are sorted, so edits are in position order, an insertion
+	// before the deletion at the same position (its key sorts before).
+	out := make([]string, 0, len(live))
+	from := 0
+	for _, e := range edits {
+		out = append(out, x.sorted[from:e.pos]...)
+		from = e.pos
+		if e.key != "" {
+			out = append(out, e.key)
+		} else {
+			from++
+		}
+	}
+	out = append(out, x.sorted[from:]...)
+	x.sorted = out
 }
 
 // from returns the sorted keys starting at the first key >= lo.

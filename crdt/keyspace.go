@@ -206,13 +206,13 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 	if e.empty() {
 		if had {
 			delete(k.keys, key)
-			k.index.remove()
+			k.index.note(key, k.keys)
 		}
 		return Change{Key: key, Deleted: true}, had
 	}
 	if !had {
 		k.keys[key] = e
-		k.index.add(key, k.keys)
+		k.index.note(key, k.keys)
 	}
 	k.sum = k.sum.add(keyHash(key, e))
 	return Change{Key: key}, true
@@ -288,7 +288,7 @@ func FromSnapshot(d *Delta) (*Keyspace, error) {
 	for key, e := range d.Keys {
 		if n := e.normalize(0); n != nil {
 			k.keys[key] = n
-			k.index.tail = append(k.index.tail, key)
+			k.index.notes = append(k.index.notes, key)
 			k.sum = k.sum.add(keyHash(key, n))
 		}
 	}
