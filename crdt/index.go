@@ -37,7 +37,8 @@ func (x *keyIndex) merge(live map[string]*Entry) {
 	notes := slices.Compact(x.notes)
 	type edit struct {
 		pos int    // index in sorted
-		key string // insert key before sorted[pos]; "" = delete sorted[pos]
+		key string // insert key before sorted[pos]...
+		del bool   // ...or delete sorted[pos]
 	}
 	var edits []edit
 	for _, k := range notes {
@@ -47,7 +48,7 @@ func (x *keyIndex) merge(live map[string]*Entry) {
 		case alive && !found:
 			edits = append(edits, edit{pos, k})
 		case !alive && found:
-			edits = append(edits, edit{pos: pos})
+			edits = append(edits, edit{pos: pos, del: true})
 		}
 	}
 	clear(x.notes)
@@ -62,10 +63,10 @@ func (x *keyIndex) merge(live map[string]*Entry) {
 	for _, e := range edits {
 		out = append(out, x.sorted[from:e.pos]...)
 		from = e.pos
-		if e.key != "" {
-			out = append(out, e.key)
-		} else {
+		if e.del {
 			from++
+		} else {
+			out = append(out, e.key)
 		}
 	}
 	out = append(out, x.sorted[from:]...)
