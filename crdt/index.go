@@ -46,7 +46,7 @@ func (x *keyIndex) merge(live map[string]*Entry) {
 		_, alive := live[k]
 		switch {
 		case alive && !found:
-			edits = append(edits, edit{pos, k})
+			edits = append(edits, edit{pos: pos, key: k})
 		case !alive && found:
 			edits = append(edits, edit{pos: pos, del: true})
 		}
