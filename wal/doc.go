@@ -91,10 +91,14 @@
 //
 // Append checksums its payloads, then under the log's mutex takes offsets
 // and copies its frames into the open batch in memory (a batch is closed at
-// 1 MiB). One committer goroutine does all the I/O. Under SyncAlways it
-// takes every batch that has accumulated while it was busy, writes each
-// with one pwrite, fills the index entries, and calls fdatasync once for
-// all of them: group commit; the appenders of those batches then return.
+// 1 MiB). One committer at a time does the I/O: the committer goroutine,
+// or, under SyncAlways, an appender that finds no commit in progress and
+// commits its own group (no hand-off between goroutines on a lone writer's
+// path; what queues meanwhile is taken over by the goroutine). Under
+// SyncAlways the committer takes every batch that has accumulated while the
+// previous commit ran, writes each with one pwrite, fills the index entries,
+// and calls fdatasync once for all of them: group commit; the appenders of
+// those batches then return.
 // Under SyncInterval and SyncNever it writes one batch at a time while
 // appenders fill the next, and fdatasyncs on the interval, on Sync, on a
 // roll and on Close. Records become visible to Read and Reader only after
@@ -129,10 +133,12 @@
 //
 // TruncateFront(o) takes the sealed segments whose records are all below o
 // out of the in-memory list (readers that reach them then get ErrTruncated),
-// then, oldest first, closes and removes each .log and then its .index, and
-// finally fsyncs the directory. Because removal goes oldest first, the
-// segments left after a crash at any step are still contiguous; an .index
-// whose .log is gone is removed by Open. The active segment is never removed.
+// then, oldest first, closes each, removes its .log, fsyncs the directory
+// (so that removals reach the disk in order) and removes its .index. The
+// segments left after a crash at any step are therefore still contiguous;
+// an .index whose .log is gone is removed by Open. The active segment is
+// never removed. If a removal fails, TruncateFront stops there: the
+// segments it could not remove reappear on the next Open.
 //
 // # Recovery (Open)
 //
@@ -160,8 +166,10 @@
 //     truncated to P and fsynced. A crash in between repeats the same cut on
 //     the next Open, producing the same side file name.
 //  6. The last segment's index is compared entry by entry with the scan and
-//     rewritten where it disagrees (ahead of the store, behind it, zeroed, or
-//     missing).
+//     rewritten where it disagrees (behind the store, zeroed, wrong, or
+//     missing); entries past the last record (an index ahead of the store)
+//     are zeroed, and a file longer than the store could ever need is cut
+//     before it is mapped.
 //
 // After Open the log is a prefix of what was written that holds at least
 // every record whose Append returned under SyncAlways (and every record
