@@ -20,7 +20,7 @@ import (
 const (
 	// stateChunkKeys is how many keys one state-range record starts with;
 	// stateRecordBytes the size above which a range is split further.
-	stateChunkKeys   = 256
+	stateChunkKeys   = 2048
 	stateRecordBytes = 1 << 20
 	// directReadMax: offset ranges up to this long are read record by
 	// record (wal.Read); longer ones with a sequential Reader.
