@@ -20,7 +20,30 @@ type Reader struct {
 	buf    []byte   // whole frames of seg starting at record next, from bufPos
 	bufPos int64    // store position of buf[0]
 	off    int      // parse position in buf
+	slab   []byte   // small records are carved from here: one allocation for many
 	closed bool
+}
+
+const (
+	slabSize     = 32 << 10
+	slabMaxCarve = 2 << 10
+)
+
+// copyOut returns a copy of p that no one else writes: small records share
+// a slab (capacity cut to their length, so an append by the caller
+// reallocates instead of touching a neighbour).
+func (r *Reader) copyOut(p []byte) []byte {
+	n := len(p)
+	if n > slabMaxCarve {
+		return append([]byte(nil), p...)
+	}
+	if len(r.slab) < n {
+		r.slab = make([]byte, slabSize)
+	}
+	rec := r.slab[:n:n]
+	copy(rec, p)
+	r.slab = r.slab[n:]
+	return rec
 }
 
 // NewReader returns a Reader whose first record is from. from may be
@@ -68,8 +91,7 @@ func (r *Reader) Next() (offset uint64, rec []byte, err error) {
 	if r.off < len(r.buf) {
 		payload, size, _, p := decodeFrame(r.buf[r.off:], r.next, l.opts.MaxRecordBytes)
 		if p == frameOK {
-			rec = make([]byte, len(payload))
-			copy(rec, payload)
+			rec = r.copyOut(payload)
 			r.off += size
 			r.next++
 			return r.next - 1, rec, nil
@@ -85,8 +107,7 @@ func (r *Reader) Next() (offset uint64, rec []byte, err error) {
 	if p != frameOK {
 		return 0, nil, &CorruptError{Path: r.seg.path, Offset: r.bufPos, Record: r.next, Reason: string(p)}
 	}
-	rec = make([]byte, len(payload))
-	copy(rec, payload)
+	rec = r.copyOut(payload)
 	r.off = size
 	r.next++
 	return r.next - 1, rec, nil
@@ -151,6 +172,6 @@ func (r *Reader) readAt(s *segment, pos int64, n int) error {
 // Close releases the Reader's buffer. Safe to call twice.
 func (r *Reader) Close() error {
 	r.closed = true
-	r.buf, r.seg = nil, nil
+	r.buf, r.seg, r.slab = nil, nil, nil
 	return nil
 }
