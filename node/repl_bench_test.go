@@ -210,6 +210,13 @@ func benchThroughput(t *testing.T, n, total int) {
 	}, "not every write replicated")
 	all := time.Since(start)
 	c.waitConverged(30 * time.Second)
+	states := 0.0
+	for _, nd := range c.nodes {
+		states += counterValue(t, nd.repl.Load().m.served.WithLabelValues("state"))
+	}
+	if states > 0 {
+		t.Logf("note: %v anti-entropy answers fell back to a state transfer", states)
+	}
 	t.Logf("N=%d, 256 writers, SyncAlways on every node: %d writes acknowledged in %v (%.0f/s); "+
 		"durable on all %d nodes after %v: %.0f replicated ops/s", n, total, local.Round(time.Millisecond),
 		float64(total)/local.Seconds(), n, all.Round(time.Millisecond), float64(total)/all.Seconds())
