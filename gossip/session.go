@@ -437,6 +437,14 @@ func (s *session) writeLoop() {
 					s.fail(err)
 					return
 				}
+				// A steady stream of pushes must not starve sync data.
+				select {
+				case c := <-s.data:
+					if err := s.writeChunk(c); err != nil {
+						return
+					}
+				default:
+				}
 				continue
 			case n > 0 && !flushArmed:
 				flush.Reset(cfg.FlushInterval)
@@ -470,16 +478,24 @@ func (s *session) writeLoop() {
 			ackArmed = false
 			lastAck = time.Time{}
 		case c := <-s.data:
-			err := s.write(frameSyncData, c.body)
-			c.done <- err
-			if err != nil {
-				s.fail(err)
+			if err := s.writeChunk(c); err != nil {
 				return
 			}
 		case <-s.ctx.Done():
 			return
 		}
 	}
+}
+
+// writeChunk writes a sync data chunk for a Serve goroutine; on error the
+// session is failed.
+func (s *session) writeChunk(c *chunk) error {
+	err := s.write(frameSyncData, c.body)
+	c.done <- err
+	if err != nil {
+		s.fail(err)
+	}
+	return err
 }
 
 func (s *session) fail(err error) {
