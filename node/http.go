@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -70,7 +71,11 @@ type Handler struct {
 
 	drainCtx context.Context // cancelled by Drain
 	drain    context.CancelFunc
+	watchers atomic.Int64 // open watch streams
 }
+
+// Watchers is the number of open watch (SSE) streams.
+func (h *Handler) Watchers() int { return int(h.watchers.Load()) }
 
 // NewHandler returns the HTTP API handler of n.
 func NewHandler(n *Node, opts *HandlerOptions) *Handler {
@@ -811,6 +816,8 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer sub.Close()
+	h.watchers.Add(1)
+	defer h.watchers.Add(-1)
 
 	rc := http.NewResponseController(w)
 	hd := w.Header()

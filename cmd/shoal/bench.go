@@ -492,7 +492,8 @@ func waitHealthy(ctx context.Context, base, token string, timeout time.Duration)
 		base = "http://" + base
 	}
 	deadline := time.Now().Add(timeout)
-	hc := &http.Client{Timeout: 2 * time.Second}
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	defer hc.CloseIdleConnections()
 	var last error
 	for time.Now().Before(deadline) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)

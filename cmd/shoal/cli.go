@@ -219,6 +219,7 @@ func (m *Main) runClientCommand(ctx context.Context, cc *clientCommand, args []s
 	if err != nil {
 		return err
 	}
+	defer hc.CloseIdleConnections()
 	c.Client = &Client{Addr: c.addr, Token: c.token, HTTP: hc}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc

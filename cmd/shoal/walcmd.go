@@ -223,7 +223,7 @@ func verifySnapshots(dir string, rep *walVerifyReport) error {
 }
 
 func printVerifyReport(w io.Writer, r *walVerifyReport) {
-	fmt.Fprintf(w, "%s: %d segment(s), offsets %d..%d, %d record(s), %d op(s) decoded, %d snapshot(s)\n",
+	fmt.Fprintf(w, "%s: %d segment(s), offsets [%d, %d), %d record(s), %d op(s) decoded, %d snapshot(s)\n",
 		r.Dir, r.Segments, r.First, r.Next, r.Records, r.Ops, len(r.Snapshots))
 	for _, p := range r.Problems {
 		where := p.File
@@ -360,18 +360,32 @@ func nextSegment(segs []walSegment, base uint64) *walSegment {
 	return nil
 }
 
+// dumpLine is one line of wal dump.
+type dumpLine struct {
+	Offset uint64          `json:"offset"`
+	Kind   string          `json:"kind"`
+	Origin string          `json:"origin"`
+	Time   string          `json:"time"` // the HLC's physical part
+	HLC    uint64          `json:"hlc"`
+	Key    string          `json:"key,omitempty"`
+	Type   string          `json:"type,omitempty"`
+	Dots   []string        `json:"dots,omitempty"`
+	Range  []string        `json:"range,omitempty"` // state-range ops: [lo, hi)
+	Delta  *map[string]any `json:"delta,omitempty"`
+}
+
 // opLines renders one op as JSON lines: one per key it touches (or one for
 // an op without keys), filtered by key prefix.
-func opLines(off uint64, op *node.Op, prefix string) []map[string]any {
-	base := map[string]any{
-		"offset": off,
-		"kind":   op.Kind.String(),
-		"origin": op.Origin.String(),
-		"time":   time.UnixMilli(op.Time.Physical()).UTC().Format(time.RFC3339Nano),
-		"hlc":    uint64(op.Time),
+func opLines(off uint64, op *node.Op, prefix string) []dumpLine {
+	base := dumpLine{
+		Offset: off,
+		Kind:   op.Kind.String(),
+		Origin: op.Origin.String(),
+		Time:   time.UnixMilli(op.Time.Physical()).UTC().Format(time.RFC3339Nano),
+		HLC:    uint64(op.Time),
 	}
 	if op.Kind == node.OpStateRange {
-		base["range"] = []string{op.Lo, op.Hi}
+		base.Range = []string{op.Lo, op.Hi}
 	}
 	var keys []string
 	if op.Delta != nil {
@@ -381,30 +395,22 @@ func opLines(off uint64, op *node.Op, prefix string) []map[string]any {
 			}
 		}
 		sort.Strings(keys)
-		var dots []string
 		for _, r := range op.Delta.Own {
-			dots = append(dots, dotRangeString(r))
-		}
-		if len(dots) > 0 {
-			base["dots"] = dots
+			base.Dots = append(base.Dots, dotRangeString(r))
 		}
 	}
 	if len(keys) == 0 {
 		if prefix != "" {
 			return nil
 		}
-		return []map[string]any{base}
+		return []dumpLine{base}
 	}
-	lines := make([]map[string]any, 0, len(keys))
+	lines := make([]dumpLine, 0, len(keys))
 	for _, k := range keys {
-		line := make(map[string]any, len(base)+3)
-		for f, v := range base {
-			line[f] = v
-		}
+		line := base
 		e := op.Delta.Keys[k]
-		line["key"] = k
-		line["type"] = entryType(e)
-		line["delta"] = renderEntry(e)
+		d := renderEntry(e)
+		line.Key, line.Type, line.Delta = k, entryType(e), &d
 		lines = append(lines, line)
 	}
 	return lines

@@ -91,7 +91,8 @@ func checkWALHeader(h []byte, base uint64) string {
 
 // storeScan is what scanning one store file found.
 type storeScan struct {
-	Base      uint64
+	Base      uint64  // the segment's base offset
+	From      uint64  // offset of the first record this scan read
 	Size      int64   // file size when scanned
 	Header    string  // header problem; "" = good
 	Positions []int64 // frame position of each record of a complete Append
@@ -105,7 +106,7 @@ type storeScan struct {
 }
 
 // Next is the offset after the last complete record.
-func (s *storeScan) Next() uint64 { return s.Base + uint64(len(s.Positions)) }
+func (s *storeScan) Next() uint64 { return s.From + uint64(len(s.Positions)) }
 
 // scanStore reads the store file from byte pos (a frame boundary; 0 = the
 // start, header included) holding record offset off there, verifies every
@@ -122,7 +123,7 @@ func scanStore(path string, base uint64, pos int64, off uint64, maxRecord int, f
 	if err != nil {
 		return nil, err
 	}
-	res := &storeScan{Base: base, Size: st.Size(), End: pos}
+	res := &storeScan{Base: base, From: off, Size: st.Size(), End: pos}
 	if pos == 0 {
 		h := make([]byte, walHeaderSize)
 		if _, err := io.ReadFull(f, h); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
