@@ -177,10 +177,19 @@ func (k *Keyspace) Apply(d *Delta) []Change {
 	return changes
 }
 
+// maxGapRange bounds the range markApplied spells out dot by dot beyond a
+// gap in the applied vector. A batch of operations is far smaller; a
+// larger claim (possible only from hostile input) is skipped.
+const maxGapRange = 1 << 16
+
 // markApplied adds validated Own ranges (held by the context) to the
-// applied set.
+// applied set. Leaving a range out is safe (the operations may be sent
+// and joined again, which changes nothing); claiming too much never is.
 func (k *Keyspace) markApplied(own []DotRange) {
 	for _, r := range own {
+		if r.First > k.applied.VV[r.Replica]+1 && r.Last-r.First >= maxGapRange {
+			continue
+		}
 		k.applied.addRange(r.Replica, r.First, r.Last)
 	}
 }
