@@ -226,24 +226,24 @@ func dump(d *Delta) string {
 }
 
 func dumpEntry(b *strings.Builder, e *Entry, ind string) {
-	if e.All {
+	if e.all() {
 		fmt.Fprintf(b, "%sALL\n", ind)
 	}
 	for _, r := range normSmall(e.Reg, regDot, nil) {
 		fmt.Fprintf(b, "%sreg %v t=%d %q\n", ind, r.Dot, r.Time, r.Value)
 	}
-	for _, c := range normSmall(e.Cnt, cntDot, nil) {
+	for _, c := range normSmall(e.cnt(), cntDot, nil) {
 		fmt.Fprintf(b, "%scnt %v n=%d\n", ind, c.Dot, c.N)
 	}
-	if len(e.Flag) > 0 {
-		fmt.Fprintf(b, "%sflag %v\n", ind, normSmall(e.Flag, idDot, nil))
+	if len(e.flag()) > 0 {
+		fmt.Fprintf(b, "%sflag %v\n", ind, normSmall(e.flag(), idDot, nil))
 	}
-	for _, m := range sortedKeys(e.Set) {
-		fmt.Fprintf(b, "%smember %q %v\n", ind, m, sortDots(slices.Clone(e.Set[m])))
+	for _, m := range sortedKeys(e.set()) {
+		fmt.Fprintf(b, "%smember %q %v\n", ind, m, sortDots(slices.Clone(e.set()[m])))
 	}
-	for _, f := range sortedKeys(e.Map) {
+	for _, f := range sortedKeys(e.fields()) {
 		fmt.Fprintf(b, "%sfield %q:\n", ind, f)
-		dumpEntry(b, e.Map[f], ind+"  ")
+		dumpEntry(b, e.fields()[f], ind+"  ")
 	}
 }
 
