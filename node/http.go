@@ -1,5 +1,3 @@
-//go:build shoal_http_draft
-
 package node
 
 import (
@@ -136,6 +134,7 @@ var httpErrorStatuses = []struct {
 	{errHTTPNoEndpoint, http.StatusNotFound},
 	{errHTTPMethod, http.StatusMethodNotAllowed},
 	{ErrWrongType, http.StatusConflict},
+	{ErrOffline, http.StatusConflict},
 	{ErrOverflow, http.StatusConflict},
 	{ErrOffsetUnavailable, http.StatusGone},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge},
@@ -644,8 +643,14 @@ func (h *Handler) serveStatus(w http.ResponseWriter) error {
 	if st.Closed {
 		return ErrClosed
 	}
+	alive := 0
+	for _, m := range h.n.Members() {
+		if m.State == "alive" {
+			alive++
+		}
+	}
 	httpWriteJSON(w, http.StatusOK, httpStatus{
-		Node: h.name(&st), Replica: st.Replica, Members: 1, Keys: st.Keys,
+		Node: h.name(&st), Replica: st.Replica, Members: alive, Keys: st.Keys,
 		Digest: h.n.Digest(), Incarnation: st.Incarnation, Sync: st.Sync,
 		ReadOnly: st.ReadOnly, Error: st.Error, Draining: h.isDraining(),
 		FirstOffset: st.FirstOffset, NextOffset: st.NextOffset, WALBytes: st.WALBytes,
@@ -655,11 +660,29 @@ func (h *Handler) serveStatus(w http.ResponseWriter) error {
 
 // httpMember is one entry of GET /v1/members.
 type httpMember struct {
-	Name    string `json:"name"`
-	Addr    string `json:"addr"`
-	State   string `json:"state"`
-	Replica string `json:"replica,omitempty"`
-	Self    bool   `json:"self,omitempty"`
+	Name      string `json:"name"`
+	Addr      string `json:"addr"`
+	State     string `json:"state"`
+	Replica   string `json:"replica,omitempty"`
+	Self      bool   `json:"self,omitempty"`
+	Connected bool   `json:"connected,omitempty"`
+	Acked     uint64 `json:"acked,omitempty"`
+}
+
+// members lists the cluster members; an offline node lists itself under
+// the handler's name.
+func (h *Handler) members(st *Status) []httpMember {
+	ms := h.n.Members()
+	out := make([]httpMember, 0, len(ms))
+	for _, m := range ms {
+		hm := httpMember{Name: m.Name, Addr: m.Addr, State: m.State, Replica: m.Replica,
+			Self: m.Self, Connected: m.Connected, Acked: m.Acked}
+		if m.Self && m.Addr == "" {
+			hm.Name = h.name(st)
+		}
+		out = append(out, hm)
+	}
+	return out
 }
 
 func (h *Handler) serveMembers(w http.ResponseWriter) error {
@@ -667,18 +690,85 @@ func (h *Handler) serveMembers(w http.ResponseWriter) error {
 	if st.Closed {
 		return ErrClosed
 	}
-	httpWriteJSON(w, http.StatusOK, map[string]any{"members": []httpMember{
-		{Name: h.name(&st), Replica: st.Replica, State: "alive", Self: true},
-	}})
+	httpWriteJSON(w, http.StatusOK, map[string]any{"members": h.members(&st)})
 	return nil
 }
 
+// httpPeerSync is one peer of GET /v1/sync.
+type httpPeerSync struct {
+	Name    string `json:"name"`
+	Replica string `json:"replica,omitempty"`
+	State   string `json:"state"`
+	Acked   uint64 `json:"acked"`
+	Synced  bool   `json:"synced"`
+	Updated string `json:"updated,omitempty"`
+}
+
+// serveSync answers how far each peer holds this node's writes. An offline
+// node has no peers.
 func (h *Handler) serveSync(w http.ResponseWriter) error {
-	httpWriteJSON(w, http.StatusOK, map[string]any{"peers": []any{}})
+	ss, err := h.n.SyncStatus()
+	offline := errors.Is(err, ErrOffline)
+	if err != nil && !offline {
+		return err
+	}
+	if offline {
+		ss.Replica = h.n.ReplicaID()
+	}
+	peers := make([]httpPeerSync, 0, len(ss.Peers))
+	synced := true
+	for _, p := range ss.Peers {
+		ps := httpPeerSync{Name: p.Name, Replica: p.Replica, State: p.State, Acked: p.Acked, Synced: p.Synced}
+		if !p.Updated.IsZero() {
+			ps.Updated = p.Updated.UTC().Format(time.RFC3339Nano)
+		}
+		synced = synced && (p.Synced || p.State != "alive")
+		peers = append(peers, ps)
+	}
+	httpWriteJSON(w, http.StatusOK, map[string]any{
+		"replica": ss.Replica, "local": ss.Local, "offline": offline, "synced": synced, "peers": peers,
+	})
 	return nil
 }
 
+// httpWaitBody is the body of POST /v1/sync/wait.
+type httpWaitBody struct {
+	Peers   []string `json:"peers"`   // default: every member alive now
+	Timeout string   `json:"timeout"` // Go duration; default 30s
+}
+
+// DefaultWaitSyncedTimeout bounds POST /v1/sync/wait without a timeout.
+const DefaultWaitSyncedTimeout = 30 * time.Second
+
+// serveWaitSynced waits until peers hold every write this node made before
+// the request: 200 {"synced": true}, or 504 when the timeout passes first.
 func (h *Handler) serveWaitSynced(w http.ResponseWriter, r *http.Request) error {
+	b, err := httpReadBody(w, r, h.opts.MaxBodyBytes, true)
+	if err != nil {
+		return err
+	}
+	var body httpWaitBody
+	if len(bytes.TrimSpace(b)) > 0 {
+		if err := httpDecodeObject(b, &body); err != nil {
+			return err
+		}
+	}
+	timeout := DefaultWaitSyncedTimeout
+	if body.Timeout != "" {
+		if timeout, err = time.ParseDuration(body.Timeout); err != nil || timeout <= 0 {
+			return httpBadRequest("timeout %q is not a positive duration like 5s", body.Timeout)
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	stop := context.AfterFunc(h.drainCtx, cancel)
+	defer stop()
+	if err := h.n.WaitSynced(ctx, body.Peers...); err != nil {
+		if h.isDraining() {
+			return errHTTPDraining
+		}
+		return err
+	}
 	httpWriteJSON(w, http.StatusOK, map[string]any{"synced": true})
 	return nil
 }

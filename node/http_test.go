@@ -1,5 +1,3 @@
-//go:build shoal_http_draft
-
 package node
 
 import (
@@ -174,7 +172,6 @@ func TestHTTPErrorStatuses(t *testing.T) {
 		{"patch bad value", "PATCH", "/v1/kv/d", `{"set":{"f":tru}}`, 400},
 		{"empty key", "PUT", "/v1/kv/", `1`, 400},
 		{"key not UTF-8", "PUT", "/v1/kv/%FF", `1`, 400},
-		{"bad escape", "GET", "/v1/kv/%zz", ``, 400},
 		{"limit not a number", "GET", "/v1/kv?limit=x", ``, 400},
 		{"incr on a register", "POST", "/v1/kv/reg/incr", `{"by":1}`, 409},
 		{"add to a counter", "POST", "/v1/kv/cnt/add", `{"members":["a"]}`, 409},

@@ -1,5 +1,3 @@
-//go:build shoal_http_draft
-
 package main
 
 import (
@@ -52,6 +50,11 @@ type AgentConfig struct {
 	TLSCert     string
 	TLSKey      string
 
+	DataPort      int    // replication data streams; 0 = a free port (advertised over gossip)
+	Advertise     string // gossip address peers use to reach us; "" = the bound one
+	ClusterLabel  string
+	GossipProfile string // auto, local or lan
+
 	Sync               string
 	SyncInterval       time.Duration
 	SnapshotEveryOps   int
@@ -103,6 +106,7 @@ func defaultAgentConfig() AgentConfig {
 		DataDir:         "./shoal-data",
 		HTTPAddr:        "127.0.0.1:7070",
 		GossipAddr:      "127.0.0.1:7946",
+		GossipProfile:   "auto",
 		Sync:            "always",
 		LogLevel:        "info",
 		LogFormat:       "text",
@@ -121,6 +125,10 @@ func registerAgentFlags(fs *flag.FlagSet, cfg *AgentConfig) {
 	fs.StringVar(&cfg.Token, "token", cfg.Token, "bearer token required on every API call (empty = no auth)")
 	fs.StringVar(&cfg.EncryptKey, "encrypt-key", cfg.EncryptKey, "base64 AES key (16, 24 or 32 bytes) encrypting gossip and replication traffic")
 	fs.StringVar(&cfg.KeyringFile, "keyring-file", cfg.KeyringFile, "file of base64 keys, one a line, the first the primary (key rotation)")
+	fs.IntVar(&cfg.DataPort, "data-port", cfg.DataPort, "port of the replication data streams, on the --gossip host (0 = a free port, advertised over gossip)")
+	fs.StringVar(&cfg.Advertise, "advertise", cfg.Advertise, "gossip address other nodes use to reach this one (default: the --gossip address)")
+	fs.StringVar(&cfg.ClusterLabel, "cluster-label", cfg.ClusterLabel, "cluster label: nodes with another label are refused")
+	fs.StringVar(&cfg.GossipProfile, "gossip-profile", cfg.GossipProfile, "gossip timings: local (fast, one machine), lan, or auto (local on loopback)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate: serve the HTTP API over HTTPS")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&cfg.Sync, "sync", cfg.Sync, "WAL durability: always (a write returns once fsynced), interval, never")
@@ -165,8 +173,16 @@ func (cfg *AgentConfig) validate() error {
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		return usageError("--log-format: want text or json, got %q", cfg.LogFormat)
 	}
-	if cfg.Name == "" || cfg.DataDir == "" || cfg.HTTPAddr == "" {
-		return usageError("--name, --data-dir and --http must not be empty")
+	switch cfg.GossipProfile {
+	case "auto", "local", "lan":
+	default:
+		return usageError("--gossip-profile: want auto, local or lan, got %q", cfg.GossipProfile)
+	}
+	if _, err := loadKeys(cfg.EncryptKey, cfg.KeyringFile); err != nil {
+		return err
+	}
+	if cfg.Name == "" || cfg.DataDir == "" || cfg.HTTPAddr == "" || cfg.GossipAddr == "" {
+		return usageError("--name, --data-dir, --http and --gossip must not be empty")
 	}
 	return nil
 }

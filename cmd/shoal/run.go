@@ -1,5 +1,3 @@
-//go:build shoal_http_draft
-
 package main
 
 import (

@@ -1,5 +1,3 @@
-//go:build shoal_http_draft
-
 package main
 
 import (
@@ -12,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/shoaldb/shoal/crdt"
 	"github.com/shoaldb/shoal/node"
@@ -395,7 +395,7 @@ func opLines(off uint64, op *node.Op, prefix string) []dumpLine {
 			}
 		}
 		sort.Strings(keys)
-		for _, r := range op.Delta.Own {
+		for _, r := range op.Delta.Dots() {
 			base.Dots = append(base.Dots, dotRangeString(r))
 		}
 	}
@@ -408,9 +408,9 @@ func opLines(off uint64, op *node.Op, prefix string) []dumpLine {
 	lines := make([]dumpLine, 0, len(keys))
 	for _, k := range keys {
 		line := base
-		e := op.Delta.Keys[k]
-		d := renderEntry(e)
-		line.Key, line.Type, line.Delta = k, entryType(e), &d
+		w := wireEntry(op.Delta.Keys[k])
+		d := renderEntry(w)
+		line.Key, line.Type, line.Delta = k, entryType(w), &d
 		lines = append(lines, line)
 	}
 	return lines
@@ -423,89 +423,144 @@ func dotRangeString(r crdt.DotRange) string {
 	return fmt.Sprintf("%s:%d-%d", r.Replica, r.First, r.Last)
 }
 
+// The keys of a delta are rendered from their wire form (the msgpack tags
+// of crdt.Entry, a persisted format) rather than from crdt's Go structs,
+// which may change shape without changing the bytes.
+
+// wireEntry returns an entry's msgpack encoding decoded generically.
+func wireEntry(e *crdt.Entry) map[string]any {
+	if e == nil {
+		return nil
+	}
+	b, err := msgpack.Marshal(e)
+	if err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	var m map[string]any
+	if err := msgpack.Unmarshal(b, &m); err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	return m
+}
+
 // entryType names the type(s) an entry of a delta holds; "delete" for a
 // removal with no value.
-func entryType(e *crdt.Entry) string {
-	if e == nil {
-		return "delete"
-	}
+func entryType(w map[string]any) string {
 	var ts []string
-	if len(e.Map) > 0 {
-		ts = append(ts, "map")
+	for _, t := range []struct{ tag, name string }{{"m", "map"}, {"s", "set"}, {"n", "counter"}, {"r", "register"}, {"f", "flag"}} {
+		if v, ok := w[t.tag]; ok && !isEmptyWire(v) {
+			ts = append(ts, t.name)
+		}
 	}
-	if len(e.Set) > 0 {
-		ts = append(ts, "set")
-	}
-	if len(e.Cnt) > 0 {
-		ts = append(ts, "counter")
-	}
-	if len(e.Reg) > 0 {
-		ts = append(ts, "register")
-	}
-	if len(e.Flag) > 0 {
-		ts = append(ts, "flag")
-	}
-	switch {
-	case len(ts) == 0:
+	switch len(ts) {
+	case 0:
 		return "delete"
-	case len(ts) == 1:
+	case 1:
 		return ts[0]
 	}
 	return strings.Join(ts, "+")
 }
 
-// renderEntry turns a delta entry into JSON-friendly values: dots as
-// "replica:seq", register values as JSON.
-func renderEntry(e *crdt.Entry) map[string]any {
-	out := map[string]any{}
-	if e == nil {
-		return out
+func isEmptyWire(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case []any:
+		return len(t) == 0
+	case map[string]any:
+		return len(t) == 0
 	}
-	if e.All {
-		out["removes_all_observed"] = true
+	return false
+}
+
+func wireUint(v any) uint64 {
+	switch t := v.(type) {
+	case int8:
+		return uint64(t)
+	case int16:
+		return uint64(t)
+	case int32:
+		return uint64(t)
+	case int64:
+		return uint64(t)
+	case uint8:
+		return uint64(t)
+	case uint16:
+		return uint64(t)
+	case uint32:
+		return uint64(t)
+	case uint64:
+		return t
 	}
-	if len(e.Reg) > 0 {
-		var regs []map[string]any
-		for _, r := range e.Reg {
-			v := json.RawMessage(r.Value)
-			if !json.Valid(v) {
-				v, _ = json.Marshal(string(r.Value))
-			}
-			regs = append(regs, map[string]any{"dot": r.Dot.String(), "hlc": uint64(r.Time), "value": v})
-		}
-		out["register"] = regs
-	}
-	if len(e.Cnt) > 0 {
-		var cs []map[string]any
-		for _, c := range e.Cnt {
-			cs = append(cs, map[string]any{"dot": c.Dot.String(), "n": c.N})
-		}
-		out["counter"] = cs
-	}
-	if len(e.Set) > 0 {
-		set := make(map[string][]string, len(e.Set))
-		for m, ds := range e.Set {
-			set[m] = dotStrings(ds)
-		}
-		out["set"] = set
-	}
-	if len(e.Flag) > 0 {
-		out["flag"] = dotStrings(e.Flag)
-	}
-	if len(e.Map) > 0 {
-		fields := make(map[string]any, len(e.Map))
-		for f, fe := range e.Map {
-			fields[f] = renderEntry(fe)
-		}
-		out["map"] = fields
+	return 0
+}
+
+// wireDot renders a dot {"r": replica, "s": seq} as "replica:seq".
+func wireDot(v any) string {
+	m, _ := v.(map[string]any)
+	return crdt.Dot{Replica: crdt.ReplicaID(wireUint(m["r"])), Seq: wireUint(m["s"])}.String()
+}
+
+func wireDots(v any) []string {
+	l, _ := v.([]any)
+	out := make([]string, 0, len(l))
+	for _, d := range l {
+		out = append(out, wireDot(d))
 	}
 	return out
 }
 
-func dotStrings(ds []crdt.Dot) []string {
-	s := make([]string, len(ds))
-	for i, d := range ds {
-		s[i] = d.String()
+// renderEntry turns an entry's wire form into JSON-friendly values: dots
+// as "replica:seq", register values as JSON.
+func renderEntry(w map[string]any) map[string]any {
+	out := map[string]any{}
+	if a, _ := w["a"].(bool); a {
+		out["removes_all_observed"] = true
 	}
-	return s
+	if regs, _ := w["r"].([]any); len(regs) > 0 {
+		var rs []map[string]any
+		for _, r := range regs {
+			rm, _ := r.(map[string]any)
+			var v json.RawMessage
+			switch b := rm["v"].(type) {
+			case []byte:
+				v = b
+			case string:
+				v = json.RawMessage(b)
+			}
+			if !json.Valid(v) {
+				v, _ = json.Marshal(string(v))
+			}
+			rs = append(rs, map[string]any{"dot": wireDot(rm["d"]), "hlc": wireUint(rm["t"]), "value": v})
+		}
+		out["register"] = rs
+	}
+	if cnts, _ := w["n"].([]any); len(cnts) > 0 {
+		var cs []map[string]any
+		for _, c := range cnts {
+			cm, _ := c.(map[string]any)
+			n := int64(wireUint(cm["n"]))
+			cs = append(cs, map[string]any{"dot": wireDot(cm["d"]), "n": n})
+		}
+		out["counter"] = cs
+	}
+	if set, _ := w["s"].(map[string]any); len(set) > 0 {
+		members := make(map[string][]string, len(set))
+		for m, ds := range set {
+			members[m] = wireDots(ds)
+		}
+		out["set"] = members
+	}
+	if f, _ := w["f"].([]any); len(f) > 0 {
+		out["flag"] = wireDots(f)
+	}
+	if fields, _ := w["m"].(map[string]any); len(fields) > 0 {
+		fs := make(map[string]any, len(fields))
+		for name, fe := range fields {
+			fm, _ := fe.(map[string]any)
+			fs[name] = renderEntry(fm)
+		}
+		out["map"] = fs
+	}
+	return out
 }
