@@ -125,18 +125,18 @@ func checkEntry(e *Entry, ctx *Context, depth int) error {
 			return err
 		}
 	}
-	for i := range e.cnt() {
-		if err := checkDot(e.cnt()[i].Dot, ctx); err != nil {
+	for i := range e.Cnt {
+		if err := checkDot(e.Cnt[i].Dot, ctx); err != nil {
 			return err
 		}
 	}
-	for _, d := range e.flag() {
+	for _, d := range e.Flag {
 		if err := checkDot(d, ctx); err != nil {
 			return err
 		}
 	}
-	if len(e.set()) > 0 { // ranging over a nil map still costs an iterator
-		for _, ds := range e.set() {
+	if len(e.Set) > 0 { // ranging over a nil map still costs an iterator
+		for _, ds := range e.Set {
 			for _, d := range ds {
 				if err := checkDot(d, ctx); err != nil {
 					return err
@@ -144,8 +144,8 @@ func checkEntry(e *Entry, ctx *Context, depth int) error {
 			}
 		}
 	}
-	if len(e.fields()) > 0 {
-		for f, c := range e.fields() {
+	if len(e.Map) > 0 {
+		for f, c := range e.Map {
 			if err := checkEntry(c, ctx, depth+1); err != nil {
 				return fmt.Errorf("field %q: %w", f, err)
 			}
@@ -258,36 +258,32 @@ func (d *Delta) clone() *Delta {
 
 // clone returns a deep copy of e (markers and hash included).
 func (e *Entry) clone() *Entry {
-	c := &Entry{h: e.h}
+	c := &Entry{All: e.All, h: e.h}
 	if len(e.Reg) > 0 {
 		c.Reg = make([]RegValue, len(e.Reg))
 		for i, v := range e.Reg {
 			c.Reg[i] = cloneReg(v)
 		}
 	}
-	x := e.EntryExt
-	if x == nil {
-		return c
-	}
-	cx := &EntryExt{All: x.All, Cnt: slices.Clone(x.Cnt), Flag: slices.Clone(x.Flag)}
-	if x.Set != nil {
-		cx.Set = make(map[string][]Dot, len(x.Set))
-		for m, ds := range x.Set {
+	c.Cnt = slices.Clone(e.Cnt)
+	c.Flag = slices.Clone(e.Flag)
+	if e.Set != nil {
+		c.Set = make(map[string][]Dot, len(e.Set))
+		for m, ds := range e.Set {
 			if ds == nil {
 				ds = []Dot{}
 			}
-			cx.Set[m] = slices.Clone(ds)
+			c.Set[m] = slices.Clone(ds)
 		}
 	}
-	if x.Map != nil {
-		cx.Map = make(map[string]*Entry, len(x.Map))
-		for f, ch := range x.Map {
+	if e.Map != nil {
+		c.Map = make(map[string]*Entry, len(e.Map))
+		for f, ch := range e.Map {
 			if ch != nil {
-				cx.Map[f] = ch.clone()
+				c.Map[f] = ch.clone()
 			}
 		}
 	}
-	c.EntryExt = cx
 	return c
 }
 
@@ -296,14 +292,14 @@ func (e *Entry) appendDots(out []Dot) []Dot {
 	for i := range e.Reg {
 		out = append(out, e.Reg[i].Dot)
 	}
-	for i := range e.cnt() {
-		out = append(out, e.cnt()[i].Dot)
+	for i := range e.Cnt {
+		out = append(out, e.Cnt[i].Dot)
 	}
-	out = append(out, e.flag()...)
-	for _, ds := range e.set() {
+	out = append(out, e.Flag...)
+	for _, ds := range e.Set {
 		out = append(out, ds...)
 	}
-	for _, c := range e.fields() {
+	for _, c := range e.Map {
 		if c != nil {
 			out = c.appendDots(out)
 		}
@@ -316,15 +312,15 @@ func (e *Entry) hollow() bool {
 	if e == nil {
 		return true
 	}
-	if len(e.Reg) > 0 || len(e.cnt()) > 0 || len(e.flag()) > 0 {
+	if len(e.Reg) > 0 || len(e.Cnt) > 0 || len(e.Flag) > 0 {
 		return false
 	}
-	for _, ds := range e.set() {
+	for _, ds := range e.Set {
 		if len(ds) > 0 {
 			return false
 		}
 	}
-	for _, c := range e.fields() {
+	for _, c := range e.Map {
 		if !c.hollow() {
 			return false
 		}
@@ -341,32 +337,31 @@ func (e *Entry) normalize(depth int) *Entry {
 	}
 	n := &Entry{}
 	n.Reg = normSmall(e.Reg, regDot, cloneReg)
-	x := &EntryExt{Cnt: normSmall(e.cnt(), cntDot, nil), Flag: normSmall(e.flag(), idDot, nil)}
-	n.h = sumItems(n.Reg, hashReg).add(sumItems(x.Cnt, hashCnt)).add(sumItems(x.Flag, hashFlag))
-	for m, ds := range e.set() {
+	n.Cnt = normSmall(e.Cnt, cntDot, nil)
+	n.Flag = normSmall(e.Flag, idDot, nil)
+	n.h = sumItems(n.Reg, hashReg).add(sumItems(n.Cnt, hashCnt)).add(sumItems(n.Flag, hashFlag))
+	for m, ds := range e.Set {
 		if len(ds) == 0 {
 			continue
 		}
 		ds = sortDots(slices.Clone(ds))
-		if x.Set == nil {
-			x.Set = make(map[string][]Dot)
+		if n.Set == nil {
+			n.Set = make(map[string][]Dot)
 		}
-		x.Set[m] = ds
+		n.Set[m] = ds
 		n.h = n.h.add(hashMember(m, ds))
 	}
-	for f, c := range e.fields() {
+	for f, c := range e.Map {
 		c = c.normalize(depth + 1)
 		if c == nil {
 			continue
 		}
-		if x.Map == nil {
-			x.Map = make(map[string]*Entry)
+		if n.Map == nil {
+			n.Map = make(map[string]*Entry)
 		}
-		x.Map[f] = c
+		n.Map[f] = c
 		n.h = n.h.add(hashChild(tagField, f, c.h))
 	}
-	n.EntryExt = x
-	n.shrink()
 	if n.empty() {
 		return nil
 	}
@@ -431,24 +426,24 @@ func entryEqual(x, y *Entry, depth int) bool {
 	}) {
 		return false
 	}
-	if !slices.Equal(normSmall(x.cnt(), cntDot, nil), normSmall(y.cnt(), cntDot, nil)) ||
-		!slices.Equal(normSmall(x.flag(), idDot, nil), normSmall(y.flag(), idDot, nil)) {
+	if !slices.Equal(normSmall(x.Cnt, cntDot, nil), normSmall(y.Cnt, cntDot, nil)) ||
+		!slices.Equal(normSmall(x.Flag, idDot, nil), normSmall(y.Flag, idDot, nil)) {
 		return false
 	}
 	n := 0
-	for m, ds := range x.set() {
+	for m, ds := range x.Set {
 		if len(ds) == 0 {
 			continue
 		}
 		n++
-		if !slices.Equal(sortDots(slices.Clone(ds)), sortDots(slices.Clone(y.set()[m]))) {
+		if !slices.Equal(sortDots(slices.Clone(ds)), sortDots(slices.Clone(y.Set[m]))) {
 			return false
 		}
 	}
-	for _, ds := range y.set() {
+	for _, ds := range y.Set {
 		if len(ds) > 0 {
 			n--
 		}
 	}
-	return n == 0 && entriesEqual(x.fields(), y.fields(), depth+1)
+	return n == 0 && entriesEqual(x.Map, y.Map, depth+1)
 }

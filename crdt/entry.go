@@ -35,70 +35,14 @@ package crdt
 // delta cost O(size of the delta). Register, counter and flag stores are
 // small and always joined whole when their entry is listed.
 type Entry struct {
-	Reg []RegValue `msgpack:"r,omitempty"` // register siblings, sorted by dot
-	// The other stores sit behind one pointer, nil for a plain register:
-	// a key holding a small register costs a 48-byte Entry. msgpack inlines
-	// the embedded struct, so the encoding is flat.
-	*EntryExt
-
-	h sum128 // keyspace only: sum of the hashes of the entry's items
-}
-
-// EntryExt holds the stores of an Entry other than the register.
-type EntryExt struct {
+	Reg  []RegValue        `msgpack:"r,omitempty"` // register siblings, sorted by dot
 	Cnt  []CountValue      `msgpack:"n,omitempty"` // counter contributions, sorted by dot
 	Set  map[string][]Dot  `msgpack:"s,omitempty"` // set: member -> dots of its adds, sorted
 	Map  map[string]*Entry `msgpack:"m,omitempty"` // map: field -> field state
 	Flag []Dot             `msgpack:"f,omitempty"` // flag: dots of enables, sorted
 	All  bool              `msgpack:"a,omitempty"` // delta only: every path under this entry is touched
-}
 
-// Nil-safe accessors: the promoted fields of a nil *EntryExt must not be
-// read directly.
-
-func (e *Entry) cnt() []CountValue {
-	if e.EntryExt == nil {
-		return nil
-	}
-	return e.EntryExt.Cnt
-}
-
-func (e *Entry) set() map[string][]Dot {
-	if e.EntryExt == nil {
-		return nil
-	}
-	return e.EntryExt.Set
-}
-
-func (e *Entry) fields() map[string]*Entry {
-	if e.EntryExt == nil {
-		return nil
-	}
-	return e.EntryExt.Map
-}
-
-func (e *Entry) flag() []Dot {
-	if e.EntryExt == nil {
-		return nil
-	}
-	return e.EntryExt.Flag
-}
-
-func (e *Entry) all() bool { return e.EntryExt != nil && e.EntryExt.All }
-
-// ext returns the extension, allocating it.
-func (e *Entry) ext() *EntryExt {
-	if e.EntryExt == nil {
-		e.EntryExt = &EntryExt{}
-	}
-	return e.EntryExt
-}
-
-// shrink drops an extension that holds nothing.
-func (e *Entry) shrink() {
-	if x := e.EntryExt; x != nil && len(x.Cnt) == 0 && len(x.Set) == 0 && len(x.Map) == 0 && len(x.Flag) == 0 && !x.All {
-		e.EntryExt = nil
-	}
+	h sum128 // keyspace only: sum of the hashes of the entry's items
 }
 
 // RegValue is one register sibling: a value written at time Time by the

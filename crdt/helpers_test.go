@@ -226,24 +226,24 @@ func dump(d *Delta) string {
 }
 
 func dumpEntry(b *strings.Builder, e *Entry, ind string) {
-	if e.all() {
+	if e.All {
 		fmt.Fprintf(b, "%sALL\n", ind)
 	}
 	for _, r := range normSmall(e.Reg, regDot, nil) {
 		fmt.Fprintf(b, "%sreg %v t=%d %q\n", ind, r.Dot, r.Time, r.Value)
 	}
-	for _, c := range normSmall(e.cnt(), cntDot, nil) {
+	for _, c := range normSmall(e.Cnt, cntDot, nil) {
 		fmt.Fprintf(b, "%scnt %v n=%d\n", ind, c.Dot, c.N)
 	}
-	if len(e.flag()) > 0 {
-		fmt.Fprintf(b, "%sflag %v\n", ind, normSmall(e.flag(), idDot, nil))
+	if len(e.Flag) > 0 {
+		fmt.Fprintf(b, "%sflag %v\n", ind, normSmall(e.Flag, idDot, nil))
 	}
-	for _, m := range sortedKeys(e.set()) {
-		fmt.Fprintf(b, "%smember %q %v\n", ind, m, sortDots(slices.Clone(e.set()[m])))
+	for _, m := range sortedKeys(e.Set) {
+		fmt.Fprintf(b, "%smember %q %v\n", ind, m, sortDots(slices.Clone(e.Set[m])))
 	}
-	for _, f := range sortedKeys(e.fields()) {
+	for _, f := range sortedKeys(e.Map) {
 		fmt.Fprintf(b, "%sfield %q:\n", ind, f)
-		dumpEntry(b, e.fields()[f], ind+"  ")
+		dumpEntry(b, e.Map[f], ind+"  ")
 	}
 }
 

@@ -29,7 +29,7 @@ type joiner struct {
 
 // empty reports whether a normalized (state) entry holds no value.
 func (e *Entry) empty() bool {
-	return len(e.Reg) == 0 && len(e.cnt()) == 0 && len(e.set()) == 0 && len(e.fields()) == 0 && len(e.flag()) == 0
+	return len(e.Reg) == 0 && len(e.Cnt) == 0 && len(e.Set) == 0 && len(e.Map) == 0 && len(e.Flag) == 0
 }
 
 func regDot(v *RegValue) Dot   { return v.Dot }
@@ -46,11 +46,11 @@ func (j *joiner) entry(a, b *Entry, full bool) bool {
 	var bs map[string][]Dot
 	var bm map[string]*Entry
 	if b != nil {
-		br, bn, bf, bs, bm = b.Reg, b.cnt(), b.flag(), b.set(), b.fields()
-		if b.all() {
+		br, bn, bf, bs, bm = b.Reg, b.Cnt, b.Flag, b.Set, b.Map
+		if b.All {
 			full = true
 			if j.keep {
-				a.ext().All = true
+				a.All = true
 			}
 		}
 	}
@@ -64,43 +64,42 @@ func (j *joiner) entry(a, b *Entry, full bool) bool {
 			a.Reg, changed = out, true
 		}
 	}
-	if len(a.cnt()) > 0 || len(bn) > 0 {
-		out, ch := joinSmall(a.cnt(), bn, cntDot, j.actx, j.bctx, nil)
+	if len(a.Cnt) > 0 || len(bn) > 0 {
+		out, ch := joinSmall(a.Cnt, bn, cntDot, j.actx, j.bctx, nil)
 		if ch {
 			if j.hash {
-				a.h = a.h.sub(sumItems(a.cnt(), hashCnt)).add(sumItems(out, hashCnt))
+				a.h = a.h.sub(sumItems(a.Cnt, hashCnt)).add(sumItems(out, hashCnt))
 			}
-			a.ext().Cnt, changed = out, true
+			a.Cnt, changed = out, true
 		}
 	}
-	if len(a.flag()) > 0 || len(bf) > 0 {
-		out, ch := joinSmall(a.flag(), bf, idDot, j.actx, j.bctx, nil)
+	if len(a.Flag) > 0 || len(bf) > 0 {
+		out, ch := joinSmall(a.Flag, bf, idDot, j.actx, j.bctx, nil)
 		if ch {
 			if j.hash {
-				a.h = a.h.sub(sumItems(a.flag(), hashFlag)).add(sumItems(out, hashFlag))
+				a.h = a.h.sub(sumItems(a.Flag, hashFlag)).add(sumItems(out, hashFlag))
 			}
-			a.ext().Flag, changed = out, true
+			a.Flag, changed = out, true
 		}
 	}
-	if len(bs) > 0 || (full && len(a.set()) > 0) {
+	if len(bs) > 0 || (full && len(a.Set) > 0) {
 		if j.set(a, bs, full) {
 			changed = true
 		}
 	}
-	if len(bm) > 0 || (full && len(a.fields()) > 0) {
+	if len(bm) > 0 || (full && len(a.Map) > 0) {
 		if j.fields(a, bm, full) {
 			changed = true
 		}
 	}
-	a.shrink()
 	return changed
 }
 
-// set joins the members bs lists (and with full, all of a's) into a.set().
+// set joins the members bs lists (and with full, all of a's) into a.Set.
 func (j *joiner) set(a *Entry, bs map[string][]Dot, full bool) bool {
 	changed := false
 	one := func(m string, bd []Dot, listed bool) {
-		ad, had := a.set()[m]
+		ad, had := a.Set[m]
 		nd, ch := joinDots(ad, bd, j.actx, j.bctx)
 		if ch {
 			changed = true
@@ -116,39 +115,39 @@ func (j *joiner) set(a *Entry, bs map[string][]Dot, full bool) bool {
 		switch {
 		case len(nd) > 0 || (j.keep && (listed || had)):
 			if ch || !had {
-				if a.set() == nil {
-					a.ext().Set = make(map[string][]Dot, len(bs))
+				if a.Set == nil {
+					a.Set = make(map[string][]Dot, len(bs))
 				}
 				if nd == nil {
 					nd = []Dot{}
 				}
-				a.set()[m] = nd
+				a.Set[m] = nd
 			}
 		case had:
-			delete(a.set(), m)
+			delete(a.Set, m)
 		}
 	}
 	for m, bd := range bs {
 		one(m, bd, true)
 	}
 	if full {
-		for m := range a.set() {
+		for m := range a.Set {
 			if _, ok := bs[m]; !ok {
 				one(m, nil, false)
 			}
 		}
 	}
-	if len(a.set()) == 0 && !j.keep && a.EntryExt != nil {
-		a.EntryExt.Set = nil
+	if len(a.Set) == 0 && !j.keep {
+		a.Set = nil
 	}
 	return changed
 }
 
-// fields joins the fields bm lists (and with full, all of a's) into a.fields().
+// fields joins the fields bm lists (and with full, all of a's) into a.Map.
 func (j *joiner) fields(a *Entry, bm map[string]*Entry, full bool) bool {
 	changed := false
 	one := func(f string, bc *Entry) {
-		ac := a.fields()[f]
+		ac := a.Map[f]
 		had := ac != nil
 		if !had {
 			ac = &Entry{}
@@ -176,7 +175,7 @@ func (j *joiner) fields(a *Entry, bm map[string]*Entry, full bool) bool {
 				a.setField(f, ac, len(bm))
 			}
 		case had:
-			delete(a.fields(), f)
+			delete(a.Map, f)
 		}
 	}
 	for f, bc := range bm {
@@ -186,23 +185,23 @@ func (j *joiner) fields(a *Entry, bm map[string]*Entry, full bool) bool {
 		one(f, bc)
 	}
 	if full {
-		for f := range a.fields() {
+		for f := range a.Map {
 			if _, ok := bm[f]; !ok {
 				one(f, nil)
 			}
 		}
 	}
-	if len(a.fields()) == 0 && !j.keep && a.EntryExt != nil {
-		a.EntryExt.Map = nil
+	if len(a.Map) == 0 && !j.keep {
+		a.Map = nil
 	}
 	return changed
 }
 
 func (e *Entry) setField(f string, c *Entry, hint int) {
-	if e.fields() == nil {
-		e.ext().Map = make(map[string]*Entry, hint)
+	if e.Map == nil {
+		e.Map = make(map[string]*Entry, hint)
 	}
-	e.fields()[f] = c
+	e.Map[f] = c
 }
 
 func cloneReg(v RegValue) RegValue {

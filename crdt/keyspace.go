@@ -383,11 +383,11 @@ func (k *Keyspace) recomputeSum() sum128 {
 
 // itemSum hashes a normalized entry from scratch.
 func (e *Entry) itemSum() sum128 {
-	s := sumItems(e.Reg, hashReg).add(sumItems(e.cnt(), hashCnt)).add(sumItems(e.flag(), hashFlag))
-	for m, ds := range e.set() {
+	s := sumItems(e.Reg, hashReg).add(sumItems(e.Cnt, hashCnt)).add(sumItems(e.Flag, hashFlag))
+	for m, ds := range e.Set {
 		s = s.add(hashMember(m, ds))
 	}
-	for f, c := range e.fields() {
+	for f, c := range e.Map {
 		s = s.add(hashChild(tagField, f, c.itemSum()))
 	}
 	return s

@@ -112,7 +112,7 @@ func TestAddWins(t *testing.T) {
 				t.Fatalf("set = %v (exists %v), want %v", v.Set, ok, tt.want)
 			}
 			// No tombstones: the state holds exactly the live members.
-			if n := len(c.rs[0].ks.keys["s"].set()); n != len(tt.want) {
+			if n := len(c.rs[0].ks.keys["s"].Set); n != len(tt.want) {
 				t.Fatalf("state holds %d members, want %d", n, len(tt.want))
 			}
 		})
@@ -257,7 +257,7 @@ func TestCounterManyReplicas(t *testing.T) {
 		}
 	}
 	// One contribution per replica, however many increments.
-	if got := len(c.rs[0].ks.keys["hits"].cnt()); got != n {
+	if got := len(c.rs[0].ks.keys["hits"].Cnt); got != n {
 		t.Fatalf("state holds %d contributions, want %d", got, n)
 	}
 }

@@ -98,7 +98,7 @@ func (t *Tx) next() Dot {
 // with the dots ctx (fresh dots and the observed dots it replaces).
 func (o *op) at(path []string, e *Entry, ctx []Dot) {
 	for i := len(path) - 1; i >= 1; i-- {
-		e = &Entry{EntryExt: &EntryExt{Map: map[string]*Entry{path[i]: e}}}
+		e = &Entry{Map: map[string]*Entry{path[i]: e}}
 	}
 	m := &Delta{Ctx: Context{Cloud: ctx}}
 	if e != nil {
@@ -143,15 +143,15 @@ type ov struct {
 }
 
 // allDead reports whether the pending operations removed all of v.l.
-func (v ov) allDead() bool { return v.dead || (v.p != nil && v.p.all()) }
+func (v ov) allDead() bool { return v.dead || (v.p != nil && v.p.All) }
 
 func (v ov) field(f string) ov {
 	c := ov{dead: v.allDead()}
 	if v.l != nil {
-		c.l = v.l.fields()[f]
+		c.l = v.l.Map[f]
 	}
 	if v.p != nil {
-		c.p = v.p.fields()[f]
+		c.p = v.p.Map[f]
 	}
 	return c
 }
@@ -187,14 +187,14 @@ func (t *Tx) regs(v ov) []RegValue {
 func (t *Tx) cnts(v ov) []CountValue {
 	var out []CountValue
 	if v.l != nil {
-		for _, c := range v.l.cnt() {
+		for _, c := range v.l.Cnt {
 			if !t.pend.Ctx.Contains(c.Dot) {
 				out = append(out, c)
 			}
 		}
 	}
 	if v.p != nil {
-		out = append(out, v.p.cnt()...)
+		out = append(out, v.p.Cnt...)
 	}
 	return out
 }
@@ -211,10 +211,10 @@ func (t *Tx) liveDots(l, p []Dot, out []Dot) []Dot {
 func (t *Tx) flags(v ov) []Dot {
 	var l, p []Dot
 	if v.l != nil {
-		l = v.l.flag()
+		l = v.l.Flag
 	}
 	if v.p != nil {
-		p = v.p.flag()
+		p = v.p.Flag
 	}
 	return t.liveDots(l, p, nil)
 }
@@ -222,10 +222,10 @@ func (t *Tx) flags(v ov) []Dot {
 func (t *Tx) member(v ov, m string, out []Dot) []Dot {
 	var l, p []Dot
 	if v.l != nil {
-		l = v.l.set()[m]
+		l = v.l.Set[m]
 	}
 	if v.p != nil {
-		p = v.p.set()[m]
+		p = v.p.Set[m]
 	}
 	return t.liveDots(l, p, out)
 }
@@ -233,7 +233,7 @@ func (t *Tx) member(v ov, m string, out []Dot) []Dot {
 // setLive reports whether the set of v has a live member, in O(pending).
 func (t *Tx) setLive(v ov) bool {
 	if v.p != nil {
-		for _, ds := range v.p.set() {
+		for _, ds := range v.p.Set {
 			if len(ds) > 0 {
 				return true // pending dots are live
 			}
@@ -243,18 +243,18 @@ func (t *Tx) setLive(v ov) bool {
 		// Pending operations remove only members they list.
 		listed := 0
 		if v.p != nil {
-			for m := range v.p.set() {
-				if _, ok := v.l.set()[m]; ok {
+			for m := range v.p.Set {
+				if _, ok := v.l.Set[m]; ok {
 					listed++
 				}
 			}
 		}
-		if len(v.l.set()) > listed {
+		if len(v.l.Set) > listed {
 			return true
 		}
 	}
 	if v.p != nil {
-		for m := range v.p.set() {
+		for m := range v.p.Set {
 			if len(t.member(v, m, nil)) > 0 {
 				return true
 			}
@@ -268,18 +268,18 @@ func (t *Tx) mapLive(v ov) bool {
 	if v.l != nil && !v.allDead() {
 		listed := 0
 		if v.p != nil {
-			for f := range v.p.fields() {
-				if _, ok := v.l.fields()[f]; ok {
+			for f := range v.p.Map {
+				if _, ok := v.l.Map[f]; ok {
 					listed++
 				}
 			}
 		}
-		if len(v.l.fields()) > listed {
+		if len(v.l.Map) > listed {
 			return true
 		}
 	}
 	if v.p != nil {
-		for f := range v.p.fields() {
+		for f := range v.p.Map {
 			if t.typeOf(v.field(f)) != 0 {
 				return true
 			}
@@ -297,11 +297,11 @@ func (t *Tx) typeOf(v ov) Type {
 		return TypeMap
 	case t.setLive(v):
 		return TypeSet
-	case hasLive(t, v.l, v.p, func(e *Entry) []CountValue { return e.cnt() }, cntDot):
+	case hasLive(t, v.l, v.p, func(e *Entry) []CountValue { return e.Cnt }, cntDot):
 		return TypeCounter
 	case hasLive(t, v.l, v.p, func(e *Entry) []RegValue { return e.Reg }, regDot):
 		return TypeRegister
-	case hasLive(t, v.l, v.p, func(e *Entry) []Dot { return e.flag() }, idDot):
+	case hasLive(t, v.l, v.p, func(e *Entry) []Dot { return e.Flag }, idDot):
 		return TypeFlag
 	}
 	return 0
@@ -334,26 +334,26 @@ func (t *Tx) allDots(v ov, out []Dot) []Dot {
 	}
 	out = append(out, t.flags(v)...)
 	if v.l != nil && !v.allDead() {
-		for m, ds := range v.l.set() {
+		for m, ds := range v.l.Set {
 			if _, listed := v.p.setOf(m); !listed {
 				out = t.liveDots(ds, nil, out)
 			}
 		}
 	}
 	if v.p != nil {
-		for m := range v.p.set() {
+		for m := range v.p.Set {
 			out = t.member(v, m, out)
 		}
 	}
 	if v.l != nil {
-		for f := range v.l.fields() {
+		for f := range v.l.Map {
 			if _, listed := v.p.fieldOf(f); !listed {
 				out = t.allDots(v.field(f), out)
 			}
 		}
 	}
 	if v.p != nil {
-		for f := range v.p.fields() {
+		for f := range v.p.Map {
 			out = t.allDots(v.field(f), out)
 		}
 	}
@@ -453,7 +453,7 @@ func (o *op) incr(path []string, by int64) error {
 		return fmt.Errorf("incr %s by %d: %w", pathString(path), by, ErrOverflow)
 	}
 	d := t.next()
-	o.at(path, &Entry{EntryExt: &EntryExt{Cnt: []CountValue{{Dot: d, N: sum}}}}, append(ctx, d))
+	o.at(path, &Entry{Cnt: []CountValue{{Dot: d, N: sum}}}, append(ctx, d))
 	return nil
 }
 
@@ -486,11 +486,11 @@ func (o *op) setAdd(path []string, members []string) error {
 	if tp := t.typeOf(v); tp != 0 && tp != TypeSet {
 		return wrongType("add to", path, TypeSet, tp)
 	}
-	e := &Entry{EntryExt: &EntryExt{Set: make(map[string][]Dot, len(members))}}
+	e := &Entry{Set: make(map[string][]Dot, len(members))}
 	var ctx []Dot
 	for _, m := range uniqueSorted(members) {
 		d := t.next()
-		e.EntryExt.Set[m] = []Dot{d}
+		e.Set[m] = []Dot{d}
 		ctx = t.member(v, m, append(ctx, d))
 	}
 	o.at(path, e, ctx)
@@ -524,10 +524,10 @@ func (o *op) setRemove(path []string, members []string) error {
 	if tp == 0 {
 		return nil
 	}
-	e := &Entry{EntryExt: &EntryExt{Set: make(map[string][]Dot, len(members))}}
+	e := &Entry{Set: make(map[string][]Dot, len(members))}
 	var ctx []Dot
 	for _, m := range uniqueSorted(members) {
-		e.EntryExt.Set[m] = []Dot{}
+		e.Set[m] = []Dot{}
 		ctx = t.member(v, m, ctx)
 	}
 	o.at(path, e, ctx)
@@ -547,7 +547,7 @@ func (t *Tx) Delete(key string) (*Delta, error) {
 	if t.typeOf(v) == 0 {
 		return o.fail(fmt.Errorf("delete %q: %w", key, ErrNotFound))
 	}
-	o.at([]string{key}, &Entry{EntryExt: &EntryExt{All: true}}, t.allDots(v, nil))
+	o.at([]string{key}, &Entry{All: true}, t.allDots(v, nil))
 	return o.finish()
 }
 
@@ -602,7 +602,7 @@ func (o *op) patch(path []string, p *Patch, ts Timestamp) error {
 		if t.typeOf(v) == 0 {
 			continue
 		}
-		o.at(fp, &Entry{EntryExt: &EntryExt{All: true}}, t.allDots(v, nil))
+		o.at(fp, &Entry{All: true}, t.allDots(v, nil))
 	}
 	for _, f := range sortedKeys(p.Set) {
 		if err := o.putReg(sub(f), p.Set[f], ts); err != nil {
@@ -637,7 +637,7 @@ func (o *op) patch(path []string, p *Patch, ts Timestamp) error {
 			return wrongType("enable", fp, TypeFlag, tp)
 		}
 		d := t.next()
-		o.at(fp, &Entry{EntryExt: &EntryExt{Flag: []Dot{d}}}, append(t.flags(v), d))
+		o.at(fp, &Entry{Flag: []Dot{d}}, append(t.flags(v), d))
 	}
 	for _, f := range p.Disable {
 		fp := sub(f)
@@ -664,7 +664,7 @@ func (e *Entry) setOf(m string) ([]Dot, bool) {
 	if e == nil {
 		return nil, false
 	}
-	ds, ok := e.set()[m]
+	ds, ok := e.Set[m]
 	return ds, ok
 }
 
@@ -672,6 +672,6 @@ func (e *Entry) fieldOf(f string) (*Entry, bool) {
 	if e == nil {
 		return nil, false
 	}
-	c, ok := e.fields()[f]
+	c, ok := e.Map[f]
 	return c, ok
 }

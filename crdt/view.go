@@ -32,15 +32,15 @@ func winner(regs []RegValue) *RegValue {
 // normalized entry that hold values, or 0 when it holds none.
 func (e *Entry) visibleType() Type {
 	switch {
-	case len(e.fields()) > 0:
+	case len(e.Map) > 0:
 		return TypeMap
-	case len(e.set()) > 0:
+	case len(e.Set) > 0:
 		return TypeSet
-	case len(e.cnt()) > 0:
+	case len(e.Cnt) > 0:
 		return TypeCounter
 	case len(e.Reg) > 0:
 		return TypeRegister
-	case len(e.flag()) > 0:
+	case len(e.Flag) > 0:
 		return TypeFlag
 	}
 	return 0
@@ -66,16 +66,16 @@ func (e *Entry) view() View {
 			v.Register = []byte{}
 		}
 	case TypeCounter:
-		v.Counter = counterValue(e.cnt())
+		v.Counter = counterValue(e.Cnt)
 	case TypeSet:
-		v.Set = make([]string, 0, len(e.set()))
-		for m := range e.set() {
+		v.Set = make([]string, 0, len(e.Set))
+		for m := range e.Set {
 			v.Set = append(v.Set, m)
 		}
 		slices.Sort(v.Set)
 	case TypeMap:
-		v.Map = make(map[string]View, len(e.fields()))
-		for f, c := range e.fields() {
+		v.Map = make(map[string]View, len(e.Map))
+		for f, c := range e.Map {
 			v.Map[f] = c.view()
 		}
 	case TypeFlag:
