@@ -139,7 +139,7 @@ func DefaultLANConfig() *Config {
 		MaxBatchBytes:       256 << 10,
 		MaxFrameBytes:       32 << 20,
 		QueueBytes:          32 << 20,
-		AckInterval:         20 * time.Millisecond,
+		AckInterval:         50 * time.Millisecond,
 		AntiEntropyInterval: 5 * time.Second,
 		SyncChunkBytes:      256 << 10,
 		SyncWindow:          4,
@@ -167,12 +167,12 @@ func DefaultLocalConfig() *Config {
 	c.SuspicionMult = 3
 	c.RetransmitMult = 4
 	c.IndirectChecks = 2
-	c.GossipInterval = 50 * time.Millisecond
+	c.GossipInterval = 100 * time.Millisecond
 	c.PushPullInterval = 5 * time.Second
 	c.TCPTimeout = 2 * time.Second
 	c.DeadNodeReclaimTime = 100 * time.Millisecond
 	c.FlushInterval = time.Millisecond
-	c.AckInterval = 10 * time.Millisecond
+	c.AckInterval = 25 * time.Millisecond
 	c.AntiEntropyInterval = time.Second
 	c.RejoinInterval = 500 * time.Millisecond
 	c.DialTimeout = 2 * time.Second
