@@ -100,7 +100,7 @@ func BenchmarkSetAddJoin(b *testing.B) {
 	for _, n := range []int{0, bigSet} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
 			benchJoins(b, sizedSet(n), newStream(func(tx *Tx, i int) (*Delta, error) {
-				return tx.SetAdd("s", fmt.Sprintf("new-%d", i))
+				return tx.SetAdd("s", fmt.Sprintf("new-%d-%d", streams, i))
 			}))
 		})
 	}
@@ -129,7 +129,7 @@ func BenchmarkMapFieldJoin(b *testing.B) {
 	for _, n := range []int{0, bigMap} {
 		b.Run(fmt.Sprintf("fields=%d", n), func(b *testing.B) {
 			benchJoins(b, sizedMap(n), newStream(func(tx *Tx, i int) (*Delta, error) {
-				return tx.Update("m", &Patch{Set: map[string][]byte{fmt.Sprintf("new-%d", i): []byte(`1`)}}, 1)
+				return tx.Update("m", &Patch{Set: map[string][]byte{fmt.Sprintf("new-%d-%d", streams, i): []byte(`1`)}}, 1)
 			}))
 		})
 	}
@@ -140,20 +140,27 @@ func BenchmarkMapFieldJoin(b *testing.B) {
 // keep the live heap small, so the garbage collector does not scan a
 // b.N-sized pile of pending deltas while the joins are timed.
 type producerStream struct {
+	id  ReplicaID
 	k   *Keyspace
 	seq uint64
 	op  func(tx *Tx, i int) (*Delta, error)
 	n   int
 }
 
+var streams ReplicaID
+
+// newStream starts a stream from a new replica, so that runs against a
+// shared fixture never replay an earlier run's dots (those would be
+// duplicates, and cost nothing).
 func newStream(op func(tx *Tx, i int) (*Delta, error)) *producerStream {
-	return &producerStream{k: NewKeyspace(), op: op}
+	streams++
+	return &producerStream{k: NewKeyspace(), op: op, id: producer + streams}
 }
 
 func (p *producerStream) next(buf []*Delta) []*Delta {
 	buf = buf[:0]
 	for len(buf) < cap(buf) {
-		tx := p.k.Begin(producer, p.seq)
+		tx := p.k.Begin(p.id, p.seq)
 		d := mustDelta(p.op(tx, p.n))
 		p.n++
 		p.seq = tx.LastSeq()
