@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/shoaldb/shoal/gossip"
@@ -547,4 +548,38 @@ func counterValue(t testing.TB, c interface{ Write(*dto.Metric) error }) float64
 	var m dto.Metric
 	must(t, c.Write(&m))
 	return m.GetCounter().GetValue()
+}
+
+// Replication metrics land on the node's registerer, and a reopened node
+// can register them again.
+func TestReplicationMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := newReplCluster(t, 2, func(i int, o *Options) {
+		if i == 0 {
+			o.Registerer = reg
+		}
+	})
+	must(t, c.nodes[1].Put("m", 1))
+	must(t, c.nodes[1].WaitSynced(context.Background()))
+	mfs, err := reg.Gather()
+	must(t, err)
+	have := map[string]bool{}
+	for _, mf := range mfs {
+		have[mf.GetName()] = true
+	}
+	for _, name := range []string{
+		"shoal_gossip_members", "shoal_gossip_sent_bytes_total", "shoal_gossip_received_bytes_total",
+		"shoal_gossip_queue_bytes", "shoal_gossip_queue_dropped_total", "shoal_gossip_rejected_total",
+		"shoal_repl_records_received_total", "shoal_repl_propagation_delay_seconds",
+		"shoal_node_remote_records_total",
+	} {
+		if !have[name] {
+			t.Errorf("metric %s missing", name)
+		}
+	}
+	must(t, c.nodes[0].Close())
+	c.nodes[0] = c.open(0)
+	if _, err := reg.Gather(); err != nil {
+		t.Fatal(err)
+	}
 }
