@@ -228,7 +228,8 @@ func (c *AgentCommand) URL() string { return c.url }
 // Node is the running node, once Run returned.
 func (c *AgentCommand) Node() *node.Node { return c.node }
 
-// Err delivers a fatal serving error (the listener failed).
+// Err delivers a fatal serving error (the listener failed); it is closed
+// when the server stops.
 func (c *AgentCommand) Err() <-chan error { return c.serveErr }
 
 // Run opens the node and starts serving; it returns once the API listens.
@@ -298,6 +299,7 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 	}
 	c.url = scheme + "://" + ln.Addr().String()
 	go func() {
+		defer close(c.serveErr)
 		var err error
 		if scheme == "https" {
 			err = c.server.ServeTLS(ln, "", "")
@@ -311,6 +313,9 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 	log.Info("serving the HTTP API", "url", c.url, "auth", cfg.Token != "")
 	return c.joinCluster(ctx, log)
 }
+
+// maxLeaveTime bounds the leave step of a graceful shutdown.
+const maxLeaveTime = 3 * time.Second
 
 // Close shuts the node down gracefully: stop accepting writes and end the
 // watches, leave the cluster, let in-flight requests finish (up to
@@ -336,9 +341,13 @@ func (c *AgentCommand) close() error {
 	if c.handler != nil {
 		c.handler.Drain()
 	}
-	if err := c.leaveCluster(ctx, log); err != nil {
+	// Leaving is a courtesy to the peers (they forget us at once instead of
+	// detecting a failure): bounded so that it never holds up the flush.
+	lctx, lcancel := context.WithTimeout(ctx, min(timeout, maxLeaveTime))
+	if err := c.leaveCluster(lctx, log); err != nil {
 		errs = append(errs, err)
 	}
+	lcancel()
 	if c.server != nil {
 		if err := c.server.Shutdown(ctx); err != nil {
 			log.Warn("in-flight requests did not finish in time", "err", err)

@@ -114,7 +114,7 @@ func (d *DevCommand) Run(ctx context.Context) error {
 		}
 		firstGossip = d.agents[0].GossipAddr()
 		go func(a *AgentCommand) {
-			if err, ok := <-a.Err(); ok {
+			if err, ok := <-a.Err(); ok && err != nil {
 				d.errc <- fmt.Errorf("%s: %w", a.Config.Name, err)
 			}
 		}(a)
@@ -141,22 +141,19 @@ func (d *DevCommand) Agents() []*AgentCommand { return d.agents }
 // Err delivers the first fatal error of any node.
 func (d *DevCommand) Err() <-chan error { return d.errc }
 
-// Close shuts every node down gracefully, concurrently, and removes the
-// temporary data directory. Safe to call twice.
+// Close shuts every node down gracefully, one after the other (a node
+// leaving while the others are up is acknowledged at once; all leaving
+// together would wait on each other), and removes the temporary data
+// directory. Safe to call twice.
 func (d *DevCommand) Close() error {
 	d.once.Do(func() {
-		errs := make([]error, len(d.agents))
-		var wg sync.WaitGroup
-		for i, a := range d.agents {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := a.Close(); err != nil {
-					errs[i] = fmt.Errorf("%s: %w", a.Config.Name, err)
-				}
-			}()
+		var errs []error
+		for i := len(d.agents) - 1; i >= 0; i-- {
+			a := d.agents[i]
+			if err := a.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", a.Config.Name, err))
+			}
 		}
-		wg.Wait()
 		if d.tempDir != "" {
 			errs = append(errs, os.RemoveAll(d.tempDir))
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 )
@@ -31,6 +32,9 @@ func (m *Main) runUntilSignal(ctx context.Context, c closer) error {
 		fmt.Fprintf(m.Stderr, "shoal: %v received, shutting down (again to exit at once)\n", sig)
 	case <-ctx.Done():
 	case fatal = <-c.Err():
+		if fatal == nil {
+			fatal = errors.New("the server stopped")
+		}
 	}
 	done := make(chan struct{})
 	defer close(done)
