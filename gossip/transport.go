@@ -23,6 +23,7 @@ type transport struct {
 
 	dialCtx    context.Context // canceled when shutdown begins
 	dialCancel context.CancelFunc
+	stopping   chan struct{} // shutdown began: forwarders drop what nobody takes
 	done       chan struct{} // stops the forwarding goroutines
 	wg         sync.WaitGroup
 
@@ -35,12 +36,13 @@ var _ memberlist.NodeAwareTransport = (*transport)(nil)
 
 func newTransport(g *Gossip, inner *memberlist.NetTransport) *transport {
 	t := &transport{
-		g:       g,
-		inner:   inner,
-		packets: make(chan *memberlist.Packet),
-		streams: make(chan net.Conn),
-		done:    make(chan struct{}),
-		conns:   make(map[net.Conn]struct{}),
+		g:        g,
+		inner:    inner,
+		packets:  make(chan *memberlist.Packet),
+		streams:  make(chan net.Conn),
+		stopping: make(chan struct{}),
+		done:     make(chan struct{}),
+		conns:    make(map[net.Conn]struct{}),
 	}
 	t.dialCtx, t.dialCancel = context.WithCancel(context.Background())
 	t.wg.Add(2)
@@ -102,9 +104,11 @@ func (t *transport) untrack(c net.Conn) {
 
 // Shutdown closes the listeners and waits for the forwarding goroutines.
 // The inner transport goes first: its listener goroutines block handing
-// over packets until our forwarders (and memberlist, still running) take
-// them.
+// over packets until our forwarders take them, so the forwarders keep
+// reading (dropping what memberlist, or nobody when New failed, does not
+// take) until it is down.
 func (t *transport) Shutdown() error {
+	close(t.stopping)
 	t.dialCancel()
 	t.mu.Lock()
 	t.shut = true
@@ -133,8 +137,7 @@ func (t *transport) forwardPackets() {
 			t.g.stats.mlPacketIn.Add(uint64(len(p.Buf)))
 			select {
 			case t.packets <- p:
-			case <-t.done:
-				return
+			case <-t.stopping:
 			}
 		case <-t.done:
 			return
@@ -150,9 +153,8 @@ func (t *transport) forwardStreams() {
 			cc := &countingConn{Conn: c, in: &t.g.stats.mlStreamIn, out: &t.g.stats.mlStreamOut}
 			select {
 			case t.streams <- cc:
-			case <-t.done:
+			case <-t.stopping:
 				_ = c.Close()
-				return
 			}
 		case <-t.done:
 			return
