@@ -309,15 +309,3 @@ func (c *Context) Missing(o *Context) []DotRange {
 	}
 	return out
 }
-
-// dotCount returns the number of dots held (saturating).
-func (c *Context) dotCount() uint64 {
-	n := uint64(len(c.Cloud))
-	for _, s := range c.VV {
-		if n+s < n {
-			return ^uint64(0)
-		}
-		n += s
-	}
-	return n
-}
