@@ -22,6 +22,7 @@ func TestConcurrentUse(t *testing.T) {
 
 	const writers = 8
 	acked := make([]atomic.Int64, writers) // per-writer counter sum acknowledged
+	var sharedAcked atomic.Int64
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for g := range writers {
@@ -35,6 +36,13 @@ func TestConcurrentUse(t *testing.T) {
 				case 1:
 					if _, err = n.Incr(fmt.Sprintf("c%d", g), 1); err == nil {
 						acked[g].Add(1)
+					}
+					if err == nil {
+						// One counter for everyone: increments from many groups
+						// in flight at once must all add up.
+						if _, err = n.Incr("shared", 1); err == nil {
+							sharedAcked.Add(1)
+						}
 					}
 				case 2:
 					err = n.SetAdd("shared-set", fmt.Sprint(rng.IntN(50)))
@@ -123,6 +131,9 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 
 	n = openAt(t, dir, opts)
+	if v, err := n.Get("shared"); err != nil || v.Data != sharedAcked.Load() {
+		t.Fatalf("shared counter = %v (%v), acknowledged %d", v.Data, err, sharedAcked.Load())
+	}
 	for g := range writers {
 		v, err := n.Get(fmt.Sprintf("c%d", g))
 		if err != nil || v.Data != acked[g].Load() {

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/shoaldb/shoal/crdt"
@@ -24,20 +25,54 @@ type committed struct {
 	From   string // the peer it came from; "" for a local write
 }
 
-// groupEntry is one record of the group being committed.
+// groupEntry is one record of a group.
 type groupEntry struct {
 	r   *request
 	op  *Op
 	rec []byte
 }
 
-// run is the commit loop, the only writer of the state. Each round takes
-// every queued request (up to MaxBatchOps), builds their deltas in one
-// crdt transaction, appends their records with one wal.Append (one write,
-// one fsync), applies them, publishes the events and answers the callers.
-// Reads never see a write before it is durable.
+// group is one WAL append's worth of work: built by the loop, made durable
+// and applied by the committer.
+type group struct {
+	reqs     []*request // every request to answer, failed ones included
+	entries  []groupEntry
+	bytes    int
+	lastSeq  uint64         // the loop's last issued seq after this group
+	clock    crdt.Timestamp // the loop's clock after this group
+	remote   bool           // holds records from peers
+	snapshot *request       // a Snapshot request (the group holds nothing else)
+}
+
+// maxTxOps bounds the operations a rolling transaction accumulates before
+// the loop waits for the committer and starts a fresh one.
+const maxTxOps = 4096
+
+// The write path is a two-stage pipeline, like etcd's raft loop:
+//
+//   - the loop (run) takes every queued request (up to MaxBatchOps),
+//     builds their deltas in a crdt transaction, encodes their records and
+//     hands the group to the committer; then it builds the next group
+//     while the committer waits for the disk;
+//   - the committer (commitLoop) appends a group with one wal.Append (one
+//     write, one fsync), applies it to the state, publishes the events,
+//     calls the replication hook and answers the callers.
+//
+// Reads never see a write before it is durable: only the committer changes
+// the state, after the append. The loop's transaction therefore reads a
+// state that lags its own earlier operations, and sees them through the
+// transaction's pending delta instead. It lives across groups ("rolling")
+// while the committer only applies groups of this transaction's own
+// operations, which leaves state ⊔ pending exactly what the loop must
+// read. Whenever a group with records from peers may have been applied
+// (they can remove values the pending delta still holds), or the
+// transaction grew long, the loop waits for the committer to catch up and
+// begins a fresh transaction on the up-to-date state.
+
+// run is the loop: the first stage of the pipeline.
 func (n *Node) run() {
-	defer close(n.loopDone)
+	go n.commitLoop()
+	defer close(n.groups)
 	batch := make([]*request, 0, n.opts.MaxBatchOps)
 	for {
 		select {
@@ -50,13 +85,12 @@ func (n *Node) run() {
 				if len(batch) == 0 {
 					return
 				}
-				n.commitAll(batch)
+				n.buildAll(batch)
 			}
 		}
 		batch = n.fill(batch)
-		n.commitAll(batch)
+		n.buildAll(batch)
 		clear(batch)
-		n.maybeSnapshot()
 	}
 }
 
@@ -73,44 +107,69 @@ func (n *Node) fill(batch []*request) []*request {
 	return batch
 }
 
-func (n *Node) commitAll(batch []*request) {
+// buildAll turns batch into groups and hands them to the committer.
+func (n *Node) buildAll(batch []*request) {
 	for len(batch) > 0 {
-		batch = batch[n.commit(batch):]
+		g, used := n.buildGroup(batch)
+		batch = batch[used:]
+		if g.remote {
+			n.txStale = true
+		}
+		n.sent++
+		n.groups <- g
 	}
 }
 
-// commit commits a prefix of reqs as one group and returns its length.
-func (n *Node) commit(reqs []*request) int {
-	if ro := n.readOnly.Load(); ro != nil {
-		for _, r := range reqs {
-			r.err = readOnlyError(ro.err)
-			r.done <- struct{}{}
-		}
-		n.m.readOnlyErrors.Add(float64(len(reqs)))
-		return len(reqs)
+// waitCommitted waits until the committer has finished every group sent.
+func (n *Node) waitCommitted() {
+	for n.committed.Load() != n.sent {
+		<-n.groupDone
 	}
+}
+
+// transaction returns the rolling transaction, beginning a fresh one on
+// the current state when the old one may read stale values or is long.
+func (n *Node) transaction() *crdt.Tx {
+	if n.tx != nil && (n.txStale || n.txOps >= maxTxOps || n.committed.Load() == n.sent) {
+		n.waitCommitted()
+		n.txSeq = max(n.txSeq, n.tx.LastSeq())
+		n.tx, n.txStale = nil, false
+	}
+	if n.tx == nil {
+		n.tx = n.ks.Begin(n.replica, max(n.txSeq, n.lastSeq.Load()))
+		n.txOps = 0
+	}
+	return n.tx
+}
+
+// buildGroup builds a group from a prefix of reqs and returns its length.
+func (n *Node) buildGroup(reqs []*request) (*group, int) {
+	g := &group{}
+	// g.reqs never aliases reqs: the loop reuses that array for the next
+	// batch while the committer still answers this group.
+	if n.readOnly.Load() != nil { // the committer answers with the cause
+		g.reqs = slices.Clone(reqs)
+		return g, len(reqs)
+	}
+	if reqs[0].kind == reqSnapshot {
+		g.snapshot = reqs[0]
+		g.reqs = []*request{reqs[0]}
+		return g, 1
+	}
+	tx := n.transaction()
 	now := n.opts.Now().UnixMilli()
-	tx := n.ks.Begin(n.replica, n.lastSeq)
-	var entries []groupEntry
 	var remoteDots []crdt.DotRange // dots of the remote deltas in this group
-	bytes, used := 0, 0
 	for _, r := range reqs {
-		if bytes >= maxGroupBytes {
+		if g.bytes >= maxGroupBytes || r.kind == reqSnapshot {
 			break
 		}
-		if r.kind == reqSnapshot {
-			if used == 0 {
-				// Everything before it is applied: the snapshot includes it.
-				n.snapshotRequest(r)
-				r.done <- struct{}{}
-				return 1
-			}
-			break
-		}
-		used++
+		g.reqs = append(g.reqs, r)
 		if r.kind == reqRemote {
 			if r.op.Kind == OpDelta {
-				if n.ks.Covers(r.op.Delta) || rangesCover(remoteDots, r.op.Delta.Dots()) {
+				n.mu.RLock()
+				dup := n.ks.Covers(r.op.Delta)
+				n.mu.RUnlock()
+				if dup || rangesCover(remoteDots, r.op.Delta.Dots()) {
 					n.m.remoteDup.Inc()
 					continue
 				}
@@ -121,13 +180,16 @@ func (n *Node) commit(reqs []*request) int {
 			if ahead {
 				n.m.clockAhead.Inc()
 			}
-			entries = append(entries, groupEntry{r: r, op: r.op, rec: r.raw})
-			bytes += len(r.raw)
+			g.entries = append(g.entries, groupEntry{r: r, op: r.op, rec: r.raw})
+			g.bytes += len(r.raw)
+			g.remote = true
 			continue
 		}
 		n.clock = crdt.NextTimestamp(n.clock, now)
 		cp := tx.Checkpoint()
+		n.mu.RLock() // the transaction reads the state the committer writes
 		d, err := n.build(tx, r, n.clock)
+		n.mu.RUnlock()
 		var rec []byte
 		op := &Op{V: OpVersion, Kind: OpDelta, Origin: n.replica, Time: n.clock, Delta: d}
 		if err == nil {
@@ -137,27 +199,61 @@ func (n *Node) commit(reqs []*request) int {
 			err = fmt.Errorf("%w: %s %q: record of %d bytes (max %d)", ErrTooLarge, r.kind, r.key, len(rec), maxRecordBytes)
 		}
 		if err != nil {
+			n.mu.RLock()
 			tx.Rollback(cp)
+			n.mu.RUnlock()
 			r.err = err
 			n.m.opErrors.WithLabelValues(errorReason(err)).Inc()
 			continue
 		}
-		entries = append(entries, groupEntry{r: r, op: op, rec: rec})
-		bytes += len(rec)
+		g.entries = append(g.entries, groupEntry{r: r, op: op, rec: rec})
+		g.bytes += len(rec)
+		n.txOps++
 	}
-	if len(entries) > 0 {
-		n.append(entries, tx, bytes)
+	g.lastSeq, g.clock = tx.LastSeq(), n.clock
+	return g, len(g.reqs)
+}
+
+// commitLoop is the committer: the second stage of the pipeline. It exits
+// when the loop has closed n.groups and everything is answered.
+func (n *Node) commitLoop() {
+	defer close(n.loopDone)
+	for g := range n.groups {
+		n.commitGroup(g)
+		n.committed.Add(1)
+		select {
+		case n.groupDone <- struct{}{}:
+		default:
+		}
+		n.maybeSnapshot()
 	}
-	for _, r := range reqs[:used] {
+}
+
+// commitGroup makes a group durable, applies it and answers its callers.
+func (n *Node) commitGroup(g *group) {
+	switch {
+	case g.snapshot != nil:
+		n.snapshotRequest(g.snapshot) // every earlier group is applied
+	case n.readOnly.Load() != nil:
+		cause := n.readOnly.Load().err
+		for _, r := range g.reqs {
+			if r.err == nil {
+				r.err = readOnlyError(cause)
+			}
+		}
+		n.m.readOnlyErrors.Add(float64(len(g.reqs)))
+	case len(g.entries) > 0:
+		n.append(g)
+	}
+	for _, r := range g.reqs {
 		r.done <- struct{}{}
 	}
-	return used
 }
 
 // append makes the group durable and applies it.
-func (n *Node) append(entries []groupEntry, tx *crdt.Tx, bytes int) {
+func (n *Node) append(g *group) {
 	recs := n.recs[:0]
-	for _, e := range entries {
+	for _, e := range g.entries {
 		recs = append(recs, e.rec)
 	}
 	start := time.Now()
@@ -167,20 +263,20 @@ func (n *Node) append(entries []groupEntry, tx *crdt.Tx, bytes int) {
 	n.m.appendSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		n.setReadOnly(err)
-		for _, e := range entries {
+		for _, e := range g.entries {
 			e.r.err = readOnlyError(err)
 		}
-		n.m.readOnlyErrors.Add(float64(len(entries)))
+		n.m.readOnlyErrors.Add(float64(len(g.entries)))
 		return
 	}
-	n.m.batchOps.Observe(float64(len(entries)))
-	n.m.walRecords.Add(float64(len(entries)))
-	n.m.walBytes.Add(float64(bytes))
+	n.m.batchOps.Observe(float64(len(g.entries)))
+	n.m.walRecords.Add(float64(len(g.entries)))
+	n.m.walBytes.Add(float64(g.bytes))
 
 	var evs []Event
 	publish := n.hub.active()
 	n.mu.Lock()
-	for i, e := range entries {
+	for i, e := range g.entries {
 		off := first + uint64(i)
 		e.r.offset = off
 		changes := n.applyOp(e.op)
@@ -193,12 +289,13 @@ func (n *Node) append(entries []groupEntry, tx *crdt.Tx, bytes int) {
 			evs = n.appendEvents(evs, changes, e.op.Origin, off)
 		}
 	}
-	n.applied = first + uint64(len(entries))
+	n.applied = first + uint64(len(g.entries))
 	n.keys.Store(int64(n.ks.Len()))
 	n.mu.Unlock()
 
-	n.lastSeq = max(n.lastSeq, tx.LastSeq())
-	for i, e := range entries {
+	n.noteSeq(g.lastSeq)
+	n.durableClock = g.clock
+	for i, e := range g.entries {
 		n.indexOp(e.op, first+uint64(i))
 		if e.r.kind == reqRemote {
 			n.m.remoteApplied.Inc()
@@ -207,20 +304,31 @@ func (n *Node) append(entries []groupEntry, tx *crdt.Tx, bytes int) {
 		}
 	}
 	n.m.keys.Set(float64(n.keys.Load()))
-	n.sinceOps += len(entries)
-	n.sinceSize += int64(bytes)
+	n.sinceOps += len(g.entries)
+	n.sinceSize += int64(g.bytes)
 	n.hub.publish(evs)
 	if hook := n.commitHook.Load(); hook != nil {
-		cs := make([]committed, len(entries))
-		for i, e := range entries {
+		cs := make([]committed, len(g.entries))
+		for i, e := range g.entries {
 			cs[i] = committed{Offset: first + uint64(i), Record: e.rec, Op: e.op, From: e.r.from}
 		}
 		(*hook)(cs)
 	}
 }
 
-// applyOp joins one record into the state (under n.mu, or before the loop
-// starts) and keeps lastSeq above every dot of this replica it carries.
+// noteSeq raises lastSeq to at least s.
+func (n *Node) noteSeq(s uint64) {
+	for {
+		cur := n.lastSeq.Load()
+		if s <= cur || n.lastSeq.CompareAndSwap(cur, s) {
+			return
+		}
+	}
+}
+
+// applyOp joins one record into the state (the committer under n.mu, or
+// Open before the pipeline starts) and keeps lastSeq above every dot of
+// this replica its context carries.
 func (n *Node) applyOp(op *Op) []crdt.Change {
 	var changes []crdt.Change
 	switch op.Kind {
@@ -235,7 +343,7 @@ func (n *Node) applyOp(op *Op) []crdt.Change {
 		}
 	}
 	if op.Ctx != nil {
-		n.lastSeq = max(n.lastSeq, maxSeq(op.Ctx, n.replica))
+		n.noteSeq(maxSeq(op.Ctx, n.replica))
 	}
 	return changes
 }
@@ -250,7 +358,7 @@ func (n *Node) indexOp(op *Op, off uint64) {
 	for _, dr := range op.Delta.Dots() {
 		n.index.add(dr.Replica, dr.First, dr.Last, off)
 		if dr.Replica == n.replica {
-			n.lastSeq = max(n.lastSeq, dr.Last)
+			n.noteSeq(dr.Last)
 		}
 	}
 }

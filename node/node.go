@@ -19,9 +19,10 @@ import (
 // write-ahead log on disk, snapshots, and subscriptions. All methods are
 // safe for concurrent use.
 //
-// Goroutines: Open starts the commit loop (the only writer of the state)
-// and the snapshot writer; Close stops the loop, then the snapshot writer,
-// ends the subscriptions and closes the WAL, in that order.
+// Goroutines: Open starts the write pipeline (the loop and the committer,
+// the only writer of the state; see loop.go) and the snapshot writer;
+// Close stops the pipeline, then the snapshot writer, ends the
+// subscriptions and closes the WAL, in that order.
 type Node struct {
 	dir  string
 	opts Options
@@ -43,19 +44,33 @@ type Node struct {
 	keys     atomic.Int64                // ks.Len(), for Status without the lock
 	readOnly atomic.Pointer[readOnlyErr] // set once by the first WAL failure
 
-	// Owned by the commit loop (and by Open before the loop starts).
-	lastSeq   uint64         // last dot seq this replica issued
-	clock     crdt.Timestamp // hybrid logical clock
-	sinceOps  int            // records since the last snapshot
-	sinceSize int64          // record bytes since the last snapshot
-	recs      [][]byte       // reused per group
+	// lastSeq is the highest seq of this replica that is durable in the
+	// state (the committer raises it; the loop begins transactions above it).
+	lastSeq atomic.Uint64
 
-	reqs     chan *request
-	closing  chan struct{} // closed by Close: the loop stops
-	loopDone chan struct{} // closed when the loop has exited
-	closed   atomic.Bool
-	close    sync.Once
-	closeErr error
+	// Owned by the loop, the pipeline's first stage (see loop.go).
+	clock   crdt.Timestamp // hybrid logical clock
+	tx      *crdt.Tx       // the rolling transaction
+	txOps   int            // operations in tx
+	txSeq   uint64         // last seq issued by an earlier transaction
+	txStale bool           // a group with peers' records was sent since tx began
+	sent    uint64         // groups handed to the committer
+
+	// Owned by the committer, the second stage (and by Open before it starts).
+	durableClock crdt.Timestamp // the loop's clock as of the last applied group
+	sinceOps     int            // records since the last snapshot
+	sinceSize    int64          // record bytes since the last snapshot
+	recs         [][]byte       // reused per group
+
+	reqs      chan *request
+	groups    chan *group   // loop -> committer
+	committed atomic.Uint64 // groups the committer finished
+	groupDone chan struct{} // committer -> loop: a group finished (cap 1)
+	closing   chan struct{} // closed by Close: the loop stops
+	loopDone  chan struct{} // closed when both stages have exited
+	closed    atomic.Bool
+	close     sync.Once
+	closeErr  error
 
 	hub   hub
 	index dotIndex
@@ -81,12 +96,14 @@ func Open(dir string, opts *Options) (*Node, error) {
 		return nil, fmt.Errorf("node: open %s: %w", dir, err)
 	}
 	n := &Node{
-		dir:      dir,
-		opts:     o,
-		log:      o.Logger,
-		reqs:     make(chan *request, o.MaxBatchOps),
-		closing:  make(chan struct{}),
-		loopDone: make(chan struct{}),
+		dir:       dir,
+		opts:      o,
+		log:       o.Logger,
+		reqs:      make(chan *request, o.MaxBatchOps),
+		groups:    make(chan *group, 1),
+		groupDone: make(chan struct{}, 1),
+		closing:   make(chan struct{}),
+		loopDone:  make(chan struct{}),
 	}
 	n.m = newMetrics(func() float64 { return float64(len(n.reqs)) })
 	n.hub.init(n.m)

@@ -47,7 +47,7 @@ func (n *Node) recover() error {
 		}
 		n.ks = ks
 		if body.Replica == n.replica {
-			n.lastSeq = body.LastSeq
+			n.noteSeq(body.LastSeq)
 		}
 		n.clock = body.Clock
 		n.index.load(body.Index)
@@ -66,7 +66,8 @@ func (n *Node) recover() error {
 	if err != nil {
 		return err
 	}
-	n.lastSeq = max(n.lastSeq, maxSeq(n.ks.Context(), n.replica))
+	n.noteSeq(maxSeq(n.ks.Context(), n.replica))
+	n.durableClock = n.clock
 	n.applied = next
 	n.keys.Store(int64(n.ks.Len()))
 	n.m.keys.Set(float64(n.ks.Len()))
@@ -211,7 +212,7 @@ func (n *Node) replay(from, to uint64) (int, int64, error) {
 			for _, dr := range c.dots[i] {
 				n.index.add(dr.Replica, dr.First, dr.Last, c.first+uint64(i))
 				if dr.Replica == n.replica {
-					n.lastSeq = max(n.lastSeq, dr.Last)
+					n.noteSeq(dr.Last)
 				}
 			}
 			n.clock, _ = crdt.WitnessTimestamp(n.clock, op.Time, now, drift)

@@ -315,7 +315,7 @@ func (n *Node) snapshotDue() bool {
 }
 
 // maybeSnapshot starts an automatic snapshot when one is due and none is
-// in progress. Called by the loop between groups.
+// in progress. Called by the committer between groups.
 func (n *Node) maybeSnapshot() {
 	if !n.snapshotDue() || n.snap.outstanding.Load() > 0 {
 		return
@@ -353,8 +353,9 @@ func (n *Node) Snapshot() error {
 	return <-r.snapDone
 }
 
-// prepareSnapshot copies the state for a snapshot (in the loop, so the
-// copy is consistent with n.applied). nil when there is nothing to save.
+// prepareSnapshot copies the state for a snapshot (in the committer, the
+// state's only writer, so the copy is consistent with n.applied). nil when
+// there is nothing to save.
 func (n *Node) prepareSnapshot(result chan error) (*snapJob, error) {
 	if n.applied == 0 {
 		return nil, nil
@@ -372,8 +373,8 @@ func (n *Node) prepareSnapshot(result chan error) (*snapJob, error) {
 		body: snapshotBody{
 			Offset:  n.applied - 1,
 			Replica: n.replica,
-			LastSeq: n.lastSeq,
-			Clock:   n.clock,
+			LastSeq: n.lastSeq.Load(),
+			Clock:   n.durableClock,
 			State:   n.ks.Snapshot(),
 			Index:   n.index.export(),
 		},
