@@ -384,7 +384,25 @@ func httpReadBody(w http.ResponseWriter, r *http.Request, limit int64, allowEmpt
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body := http.MaxBytesReader(w, r.Body, limit)
+	var b []byte
+	var err error
+	if n := r.ContentLength; n >= 0 && n <= 64<<10 {
+		// The usual case: a small body of known length, read in one
+		// allocation (one more byte proves the length was right).
+		b = make([]byte, n, n+1)
+		if _, err = io.ReadFull(body, b); err == nil {
+			var one [1]byte
+			if m, _ := body.Read(one[:]); m > 0 {
+				b = append(b, one[0])
+				var rest []byte
+				rest, err = io.ReadAll(body)
+				b = append(b, rest...)
+			}
+		}
+	} else {
+		b, err = io.ReadAll(body)
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -429,13 +447,36 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) e
 	if err := h.n.Put(key, json.RawMessage(b)); err != nil {
 		return err
 	}
-	// Answer with the value as written, without encoding it again.
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, b); err != nil {
-		return httpBadRequest("body is not valid JSON: %v", err)
-	}
-	httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: "register", Value: json.RawMessage(buf.Bytes())})
+	// Answer with the value as written. Put accepted it, so it is valid
+	// JSON: splice it in rather than parse and encode it again (this is
+	// the hot path of a write-heavy client).
+	val := bytes.TrimSpace(b)
+	out := make([]byte, 0, len(key)+len(val)+48)
+	out = append(out, `{"key":`...)
+	out = httpAppendString(out, key)
+	out = append(out, `,"type":"register","value":`...)
+	out = append(out, val...)
+	out = append(out, "}\n"...)
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
 	return nil
+}
+
+// httpAppendString appends s as a JSON string; encoding/json's escaping
+// for anything but plain printable ASCII.
+func httpAppendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 type httpIncrBody struct {

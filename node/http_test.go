@@ -96,9 +96,10 @@ func TestHTTPEveryType(t *testing.T) {
 	}
 
 	// Keys holding '/', spaces, '%' and non-ASCII travel escaped.
-	for _, key := range []string{"a/b/c", "with space", "100%", "ключ", "..", "x/incr"} {
+	for _, key := range []string{"a/b/c", "with space", "100%", "ключ", "..", "x/incr", `quo"te\<&>`} {
 		p := "/v1/kv/" + url.PathEscape(key)
-		want(t, h, 200, "PUT", p, `"v"`)
+		m = want(t, h, 200, "PUT", p, " \n[\"v\",\n 2]\n")
+		jsonEq(t, m["value"], `["v",2]`)
 		m = want(t, h, 200, "GET", p, "")
 		if m["key"] != key {
 			t.Fatalf("key %q came back as %v", key, m["key"])

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"sync"
@@ -65,6 +66,7 @@ type AgentConfig struct {
 
 	LogLevel  string
 	LogFormat string
+	Pprof     bool // serve /debug/pprof/ on the HTTP API (behind the token)
 
 	ShutdownTimeout time.Duration
 }
@@ -138,6 +140,7 @@ func registerAgentFlags(fs *flag.FlagSet, cfg *AgentConfig) {
 	fs.Var((*sizeFlag)(&cfg.SegmentBytes), "segment-bytes", "WAL segment size, e.g. 64MiB (0 = default)")
 	fs.Var((*sizeFlag)(&cfg.MaxValueBytes), "max-value-bytes", "largest value of one write (0 = node default, 1MiB)")
 	fs.Var((*sizeFlag)(&cfg.MaxBodyBytes), "max-body-bytes", "largest HTTP request body (0 = default, 4MiB)")
+	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go profiling at /debug/pprof/ on the HTTP API (requires the token when one is set)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a graceful shutdown waits for in-flight requests")
@@ -283,8 +286,12 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 	}
 	c.ln = ln
 	scheme := "http"
+	var handler http.Handler = c.handler
+	if cfg.Pprof {
+		handler = withPprof(c.handler, cfg.Token)
+	}
 	c.server = &http.Server{
-		Handler:           c.handler,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -363,4 +370,27 @@ func (c *AgentCommand) close() error {
 		log.Info("node closed")
 	}
 	return errors.Join(errs...)
+}
+
+// withPprof serves net/http/pprof under /debug/pprof/ next to the API,
+// with the same bearer token.
+func withPprof(api http.Handler, token string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			api.ServeHTTP(w, r)
+			return
+		}
+		if token != "" && r.Header.Get("Authorization") != "Bearer "+token {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
+			http.Error(w, `{"error":"missing or wrong bearer token"}`, http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
