@@ -137,6 +137,11 @@ func compare(b *testing.B, w int, d time.Duration, cs ...contender) {
 			b.ReportMetric(rate(i)/rate(0), c.name+"/"+cs[0].name)
 		}
 	}
+	if len(cs) > 2 { // the second contender against the others
+		for i := 2; i < len(cs); i++ {
+			b.ReportMetric(rate(1)/rate(i), cs[1].name+"/"+cs[i].name)
+		}
+	}
 }
 
 // BenchmarkDurablePut: durable Put of a 256-byte value from 1, 64 and 256
