@@ -26,14 +26,16 @@
 //
 // # Writes
 //
-// Every write goes through one commit loop, in this order: validate,
-// compute the CRDT delta, encode it once (msgpack, the Op record: the same
-// bytes are the WAL record and the replication payload), append to the WAL,
-// apply to the in-memory state, notify subscribers, hand to replication,
-// answer the caller. Writers that arrive together share one WAL append and
-// one fsync (group commit). Under SyncAlways (the default) a write returns
-// only once it is on disk; reads never see a write before that. A Batch
-// commits several operations as one record: all or none survive a crash.
+// Every write goes through one pipeline, in this order: validate (in the
+// caller's goroutine), compute the CRDT delta, encode it once (msgpack, the
+// Op record: the same bytes are the WAL record and the replication
+// payload), append to the WAL, apply to the in-memory state, notify
+// subscribers, hand to replication, answer the caller. Writers that arrive
+// together share one WAL append and one fsync (group commit), and the next
+// group is prepared while the previous one waits for the disk. Under
+// SyncAlways (the default) a write returns only once it is on disk; reads
+// never see a write before that. A Batch commits several operations as one
+// record: all or none survive a crash.
 //
 // If a WAL write or fsync fails the node turns read-only: writes return
 // ErrReadOnly wrapping the cause, reads go on, and only reopening the node
@@ -61,7 +63,8 @@
 //
 // Snapshots are written every Options.SnapshotEveryOps records or
 // SnapshotEveryBytes WAL bytes, atomically, then the WAL is truncated below
-// the previous snapshot. Open loads the newest valid snapshot (falling back
+// the previous snapshot. Writes pause while the state is copied in memory
+// (encoding and writing the file happen in the background). Open loads the newest valid snapshot (falling back
 // to an older one when it is damaged) and replays the WAL after it; it
 // refuses to open, rather than lose data silently, when the WAL does not
 // cover what the snapshot it could load does not.
