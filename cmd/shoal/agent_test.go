@@ -399,3 +399,41 @@ func TestWALDumpFollow(t *testing.T) {
 		t.Fatalf("dump --follow exit %d", code)
 	}
 }
+
+// TestAgentsEncrypted: agents sharing --encrypt-key replicate; one with
+// another key (from a keyring file) does not get in.
+func TestAgentsEncrypted(t *testing.T) {
+	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
+	other := "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
+	a := startAgent(t, t.TempDir(), "--encrypt-key", key)
+	b := startAgent(t, t.TempDir(), "--encrypt-key", key, "--join", a.GossipAddr())
+	ring := filepath.Join(t.TempDir(), "keyring")
+	if err := os.WriteFile(ring, []byte("# primary first\n"+other+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startAgent(t, t.TempDir(), "--keyring-file", ring, "--join", a.GossipAddr())
+
+	mustShoal(t, "put", "secret", "42", "--addr", a.URL())
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := runShoal(t, nil, "", "get", "secret", "--addr", b.URL())
+		if r.code == 0 && r.out == "42\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the write did not reach the agent with the same key: %+v", r)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := runShoal(t, nil, "", "get", "secret", "--addr", c.URL()); r.code != 1 {
+		t.Fatalf("the agent with another key got the data: %+v", r)
+	}
+	if ms := c.Node().Members(); len(ms) != 1 {
+		t.Fatalf("the agent with another key joined: %+v", ms)
+	}
+	for _, bad := range [][]string{{"--encrypt-key", "not base64!"}, {"--encrypt-key", "c2hvcnQ="}, {"--encrypt-key", key, "--keyring-file", ring}} {
+		if err := NewAgentCommand(io.Discard).ParseFlags(bad, noEnv); err == nil {
+			t.Errorf("ParseFlags(%q): want an error", bad)
+		}
+	}
+}
