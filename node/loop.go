@@ -280,6 +280,9 @@ func (n *Node) append(g *group) {
 		off := first + uint64(i)
 		e.r.offset = off
 		changes := n.applyOp(e.op)
+		// replication (issue 5): index under the lock, so that anything
+		// Applied() shows is already in the index anti-entropy reads.
+		n.indexOp(e.op, off)
 		if e.r.kind == reqIncr {
 			if v, ok := n.ks.Get(e.r.key); ok {
 				e.r.n = v.Counter
@@ -295,8 +298,7 @@ func (n *Node) append(g *group) {
 
 	n.noteSeq(g.lastSeq)
 	n.durableClock = g.clock
-	for i, e := range g.entries {
-		n.indexOp(e.op, first+uint64(i))
+	for _, e := range g.entries {
 		if e.r.kind == reqRemote {
 			n.m.remoteApplied.Inc()
 		} else {
