@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/shoaldb/shoal/crdt"
 	"github.com/shoaldb/shoal/gossip"
@@ -35,20 +34,9 @@ func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w
 		r.m.served.WithLabelValues("nothing").Inc()
 		return nil
 	}
+	// The committer indexes a group under the same lock that makes it
+	// visible in the applied set: a failed lookup means records are gone.
 	offs, ok := n.offsetsOf(missing)
-	// The commit loop indexes a group just after applying it: a lookup
-	// that races with it misses the newest operations. Look again before
-	// concluding that records are gone.
-	for try := 0; !ok && try < 3; try++ {
-		t := time.NewTimer(2 * time.Millisecond)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		}
-		offs, ok = n.offsetsOf(missing)
-	}
 	if ok {
 		sent, err := r.sendRecords(ctx, offs, w)
 		r.m.sentOps.Add(float64(sent))
