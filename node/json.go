@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -427,12 +428,29 @@ var strStop = func() (t [256]bool) {
 	return t
 }()
 
+// Word-at-a-time byte tests (Hacker's Delight / Bit Twiddling Hacks):
+// hasZero reports whether some byte of x is 0, hasLess whether some byte
+// is below n (n <= 128).
+const lsb = 0x0101010101010101
+
+func hasZero(x uint64) uint64           { return (x - lsb) &^ x & (lsb * 0x80) }
+func hasLess(x uint64, n uint64) uint64 { return (x - lsb*n) &^ x & (lsb * 0x80) }
+
 // str parses a string starting at the opening quote.
 func (p *jsonParser) str() (string, error) {
 	p.i++ // opening quote
 	start := p.i
 	b := p.b
 	i := p.i
+	ascii := uint64(0) // the OR of the words scanned 8 bytes at a time
+	for i+8 <= len(b) {
+		w := binary.LittleEndian.Uint64(b[i:])
+		if hasLess(w, 0x20)|hasZero(w^(lsb*'"'))|hasZero(w^(lsb*'\\')) != 0 {
+			break
+		}
+		ascii |= w
+		i += 8
+	}
 	for i < len(b) && !strStop[b[i]] {
 		i++
 	}
@@ -443,7 +461,12 @@ func (p *jsonParser) str() (string, error) {
 	case b[i] == '"':
 		raw := b[start:i]
 		p.i++
-		if !utf8.Valid(raw) {
+		// Words without a high bit are ASCII: only the tail needs checking.
+		check := raw
+		if ascii&(lsb*0x80) == 0 {
+			check = raw[(len(raw)/8)*8:]
+		}
+		if !utf8.Valid(check) {
 			return "", fmt.Errorf("%w: string is not valid UTF-8", errJSON)
 		}
 		return string(raw), nil

@@ -3,8 +3,10 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -136,4 +138,30 @@ func FuzzJSON(f *testing.F) {
 func hasNaNish(v any) bool {
 	f, ok := v.(float64)
 	return ok && f != f
+}
+
+// The word-at-a-time string scan finds stops and non-ASCII bytes at every
+// position of an 8-byte word.
+func TestStringScanPositions(t *testing.T) {
+	for n := range 40 {
+		for _, c := range []string{"\"", "\\n", "\x01", "é", "\xff"} {
+			for at := 0; at <= n; at++ {
+				s := strings.Repeat("a", at) + c + strings.Repeat("b", n-at)
+				raw := []byte(`"` + s + `"`)
+				if c == "\x01" || c == "\"" || c == "\xff" {
+					raw = append([]byte(`"`), []byte(s)...)
+					raw = append(raw, '"')
+				}
+				got, err := decodeValue(raw)
+				var want any
+				werr := json.Unmarshal(raw, &want)
+				if c == "\xff" {
+					werr = errors.New("invalid UTF-8") // encoding/json replaces it; we refuse
+				}
+				if (err == nil) != (werr == nil) || err == nil && got != want {
+					t.Fatalf("%q: got %#v, %v; want %#v, %v", raw, got, err, want, werr)
+				}
+			}
+		}
+	}
 }

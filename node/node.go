@@ -37,7 +37,7 @@ type Node struct {
 
 	// mu guards ks and applied for readers; only the commit loop writes
 	// them, under the write lock.
-	mu      sync.RWMutex
+	mu      stateLock
 	ks      *crdt.Keyspace
 	applied uint64 // the WAL offset after the last applied record
 
@@ -215,9 +215,9 @@ func (n *Node) Get(key string) (Value, error) {
 	if !validKey(key) {
 		return Value{}, keyError("get", key)
 	}
-	n.mu.RLock()
+	sh := n.mu.rlock()
 	v, ok := n.ks.Get(key)
-	n.mu.RUnlock()
+	n.mu.runlock(sh)
 	if !ok {
 		return Value{}, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
@@ -237,9 +237,9 @@ func (n *Node) Siblings(key string) ([]Sibling, error) {
 	if !validKey(key) {
 		return nil, keyError("siblings", key)
 	}
-	n.mu.RLock()
+	sh := n.mu.rlock()
 	sibs, err := n.ks.Siblings(key)
-	n.mu.RUnlock()
+	n.mu.runlock(sh)
 	if err != nil {
 		return nil, mapError("siblings", key, err)
 	}
@@ -278,9 +278,9 @@ func (n *Node) Digest() string {
 	if n.closed.Load() {
 		return ""
 	}
-	n.mu.RLock()
+	sh := n.mu.rlock()
 	d := n.ks.Digest()
-	n.mu.RUnlock()
+	n.mu.runlock(sh)
 	return hex.EncodeToString(d[:])
 }
 
