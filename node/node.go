@@ -130,6 +130,10 @@ func Open(dir string, opts *Options) (*Node, error) {
 		SyncInterval: o.SyncInterval,
 		Logger:       o.Logger,
 		FS:           o.WALFS,
+		Hooks: wal.Hooks{
+			// Called by the WAL's committer; Observe does not block.
+			OnSync: func(d time.Duration, _ error) { n.m.fsyncSeconds.Observe(d.Seconds()) },
+		},
 	})
 	if err != nil {
 		return fail(fmt.Errorf("node: open wal: %w", err))

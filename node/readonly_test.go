@@ -92,7 +92,7 @@ func TestMetricsRegistered(t *testing.T) {
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
 	}
-	for _, want := range []string{"shoal_node_ops_total", "shoal_node_wal_bytes_total", "shoal_node_wal_append_seconds",
+	for _, want := range []string{"shoal_node_ops_total", "shoal_node_wal_bytes_total", "shoal_node_wal_append_seconds", "shoal_node_wal_fsync_seconds",
 		"shoal_node_commit_batch_requests", "shoal_node_keys", "shoal_node_subscribers", "shoal_node_read_only",
 		"shoal_node_replay_seconds", "shoal_node_write_queue_depth"} {
 		if !names[want] {
