@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -381,6 +382,12 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string) e
 // httpReadBody reads a size-limited request body. An empty body is a 400 unless
 // allowEmpty.
 func httpReadBody(w http.ResponseWriter, r *http.Request, limit int64, allowEmpty bool) ([]byte, error) {
+	return httpReadBodyInto(nil, w, r, limit, allowEmpty)
+}
+
+// httpReadBodyInto is httpReadBody reading into dst's spare capacity when
+// it suffices (dst is reset first).
+func httpReadBodyInto(dst []byte, w http.ResponseWriter, r *http.Request, limit int64, allowEmpty bool) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
@@ -390,7 +397,11 @@ func httpReadBody(w http.ResponseWriter, r *http.Request, limit int64, allowEmpt
 	if n := r.ContentLength; n >= 0 && n <= 64<<10 {
 		// The usual case: a small body of known length, read in one
 		// allocation (one more byte proves the length was right).
-		b = make([]byte, n, n+1)
+		if int64(cap(dst)) > n {
+			b = dst[:n]
+		} else {
+			b = make([]byte, n, n+1)
+		}
 		if _, err = io.ReadFull(body, b); err == nil {
 			var one [1]byte
 			if m, _ := body.Read(one[:]); m > 0 {
@@ -438,7 +449,11 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) e
 	if h.isDraining() {
 		return errHTTPDraining
 	}
-	b, err := httpReadBody(w, r, h.opts.MaxBodyBytes, false)
+	// PUT is the hot path of write-heavy clients: its buffers are pooled
+	// (Put copies what it keeps, and the answer is copied by the writer).
+	bp := httpBufPool.Get().(*[]byte)
+	defer httpBufPool.Put(bp)
+	b, err := httpReadBodyInto((*bp)[:0], w, r, h.opts.MaxBodyBytes, false)
 	if err != nil {
 		return err
 	}
@@ -448,22 +463,38 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) e
 		return err
 	}
 	// Answer with the value as written. Put accepted it, so it is valid
-	// JSON: splice it in rather than parse and encode it again (this is
-	// the hot path of a write-heavy client).
+	// JSON: splice it in rather than parse and encode it again.
 	val := bytes.TrimSpace(b)
-	out := make([]byte, 0, len(key)+len(val)+48)
-	out = append(out, `{"key":`...)
+	op := httpBufPool.Get().(*[]byte)
+	defer httpBufPool.Put(op)
+	out := append((*op)[:0], `{"key":`...)
 	out = httpAppendString(out, key)
 	out = append(out, `,"type":"register","value":`...)
 	out = append(out, val...)
 	out = append(out, "}\n"...)
 	hd := w.Header()
-	hd.Set("Content-Type", "application/json")
-	hd.Set("Content-Length", strconv.Itoa(len(out)))
+	hd["Content-Type"] = httpJSONType
+	hd["Content-Length"] = []string{strconv.Itoa(len(out))}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
+	if cap(b) <= httpPooledBufMax {
+		*bp = b[:0]
+	}
+	if cap(out) <= httpPooledBufMax {
+		*op = out[:0]
+	}
 	return nil
 }
+
+// httpJSONType is the Content-Type header value of JSON answers (shared:
+// net/http only reads header values).
+var httpJSONType = []string{"application/json"}
+
+// httpBufPool holds the buffers of PUT requests; buffers that grew beyond
+// httpPooledBufMax are not kept.
+var httpBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const httpPooledBufMax = 64 << 10
 
 // httpAppendString appends s as a JSON string; encoding/json's escaping
 // for anything but plain printable ASCII.
