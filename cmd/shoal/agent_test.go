@@ -437,3 +437,39 @@ func TestAgentsEncrypted(t *testing.T) {
 		}
 	}
 }
+
+// TestWALVerifySnapshots: verify checks the snapshots and that they cover
+// the offsets the truncated WAL no longer holds.
+func TestWALVerifySnapshots(t *testing.T) {
+	dir := t.TempDir()
+	a := startAgent(t, dir, "--snapshot-every-ops", "10", "--segment-bytes", "1KiB")
+	for i := 0; i < 50; i++ {
+		mustShoal(t, "put", fmt.Sprintf("k%02d", i), fmt.Sprint(i), "--addr", a.URL())
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var rep walVerifyReport
+	r := runShoal(t, nil, "", "wal", "verify", dir, "-o", "json")
+	if err := json.Unmarshal([]byte(r.out), &rep); err != nil || r.code != 0 || !rep.OK || len(rep.Snapshots) == 0 || rep.First == 0 {
+		t.Fatalf("verify with snapshots (want some, and a truncated WAL): exit %d %s %v", r.code, r.out, err)
+	}
+	// A flipped byte in the newest snapshot is reported.
+	snaps := filepath.Join(dir, dataSnapshotDir)
+	newest := filepath.Join(snaps, rep.Snapshots[len(rep.Snapshots)-1])
+	b, _ := os.ReadFile(newest)
+	b[len(b)-3] ^= 1
+	_ = os.WriteFile(newest, b, 0o644)
+	r = runShoal(t, nil, "", "wal", "verify", dir)
+	if r.code != 1 || !strings.Contains(r.out, "checksum mismatch") || !strings.Contains(r.out, filepath.Base(newest)) {
+		t.Fatalf("damaged snapshot: exit %d\n%s", r.code, r.out)
+	}
+	// Without any snapshot the truncated WAL is missing operations.
+	if err := os.RemoveAll(snaps); err != nil {
+		t.Fatal(err)
+	}
+	r = runShoal(t, nil, "", "wal", "verify", dir)
+	if r.code != 1 || !strings.Contains(r.out, "operations are missing") {
+		t.Fatalf("no snapshot: exit %d\n%s", r.code, r.out)
+	}
+}
