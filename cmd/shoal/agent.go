@@ -318,6 +318,9 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 		}
 	}()
 	log.Info("serving the HTTP API", "url", c.url, "auth", cfg.Token != "")
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && cfg.Token == "" {
+		log.Warn("the HTTP API is reachable beyond this machine and requires no token (set --token)")
+	}
 	return c.joinCluster(ctx, log)
 }
 
