@@ -26,8 +26,9 @@ const benchUsage = `Usage: shoal bench http [flags]
 
 bench http drives a node's HTTP API with --conns concurrent connections, one
 workload after another (--ops: put = durable PUT of a --value-size value to one
-of --keys keys, incr = POST .../incr on one of --keys counters), and reports
-ops/s and latency percentiles, with a progress line on stderr while it runs.
+of --keys keys, incr = POST .../incr on one of --keys counters, batch = POST
+/v1/batch of --batch such puts, counted as --batch ops), and reports ops/s and
+latency percentiles (per request), with a progress line on stderr.
 
 Without --addr it starts a throwaway agent (this binary, a temporary data
 directory, loopback, default sync policy) and measures that. With --noop it
@@ -47,6 +48,7 @@ type benchConfig struct {
 	conns            int
 	duration, warmup time.Duration
 	ops              []string
+	batch            int
 	valueSize        int
 	keys             int
 	output           string
@@ -81,7 +83,8 @@ func (m *Main) runBenchHTTP(ctx context.Context, args []string) error {
 	fs.IntVar(&c.conns, "conns", 256, "concurrent connections (one request in flight on each)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time per workload and target")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured time before each measurement")
-	ops := fs.String("ops", "put,incr", "workloads in order, comma list of put and incr")
+	ops := fs.String("ops", "put,incr", "workloads in order, comma list of put, incr and batch")
+	fs.IntVar(&c.batch, "batch", 16, "puts per request of the batch workload (POST /v1/batch); ops/s counts puts")
 	fs.IntVar(&c.valueSize, "value-size", 256, "size of the PUT body in bytes (a JSON string)")
 	fs.IntVar(&c.keys, "keys", 10000, "number of distinct keys (and counters) written")
 	fs.StringVar(&c.output, "output", "human", "report format: human or json")
@@ -94,11 +97,11 @@ func (m *Main) runBenchHTTP(ctx context.Context, args []string) error {
 	_ = l.Set(*ops)
 	c.ops = l
 	for _, op := range c.ops {
-		if op != "put" && op != "incr" {
-			return usageError("--ops: unknown workload %q (want put or incr)", op)
+		if op != "put" && op != "incr" && op != "batch" {
+			return usageError("--ops: unknown workload %q (want put, incr or batch)", op)
 		}
 	}
-	if c.conns < 1 || c.keys < 1 || c.valueSize < 2 || c.duration <= 0 {
+	if c.conns < 1 || c.keys < 1 || c.valueSize < 2 || c.duration <= 0 || c.batch < 1 {
 		return usageError("--conns, --keys, --duration must be positive and --value-size at least 2")
 	}
 	if c.output != "human" && c.output != "json" {
@@ -195,6 +198,28 @@ type latencyReport struct {
 	Count int     `json:"count"`
 }
 
+// batchBody is a POST /v1/batch body of n puts of a size-byte JSON string
+// to random keys.
+func batchBody(rng *rand.Rand, n, keys, size int) []byte {
+	val := make([]byte, size-2)
+	for i := range val {
+		val[i] = 'a' + byte(i%26)
+	}
+	b := make([]byte, 0, n*(size+48)+16)
+	b = append(b, `{"ops":[`...)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"op":"put","key":"bench-`...)
+		b = strconv.AppendInt(b, int64(rng.IntN(keys)), 10)
+		b = append(b, `","value":"`...)
+		b = append(b, val...)
+		b = append(b, `"}`...)
+	}
+	return append(b, "]}"...)
+}
+
 // summarize computes percentiles from latencies (sorted in place).
 func summarize(lat []time.Duration) latencyReport {
 	if len(lat) == 0 {
@@ -247,6 +272,10 @@ func runLoad(ctx context.Context, c *benchConfig, target, base, op string) (*ben
 	case "incr":
 		body = []byte(`{"by":1}`)
 	}
+	perReq := 1
+	if op == "batch" {
+		perReq = c.batch
+	}
 
 	var (
 		measuring atomic.Bool
@@ -269,12 +298,17 @@ func runLoad(ctx context.Context, c *benchConfig, target, base, op string) (*ben
 			for !stopped.Load() {
 				var path, method string
 				k := strconv.Itoa(rng.IntN(c.keys))
-				if op == "put" {
+				reqBody := body
+				switch op {
+				case "put":
 					method, path = http.MethodPut, "/v1/kv/bench-"+k
-				} else {
+				case "incr":
 					method, path = http.MethodPost, "/v1/kv/bench-counter-"+k+"/incr"
+				case "batch":
+					method, path = http.MethodPost, "/v1/batch"
+					reqBody = batchBody(rng, c.batch, c.keys, c.valueSize)
 				}
-				req, err := http.NewRequestWithContext(lctx, method, base+path, bytes.NewReader(body))
+				req, err := http.NewRequestWithContext(lctx, method, base+path, bytes.NewReader(reqBody))
 				if err != nil {
 					errs.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
@@ -309,7 +343,7 @@ func runLoad(ctx context.Context, c *benchConfig, target, base, op string) (*ben
 				}
 				if measuring.Load() {
 					lat = append(lat, d)
-					done.Add(1)
+					done.Add(int64(perReq))
 				}
 			}
 			mu.Lock()

@@ -17,14 +17,18 @@ func TestRunLoadAgainstNoop(t *testing.T) {
 	srv := httptest.NewServer(noopHandler())
 	defer srv.Close()
 	c := &benchConfig{conns: 4, duration: 200 * time.Millisecond, warmup: 50 * time.Millisecond,
-		ops: []string{"put", "incr"}, valueSize: 256, keys: 10, progress: io.Discard, output: "json"}
+		ops: []string{"put", "incr", "batch"}, batch: 4, valueSize: 256, keys: 10, progress: io.Discard, output: "json"}
 	var results []*benchResult
 	for _, op := range c.ops {
 		r, err := runLoad(context.Background(), c, "noop", srv.URL, op)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Ops == 0 || r.Errors != 0 || r.Latency.Count != int(r.Ops) || r.Latency.P50 > r.Latency.Max {
+		perReq := 1
+		if op == "batch" {
+			perReq = 4
+		}
+		if r.Ops == 0 || r.Errors != 0 || r.Latency.Count*perReq != int(r.Ops) || r.Latency.P50 > r.Latency.Max {
 			t.Fatalf("%s: result %+v", op, r)
 		}
 		results = append(results, r)
@@ -36,7 +40,7 @@ func TestRunLoadAgainstNoop(t *testing.T) {
 	var rep struct {
 		Results []benchResult `json:"results"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || len(rep.Results) != 2 {
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || len(rep.Results) != 3 {
 		t.Fatalf("report %s: %v", out.String(), err)
 	}
 	c.output = "human"
