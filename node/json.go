@@ -208,12 +208,26 @@ func scanNumber[T string | []byte](s T) int {
 const hexDigits = "0123456789abcdef"
 
 func appendString(b []byte, s string) ([]byte, error) {
-	if !utf8.ValidString(s) {
-		return nil, fmt.Errorf("string is not valid UTF-8")
+	// Find the first byte that needs escaping (or is not ASCII) a word at
+	// a time; plain ASCII strings, the common case, are copied at once.
+	i, ascii := 0, uint64(0)
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if hasLess(w, 0x20)|hasZero(w^(lsb*'"'))|hasZero(w^(lsb*'\\')) != 0 {
+			break
+		}
+		ascii |= w
+	}
+	if ascii&(lsb*0x80) != 0 || !utf8.ValidString(s[i:]) {
+		if !utf8.ValidString(s) {
+			return nil, fmt.Errorf("string is not valid UTF-8")
+		}
 	}
 	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
+	b = append(b, s[:i]...)
+	start := i
+	for ; i < len(s); i++ {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue

@@ -165,3 +165,26 @@ func TestStringScanPositions(t *testing.T) {
 		}
 	}
 }
+
+// appendString escapes correctly whatever the position of the special
+// byte within the 8-byte words it scans.
+func TestAppendStringPositions(t *testing.T) {
+	for n := range 30 {
+		for _, c := range []string{"\"", "\\", "\n", "\x00", "\x1f", "é", "😀", "<", "\xff"} {
+			for at := 0; at <= n; at++ {
+				s := strings.Repeat("a", at) + c + strings.Repeat("b", n-at)
+				out, err := appendString(nil, s)
+				if c == "\xff" {
+					if err == nil {
+						t.Fatalf("%q: invalid UTF-8 accepted", s)
+					}
+					continue
+				}
+				var back string
+				if err != nil || !json.Valid(out) || json.Unmarshal(out, &back) != nil || back != s {
+					t.Fatalf("%q: encoded %q (%v), decodes to %q", s, out, err, back)
+				}
+			}
+		}
+	}
+}

@@ -3,7 +3,6 @@ package node
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/shoaldb/shoal/crdt"
@@ -42,24 +41,34 @@ type group struct {
 	clock    crdt.Timestamp // the loop's clock after this group
 	remote   bool           // holds records from peers
 	snapshot *request       // a Snapshot request (the group holds nothing else)
+
+	remoteDots []crdt.DotRange // dots of its remote deltas, for duplicates within it
+
+	// Set by the appender.
+	first  uint64 // WAL offset of the first record
+	failed error  // the WAL failure that stopped it (the requests get ErrReadOnly)
 }
 
 // maxTxOps bounds the operations a rolling transaction accumulates before
 // the loop waits for the committer and starts a fresh one.
 const maxTxOps = 4096
 
-// The write path is a two-stage pipeline, like etcd's raft loop:
+// The write path is a three-stage pipeline, like etcd's raft loop:
 //
-//   - the loop (run) takes every queued request (up to MaxBatchOps),
-//     builds their deltas in a crdt transaction, encodes their records and
-//     hands the group to the committer; then it builds the next group
-//     while the committer waits for the disk;
-//   - the committer (commitLoop) appends a group with one wal.Append (one
-//     write, one fsync), applies it to the state, publishes the events,
-//     calls the replication hook and answers the callers.
+//   - the loop (run) builds each request into the open group as it
+//     arrives: its delta from a crdt transaction, its record encoded. The
+//     group grows until the appender is free to take it (or it is full),
+//     so while the disk is busy the next group fills up, and one fsync
+//     covers everyone who arrived meanwhile;
+//   - the appender (appendLoop) appends a group with one wal.Append (one
+//     write, one fsync) and passes it on;
+//   - the applier (applyLoop) applies the durable group to the state,
+//     publishes the events, calls the replication hook and answers the
+//     callers.
 //
-// Reads never see a write before it is durable: only the committer changes
-// the state, after the append. The loop's transaction therefore reads a
+// "The committer" below means the last two stages together. Reads never
+// see a write before it is durable: only the applier changes the state,
+// after the append. The loop's transaction therefore reads a
 // state that lags its own earlier operations, and sees them through the
 // transaction's pending delta instead. It lives across groups ("rolling")
 // while the committer only applies groups of this transaction's own
@@ -67,57 +76,96 @@ const maxTxOps = 4096
 // read. Whenever a group with records from peers may have been applied
 // (they can remove values the pending delta still holds), or the
 // transaction grew long, the loop waits for the committer to catch up and
-// begins a fresh transaction on the up-to-date state.
+// begins a fresh transaction on the up-to-date state, always between
+// groups.
 
 // run is the loop: the first stage of the pipeline.
 func (n *Node) run() {
-	go n.commitLoop()
+	go n.appendLoop()
+	go n.applyLoop()
 	defer close(n.groups)
-	batch := make([]*request, 0, n.opts.MaxBatchOps)
+	var g *group // the open group, not yet handed over
+	for {
+		if g == nil {
+			select {
+			case r := <-n.reqs:
+				g = n.add(nil, r)
+			case <-n.closing:
+				n.drain(nil)
+				return
+			}
+			continue
+		}
+		select {
+		case n.groups <- g: // the committer is free: hand the group over
+			n.handed(g)
+			g = nil
+		case r := <-n.reqs:
+			g = n.add(g, r)
+		case <-n.closing:
+			n.drain(g)
+			return
+		}
+	}
+}
+
+// drain commits what was queued before Close (the loop then stops).
+func (n *Node) drain(g *group) {
 	for {
 		select {
 		case r := <-n.reqs:
-			batch = append(batch[:0], r)
-		case <-n.closing:
-			// Commit what was queued before Close, then stop.
-			for {
-				batch = n.fill(batch[:0])
-				if len(batch) == 0 {
-					return
-				}
-				n.buildAll(batch)
-			}
-		}
-		batch = n.fill(batch)
-		n.buildAll(batch)
-		clear(batch)
-	}
-}
-
-// fill appends queued requests to batch without waiting.
-func (n *Node) fill(batch []*request) []*request {
-	for len(batch) < cap(batch) {
-		select {
-		case r := <-n.reqs:
-			batch = append(batch, r)
+			g = n.add(g, r)
+			continue
 		default:
-			return batch
 		}
+		break
 	}
-	return batch
+	if g != nil {
+		n.send(g)
+	}
 }
 
-// buildAll turns batch into groups and hands them to the committer.
-func (n *Node) buildAll(batch []*request) {
-	for len(batch) > 0 {
-		g, used := n.buildGroup(batch)
-		batch = batch[used:]
-		if g.remote {
-			n.txStale = true
-		}
-		n.sent++
-		n.groups <- g
+// send hands g to the committer, waiting until it takes it.
+func (n *Node) send(g *group) {
+	n.groups <- g
+	n.handed(g)
+}
+
+// handed records that g went to the committer.
+func (n *Node) handed(g *group) {
+	n.sent++
+	if g.remote {
+		n.txStale = true
 	}
+}
+
+// add builds request r into the open group g (nil: none) and returns the
+// open group afterwards (nil when r had to go in a group of its own).
+func (n *Node) add(g *group, r *request) *group {
+	if r.kind == reqSnapshot { // after everything before it, alone
+		if g != nil {
+			n.send(g)
+		}
+		n.send(&group{snapshot: r, reqs: []*request{r}})
+		return nil
+	}
+	if g != nil && (g.bytes >= maxGroupBytes || len(g.reqs) >= n.opts.MaxBatchOps) {
+		n.send(g)
+		g = nil
+	}
+	if g == nil {
+		g = &group{}
+		if n.readOnly.Load() == nil {
+			n.transaction() // only between groups: see above
+		}
+	}
+	g.reqs = append(g.reqs, r)
+	if n.readOnly.Load() != nil || n.tx == nil {
+		return g // the committer answers with the cause
+	}
+	n.buildInto(g, r)
+	g.lastSeq, g.clock = n.tx.LastSeq(), n.clock
+	return g
 }
 
 // waitCommitted waits until the committer has finished every group sent.
@@ -127,9 +175,10 @@ func (n *Node) waitCommitted() {
 	}
 }
 
-// transaction returns the rolling transaction, beginning a fresh one on
-// the current state when the old one may read stale values or is long.
-func (n *Node) transaction() *crdt.Tx {
+// transaction makes n.tx the rolling transaction, beginning a fresh one
+// on the current state when the old one may read stale values, is long,
+// or can be replaced for free (everything it did is applied).
+func (n *Node) transaction() {
 	if n.tx != nil && (n.txStale || n.txOps >= maxTxOps || n.committed.Load() == n.sent) {
 		n.waitCommitted()
 		n.txSeq = max(n.txSeq, n.tx.LastSeq())
@@ -139,119 +188,82 @@ func (n *Node) transaction() *crdt.Tx {
 		n.tx = n.ks.Begin(n.replica, max(n.txSeq, n.lastSeq.Load()))
 		n.txOps = 0
 	}
-	return n.tx
 }
 
-// buildGroup builds a group from a prefix of reqs and returns its length.
-func (n *Node) buildGroup(reqs []*request) (*group, int) {
-	g := &group{}
-	// g.reqs never aliases reqs: the loop reuses that array for the next
-	// batch while the committer still answers this group.
-	if n.readOnly.Load() != nil { // the committer answers with the cause
-		g.reqs = slices.Clone(reqs)
-		return g, len(reqs)
-	}
-	if reqs[0].kind == reqSnapshot {
-		g.snapshot = reqs[0]
-		g.reqs = []*request{reqs[0]}
-		return g, 1
-	}
-	tx := n.transaction()
+// buildInto builds one request into g: a remote record is checked for
+// duplicates, a local operation gets its delta and record.
+func (n *Node) buildInto(g *group, r *request) {
 	now := n.opts.Now().UnixMilli()
-	var remoteDots []crdt.DotRange // dots of the remote deltas in this group
-	for _, r := range reqs {
-		if g.bytes >= maxGroupBytes || r.kind == reqSnapshot {
-			break
-		}
-		g.reqs = append(g.reqs, r)
-		if r.kind == reqRemote {
-			if r.op.Kind == OpDelta {
-				n.mu.RLock()
-				dup := n.ks.Covers(r.op.Delta)
-				n.mu.RUnlock()
-				if dup || rangesCover(remoteDots, r.op.Delta.Dots()) {
-					n.m.remoteDup.Inc()
-					continue
-				}
-				remoteDots = append(remoteDots, r.op.Delta.Dots()...)
-			}
-			next, ahead := crdt.WitnessTimestamp(n.clock, r.op.Time, now, n.opts.MaxClockDrift.Milliseconds())
-			n.clock = next
-			if ahead {
-				n.m.clockAhead.Inc()
-			}
-			g.entries = append(g.entries, groupEntry{r: r, op: r.op, rec: r.raw})
-			g.bytes += len(r.raw)
-			g.remote = true
-			continue
-		}
-		n.clock = crdt.NextTimestamp(n.clock, now)
-		cp := tx.Checkpoint()
-		n.mu.RLock() // the transaction reads the state the committer writes
-		d, err := n.build(tx, r, n.clock)
-		n.mu.RUnlock()
-		var rec []byte
-		op := &Op{V: OpVersion, Kind: OpDelta, Origin: n.replica, Time: n.clock, Delta: d}
-		if err == nil {
-			rec, err = EncodeOp(op)
-		}
-		if err == nil && len(rec) > maxRecordBytes {
-			err = fmt.Errorf("%w: %s %q: record of %d bytes (max %d)", ErrTooLarge, r.kind, r.key, len(rec), maxRecordBytes)
-		}
-		if err != nil {
+	if r.kind == reqRemote {
+		if r.op.Kind == OpDelta {
 			n.mu.RLock()
-			tx.Rollback(cp)
+			dup := n.ks.Covers(r.op.Delta)
 			n.mu.RUnlock()
-			r.err = err
-			n.m.opErrors.WithLabelValues(errorReason(err)).Inc()
-			continue
-		}
-		g.entries = append(g.entries, groupEntry{r: r, op: op, rec: rec})
-		g.bytes += len(rec)
-		n.txOps++
-	}
-	g.lastSeq, g.clock = tx.LastSeq(), n.clock
-	return g, len(g.reqs)
-}
-
-// commitLoop is the committer: the second stage of the pipeline. It exits
-// when the loop has closed n.groups and everything is answered.
-func (n *Node) commitLoop() {
-	defer close(n.loopDone)
-	for g := range n.groups {
-		n.commitGroup(g)
-		n.committed.Add(1)
-		select {
-		case n.groupDone <- struct{}{}:
-		default:
-		}
-		n.maybeSnapshot()
-	}
-}
-
-// commitGroup makes a group durable, applies it and answers its callers.
-func (n *Node) commitGroup(g *group) {
-	switch {
-	case g.snapshot != nil:
-		n.snapshotRequest(g.snapshot) // every earlier group is applied
-	case n.readOnly.Load() != nil:
-		cause := n.readOnly.Load().err
-		for _, r := range g.reqs {
-			if r.err == nil {
-				r.err = readOnlyError(cause)
+			if dup || rangesCover(g.remoteDots, r.op.Delta.Dots()) {
+				n.m.remoteDup.Inc()
+				return
 			}
+			g.remoteDots = append(g.remoteDots, r.op.Delta.Dots()...)
 		}
-		n.m.readOnlyErrors.Add(float64(len(g.reqs)))
-	case len(g.entries) > 0:
-		n.append(g)
+		next, ahead := crdt.WitnessTimestamp(n.clock, r.op.Time, now, n.opts.MaxClockDrift.Milliseconds())
+		n.clock = next
+		if ahead {
+			n.m.clockAhead.Inc()
+		}
+		g.entries = append(g.entries, groupEntry{r: r, op: r.op, rec: r.raw})
+		g.bytes += len(r.raw)
+		g.remote = true
+		return
 	}
-	for _, r := range g.reqs {
-		r.done <- struct{}{}
+	tx := n.tx
+	n.clock = crdt.NextTimestamp(n.clock, now)
+	cp := tx.Checkpoint()
+	n.mu.RLock() // the transaction reads the state the committer writes
+	d, err := n.build(tx, r, n.clock)
+	n.mu.RUnlock()
+	var rec []byte
+	op := &Op{V: OpVersion, Kind: OpDelta, Origin: n.replica, Time: n.clock, Delta: d}
+	if err == nil {
+		rec, err = EncodeOp(op)
+	}
+	if err == nil && len(rec) > maxRecordBytes {
+		err = fmt.Errorf("%w: %s %q: record of %d bytes (max %d)", ErrTooLarge, r.kind, r.key, len(rec), maxRecordBytes)
+	}
+	if err != nil {
+		n.mu.RLock()
+		tx.Rollback(cp)
+		n.mu.RUnlock()
+		r.err = err
+		n.m.opErrors.WithLabelValues(errorReason(err)).Inc()
+		return
+	}
+	g.entries = append(g.entries, groupEntry{r: r, op: op, rec: rec})
+	g.bytes += len(rec)
+	n.txOps++
+}
+
+// appendLoop is the second stage: it makes each group durable with one
+// wal.Append and passes it on, so the fsyncs run back to back while the
+// loop fills the next group and the applier applies the previous one.
+func (n *Node) appendLoop() {
+	defer close(n.appended)
+	for g := range n.groups {
+		if g.snapshot == nil {
+			n.appendGroup(g)
+		}
+		n.appended <- g
 	}
 }
 
-// append makes the group durable and applies it.
-func (n *Node) append(g *group) {
+// appendGroup appends g's records, or marks its requests failed.
+func (n *Node) appendGroup(g *group) {
+	if ro := n.readOnly.Load(); ro != nil {
+		g.failed = ro.err
+		return
+	}
+	if len(g.entries) == 0 {
+		return
+	}
 	recs := n.recs[:0]
 	for _, e := range g.entries {
 		recs = append(recs, e.rec)
@@ -263,12 +275,47 @@ func (n *Node) append(g *group) {
 	n.m.appendSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		n.setReadOnly(err)
-		for _, e := range g.entries {
-			e.r.err = readOnlyError(err)
-		}
-		n.m.readOnlyErrors.Add(float64(len(g.entries)))
+		g.failed = err
 		return
 	}
+	g.first = first
+}
+
+// applyLoop is the third stage: it applies each durable group to the
+// state, publishes, calls the replication hook and answers the callers.
+// It is the state's only writer; loopDone closes when it exits.
+func (n *Node) applyLoop() {
+	defer close(n.loopDone)
+	for g := range n.appended {
+		switch {
+		case g.snapshot != nil:
+			n.snapshotRequest(g.snapshot) // every earlier group is applied
+		case g.failed != nil:
+			for _, r := range g.reqs {
+				if r.err == nil {
+					r.err = readOnlyError(g.failed)
+				}
+			}
+			n.m.readOnlyErrors.Add(float64(len(g.reqs)))
+		case len(g.entries) > 0:
+			n.applyGroup(g)
+		}
+		for _, r := range g.reqs {
+			r.done <- struct{}{}
+		}
+		n.committed.Add(1)
+		select {
+		case n.groupDone <- struct{}{}:
+		default:
+		}
+		n.maybeSnapshot()
+	}
+}
+
+// applyGroup applies a durable group (its records start at WAL offset
+// g.first).
+func (n *Node) applyGroup(g *group) {
+	first := g.first
 	n.m.batchOps.Observe(float64(len(g.entries)))
 	n.m.walRecords.Add(float64(len(g.entries)))
 	n.m.walBytes.Add(float64(g.bytes))
@@ -280,9 +327,6 @@ func (n *Node) append(g *group) {
 		off := first + uint64(i)
 		e.r.offset = off
 		changes := n.applyOp(e.op)
-		// replication (issue 5): index under the lock, so that anything
-		// Applied() shows is already in the index anti-entropy reads.
-		n.indexOp(e.op, off)
 		if e.r.kind == reqIncr {
 			if v, ok := n.ks.Get(e.r.key); ok {
 				e.r.n = v.Counter
@@ -298,7 +342,8 @@ func (n *Node) append(g *group) {
 
 	n.noteSeq(g.lastSeq)
 	n.durableClock = g.clock
-	for _, e := range g.entries {
+	for i, e := range g.entries {
+		n.indexOp(e.op, first+uint64(i))
 		if e.r.kind == reqRemote {
 			n.m.remoteApplied.Inc()
 		} else {

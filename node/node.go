@@ -19,8 +19,9 @@ import (
 // write-ahead log on disk, snapshots, and subscriptions. All methods are
 // safe for concurrent use.
 //
-// Goroutines: Open starts the write pipeline (the loop and the committer,
-// the only writer of the state; see loop.go) and the snapshot writer;
+// Goroutines: Open starts the write pipeline (the loop, the appender and
+// the applier, the only writer of the state; see loop.go) and the
+// snapshot writer;
 // Close stops the pipeline, then the snapshot writer, ends the
 // subscriptions and closes the WAL, in that order.
 type Node struct {
@@ -56,18 +57,20 @@ type Node struct {
 	txStale bool           // a group with peers' records was sent since tx began
 	sent    uint64         // groups handed to the committer
 
-	// Owned by the committer, the second stage (and by Open before it starts).
+	// Owned by the applier, the last stage (and by Open before it starts);
+	// recs by the appender.
 	durableClock crdt.Timestamp // the loop's clock as of the last applied group
 	sinceOps     int            // records since the last snapshot
 	sinceSize    int64          // record bytes since the last snapshot
 	recs         [][]byte       // reused per group
 
 	reqs      chan *request
-	groups    chan *group   // loop -> committer
-	committed atomic.Uint64 // groups the committer finished
-	groupDone chan struct{} // committer -> loop: a group finished (cap 1)
+	groups    chan *group   // loop -> appender (unbuffered)
+	appended  chan *group   // appender -> applier
+	committed atomic.Uint64 // groups the applier finished
+	groupDone chan struct{} // applier -> loop: a group finished (cap 1)
 	closing   chan struct{} // closed by Close: the loop stops
-	loopDone  chan struct{} // closed when both stages have exited
+	loopDone  chan struct{} // closed when every stage has exited
 	closed    atomic.Bool
 	close     sync.Once
 	closeErr  error
@@ -100,7 +103,8 @@ func Open(dir string, opts *Options) (*Node, error) {
 		opts:      o,
 		log:       o.Logger,
 		reqs:      make(chan *request, o.MaxBatchOps),
-		groups:    make(chan *group, 1),
+		groups:    make(chan *group), // unbuffered: a group is handed over only when the appender is free
+		appended:  make(chan *group, 1),
 		groupDone: make(chan struct{}, 1),
 		closing:   make(chan struct{}),
 		loopDone:  make(chan struct{}),

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"fmt"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -63,11 +64,20 @@ type Op struct {
 // MaxDepth levels and each level costs a few msgpack containers.
 const maxOpDepth = 8 * MaxDepth
 
+var encBufs = sync.Pool{New: func() any { return &mpWriter{b: make([]byte, 0, 1024)} }}
+
 // EncodeOp returns the record bytes of op (a new slice owned by the caller).
 func EncodeOp(op *Op) ([]byte, error) {
-	w := mpWriter{b: make([]byte, 0, 128)}
+	// Encode into a pooled buffer, then copy out at the exact size: one
+	// allocation per record instead of one per doubling.
+	w := encBufs.Get().(*mpWriter)
+	w.b = w.b[:0]
 	w.op(op)
-	return w.b, nil
+	out := bytes.Clone(w.b)
+	if cap(w.b) <= 1<<20 {
+		encBufs.Put(w)
+	}
+	return out, nil
 }
 
 // encodeOpLibrary encodes with the msgpack library: the reference the
