@@ -56,6 +56,15 @@ func (x *keyIndex) merge(live map[string]*Entry) {
 	if len(edits) == 0 {
 		return
 	}
+	// Keys that all sort after the last indexed one (a bootstrap receiving
+	// ranges in ascending order, an append-mostly workload) are appended
+	// in place: amortised O(a) instead of a copy of the whole index.
+	if edits[0].pos == len(x.sorted) && !edits[0].del {
+		for _, e := range edits {
+			x.sorted = append(x.sorted, e.key)
+		}
+		return
+	}
 	// Notes are sorted, so edits are in position order, an insertion
 	// before the deletion at the same position (its key sorts before).
 	out := make([]string, 0, len(live))
