@@ -296,6 +296,7 @@ func BenchmarkReplay(b *testing.B) {
 			b.ReportMetric(replayed/perOpen, "replayed-records/s")
 			b.ReportMetric(replayed, "replayed-records")
 			b.ReportMetric(keys, "keys")
+			b.ReportMetric(keys/perOpen, "keys/s")
 			b.ReportMetric(perOpen, "s/open")
 		})
 	}

@@ -784,3 +784,75 @@ func (r *mpReader) entryPtr(depth int) *crdt.Entry {
 	}
 	return e
 }
+
+// fastDecodeSnapshot decodes a snapshot body (as the msgpack library
+// writes it) without reflection; ok is false for any other shape.
+func fastDecodeSnapshot(b []byte) (body *snapshotBody, ok bool) {
+	r := &mpReader{b: b}
+	body = &snapshotBody{}
+	for range r.mapLen() {
+		if r.bad {
+			return nil, false
+		}
+		switch string(r.strBytes()) {
+		case "o":
+			body.Offset = r.uint()
+		case "r":
+			body.Replica = crdt.ReplicaID(r.uint())
+		case "s":
+			body.LastSeq = r.uint()
+		case "t":
+			body.Clock = crdt.Timestamp(r.uint())
+		case "d":
+			if !r.nil() {
+				body.State = r.delta()
+			}
+		case "i":
+			if r.nil() {
+				continue
+			}
+			m := r.mapLen()
+			body.Index = make(map[crdt.ReplicaID][]indexRun, min(m, 64))
+			for range m {
+				if r.bad {
+					return nil, false
+				}
+				rep := crdt.ReplicaID(r.uint())
+				if r.nil() {
+					body.Index[rep] = nil
+					continue
+				}
+				k := r.arrLen()
+				runs := make([]indexRun, 0, min(k, 1024))
+				for range k {
+					var run indexRun
+					for range r.mapLen() {
+						switch string(r.strBytes()) {
+						case "s":
+							run.FirstSeq = r.uint()
+						case "l":
+							run.LastSeq = r.uint()
+						case "o":
+							run.FirstOff = r.uint()
+						case "p":
+							run.LastOff = r.uint()
+						default:
+							r.bad = true
+						}
+						if r.bad {
+							return nil, false
+						}
+					}
+					runs = append(runs, run)
+				}
+				body.Index[rep] = runs
+			}
+		default:
+			return nil, false
+		}
+	}
+	if r.bad || r.i != len(b) {
+		return nil, false
+	}
+	return body, true
+}

@@ -263,6 +263,17 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			}
 			hdr, body = b[:snapHeaderSize], b[snapHeaderSize:]
 		}
+		if checkMsgpack(body, maxOpDepth) == nil {
+			if fast, ok := fastDecodeSnapshot(body); ok {
+				var lib snapshotBody
+				if err := msgpack.Unmarshal(body, &lib); err != nil {
+					t.Fatalf("fast snapshot decoder accepted what the library refuses: %v", err)
+				}
+				if !reflect.DeepEqual(fast, &lib) {
+					t.Fatalf("fast snapshot decoder and library disagree")
+				}
+			}
+		}
 		s, err := decodeSnapshot(hdr, body)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
@@ -325,5 +336,32 @@ func TestCodecMatchesLibrary(t *testing.T) {
 		if again, _ := EncodeOp(op); !bytes.Equal(again, fast) {
 			t.Fatalf("op %d: encoding is not deterministic", i)
 		}
+	}
+}
+
+// The fast snapshot decoder reads what writeSnapshot (the msgpack
+// library) writes, exactly as the library would.
+func TestSnapshotDecoderMatchesLibrary(t *testing.T) {
+	n, dir := openTest(t, &Options{SnapshotEveryOps: -1})
+	randomOps(t, n, rand.New(rand.NewPCG(13, 13)), 400)
+	must(t, n.Snapshot())
+	files, _ := filepath.Glob(filepath.Join(dir, snapDir, "*"+snapExt))
+	if len(files) != 1 {
+		t.Fatalf("snapshots: %v", files)
+	}
+	b, err := os.ReadFile(files[0])
+	must(t, err)
+	body := b[snapHeaderSize:]
+	fast, ok := fastDecodeSnapshot(body)
+	if !ok {
+		t.Fatal("fast decoder refused a snapshot")
+	}
+	var lib snapshotBody
+	must(t, msgpack.Unmarshal(body, &lib))
+	if !reflect.DeepEqual(fast, &lib) {
+		t.Fatal("fast decoder and library disagree on a snapshot")
+	}
+	if len(fast.Index) == 0 || len(fast.State.Keys) == 0 {
+		t.Fatalf("snapshot without index or keys: %d %d", len(fast.Index), len(fast.State.Keys))
 	}
 }

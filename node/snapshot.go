@@ -225,9 +225,12 @@ func decodeSnapshot(hdr, b []byte) (*snapshotBody, error) {
 	if err := checkMsgpack(b, maxOpDepth); err != nil {
 		return nil, err
 	}
-	var body snapshotBody
-	if err := msgpack.Unmarshal(b, &body); err != nil {
-		return nil, fmt.Errorf("%w: decode: %w", ErrCorrupt, err)
+	body, ok := fastDecodeSnapshot(b)
+	if !ok {
+		body = &snapshotBody{}
+		if err := msgpack.Unmarshal(b, body); err != nil {
+			return nil, fmt.Errorf("%w: decode: %w", ErrCorrupt, err)
+		}
 	}
 	if body.Offset != binary.LittleEndian.Uint64(hdr[16:24]) {
 		return nil, fmt.Errorf("%w: offset mismatch", ErrCorrupt)
@@ -235,7 +238,7 @@ func decodeSnapshot(hdr, b []byte) (*snapshotBody, error) {
 	if body.State == nil {
 		return nil, fmt.Errorf("%w: no state", ErrCorrupt)
 	}
-	return &body, nil
+	return body, nil
 }
 
 // snapshotter writes snapshots in its own goroutine, so the commit loop
