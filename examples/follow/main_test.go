@@ -29,12 +29,12 @@ func put(t *testing.T, base, key, value string) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t *testing.T, what string, cond func() bool, state func() string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s: %s", what, state())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -56,6 +56,7 @@ func TestFollowerMissesNothingAcrossDisconnects(t *testing.T) {
 	put(t, srv.URL, "other", `1`)
 	f := &Follower{Addr: srv.URL, Prefix: "users/", Backoff: time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // before srv.Close (deferred earlier) waits for the stream
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
 
@@ -67,12 +68,21 @@ func TestFollowerMissesNothingAcrossDisconnects(t *testing.T) {
 	}
 	put(t, srv.URL, "users%2F5", `"changed"`)
 	req, _ := http.NewRequest(http.MethodDelete, srv.URL+"/v1/kv/users%2F7", nil)
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		resp.Body.Close()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE users/7: %s", resp.Status)
 	}
 	waitFor(t, "the complete view", func() bool {
 		v := f.View()
 		return len(v) == 60 && string(v["users/5"]) == `"changed"`
+	}, func() string {
+		v := f.View()
+		return fmt.Sprintf("%d keys, users/5=%s, users/7 present=%t, last event %q, keys %q",
+			len(v), v["users/5"], v["users/7"] != nil, f.lastEventID(), f.Keys())
 	})
 	v := f.View()
 	if _, ok := v["users/7"]; ok {
