@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Register values are stored as canonical JSON: object keys sorted, no
@@ -257,6 +258,19 @@ func appendString(b []byte, s string) ([]byte, error) {
 // peer, so malformed input is an error, never a panic.
 func decodeValue(b []byte) (any, error) {
 	p := jsonParser{b: b}
+	return p.parseValue()
+}
+
+// decodeOwnedValue is decodeValue for a buffer the caller hands over: it
+// is never modified or reused afterwards, so the strings of the result
+// point into it instead of copying it (a Get decodes a fresh copy of the
+// register, so this saves a second allocation and copy per read).
+func decodeOwnedValue(b []byte) (any, error) {
+	p := jsonParser{b: b, owned: true}
+	return p.parseValue()
+}
+
+func (p *jsonParser) parseValue() (any, error) {
 	v, err := p.parse()
 	if err != nil {
 		return nil, fmt.Errorf("%w: register value: %w", ErrCorrupt, err)
@@ -271,6 +285,7 @@ type jsonParser struct {
 	b         []byte
 	i         int
 	useNumber bool // numbers as json.Number (canonicalising input) instead of int64/float64
+	owned     bool // b is immutable and handed over: strings may alias it
 }
 
 func (p *jsonParser) parse() (any, error) {
@@ -482,6 +497,9 @@ func (p *jsonParser) str() (string, error) {
 		}
 		if !utf8.Valid(check) {
 			return "", fmt.Errorf("%w: string is not valid UTF-8", errJSON)
+		}
+		if p.owned && len(raw) > 0 {
+			return unsafe.String(&raw[0], len(raw)), nil
 		}
 		return string(raw), nil
 	case b[i] == '\\':

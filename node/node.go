@@ -229,7 +229,13 @@ func (n *Node) Get(key string) (Value, error) {
 	if !ok {
 		return Value{}, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
-	data, err := convertView(&v)
+	var data any
+	var err error
+	if v.Type == crdt.TypeRegister {
+		data, err = decodeOwnedValue(v.Register) // v.Register is Get's own copy
+	} else {
+		data, err = convertView(&v)
+	}
 	if err != nil {
 		return Value{}, fmt.Errorf("node: get %q: %w", key, err)
 	}
