@@ -213,9 +213,15 @@ func JoinDeltas(ds ...*Delta) *Delta {
 
 // join joins b into d in place (keeping listed paths); full visits every
 // path of d too. d's context must be canonical.
-func (d *Delta) join(b *Delta, full bool) {
+func (d *Delta) join(b *Delta, full bool) { d.joinWith(b, full, false) }
+
+// joinShared is join where d may share b's values and small stores: for a
+// Tx's own deltas, which nobody modifies in place.
+func (d *Delta) joinShared(b *Delta) { d.joinWith(b, false, true) }
+
+func (d *Delta) joinWith(b *Delta, full, alias bool) {
 	bctx := canonical(&b.Ctx)
-	j := joiner{actx: &d.Ctx, bctx: bctx, keep: true}
+	j := joiner{actx: &d.Ctx, bctx: bctx, keep: true, alias: alias}
 	for key, be := range b.Keys {
 		if be == nil {
 			continue

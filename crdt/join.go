@@ -25,6 +25,10 @@ type joiner struct {
 	keep bool
 	// hash: maintain Entry.h (keyspace entries only).
 	hash bool
+	// alias: a may share b's values and small stores instead of copying
+	// them. Only for a Tx's own deltas: neither side is ever modified in
+	// place (joins replace small stores, never write into them).
+	alias bool
 }
 
 // empty reports whether a normalized (state) entry holds no value.
@@ -56,7 +60,11 @@ func (j *joiner) entry(a, b *Entry, full bool) bool {
 	}
 	changed := false
 	if len(a.Reg) > 0 || len(br) > 0 {
-		out, ch := joinSmall(a.Reg, br, regDot, j.actx, j.bctx, cloneReg)
+		cp := cloneReg
+		if j.alias {
+			cp = nil
+		}
+		out, ch := joinSmall(a.Reg, br, regDot, j.actx, j.bctx, cp, j.alias)
 		if ch {
 			if j.hash {
 				a.h = a.h.sub(sumItems(a.Reg, hashReg)).add(sumItems(out, hashReg))
@@ -65,7 +73,7 @@ func (j *joiner) entry(a, b *Entry, full bool) bool {
 		}
 	}
 	if len(a.Cnt) > 0 || len(bn) > 0 {
-		out, ch := joinSmall(a.Cnt, bn, cntDot, j.actx, j.bctx, nil)
+		out, ch := joinSmall(a.Cnt, bn, cntDot, j.actx, j.bctx, nil, j.alias)
 		if ch {
 			if j.hash {
 				a.h = a.h.sub(sumItems(a.Cnt, hashCnt)).add(sumItems(out, hashCnt))
@@ -74,7 +82,7 @@ func (j *joiner) entry(a, b *Entry, full bool) bool {
 		}
 	}
 	if len(a.Flag) > 0 || len(bf) > 0 {
-		out, ch := joinSmall(a.Flag, bf, idDot, j.actx, j.bctx, nil)
+		out, ch := joinSmall(a.Flag, bf, idDot, j.actx, j.bctx, nil, j.alias)
 		if ch {
 			if j.hash {
 				a.h = a.h.sub(sumItems(a.Flag, hashFlag)).add(sumItems(out, hashFlag))
@@ -100,7 +108,7 @@ func (j *joiner) set(a *Entry, bs map[string][]Dot, full bool) bool {
 	changed := false
 	one := func(m string, bd []Dot, listed bool) {
 		ad, had := a.Set[m]
-		nd, ch := joinDots(ad, bd, j.actx, j.bctx)
+		nd, ch := joinDots(ad, bd, j.actx, j.bctx, j.alias)
 		if ch {
 			changed = true
 			if j.hash {
@@ -212,8 +220,12 @@ func cloneReg(v RegValue) RegValue {
 // joinSmall joins two small dotted stores (register siblings, counter
 // contributions, flag dots). The result is sorted by dot; values taken from
 // b are copied with cp (nil: plain copy). When nothing changes it returns a
-// itself.
-func joinSmall[T any](a, b []T, dot func(*T) Dot, actx, bctx *Context, cp func(T) T) ([]T, bool) {
+// itself. With alias, a single new value of b into an empty a is b itself
+// (the common step of a Tx).
+func joinSmall[T any](a, b []T, dot func(*T) Dot, actx, bctx *Context, cp func(T) T, alias bool) ([]T, bool) {
+	if alias && len(a) == 0 && len(b) == 1 && !actx.Contains(dot(&b[0])) {
+		return b[:1:1], true
+	}
 	inB := newDotIndex(b, dot)
 	inA := newDotIndex(a, dot)
 	changed := false
@@ -293,7 +305,7 @@ func (x dotIndex[T]) has(d Dot) bool {
 
 // joinDots joins the dots of one set member: sorted, unique slices in, a
 // sorted unique slice out (a itself when unchanged).
-func joinDots(a, b []Dot, actx, bctx *Context) ([]Dot, bool) {
+func joinDots(a, b []Dot, actx, bctx *Context, alias bool) ([]Dot, bool) {
 	if len(b) == 0 {
 		// Fast path: removal or full visit of a's member.
 		keep := 0
@@ -313,6 +325,6 @@ func joinDots(a, b []Dot, actx, bctx *Context) ([]Dot, bool) {
 		}
 		return out, true
 	}
-	out, ch := joinSmall(a, b, idDot, actx, bctx, nil)
+	out, ch := joinSmall(a, b, idDot, actx, bctx, nil, alias)
 	return out, ch
 }

@@ -65,7 +65,7 @@ func (t *Tx) rebuild() {
 	clear(t.stale)
 	t.stale = t.stale[:0]
 	for _, op := range t.ops {
-		t.pend.join(op.d, false)
+		t.pend.joinShared(op.d)
 	}
 }
 
@@ -73,7 +73,7 @@ func (t *Tx) rebuild() {
 // lazily spares a Tx of one operation (the common case) the work.
 func (t *Tx) flush() {
 	for _, m := range t.stale {
-		t.pend.join(m, false)
+		t.pend.joinShared(m)
 	}
 	clear(t.stale)
 	t.stale = t.stale[:0]
@@ -106,7 +106,7 @@ func (o *op) at(path []string, e *Entry, ctx []Dot) {
 	}
 	m.Ctx.compact()
 	if o.emitted {
-		o.d.join(m, false)
+		o.d.joinShared(m)
 	} else {
 		o.d = m // fresh and owned: the first step is the delta so far
 	}
