@@ -321,8 +321,10 @@ func (n *Node) applyGroup(g *group) {
 	n.m.walBytes.Add(float64(g.bytes))
 
 	var evs []Event
-	publish := n.hub.active()
 	n.mu.Lock()
+	// Read under n.mu: a resuming subscriber registers under n.mu too, so
+	// either it is seen here or its catch-up cut comes after this group.
+	publish := n.hub.active()
 	for i, e := range g.entries {
 		off := first + uint64(i)
 		e.r.offset = off
