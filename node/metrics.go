@@ -106,18 +106,8 @@ func (m *metrics) collectors() []prometheus.Collector {
 
 // register registers every collector, or none.
 func (m *metrics) register(r prometheus.Registerer) error {
-	if r == nil {
-		return nil
-	}
-	var done []prometheus.Collector
-	for _, c := range m.collectors() {
-		if err := r.Register(c); err != nil {
-			for _, d := range done {
-				r.Unregister(d)
-			}
-			return fmt.Errorf("node: register metrics: %w", err)
-		}
-		done = append(done, c)
+	if err := registerAll(r, m.collectors()); err != nil {
+		return fmt.Errorf("node: register metrics: %w", err)
 	}
 	m.registered = r
 	return nil
@@ -126,11 +116,32 @@ func (m *metrics) register(r prometheus.Registerer) error {
 // unregister undoes a successful register (and nothing else: Unregister
 // matches by descriptor, so it would remove another node's metrics).
 func (m *metrics) unregister() {
-	if m.registered == nil {
+	unregisterAll(m.registered, m.collectors())
+	m.registered = nil
+}
+
+// registerAll registers every collector on r, or none; nil r is a no-op.
+func registerAll(r prometheus.Registerer, cs []prometheus.Collector) error {
+	if r == nil {
+		return nil
+	}
+	for i, c := range cs {
+		if err := r.Register(c); err != nil {
+			for _, d := range cs[:i] {
+				r.Unregister(d)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// unregisterAll undoes registerAll; nil r is a no-op.
+func unregisterAll(r prometheus.Registerer, cs []prometheus.Collector) {
+	if r == nil {
 		return
 	}
-	for _, c := range m.collectors() {
-		m.registered.Unregister(c)
+	for _, c := range cs {
+		r.Unregister(c)
 	}
-	m.registered = nil
 }

@@ -58,29 +58,14 @@ func (m *replMetrics) collectors() []prometheus.Collector {
 }
 
 func (m *replMetrics) register(r prometheus.Registerer) error {
-	if r == nil {
-		return nil
-	}
-	var done []prometheus.Collector
-	for _, c := range m.collectors() {
-		if err := r.Register(c); err != nil {
-			for _, d := range done {
-				r.Unregister(d)
-			}
-			return fmt.Errorf("node: register replication metrics: %w", err)
-		}
-		done = append(done, c)
+	if err := registerAll(r, m.collectors()); err != nil {
+		return fmt.Errorf("node: register replication metrics: %w", err)
 	}
 	m.registered = r
 	return nil
 }
 
 func (m *replMetrics) unregister() {
-	if m.registered == nil {
-		return
-	}
-	for _, c := range m.collectors() {
-		m.registered.Unregister(c)
-	}
+	unregisterAll(m.registered, m.collectors())
 	m.registered = nil
 }
