@@ -87,7 +87,7 @@ type op struct {
 	emitted bool
 }
 
-func (t *Tx) begin() *op { return &op{t: t, d: &Delta{}, start: t.seq} }
+func (t *Tx) begin() *op { return &op{t: t, start: t.seq} }
 
 func (t *Tx) next() Dot {
 	t.seq++
@@ -96,11 +96,14 @@ func (t *Tx) next() Dot {
 
 // at records a step of the operation: entry e at path (key, fields...)
 // with the dots ctx (fresh dots and the observed dots it replaces).
-func (o *op) at(path []string, e *Entry, ctx []Dot) {
+func (o *op) at(path []string, e *Entry, ctx []Dot) { o.atInto(&Delta{}, path, e, ctx) }
+
+// atInto is at with the step's delta m (empty) allocated by the caller.
+func (o *op) atInto(m *Delta, path []string, e *Entry, ctx []Dot) {
 	for i := len(path) - 1; i >= 1; i-- {
 		e = &Entry{Map: map[string]*Entry{path[i]: e}}
 	}
-	m := &Delta{Ctx: Context{Cloud: ctx}}
+	m.Ctx.Cloud = ctx
 	if e != nil {
 		m.Keys = map[string]*Entry{path[0]: e}
 	}
@@ -120,6 +123,9 @@ func (o *op) finish() (*Delta, error) {
 	t := o.t
 	if t.seq == o.start {
 		o.at(nil, nil, []Dot{t.next()}) // an operation that only removes
+	}
+	if o.d == nil { // no step: cannot happen once a dot was consumed
+		o.d = &Delta{}
 	}
 	o.d.Own = []DotRange{{Replica: t.replica, First: o.start + 1, Last: t.seq}}
 	t.ops = append(t.ops, txOp{d: o.d, before: o.start})
@@ -400,7 +406,9 @@ func (o *op) putReg(path []string, value []byte, ts Timestamp) error {
 		return wrongType("put", path, TypeRegister, tp)
 	}
 	d := t.next()
-	ctx := make([]Dot, 1, 2)
+	// One allocation for the step's delta, entry, sibling and context.
+	st := &regStep{}
+	ctx := st.ctx[:1]
 	ctx[0] = d
 	if v.l != nil {
 		for i := range v.l.Reg {
@@ -414,8 +422,18 @@ func (o *op) putReg(path []string, value []byte, ts Timestamp) error {
 			ctx = append(ctx, v.p.Reg[i].Dot)
 		}
 	}
-	o.at(path, &Entry{Reg: []RegValue{{Dot: d, Time: ts, Value: bytes.Clone(value)}}}, ctx)
+	st.reg[0] = RegValue{Dot: d, Time: ts, Value: bytes.Clone(value)}
+	st.e.Reg = st.reg[:]
+	o.atInto(&st.d, path, &st.e, ctx)
 	return nil
+}
+
+// regStep holds the parts of a register write's step, allocated together.
+type regStep struct {
+	d   Delta
+	e   Entry
+	reg [1]RegValue
+	ctx [2]Dot
 }
 
 // Incr adds by to the counter at key (a negative by decrements). The
