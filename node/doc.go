@@ -64,10 +64,11 @@
 // Snapshots are written every Options.SnapshotEveryOps records or
 // SnapshotEveryBytes WAL bytes, atomically, then the WAL is truncated below
 // the previous snapshot. Writes pause while the state is copied in memory
-// (encoding and writing the file happen in the background). Open loads the newest valid snapshot (falling back
-// to an older one when it is damaged) and replays the WAL after it; it
-// refuses to open, rather than lose data silently, when the WAL does not
-// cover what the snapshot it could load does not.
+// (encoding and writing the file happen in the background). Open loads the
+// newest valid snapshot (falling back to an older one when it is damaged)
+// and replays the WAL after it; it refuses to open, rather than lose data
+// silently, when the WAL does not cover what the snapshot it could load
+// does not.
 //
 // # Subscriptions
 //
