@@ -67,7 +67,13 @@ func (j *joiner) entry(a, b *Entry, full bool) bool {
 		out, ch := joinSmall(a.Reg, br, regDot, j.actx, j.bctx, cp, j.alias)
 		if ch {
 			if j.hash {
-				a.h = a.h.sub(sumItems(a.Reg, hashReg)).add(sumItems(out, hashReg))
+				if len(a.Cnt) == 0 && len(a.Flag) == 0 && len(a.Set) == 0 && len(a.Map) == 0 {
+					// a.h is the sum of a.Reg alone: spare hashing the
+					// old values again (their bytes are rarely in cache).
+					a.h = sumItems(out, hashReg)
+				} else {
+					a.h = a.h.sub(sumItems(a.Reg, hashReg)).add(sumItems(out, hashReg))
+				}
 			}
 			a.Reg, changed = out, true
 		}
