@@ -63,6 +63,15 @@ type Handler interface {
 	PeerLeft(p Peer)
 }
 
+// PullDigester is an optional extension of Handler. When the handler
+// implements it, an anti-entropy request to a peer carries PullDigest(peer)
+// instead of Digest(), so that one request can ask that peer for something
+// specific (the node asks for the key ranges it found different). It has
+// the same rules as Digest: fast, concurrent, never blocks.
+type PullDigester interface {
+	PullDigest(to Peer) []byte
+}
+
 // Peer names a cluster member as seen by this node.
 type Peer struct {
 	Name     string // unique node name (memberlist name)

@@ -627,7 +627,12 @@ func (p *pull) finish(err error) {
 // pull asks the peer for what we lack and waits until it has all been
 // delivered.
 func (s *session) pull(ctx context.Context) error {
-	digest := s.g.h.Digest()
+	var digest []byte
+	if pd, ok := s.g.h.(PullDigester); ok {
+		digest = pd.PullDigest(s.peer)
+	} else {
+		digest = s.g.h.Digest()
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -30,6 +30,13 @@ const (
 	// set Applied (Keyspace.MergeApplied), so the receiver does not ask again
 	// for operations whose effects the transferred state already holds.
 	OpContext OpKind = 3
+	// OpSummary: never a WAL record. The first answer to an anti-entropy
+	// request whose operations were truncated from the WAL: the sender's key
+	// ranges and the sums of their key hashes (Sums, see encodeSummary)
+	// with the context Ctx and applied set Applied taken at the same
+	// instant. The receiver asks again for the ranges whose sums differ
+	// from its own (repl_ranges.go).
+	OpSummary OpKind = 4
 )
 
 func (k OpKind) String() string {
@@ -40,6 +47,8 @@ func (k OpKind) String() string {
 		return "state-range"
 	case OpContext:
 		return "context"
+	case OpSummary:
+		return "summary"
 	}
 	return fmt.Sprintf("OpKind(%d)", uint8(k))
 }
@@ -58,6 +67,10 @@ type Op struct {
 	Ctx    *crdt.Context  `msgpack:"x,omitempty"`  // OpStateRange, OpContext: the sender's causal context
 	// Applied is, for OpContext, the sender's applied set (Keyspace.Applied).
 	Applied *crdt.Context `msgpack:"a,omitempty"`
+	// Sums is, for OpSummary, the ranges and their sums (encodeSummary).
+	// The hand-written codec does not know it: summaries are encoded and
+	// decoded by the library (encodeOpLibrary; DecodeOp falls back).
+	Sums []byte `msgpack:"s,omitempty"`
 }
 
 // maxOpDepth bounds msgpack nesting in a record: documents nest up to
@@ -131,6 +144,10 @@ func (op *Op) validate() error {
 	case OpContext:
 		if op.Ctx == nil {
 			return fmt.Errorf("context op without a context")
+		}
+	case OpSummary:
+		if op.Sums == nil || op.Ctx == nil || op.Applied == nil || op.Delta != nil {
+			return fmt.Errorf("summary op without sums, context or applied set")
 		}
 	default:
 		return fmt.Errorf("unknown op kind %d", op.Kind)

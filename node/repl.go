@@ -5,7 +5,8 @@ package node
 // commit loop through the hooks in hooks.go. Files: repl.go (lifecycle,
 // Join/Leave/Members, the commit hook), repl_handler.go (the Handler:
 // delivery, digests), sync.go (sync status, WaitSynced), sync_serve.go
-// (answering anti-entropy requests), repl_metrics.go.
+// (answering anti-entropy requests), repl_ranges.go (catch-up of the key
+// ranges that differ), repl_metrics.go.
 //
 // How an operation travels:
 //
@@ -27,13 +28,16 @@ package node
 //     sends its digest, and the peer answers with exactly the WAL records of
 //     the operations it lacks, found through the dot index. If some of them
 //     are no longer in the WAL (truncated after a snapshot) the peer sends
-//     its whole state instead, in key ranges (OpStateRange records, joined
-//     with Keyspace.JoinRange) followed by its context and applied set
-//     (OpContext), then the records of whatever it applied meanwhile. A new
-//     node bootstraps this way; memberlist's push/pull carries nothing.
+//     state instead, in key ranges (OpStateRange records, joined with
+//     Keyspace.JoinRange) followed by its context and applied set
+//     (OpContext), then the records of whatever it applied meanwhile: the
+//     whole state to a node that holds nothing (a new node bootstraps this
+//     way; memberlist's push/pull carries nothing), else only the ranges
+//     whose sums differ, found with one more round trip (repl_ranges.go).
 //
-// Catch-up traffic is therefore proportional to what a peer missed, except
-// after truncation, when it is the size of the state.
+// Catch-up traffic is therefore proportional to what a peer missed; after
+// truncation, to the ranges that hold it plus a summary of about 16 bytes
+// and one key per range (up to 1024 ranges).
 
 import (
 	"context"
@@ -85,7 +89,8 @@ type peerState struct {
 	updated  time.Time
 	behind   *crdt.Context // its applied set when we first saw we lacked some of it
 	behindAt time.Time
-	checked  time.Time // when we last compared its applied set with ours
+	checked  time.Time     // when we last compared its applied set with ours
+	want     *rangeRequest // the key ranges to ask it for in our next pull (repl_ranges.go)
 }
 
 // startReplication starts gossip when Options.Gossip is set. Called by

@@ -24,6 +24,16 @@ type syncDigest struct {
 	V       uint8          `msgpack:"v"`
 	Replica crdt.ReplicaID `msgpack:"r"`
 	Applied *crdt.Context  `msgpack:"a"`
+	// Caps says what the sender understands (capRangeSums); zero for
+	// peers older than it.
+	Caps uint8 `msgpack:"c,omitempty"`
+	// Ranges, set only in a pull that answers a summary (repl_ranges.go),
+	// names the key ranges to send as pairs lo, hi; RangeCtx and
+	// RangeApplied echo the summary's context and applied set for the
+	// transfer's last record. Empty: the whole state, as before.
+	Ranges       []string      `msgpack:"g,omitempty"`
+	RangeCtx     *crdt.Context `msgpack:"gx,omitempty"`
+	RangeApplied *crdt.Context `msgpack:"ga,omitempty"`
 }
 
 // maxDigestDepth bounds msgpack nesting in a digest.
@@ -50,6 +60,16 @@ func decodeDigest(b []byte) (*syncDigest, error) {
 		d.Applied = &crdt.Context{}
 	}
 	d.Applied.Normalize()
+	if len(d.Ranges) > 0 {
+		if d.RangeCtx == nil || d.RangeApplied == nil {
+			return nil, fmt.Errorf("%w: digest: ranges without context", ErrCorrupt)
+		}
+		if _, err := checkRanges(d.Ranges); err != nil {
+			return nil, fmt.Errorf("%w: digest: %w", ErrCorrupt, err)
+		}
+		d.RangeCtx.Normalize()
+		d.RangeApplied.Normalize()
+	}
 	return &d, nil
 }
 
@@ -63,6 +83,15 @@ func (r *replicator) Deliver(from gossip.Peer, src gossip.Source, payloads [][]b
 	ops := make([]*Op, 0, len(payloads))
 	for _, p := range payloads {
 		op, err := DecodeOp(p)
+		if err == nil && op.Kind == OpSummary {
+			if src == gossip.SourceSync {
+				if err := r.onSummary(from, op); err != nil {
+					return err
+				}
+				continue
+			}
+			err = fmt.Errorf("%w: a summary pushed, not sent in answer to a pull", ErrCorrupt)
+		}
 		if err != nil {
 			n.m.remote.WithLabelValues("invalid").Inc()
 			r.log.Warn("replication: invalid record from peer", "peer", from.Name, "err", err)
@@ -140,7 +169,7 @@ func (r *replicator) Digest() []byte {
 	}
 	applied := n.ks.Applied()
 	n.mu.RUnlock()
-	b, err := encodeDigest(&syncDigest{V: digestVersion, Replica: n.replica, Applied: applied})
+	b, err := encodeDigest(&syncDigest{V: digestVersion, Replica: n.replica, Applied: applied, Caps: capRangeSums})
 	if err != nil {
 		r.log.Error("replication: encode digest", "err", err)
 		return nil

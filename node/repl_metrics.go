@@ -20,6 +20,8 @@ type replMetrics struct {
 	sentKeys     prometheus.Counter
 	repairedOps  prometheus.Counter
 	repairedKeys prometheus.Counter
+	stateBytes   prometheus.Counter
+	rangesWanted prometheus.Counter
 	lagPulls     prometheus.Counter
 	badDigests   prometheus.Counter
 	registered   prometheus.Registerer
@@ -45,6 +47,10 @@ func newReplMetrics(n *Node) *replMetrics {
 			Name: "antientropy_repaired_ops_total", Help: "Operations received by anti-entropy (this node lacked them)."}),
 		repairedKeys: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "antientropy_repaired_keys_total", Help: "Keys received by state transfer."}),
+		stateBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "antientropy_sent_state_bytes_total", Help: "Bytes of state sent to peers (summaries, key ranges, final records)."}),
+		rangesWanted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "antientropy_ranges_wanted_total", Help: "Key ranges found different from a peer's summary and asked for."}),
 		lagPulls: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "lag_pulls_total", Help: "Pulls started because a peer's digest showed operations this node kept lacking."}),
 		badDigests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -54,7 +60,7 @@ func newReplMetrics(n *Node) *replMetrics {
 
 func (m *replMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.sent, m.received, m.delay, m.served, m.sentOps, m.sentKeys,
-		m.repairedOps, m.repairedKeys, m.lagPulls, m.badDigests}
+		m.repairedOps, m.repairedKeys, m.stateBytes, m.rangesWanted, m.lagPulls, m.badDigests}
 }
 
 func (m *replMetrics) register(r prometheus.Registerer) error {

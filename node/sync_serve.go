@@ -14,8 +14,10 @@ import (
 // exactly the operations we applied that it has not, as the WAL records
 // that carry them. When some of those records are gone (truncated after a
 // snapshot, or never ours: operations that reached us by state transfer)
-// we send our whole state instead, in key ranges, then the records of what
-// we applied while doing so.
+// we send state instead, in key ranges, then the records of what we
+// applied while doing so: the whole state to a peer that holds nothing or
+// does not understand summaries, else a summary first and then the ranges
+// it asks for (repl_ranges.go).
 
 const (
 	// stateChunkKeys is how many keys one state-range record starts with;
@@ -48,13 +50,25 @@ func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w
 			return err
 		}
 	}
+	ranges, finCtx, finApplied, mode := wholeState, (*crdt.Context)(nil), (*crdt.Context)(nil), "state"
+	switch {
+	case len(d.Ranges) > 0:
+		ranges, _ = checkRanges(d.Ranges) // checked by decodeDigest
+		finCtx, finApplied, mode = d.RangeCtx, d.RangeApplied, "ranges"
+	case d.Caps&capRangeSums != 0 && (len(d.Applied.VV) > 0 || len(d.Applied.Cloud) > 0):
+		if err := r.sendSummary(w); err != nil {
+			return err
+		}
+		r.m.served.WithLabelValues("summary").Inc()
+		return nil
+	}
 	r.log.Info("replication: sending state (the operations the peer lacks are not all in the WAL)",
-		"peer", to.Name, "missing_ranges", len(missing))
-	applied, err := r.sendState(ctx, w)
+		"peer", to.Name, "missing_ranges", len(missing), "key_ranges", len(ranges))
+	applied, err := r.sendState(ctx, w, ranges, finCtx, finApplied)
 	if err != nil {
 		return err
 	}
-	r.m.served.WithLabelValues("state").Inc()
+	r.m.served.WithLabelValues(mode).Inc()
 	// Whatever we applied while the state was read, by record.
 	theirs := d.Applied.Clone()
 	theirs.Merge(applied)
@@ -128,10 +142,12 @@ func (r *replicator) sendRecords(ctx context.Context, offs []offRange, w *gossip
 	return sent, nil
 }
 
-// sendState writes the whole state to w: the keys in sorted ranges that
-// tile the key space ("" to the first boundary, ..., the last boundary to
-// the end), each an OpStateRange record, then an OpContext record. It
-// returns the applied set the transfer carries.
+// sendState writes the state of the given key ranges (sorted, not
+// overlapping; wholeState for everything) to w: each range's keys in
+// sorted sub-ranges that tile it, each an OpStateRange record, then an
+// OpContext record with finCtx and finApplied, or when those are nil the
+// context and applied set taken at the start. It returns the applied set
+// the transfer carries.
 //
 // The state may change while it is sent. The key list, context ctx0 and
 // applied set are taken together at the start; each range carries its
@@ -139,56 +155,66 @@ func (r *replicator) sendRecords(ctx context.Context, offs []offRange, w *gossip
 // (never a dot removed after the start that the range does not show, which
 // would make the receiver drop a value it got meanwhile); the final record
 // merges ctx0 and the start's applied set, whose effects every range
-// includes.
-func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter) (*crdt.Context, error) {
+// includes. With ranges from a summary, the final record carries the
+// summary's context and applied set instead (taken earlier than ctx0, so
+// covered by it): the ranges not sent are as the summary saw them, and
+// what we applied since is sent by record after (serve).
+func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges []keyRange, finCtx, finApplied *crdt.Context) (*crdt.Context, error) {
 	n := r.n
 	n.mu.Lock() // Keys sorts the key index on demand: it writes
-	keys := n.ks.Keys("", 0)
+	all := n.ks.Keys("", 0)
 	ctx0 := n.ks.Context()
 	applied0 := n.ks.Applied()
 	n.mu.Unlock()
+	if finCtx == nil || finApplied == nil {
+		finCtx, finApplied = ctx0, applied0
+	}
 	now := crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0)
 	names := make([]string, 0, stateChunkKeys)
-	sentKeys := 0
-	for i, chunk := 0, stateChunkKeys; ; {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	sentKeys, sentBytes := 0, 0
+	for _, kr := range ranges {
+		keys := rangeKeys(all, kr)
+		for i, chunk := 0, stateChunkKeys; ; {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			j := min(i+chunk, len(keys))
+			op := &Op{V: OpVersion, Kind: OpStateRange, Origin: n.replica, Time: now, Lo: kr.Lo, Hi: kr.Hi}
+			if i > 0 {
+				op.Lo = keys[i].Key
+			}
+			if j < len(keys) {
+				op.Hi = keys[j].Key
+			}
+			names = names[:0]
+			for _, k := range keys[i:j] {
+				names = append(names, k.Key)
+			}
+			n.mu.RLock()
+			op.Delta = n.ks.KeyState(names...)
+			n.mu.RUnlock()
+			op.Ctx = ctx0.Clone()
+			op.Ctx.Merge(&op.Delta.Ctx)
+			rec, err := EncodeOp(op)
+			if err != nil {
+				return nil, err
+			}
+			if len(rec) > stateRecordBytes && j-i > 1 {
+				chunk = max(1, (j-i)/2)
+				continue
+			}
+			if err := w.Write(rec); err != nil {
+				return nil, fmt.Errorf("node: send state of keys [%q, %q): %w", op.Lo, op.Hi, err)
+			}
+			sentKeys += len(op.Delta.Keys)
+			sentBytes += len(rec)
+			if j == len(keys) {
+				break
+			}
+			i, chunk = j, stateChunkKeys
 		}
-		j := min(i+chunk, len(keys))
-		op := &Op{V: OpVersion, Kind: OpStateRange, Origin: n.replica, Time: now}
-		if i > 0 {
-			op.Lo = keys[i].Key
-		}
-		if j < len(keys) {
-			op.Hi = keys[j].Key
-		}
-		names = names[:0]
-		for _, k := range keys[i:j] {
-			names = append(names, k.Key)
-		}
-		n.mu.RLock()
-		op.Delta = n.ks.KeyState(names...)
-		n.mu.RUnlock()
-		op.Ctx = ctx0.Clone()
-		op.Ctx.Merge(&op.Delta.Ctx)
-		rec, err := EncodeOp(op)
-		if err != nil {
-			return nil, err
-		}
-		if len(rec) > stateRecordBytes && j-i > 1 {
-			chunk = max(1, (j-i)/2)
-			continue
-		}
-		if err := w.Write(rec); err != nil {
-			return nil, fmt.Errorf("node: send state of keys [%q, %q): %w", op.Lo, op.Hi, err)
-		}
-		sentKeys += len(op.Delta.Keys)
-		if j == len(keys) {
-			break
-		}
-		i, chunk = j, stateChunkKeys
 	}
-	rec, err := EncodeOp(&Op{V: OpVersion, Kind: OpContext, Origin: n.replica, Time: now, Ctx: ctx0, Applied: applied0})
+	rec, err := EncodeOp(&Op{V: OpVersion, Kind: OpContext, Origin: n.replica, Time: now, Ctx: finCtx, Applied: finApplied})
 	if err != nil {
 		return nil, err
 	}
@@ -196,5 +222,6 @@ func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter) (*crdt
 		return nil, err
 	}
 	r.m.sentKeys.Add(float64(sentKeys))
-	return applied0, nil
+	r.m.stateBytes.Add(float64(sentBytes + len(rec)))
+	return finApplied, nil
 }
