@@ -37,7 +37,8 @@
 //     sync status is computed from.
 //   - Anti-entropy: every AntiEntropyInterval a node pulls from one random
 //     connected peer, and it pulls at once when a stream to a peer comes up,
-//     when a peer hints, or on RequestSync. A pull sends our digest; the
+//     when a peer hints, or on RequestSync. A pull sends our digest (or
+//     PullDigest(peer) when the Handler is a PullDigester); the
 //     peer's Handler.Serve writes what we lack into a SyncWriter, which cuts
 //     it into chunks of SyncChunkBytes with at most SyncWindow chunks
 //     unacknowledged (the requester credits a chunk after delivering it), so

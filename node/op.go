@@ -68,8 +68,8 @@ type Op struct {
 	// Applied is, for OpContext, the sender's applied set (Keyspace.Applied).
 	Applied *crdt.Context `msgpack:"a,omitempty"`
 	// Sums is, for OpSummary, the ranges and their sums (encodeSummary).
-	// The hand-written codec does not know it: summaries are encoded and
-	// decoded by the library (encodeOpLibrary; DecodeOp falls back).
+	// The hand-written codec does not know it: EncodeOp and DecodeOp use
+	// the library for summaries (one per catch-up).
 	Sums []byte `msgpack:"s,omitempty"`
 }
 
@@ -81,6 +81,9 @@ var encBufs = sync.Pool{New: func() any { return &mpWriter{b: make([]byte, 0, 10
 
 // EncodeOp returns the record bytes of op (a new slice owned by the caller).
 func EncodeOp(op *Op) ([]byte, error) {
+	if op.Sums != nil {
+		return encodeOpLibrary(op) // the hand-written codec does not know Sums
+	}
 	// Encode into a pooled buffer, then copy out at the exact size: one
 	// allocation per record instead of one per doubling.
 	w := encBufs.Get().(*mpWriter)

@@ -38,7 +38,7 @@ func newReplMetrics(n *Node) *replMetrics {
 			Name: "propagation_delay_seconds", Help: "Receive time of a pushed operation minus its HLC physical time at the origin.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "antientropy_served_total", Help: "Anti-entropy requests answered, by what was sent (nothing, ops, state)."}, []string{"mode"}),
+			Name: "antientropy_served_total", Help: "Anti-entropy requests answered, by what was sent (nothing, ops, state: the whole state, summary: range sums, ranges: the key ranges a peer asked for)."}, []string{"mode"}),
 		sentOps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "antientropy_sent_records_total", Help: "WAL records sent to peers that lacked them."}),
 		sentKeys: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,

@@ -121,7 +121,7 @@ func (r *replicator) sendSummary(w *gossip.SyncWriter) error {
 	ctx0 := n.ks.Context()
 	applied0 := n.ks.Applied()
 	n.mu.Unlock()
-	rec, err := encodeOpLibrary(&Op{V: OpVersion, Kind: OpSummary, Origin: n.replica,
+	rec, err := EncodeOp(&Op{V: OpVersion, Kind: OpSummary, Origin: n.replica,
 		Time: crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0), Ctx: ctx0, Applied: applied0,
 		Sums: encodeSummary(bounds, sums)})
 	if err != nil {
