@@ -561,8 +561,22 @@ func fastDecodeOp(b []byte) (op *Op, ok bool) {
 	return op, true
 }
 
+// deltaBlock and entryBlock allocate a delta with its usual single Own
+// range, and an entry with its usual single register sibling, at once:
+// one allocation each instead of two per decoded record.
+type deltaBlock struct {
+	d   crdt.Delta
+	own [1]crdt.DotRange
+}
+
+type entryBlock struct {
+	e   crdt.Entry
+	reg [1]crdt.RegValue
+}
+
 func (r *mpReader) delta() *crdt.Delta {
-	d := &crdt.Delta{}
+	blk := &deltaBlock{}
+	d := &blk.d
 	n := r.mapLen()
 	for range n {
 		if r.bad {
@@ -590,7 +604,11 @@ func (r *mpReader) delta() *crdt.Delta {
 				continue
 			}
 			m := r.arrLen()
-			d.Own = make([]crdt.DotRange, 0, min(m, 64))
+			if m == 1 {
+				d.Own = blk.own[:0:1]
+			} else {
+				d.Own = make([]crdt.DotRange, 0, min(m, 64))
+			}
 			for range m {
 				if r.bad {
 					return nil
@@ -693,7 +711,8 @@ func (r *mpReader) entryPtr(depth int) *crdt.Entry {
 		r.bad = true
 		return nil
 	}
-	e := &crdt.Entry{}
+	blk := &entryBlock{}
+	e := &blk.e
 	n := r.mapLen()
 	for range n {
 		if r.bad {
@@ -705,7 +724,11 @@ func (r *mpReader) entryPtr(depth int) *crdt.Entry {
 				continue
 			}
 			m := r.arrLen()
-			e.Reg = make([]crdt.RegValue, 0, min(m, 64))
+			if m == 1 {
+				e.Reg = blk.reg[:0:1]
+			} else {
+				e.Reg = make([]crdt.RegValue, 0, min(m, 64))
+			}
 			for range m {
 				var v crdt.RegValue
 				for range r.mapLen() {
