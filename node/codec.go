@@ -510,7 +510,9 @@ func (r *mpReader) bool() bool {
 // reflection; ok is false when b uses a shape it does not handle.
 func fastDecodeOp(b []byte) (op *Op, ok bool) {
 	r := &mpReader{b: b}
-	op = &Op{}
+	blk := &opBlock{}
+	op = &blk.op
+	deltas := 0
 	n := r.mapLen()
 	for range n {
 		if r.bad {
@@ -535,7 +537,11 @@ func fastDecodeOp(b []byte) (op *Op, ok bool) {
 			op.Time = crdt.Timestamp(r.uint())
 		case "d":
 			if !r.nil() {
-				op.Delta = r.delta()
+				if deltas++; deltas == 1 {
+					op.Delta = r.deltaInto(&blk.delta)
+				} else { // a repeated field: blk.delta is taken
+					op.Delta = r.delta()
+				}
 			}
 		case "lo":
 			op.Lo = r.str()
@@ -574,8 +580,16 @@ type entryBlock struct {
 	reg [1]crdt.RegValue
 }
 
-func (r *mpReader) delta() *crdt.Delta {
-	blk := &deltaBlock{}
+// opBlock allocates an Op with its delta (the usual record) at once.
+type opBlock struct {
+	op    Op
+	delta deltaBlock
+}
+
+func (r *mpReader) delta() *crdt.Delta { return r.deltaInto(&deltaBlock{}) }
+
+// deltaInto decodes a delta into blk, which must be zero.
+func (r *mpReader) deltaInto(blk *deltaBlock) *crdt.Delta {
 	d := &blk.d
 	n := r.mapLen()
 	for range n {
