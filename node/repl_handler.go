@@ -34,6 +34,10 @@ type syncDigest struct {
 	Ranges       []string      `msgpack:"g,omitempty"`
 	RangeCtx     *crdt.Context `msgpack:"gx,omitempty"`
 	RangeApplied *crdt.Context `msgpack:"ga,omitempty"`
+	// State is the sender's state digest (Keyspace.Digest) taken with
+	// Applied: a peer with the same applied set and another digest has
+	// diverged in a way the applied sets cannot show (repl_ranges.go).
+	State []byte `msgpack:"h,omitempty"`
 }
 
 // maxDigestDepth bounds msgpack nesting in a digest.
@@ -60,6 +64,9 @@ func decodeDigest(b []byte) (*syncDigest, error) {
 		d.Applied = &crdt.Context{}
 	}
 	d.Applied.Normalize()
+	if len(d.State) != 0 && len(d.State) != 32 {
+		return nil, fmt.Errorf("%w: digest: state digest of %d bytes", ErrCorrupt, len(d.State))
+	}
 	if len(d.Ranges) > 0 {
 		if d.RangeCtx == nil || d.RangeApplied == nil {
 			return nil, fmt.Errorf("%w: digest: ranges without context", ErrCorrupt)
@@ -168,8 +175,9 @@ func (r *replicator) Digest() []byte {
 		return c.b
 	}
 	applied := n.ks.Applied()
+	state := n.ks.Digest()
 	n.mu.RUnlock()
-	b, err := encodeDigest(&syncDigest{V: digestVersion, Replica: n.replica, Applied: applied, Caps: capRangeSums})
+	b, err := encodeDigest(&syncDigest{V: digestVersion, Replica: n.replica, Applied: applied, Caps: capRangeSums, State: state[:]})
 	if err != nil {
 		r.log.Error("replication: encode digest", "err", err)
 		return nil

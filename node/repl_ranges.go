@@ -29,6 +29,10 @@ import (
 //
 // Traffic is then about the size of the summary plus the ranges that hold
 // what the peer missed, not the size of the store.
+//
+// The same exchange repairs a divergence the applied sets cannot show:
+// every digest carries the state digest, and a peer with our applied set
+// but another state digest is sent a summary too (diverged).
 
 const (
 	// capRangeSums: the digest's sender understands summaries.
@@ -202,8 +206,13 @@ func (r *replicator) PullDigest(to gossip.Peer) []byte {
 	if want == nil {
 		return r.Digest()
 	}
-	d := &syncDigest{V: digestVersion, Replica: r.n.replica, Applied: r.n.appliedSet(), Caps: capRangeSums,
+	d := &syncDigest{V: digestVersion, Replica: r.n.replica, Caps: capRangeSums,
 		RangeCtx: want.ctx, RangeApplied: want.applied}
+	r.n.mu.RLock()
+	d.Applied = r.n.ks.Applied()
+	state := r.n.ks.Digest()
+	r.n.mu.RUnlock()
+	d.State = state[:]
 	for _, kr := range want.ranges {
 		d.Ranges = append(d.Ranges, kr.Lo, kr.Hi)
 	}
@@ -213,6 +222,22 @@ func (r *replicator) PullDigest(to gossip.Peer) []byte {
 		return r.Digest()
 	}
 	return b
+}
+
+// diverged reports whether a peer that lacks nothing of ours holds another
+// state with the same applied set: a divergence the applied sets cannot
+// show (a delta that arrived during a state transfer, after its key's
+// range, can leave one), repaired like a truncated WAL, by range sums.
+func (r *replicator) diverged(d *syncDigest) bool {
+	if d.Caps&capRangeSums == 0 || len(d.State) != 32 {
+		return false
+	}
+	n := r.n
+	n.mu.RLock()
+	mine := n.ks.Applied()
+	state := n.ks.Digest()
+	n.mu.RUnlock()
+	return string(state[:]) != string(d.State) && len(mine.Missing(d.Applied)) == 0 && len(d.Applied.Missing(mine)) == 0
 }
 
 // checkRanges validates the ranges of a digest (pairs lo, hi): each

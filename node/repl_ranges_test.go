@@ -79,11 +79,13 @@ func TestReplicationCatchUpByRangeSums(t *testing.T) {
 	rangeKeys := counterValue(t, r.m.sentKeys)
 	rangeBytes := counterValue(t, r.m.stateBytes)
 
-	// The whole state, for comparison: a new, empty replica.
+	// The whole state, for comparison: a new, empty replica (n1 closed, so
+	// that it pulls from n0 only).
+	must(t, c.nodes[1].Close())
 	c.dirs = append(c.dirs, t.TempDir())
 	c.nodes = append(c.nodes, c.open(2))
 	c.join(2)
-	c.waitConverged(60 * time.Second)
+	c.waitConverged(60*time.Second, 0, 2)
 	if got := counterValue(t, r.m.served.WithLabelValues("state")); got < 1 {
 		t.Fatal("the new replica did not bootstrap by a whole-state transfer")
 	}
@@ -162,5 +164,44 @@ func TestDigestRanges(t *testing.T) {
 		if _, err := decodeDigest(enc(bad...)); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("ranges %q: got %v, want ErrCorrupt", bad, err)
 		}
+	}
+}
+
+// Two replicas with the same applied set and different states (here a key
+// joined into one of them without its operation, as a delta that lands
+// during a state transfer after its key's range can leave) are repaired by
+// range sums: the applied sets alone would never show it.
+func TestReplicationRepairsDivergenceVectorsCannotSee(t *testing.T) {
+	c := newReplCluster(t, 2, nil)
+	for i := range 100 {
+		must(t, c.nodes[0].Put(fmt.Sprintf("k/%03d", i), i))
+	}
+	c.waitConverged(30 * time.Second)
+
+	other := crdt.NewKeyspace()
+	d, err := other.Begin(0xabcdef, 0).Put("k/050x", []byte(`"ghost"`), crdt.MakeTimestamp(1, 0))
+	must(t, err)
+	other.Apply(d)
+	n1 := c.nodes[1]
+	n1.mu.Lock()
+	n1.ks.Apply(other.KeyState("k/050x")) // a state: no operation marked applied
+	n1.mu.Unlock()
+	if c.nodes[0].Digest() == n1.Digest() {
+		t.Fatal("the injected key did not change the state")
+	}
+
+	c.waitConverged(30 * time.Second)
+	if _, err := c.nodes[0].Get("k/050x"); err != nil {
+		t.Fatalf("the diverging key did not reach n0: %v", err)
+	}
+	r := n1.repl.Load()
+	if got := counterValue(t, r.m.served.WithLabelValues("summary")); got < 1 {
+		t.Fatal("n1 sent no summary")
+	}
+	if got := counterValue(t, r.m.served.WithLabelValues("ranges")); got < 1 {
+		t.Fatal("n1 sent no key ranges")
+	}
+	if keys := counterValue(t, r.m.sentKeys); keys > 50 {
+		t.Fatalf("the repair sent %v keys of 101", keys)
 	}
 }

@@ -32,14 +32,23 @@ const (
 func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w *gossip.SyncWriter) error {
 	n := r.n
 	missing := d.Applied.Missing(n.appliedSet())
-	if len(missing) == 0 {
+	if len(missing) == 0 && len(d.Ranges) == 0 {
+		if r.diverged(d) {
+			r.log.Info("replication: peer has our applied set but another state: sending range sums", "peer", to.Name)
+			if err := r.sendSummary(w); err != nil {
+				return err
+			}
+			r.m.served.WithLabelValues("summary").Inc()
+			return nil
+		}
 		r.m.served.WithLabelValues("nothing").Inc()
 		return nil
 	}
 	// The committer indexes a group under the same lock that makes it
 	// visible in the applied set: a failed lookup means records are gone.
+	// A peer that asks for key ranges gets them (it found them different).
 	offs, ok := n.offsetsOf(missing)
-	if ok {
+	if ok && len(d.Ranges) == 0 {
 		sent, err := r.sendRecords(ctx, offs, w)
 		r.m.sentOps.Add(float64(sent))
 		if err == nil {
