@@ -114,6 +114,13 @@ func (r *replicator) sendSummary(w *gossip.SyncWriter) error {
 	n.mu.Lock() // Keys sorts the key index on demand: it writes
 	keys := n.ks.Keys("", 0)
 	m := min(summaryRanges, max(1, len(keys)/minRangeKeys))
+	if len(keys) > 0 {
+		total := 0
+		for _, k := range keys {
+			total += len(k.Key)
+		}
+		m = min(m, max(1, summaryMaxBytes/max(1, total/len(keys)))) // long keys: fewer ranges
+	}
 	var bounds []string
 	size := 0
 	for i := 1; i < m && size < summaryMaxBytes; i++ {
@@ -169,7 +176,19 @@ func (r *replicator) onSummary(from gossip.Peer, op *Op) error {
 		want = append(want, kr)
 	}
 	r.m.rangesWanted.Add(float64(len(want)))
+	// The peer may lack something of ours (a summary also answers a
+	// divergence): have it pull from us.
+	g := r.gossip()
+	if g != nil {
+		g.Nudge(from.Name)
+	}
 	if len(want) == 0 {
+		n.mu.RLock()
+		covered := len(n.ks.Context().Missing(op.Ctx)) == 0 && len(n.ks.Applied().Missing(op.Applied)) == 0
+		n.mu.RUnlock()
+		if covered {
+			return nil // the record would change nothing
+		}
 		fin := &Op{V: OpVersion, Kind: OpContext, Origin: op.Origin, Time: op.Time, Ctx: op.Ctx, Applied: op.Applied}
 		rec, err := EncodeOp(fin)
 		if err != nil {
@@ -188,7 +207,7 @@ func (r *replicator) onSummary(from gossip.Peer, op *Op) error {
 	}
 	p.want = &rangeRequest{ranges: want, ctx: op.Ctx, applied: op.Applied}
 	r.mu.Unlock()
-	if g := r.gossip(); g != nil {
+	if g != nil {
 		g.RequestSync(from.Name)
 	}
 	return nil
