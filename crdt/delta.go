@@ -95,12 +95,20 @@ func (d *Delta) check(ctx *Context) (*Context, error) {
 			return nil, fmt.Errorf("key %q: %w", key, err)
 		}
 	}
-	for _, r := range d.Own {
-		if r.First == 0 || r.Last < r.First || !own.containsRange(r.Replica, r.First, r.Last) {
-			return nil, fmt.Errorf("%w: own range %v:%d..%d not in context", ErrInvalid, r.Replica, r.First, r.Last)
-		}
+	if err := d.checkOwn(own); err != nil {
+		return nil, err
 	}
 	return own, nil
+}
+
+// checkOwn checks that every Own range is in own, d's canonical context.
+func (d *Delta) checkOwn(own *Context) error {
+	for _, r := range d.Own {
+		if r.First == 0 || r.Last < r.First || !own.containsRange(r.Replica, r.First, r.Last) {
+			return fmt.Errorf("%w: own range %v:%d..%d not in context", ErrInvalid, r.Replica, r.First, r.Last)
+		}
+	}
+	return nil
 }
 
 func checkDot(d Dot, ctx *Context) error {

@@ -151,6 +151,9 @@ func keyHash(key string, e *Entry) sum128 { return hashChild(tagKey, key, e.h) }
 // not modified and not retained. An invalid delta (see Validate) is
 // ignored: Apply returns nil and changes nothing.
 func (k *Keyspace) Apply(d *Delta) []Change {
+	if d != nil && !d.Full && len(d.Keys) <= smallDelta {
+		return k.applySmall(d)
+	}
 	dctx, err := d.check(nil)
 	if err != nil {
 		return nil
@@ -169,6 +172,43 @@ func (k *Keyspace) Apply(d *Delta) []Change {
 					changes = append(changes, c)
 				}
 			}
+		}
+	}
+	k.ctx.Merge(dctx)
+	k.markApplied(d.Own)
+	sortChanges(changes)
+	return changes
+}
+
+// smallDelta is the most keys applySmall handles: a Tx operation's delta
+// has one.
+const smallDelta = 4
+
+// applySmall is Apply for a delta of a few keys, not Full: it validates
+// exactly as check does, but ranges over d.Keys once, remembering the
+// entries for the join (ranging over a map costs more than the check).
+func (k *Keyspace) applySmall(d *Delta) []Change {
+	var buf [smallDelta]struct {
+		key string
+		e   *Entry
+	}
+	n := 0
+	dctx := canonical(&d.Ctx)
+	for key, e := range d.Keys {
+		if key == "" || checkEntry(e, dctx, 0) != nil {
+			return nil
+		}
+		buf[n].key, buf[n].e = key, e
+		n++
+	}
+	if d.checkOwn(dctx) != nil {
+		return nil
+	}
+	j := joiner{actx: &k.ctx, bctx: dctx, hash: true}
+	var changes []Change
+	for i := range buf[:n] {
+		if c, ok := k.joinKey(&j, buf[i].key, buf[i].e, false); ok {
+			changes = append(changes, c)
 		}
 	}
 	k.ctx.Merge(dctx)
