@@ -15,6 +15,8 @@ func FuzzDecodeDigest(f *testing.F) {
 	for _, d := range []*syncDigest{
 		{V: digestVersion, Replica: 1},
 		{V: digestVersion, Replica: 2, Applied: a},
+		{V: digestVersion, Replica: 3, Applied: a, Caps: capRangeSums, State: make([]byte, 32),
+			Ranges: []string{"a", "b", "c", ""}, RangeCtx: a, RangeApplied: a},
 	} {
 		b, err := encodeDigest(d)
 		if err != nil {
