@@ -37,10 +37,11 @@ func (c *Context) Contains(d Dot) bool {
 
 // Add records dot d (Seq 0 is ignored) and keeps the context canonical.
 func (c *Context) Add(d Dot) {
-	if d.Seq == 0 || c.Contains(d) {
+	v := c.VV[d.Replica]
+	if d.Seq == 0 || d.Seq <= v {
 		return
 	}
-	if d.Seq == c.VV[d.Replica]+1 {
+	if d.Seq == v+1 { // canonical: the cloud never holds VV+1
 		if c.VV == nil {
 			c.VV = make(VersionVector)
 		}
@@ -48,8 +49,10 @@ func (c *Context) Add(d Dot) {
 		c.absorb(d.Replica)
 		return
 	}
-	i, _ := slices.BinarySearchFunc(c.Cloud, d, compareDots)
-	c.Cloud = slices.Insert(c.Cloud, i, d)
+	i, found := slices.BinarySearchFunc(c.Cloud, d, compareDots)
+	if !found {
+		c.Cloud = slices.Insert(c.Cloud, i, d)
+	}
 }
 
 // addRange records the dots first..last of replica r. Beyond the VV it
