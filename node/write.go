@@ -92,6 +92,18 @@ func (n *Node) submit(r *request) error {
 	}
 }
 
+// exec runs a request built by one of the new* functions (passing their
+// error through) once its size is checked.
+func (n *Node) exec(r *request, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	if err := n.checkSize(r); err != nil {
+		return 0, err
+	}
+	return n.do(r)
+}
+
 // do submits a single-operation request and recycles it.
 func (n *Node) do(r *request) (int64, error) {
 	err := n.submit(r)
@@ -108,14 +120,7 @@ func (n *Node) do(r *request) (int64, error) {
 // JSON (see Value.Data for what Get returns). Under SyncAlways Put returns
 // once the write is durable.
 func (n *Node) Put(key string, value any) error {
-	r, err := newPut(key, value)
-	if err != nil {
-		return err
-	}
-	if err := n.checkSize(r); err != nil {
-		return err
-	}
-	_, err = n.do(r)
+	_, err := n.exec(newPut(key, value))
 	return err
 }
 
@@ -136,11 +141,7 @@ func newPut(key string, value any) (*request, error) {
 // remove; a concurrent write on another replica survives). ErrNotFound if
 // the key does not exist.
 func (n *Node) Delete(key string) error {
-	r, err := newDelete(key)
-	if err != nil {
-		return err
-	}
-	_, err = n.do(r)
+	_, err := n.exec(newDelete(key))
 	return err
 }
 
@@ -156,11 +157,7 @@ func newDelete(key string) (*request, error) {
 // Incr adds by (which may be negative) to the counter at key, creating it,
 // and returns the counter's new value on this replica.
 func (n *Node) Incr(key string, by int64) (int64, error) {
-	r, err := newIncr(key, by)
-	if err != nil {
-		return 0, err
-	}
-	return n.do(r)
+	return n.exec(newIncr(key, by))
 }
 
 func newIncr(key string, by int64) (*request, error) {
@@ -175,14 +172,7 @@ func newIncr(key string, by int64) (*request, error) {
 // SetAdd adds members to the set at key, creating it. A member added here
 // survives a concurrent remove elsewhere (add wins).
 func (n *Node) SetAdd(key string, members ...string) error {
-	r, err := newSetOp(reqSetAdd, key, members)
-	if err != nil {
-		return err
-	}
-	if err := n.checkSize(r); err != nil {
-		return err
-	}
-	_, err = n.do(r)
+	_, err := n.exec(newSetOp(reqSetAdd, key, members))
 	return err
 }
 
@@ -190,14 +180,7 @@ func (n *Node) SetAdd(key string, members ...string) error {
 // seen (observed remove; an add elsewhere that it has not seen survives).
 // Removing from a key that does not exist changes nothing.
 func (n *Node) SetRemove(key string, members ...string) error {
-	r, err := newSetOp(reqSetRemove, key, members)
-	if err != nil {
-		return err
-	}
-	if err := n.checkSize(r); err != nil {
-		return err
-	}
-	_, err = n.do(r)
+	_, err := n.exec(newSetOp(reqSetRemove, key, members))
 	return err
 }
 
@@ -222,14 +205,7 @@ func newSetOp(kind reqKind, key string, members []string) (*request, error) {
 
 // Update patches the document (map) at key, creating it.
 func (n *Node) Update(key string, p Patch) error {
-	r, err := newUpdate(key, p)
-	if err != nil {
-		return err
-	}
-	if err := n.checkSize(r); err != nil {
-		return err
-	}
-	_, err = n.do(r)
+	_, err := n.exec(newUpdate(key, p))
 	return err
 }
 
