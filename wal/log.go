@@ -242,29 +242,43 @@ func (l *Log) path(name string) string { return l.dir + string(os.PathSeparator)
 
 func (l *Log) logger() *slog.Logger { return l.opts.Logger }
 
-// loadSealed opens a sealed segment, trusting its index only if it passes
-// the cheap checks of doc.go, and rebuilding it otherwise.
-func (l *Log) loadSealed(base uint64) (*segment, error) {
+// openStore opens the store file of segment base and checks its header.
+// On error nothing is left open.
+func (l *Log) openStore(base uint64, flag int) (*segment, int64, error) {
 	path := storePath(l.dir, base)
-	store, err := l.fs.OpenFile(path, osReadOnly, 0)
+	store, err := l.fs.OpenFile(path, flag, 0)
 	if err != nil {
-		return nil, fmt.Errorf("wal: open %s: %w", path, err)
-	}
-	s := &segment{base: base, path: path, store: store}
-	fail := func(err error) (*segment, error) {
-		if s.idx != nil {
-			s.idx.close()
-		}
-		store.Close()
-		return nil, err
+		return nil, 0, fmt.Errorf("wal: open %s: %w", path, err)
 	}
 	size, err := store.Size()
 	if err != nil {
-		return fail(fmt.Errorf("wal: stat %s: %w", path, err))
+		store.Close()
+		return nil, 0, fmt.Errorf("wal: stat %s: %w", path, err)
 	}
 	if err := readHeader(store, path, base, size); err != nil {
-		return fail(err)
+		store.Close()
+		return nil, 0, err
 	}
+	return &segment{base: base, path: path, store: store}, size, nil
+}
+
+// abandon closes what a half-opened segment holds and returns err.
+func (s *segment) abandon(err error) (*segment, error) {
+	if s.idx != nil {
+		s.idx.close()
+	}
+	s.store.Close()
+	return nil, err
+}
+
+// loadSealed opens a sealed segment, trusting its index only if it passes
+// the cheap checks of doc.go, and rebuilding it otherwise.
+func (l *Log) loadSealed(base uint64) (*segment, error) {
+	s, size, err := l.openStore(base, osReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	path, store, fail := s.path, s.store, s.abandon
 	if size > MaxSegmentBytes+MaxAppendBytes {
 		return fail(&CorruptError{Path: path, Offset: size, Record: base, Reason: "store larger than any segment can be"})
 	}
@@ -345,26 +359,11 @@ func (l *Log) checkSealed(x *index, isize int64, store File, base uint64, size i
 // recoverLast opens the last segment for writing: full scan, cut of a torn
 // tail into a side file, index repair.
 func (l *Log) recoverLast(base uint64) (*segment, error) {
-	path := storePath(l.dir, base)
-	store, err := l.fs.OpenFile(path, osReadRW, 0)
+	s, size, err := l.openStore(base, osReadRW)
 	if err != nil {
-		return nil, fmt.Errorf("wal: open %s: %w", path, err)
-	}
-	s := &segment{base: base, path: path, store: store}
-	fail := func(err error) (*segment, error) {
-		if s.idx != nil {
-			s.idx.close()
-		}
-		store.Close()
 		return nil, err
 	}
-	size, err := store.Size()
-	if err != nil {
-		return fail(fmt.Errorf("wal: stat %s: %w", path, err))
-	}
-	if err := readHeader(store, path, base, size); err != nil {
-		return fail(err)
-	}
+	path, store, fail := s.path, s.store, s.abandon
 	maxIndex := (size/frameHeaderSize + 1) * indexEntrySize
 	if s.idx, err = openIndex(l.fs, indexPath(l.dir, base), 1, max(maxIndex, indexMinAlloc)); err != nil {
 		return fail(err)
