@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"sync"
@@ -104,15 +105,7 @@ func (x *dotIndex) lookup(replica crdt.ReplicaID, from, to uint64) ([]offRange, 
 		}
 	}
 	// Complete when the seq ranges found cover from..to without a gap.
-	slices.SortFunc(got, func(p, q seqRange) int {
-		switch {
-		case p.a < q.a:
-			return -1
-		case p.a > q.a:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(got, func(p, q seqRange) int { return cmp.Compare(p.a, q.a) })
 	next, complete := from, true
 	for _, g := range got {
 		if g.a > next {
@@ -133,15 +126,7 @@ func mergeOffRanges(rs []offRange) []offRange {
 	if len(rs) < 2 {
 		return rs
 	}
-	slices.SortFunc(rs, func(p, q offRange) int {
-		switch {
-		case p.First < q.First:
-			return -1
-		case p.First > q.First:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(rs, func(p, q offRange) int { return cmp.Compare(p.First, q.First) })
 	out := rs[:1]
 	for _, r := range rs[1:] {
 		t := &out[len(out)-1]

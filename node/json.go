@@ -312,6 +312,24 @@ func (p *jsonParser) ws() {
 	}
 }
 
+// more consumes the separator after an array element or object member:
+// ',' (more follow) or close (the end).
+func (p *jsonParser) more(close byte) (end bool, err error) {
+	p.ws()
+	if p.i >= len(p.b) {
+		return false, p.fail()
+	}
+	switch p.b[p.i] {
+	case ',':
+		p.i++
+		return false, nil
+	case close:
+		p.i++
+		return true, nil
+	}
+	return false, p.fail()
+}
+
 func (p *jsonParser) fail() error {
 	if p.i >= len(p.b) {
 		return fmt.Errorf("%w: unexpected end", errJSON)
@@ -360,18 +378,10 @@ func (p *jsonParser) value(depth int) (any, error) {
 				return nil, err
 			}
 			arr = append(arr, v)
-			p.ws()
-			if p.i >= len(p.b) {
-				return nil, p.fail()
-			}
-			switch p.b[p.i] {
-			case ',':
-				p.i++
-			case ']':
-				p.i++
+			if end, err := p.more(']'); err != nil {
+				return nil, err
+			} else if end {
 				return arr, nil
-			default:
-				return nil, p.fail()
 			}
 		}
 	case c == '{':
@@ -402,18 +412,10 @@ func (p *jsonParser) value(depth int) (any, error) {
 				return nil, err
 			}
 			obj[k] = v
-			p.ws()
-			if p.i >= len(p.b) {
-				return nil, p.fail()
-			}
-			switch p.b[p.i] {
-			case ',':
-				p.i++
-			case '}':
-				p.i++
+			if end, err := p.more('}'); err != nil {
+				return nil, err
+			} else if end {
 				return obj, nil
-			default:
-				return nil, p.fail()
 			}
 		}
 	}
