@@ -12,9 +12,11 @@ var (
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("wal: closed")
 
-	// ErrCorrupt matches every *CorruptError: a sealed segment (or a header)
-	// holds bytes that do not decode. It is never returned for a torn tail of
-	// the last segment, which Open repairs.
+	// ErrCorrupt matches every *CorruptError: a segment holds bytes that do
+	// not decode where intact data was written: in a sealed segment, in a
+	// header, or in the last segment with intact records after the damage.
+	// It is never returned for a torn tail of the last segment (damage with
+	// nothing intact after it), which Open cuts. Repair sets damage aside.
 	ErrCorrupt = errors.New("wal: corrupt")
 
 	// ErrTruncated is returned for an offset below FirstOffset: the record
@@ -45,10 +47,18 @@ type CorruptError struct {
 	Offset int64  // byte position in Path where the bad bytes start
 	Record uint64 // log offset of the affected record (when Reason concerns a record)
 	Reason string // what did not decode
+	// Follows describes the intact data found after damage in the last
+	// segment, when there is some: the reason Open did not cut it as a
+	// torn tail. Empty otherwise.
+	Follows string
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("wal: corrupt %s at byte %d (record %d): %s", e.Path, e.Offset, e.Record, e.Reason)
+	msg := fmt.Sprintf("wal: corrupt %s at byte %d (record %d): %s", e.Path, e.Offset, e.Record, e.Reason)
+	if e.Follows != "" {
+		msg += "; followed by " + e.Follows
+	}
+	return msg
 }
 
 // Is makes errors.Is(err, ErrCorrupt) true.

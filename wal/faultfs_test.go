@@ -36,6 +36,8 @@ type faultFS struct {
 	syncCalls  int
 	writes     int
 	beforeSync func() // called (without the lock) before each store Sync
+	beforeRead func(path string, off int64) // called (without the lock) before each ReadAt
+	syncedDirs []string                     // every SyncDir, in order
 }
 
 type fileState struct {
@@ -149,6 +151,7 @@ func (f *faultFS) SyncDir(dir string) error {
 	}
 	f.mu.Lock()
 	f.dirty = nil
+	f.syncedDirs = append(f.syncedDirs, filepath.Clean(dir))
 	f.mu.Unlock()
 	return nil
 }
@@ -215,6 +218,16 @@ type faultFile struct {
 	*os.File
 	fs   *faultFS
 	path string
+}
+
+func (w *faultFile) ReadAt(p []byte, off int64) (int, error) {
+	w.fs.mu.Lock()
+	hook := w.fs.beforeRead
+	w.fs.mu.Unlock()
+	if hook != nil {
+		hook(w.path, off)
+	}
+	return w.File.ReadAt(p, off)
 }
 
 func (w *faultFile) WriteAt(p []byte, off int64) (int, error) {

@@ -128,4 +128,30 @@ func (f osFile) Allocate(off, n int64) error {
 	return nil
 }
 
+func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }
+
+// mkdirDurable creates dir and any missing parents, and fsyncs the parent
+// of each directory it created, so that the new entries survive a crash.
+func mkdirDurable(fs FS, dir string) error {
+	var created []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || !isNotExist(err) {
+			break
+		}
+		created = append(created, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := fs.SyncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 var errAllocUnsupported = errors.New("wal: fallocate unsupported")

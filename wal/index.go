@@ -215,6 +215,14 @@ func openSealedIndex(fs FS, path string) (*index, int64, error) {
 	return x, size, nil
 }
 
+// sealed reports whether the index is sealed (mapped read-only, no
+// descriptor): a sealed segment's index is never written again.
+func (x *index) sealed() bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.f == nil
+}
+
 // clear zeroes entry i. Committer (or recovery) only, within capacity.
 func (x *index) clear(i int) {
 	clear(x.mm[i*indexEntrySize : (i+1)*indexEntrySize])

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,7 +74,8 @@ type Log struct {
 	lastSync time.Time
 	cerr     error // the committer's copy of the sticky error
 
-	recovery RecoveryInfo
+	recovery   RecoveryInfo
+	indexFixes atomic.Int64 // sealed indexes rebuilt after a read disagreed
 }
 
 // maxBatchBytes closes the open batch once it holds this much, so a large
@@ -102,14 +103,6 @@ type SegmentInfo struct {
 	Bytes int64  // visible size of the store file
 }
 
-// RecoveryInfo says what Open had to repair.
-type RecoveryInfo struct {
-	CutBytes       int64    // bytes cut from the tail of the last segment
-	CutFiles       []string // side files holding what was cut
-	CutReason      string   // why decoding stopped where it was cut
-	RebuiltIndexes int      // index files rewritten from their store
-}
-
 // Open opens the log in dir, creating the directory and an empty log if
 // needed, and recovers it as doc.go describes. A nil opts means defaults;
 // opts is copied. Only one Log may have a directory open at a time (an
@@ -128,7 +121,7 @@ func Open(dir string, opts *Options) (*Log, error) {
 	}
 	l.spaceCond = sync.NewCond(&l.mu)
 	l.visCond = sync.NewCond(&l.visMu)
-	if err := l.fs.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirDurable(l.fs, dir); err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", dir, err)
 	}
 	if l.lock, err = lockDir(dir); err != nil {
@@ -156,86 +149,6 @@ func Open(dir string, opts *Options) (*Log, error) {
 	l.lastSync = time.Now()
 	go l.run()
 	return l, nil
-}
-
-// recover loads the segments (see "Recovery" in doc.go).
-func (l *Log) recover() error {
-	names, err := l.fs.ReadDir(l.dir)
-	if err != nil {
-		return fmt.Errorf("wal: list %s: %w", l.dir, err)
-	}
-	dirty := false
-	logs := map[uint64]bool{}
-	var indexes []uint64
-	for _, name := range names {
-		if strings.HasSuffix(name, tmpSuffix) {
-			if err := l.fs.Remove(l.path(name)); err != nil {
-				return fmt.Errorf("wal: remove leftover %s: %w", name, err)
-			}
-			dirty = true
-			continue
-		}
-		base, ext, ok := parseSegmentName(name)
-		switch {
-		case !ok:
-		case ext == "log":
-			logs[base] = true
-		default:
-			indexes = append(indexes, base)
-		}
-	}
-	for _, base := range indexes {
-		if !logs[base] {
-			// Left by a TruncateFront that removed the store first.
-			if err := l.fs.Remove(indexPath(l.dir, base)); err != nil {
-				return fmt.Errorf("wal: remove orphan index: %w", err)
-			}
-			dirty = true
-		}
-	}
-	bases := make([]uint64, 0, len(logs))
-	for b := range logs {
-		bases = append(bases, b)
-	}
-	slices.Sort(bases)
-
-	if len(bases) == 0 {
-		s, err := createSegment(l.fs, l.dir, 0)
-		if err != nil {
-			return err
-		}
-		l.segs = []*segment{s}
-		return nil
-	}
-	for i, base := range bases {
-		var s *segment
-		var err error
-		if i < len(bases)-1 {
-			s, err = l.loadSealed(base)
-		} else {
-			s, err = l.recoverLast(base)
-		}
-		if err != nil {
-			return err
-		}
-		l.segs = append(l.segs, s)
-		if i > 0 {
-			prev := l.segs[i-1]
-			if prev.next() != base {
-				return &CorruptError{Path: s.path, Offset: 0, Record: base,
-					Reason: fmt.Sprintf("segment base %d does not follow the previous segment, which ends at %d", base, prev.next())}
-			}
-		}
-		if s.idx.f == nil && s.idx.mm == nil && s.count.Load() > 0 {
-			return fmt.Errorf("wal: index of %s unavailable", s.path)
-		}
-	}
-	if dirty || l.recovery.RebuiltIndexes > 0 || len(l.recovery.CutFiles) > 0 {
-		if err := l.fs.SyncDir(l.dir); err != nil {
-			return fmt.Errorf("wal: sync dir %s: %w", l.dir, err)
-		}
-	}
-	return nil
 }
 
 func (l *Log) path(name string) string { return l.dir + string(os.PathSeparator) + name }
@@ -269,191 +182,6 @@ func (s *segment) abandon(err error) (*segment, error) {
 	}
 	s.store.Close()
 	return nil, err
-}
-
-// loadSealed opens a sealed segment, trusting its index only if it passes
-// the cheap checks of doc.go, and rebuilding it otherwise.
-func (l *Log) loadSealed(base uint64) (*segment, error) {
-	s, size, err := l.openStore(base, osReadOnly)
-	if err != nil {
-		return nil, err
-	}
-	path, store, fail := s.path, s.store, s.abandon
-	if size > MaxSegmentBytes+MaxAppendBytes {
-		return fail(&CorruptError{Path: path, Offset: size, Record: base, Reason: "store larger than any segment can be"})
-	}
-	ipath := indexPath(l.dir, base)
-	if x, isize, err := openSealedIndex(l.fs, ipath); err == nil {
-		if n, ok := l.checkSealed(x, isize, store, base, size); ok {
-			s.idx = x
-			s.count.Store(int64(n))
-			s.size.Store(size)
-			return s, nil
-		}
-		x.close()
-	}
-	// Rebuild from the store.
-	var entries []byte
-	res, err := scanStore(store, base, size, l.opts.MaxRecordBytes, func(i int, pos int64) error {
-		var e [indexEntrySize]byte
-		putEntry(e[:], i, pos)
-		entries = append(entries, e[:]...)
-		return nil
-	})
-	if err != nil {
-		return fail(fmt.Errorf("wal: read %s: %w", path, err))
-	}
-	if res.problem != frameOK || res.end != size {
-		reason := string(res.problem)
-		if reason == "" {
-			reason = "bytes after the last complete Append"
-		}
-		return fail(&CorruptError{Path: path, Offset: res.stopAt, Record: base + uint64(res.count), Reason: reason + " in a sealed segment"})
-	}
-	if err := writeFileAtomic(l.fs, ipath, entries); err != nil {
-		return fail(err)
-	}
-	x, _, err := openSealedIndex(l.fs, ipath)
-	if err != nil {
-		return fail(fmt.Errorf("wal: open rebuilt index %s: %w", ipath, err))
-	}
-	s.idx = x
-	s.count.Store(int64(res.count))
-	s.size.Store(size)
-	l.recovery.RebuiltIndexes++
-	if lg := l.logger(); lg != nil {
-		lg.Info("wal: rebuilt index of sealed segment", "segment", path, "records", res.count)
-	}
-	return s, nil
-}
-
-// checkSealed is the cheap trust test for a sealed index (doc.go, recovery
-// step 3).
-func (l *Log) checkSealed(x *index, isize int64, store File, base uint64, size int64) (int, bool) {
-	if isize%indexEntrySize != 0 {
-		return 0, false
-	}
-	n := int(isize / indexEntrySize)
-	if n == 0 {
-		return 0, size == headerSize
-	}
-	if rel, pos, ok := x.get(0); !ok || rel != 0 || pos != headerSize {
-		return 0, false
-	}
-	rel, pos, ok := x.get(n - 1)
-	if !ok || rel != uint32(n-1) || pos < headerSize || pos >= size {
-		return 0, false
-	}
-	flen := size - pos
-	if flen > int64(frameHeaderSize+l.opts.MaxRecordBytes) {
-		return 0, false
-	}
-	buf := make([]byte, flen)
-	if _, err := store.ReadAt(buf, pos); err != nil {
-		return 0, false
-	}
-	_, fsize, last, p := decodeFrame(buf, base+uint64(n-1), l.opts.MaxRecordBytes)
-	return n, p == frameOK && last && int64(fsize) == flen
-}
-
-// recoverLast opens the last segment for writing: full scan, cut of a torn
-// tail into a side file, index repair.
-func (l *Log) recoverLast(base uint64) (*segment, error) {
-	s, size, err := l.openStore(base, osReadRW)
-	if err != nil {
-		return nil, err
-	}
-	path, store, fail := s.path, s.store, s.abandon
-	maxIndex := (size/frameHeaderSize + 1) * indexEntrySize
-	if s.idx, err = openIndex(l.fs, indexPath(l.dir, base), 1, max(maxIndex, indexMinAlloc)); err != nil {
-		return fail(err)
-	}
-	mismatch := false
-	res, err := scanStore(store, base, size, l.opts.MaxRecordBytes, func(i int, pos int64) error {
-		if pos > 1<<32-1 {
-			return fmt.Errorf("wal: record %d of %s beyond 4 GiB", i, path)
-		}
-		if err := s.idx.reserve(i + 1); err != nil {
-			return err
-		}
-		if rel, p, _ := s.idx.get(i); rel != uint32(i) || p != pos {
-			s.idx.set(i, pos)
-			mismatch = true
-		}
-		return nil
-	})
-	if err != nil {
-		return fail(fmt.Errorf("wal: recover %s: %w", path, err))
-	}
-	// Entries past the records are stale (index ahead of the store): clear
-	// them so the file never holds plausible garbage.
-	for i := res.count; i < s.idx.capacity(); i++ {
-		if rel, p, _ := s.idx.get(i); rel != 0 || p != 0 {
-			s.idx.clear(i)
-			mismatch = true
-		}
-	}
-	if mismatch {
-		l.recovery.RebuiltIndexes++
-		if lg := l.logger(); lg != nil {
-			lg.Info("wal: repaired index of last segment", "segment", path, "records", res.count)
-		}
-	}
-	if res.end < size {
-		if err := l.cutTail(s, res, size); err != nil {
-			return fail(err)
-		}
-	}
-	s.count.Store(int64(res.count))
-	s.size.Store(res.end)
-	return s, nil
-}
-
-// cutTail copies store[res.end:size] to a side file, durably, then
-// truncates the store there and syncs it.
-func (l *Log) cutTail(s *segment, res scanResult, size int64) error {
-	side := fmt.Sprintf("%s.cut-%d", s.path, res.end)
-	err := writeFileAtomicFrom(l.fs, side, func(f File) error {
-		buf := make([]byte, 1<<20)
-		for pos := res.end; pos < size; {
-			n := int64(len(buf))
-			if n > size-pos {
-				n = size - pos
-			}
-			if _, err := s.store.ReadAt(buf[:n], pos); err != nil && err != io.EOF {
-				return err
-			}
-			if _, err := f.WriteAt(buf[:n], pos-res.end); err != nil {
-				return err
-			}
-			pos += n
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return fmt.Errorf("wal: sync dir %s: %w", l.dir, err)
-	}
-	if err := s.store.Truncate(res.end); err != nil {
-		return fmt.Errorf("wal: truncate %s to %d: %w", s.path, res.end, err)
-	}
-	if err := s.store.Sync(); err != nil {
-		return fmt.Errorf("wal: sync %s: %w", s.path, err)
-	}
-	reason := string(res.problem)
-	if reason == "" {
-		reason = "incomplete Append"
-	}
-	l.recovery.CutBytes += size - res.end
-	l.recovery.CutFiles = append(l.recovery.CutFiles, side)
-	l.recovery.CutReason = reason
-	if lg := l.logger(); lg != nil {
-		lg.Warn("wal: cut torn tail of last segment", "segment", s.path, "at", res.end,
-			"bytes", size-res.end, "reason", reason, "side_file", side)
-	}
-	return nil
 }
 
 // Append appends records as one unit and returns the offset of the first;
@@ -932,7 +660,9 @@ func (l *Log) findSegment(offset uint64) (*segment, error) {
 // Read returns the record at offset in a new slice the caller owns. An
 // offset below FirstOffset fails with ErrTruncated, one at or beyond
 // NextOffset with ErrOutOfRange. An offset of an Append still in flight
-// waits for it. A checksum failure is a *CorruptError.
+// waits for it. A checksum failure is a *CorruptError. A sealed segment's
+// index entry that disagrees with the store is found here: the index is
+// rebuilt from the store (if the store is intact) and the read answered.
 func (l *Log) Read(offset uint64) ([]byte, error) {
 	if l.isClosed.Load() {
 		return nil, ErrClosed
@@ -940,29 +670,98 @@ func (l *Log) Read(offset uint64) ([]byte, error) {
 	if err := l.waitVisible(offset); err != nil {
 		return nil, err
 	}
+	for retried := false; ; retried = true {
+		rec, s, err := l.readOnce(offset)
+		var ce *CorruptError
+		if err == nil || retried || s == nil || !errors.As(err, &ce) || !s.idx.sealed() {
+			return rec, err
+		}
+		if ferr := l.fixIndex(s); ferr != nil {
+			return nil, ferr
+		}
+	}
+}
+
+// readOnce reads offset through its segment's index. It returns the
+// segment when it found one, so that a failure can be checked against it.
+func (l *Log) readOnce(offset uint64) ([]byte, *segment, error) {
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	s, err := l.findSegment(offset)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pos, end, err := l.locate(s, offset)
 	if err != nil {
-		return nil, err
+		return nil, s, err
 	}
 	buf := make([]byte, end-pos)
 	if _, err := s.store.ReadAt(buf, pos); err != nil {
-		return nil, fmt.Errorf("wal: read %s at %d: %w", s.path, pos, err)
+		return nil, nil, fmt.Errorf("wal: read %s at %d: %w", s.path, pos, err)
 	}
 	payload, size, _, p := decodeFrame(buf, offset, l.opts.MaxRecordBytes)
 	if p == frameOK && size != len(buf) {
 		p = "frame shorter than the index says"
 	}
 	if p != frameOK {
-		return nil, &CorruptError{Path: s.path, Offset: pos, Record: offset, Reason: string(p)}
+		return nil, s, &CorruptError{Path: s.path, Offset: pos, Record: offset, Reason: string(p)}
 	}
-	return payload, nil
+	return payload, s, nil
 }
+
+// fixIndex is called when a read met a frame of a sealed segment that does
+// not match the segment's index. Open checks only the ends of a sealed
+// index; an entry in between is first checked by the read that uses it.
+// The index is a cache: fixIndex scans the store, and if it decodes
+// cleanly to its end rebuilds the index from it (the failed read is then
+// retried); if not, the store is damaged and that *CorruptError is
+// returned. It excludes TruncateFront and Close while it runs.
+func (l *Log) fixIndex(s *segment) error {
+	l.truncMu.Lock()
+	defer l.truncMu.Unlock()
+	l.segMu.RLock()
+	gone, size := s.removed || l.segsClosed, s.size.Load()
+	l.segMu.RUnlock()
+	if gone {
+		return fmt.Errorf("%w: segment %s was removed", ErrTruncated, s.path)
+	}
+	entries, count, err := l.scanSealed(s, size)
+	if err != nil {
+		return err
+	}
+	if count != int(s.count.Load()) {
+		return &CorruptError{Path: s.idx.path, Offset: 0, Record: s.base,
+			Reason: fmt.Sprintf("the index holds %d entries, the store %d records", s.count.Load(), count)}
+	}
+	s.idx.mu.RLock()
+	same := bytes.Equal(entries, s.idx.mm)
+	s.idx.mu.RUnlock()
+	if same {
+		return nil // the index is right; the retried read reports what is wrong
+	}
+	x, err := l.installIndex(s.path, s.idx.path, entries)
+	if err != nil {
+		return err
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		x.close()
+		return fmt.Errorf("wal: sync dir %s: %w", l.dir, err)
+	}
+	s.idx.mu.Lock()
+	err = s.idx.unmapLocked()
+	s.idx.mm, x.mm = x.mm, nil
+	s.idx.mu.Unlock()
+	l.indexFixes.Add(1)
+	if lg := l.logger(); lg != nil {
+		lg.Warn("wal: index of sealed segment disagreed with its intact store; rebuilt", "segment", s.path, "records", count)
+	}
+	return err
+}
+
+// IndexRebuilds counts the sealed indexes rebuilt since Open because a read
+// found an entry that disagreed with the store (Open's own rebuilds are in
+// Recovery).
+func (l *Log) IndexRebuilds() int64 { return l.indexFixes.Load() }
 
 // locate finds the frame of a visible record: [pos, end) in the store.
 // Holds segMu (read).
@@ -1117,62 +916,3 @@ func (l *Log) Recovery() RecoveryInfo {
 
 // Dir is the directory the log lives in.
 func (l *Log) Dir() string { return l.dir }
-
-// Verify re-reads every visible record of every segment, checking each
-// checksum and each index entry against the store, and returns the first
-// *CorruptError (or I/O error) it meets. It may run while appends continue.
-// It is what `shoal wal verify` runs: Open checks sealed segments only
-// cheaply (their ends), so bit rot inside them is found here or by the
-// read that meets it.
-func (l *Log) Verify() error {
-	for _, info := range l.Segments() {
-		if err := l.verifySegment(info.Base); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (l *Log) verifySegment(base uint64) error {
-	l.segMu.RLock()
-	defer l.segMu.RUnlock()
-	if l.segsClosed {
-		return ErrClosed
-	}
-	var s *segment
-	for _, c := range l.segs {
-		if c.base == base {
-			s = c
-		}
-	}
-	if s == nil {
-		return nil // truncated meanwhile
-	}
-	count, size := int(s.count.Load()), s.size.Load()
-	s.idx.mu.RLock()
-	defer s.idx.mu.RUnlock()
-	res, err := scanStore(s.store, s.base, size, l.opts.MaxRecordBytes, func(i int, pos int64) error {
-		if i >= count {
-			return nil
-		}
-		if rel, p, ok := s.idx.get(i); !ok || rel != uint32(i) || p != pos {
-			return &CorruptError{Path: s.idx.path, Offset: int64(i) * indexEntrySize, Record: s.base + uint64(i),
-				Reason: fmt.Sprintf("index entry says (%d, %d), the store has the record at %d", rel, p, pos)}
-		}
-		return nil
-	})
-	if err != nil {
-		if errors.Is(err, ErrCorrupt) {
-			return err
-		}
-		return fmt.Errorf("wal: verify %s: %w", s.path, err)
-	}
-	if res.problem != frameOK || res.count < count {
-		reason := string(res.problem)
-		if reason == "" {
-			reason = "fewer records than the index"
-		}
-		return &CorruptError{Path: s.path, Offset: res.stopAt, Record: s.base + uint64(res.count), Reason: reason}
-	}
-	return nil
-}

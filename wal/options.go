@@ -89,6 +89,16 @@ type Options struct {
 	// Hooks are optional metrics callbacks; nil fields are off.
 	Hooks Hooks
 
+	// BeforeRecovery, when set, is called once by Open after it has read
+	// and checked the directory and decided what it will repair (cut a torn
+	// tail, rebuild indexes, remove leftovers), and before it changes any
+	// file. info tells what it is about to do (CutFiles is still empty) and
+	// which records the log will hold. If it returns an error, Open returns
+	// that error and leaves every file as it was: the caller can refuse a
+	// directory, or make its own state durable (a new identity, say) before
+	// the cut, after its own checks.
+	BeforeRecovery func(info RecoveryInfo) error
+
 	// FS is the file system the log uses; nil = the operating system's.
 	// Tests inject faults through it.
 	FS FS

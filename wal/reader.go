@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 	"io"
 )
@@ -100,28 +101,45 @@ func (r *Reader) Next() (offset uint64, rec []byte, err error) {
 			return 0, nil, &CorruptError{Path: r.seg.path, Offset: r.bufPos + int64(r.off), Record: r.next, Reason: string(p)}
 		}
 	}
-	if err := r.fill(); err != nil {
-		return 0, nil, err
+	for retried := false; ; retried = true {
+		located, err := r.fill()
+		var payload []byte
+		var size int
+		if err == nil {
+			var p frameProblem
+			if payload, size, _, p = decodeFrame(r.buf, r.next, l.opts.MaxRecordBytes); p != frameOK {
+				err = &CorruptError{Path: r.seg.path, Offset: r.bufPos, Record: r.next, Reason: string(p)}
+			}
+		}
+		if err == nil {
+			rec = r.copyOut(payload)
+			r.off = size
+			r.next++
+			return r.next - 1, rec, nil
+		}
+		// A frame that does not match where the index put it: let the
+		// log check the store and rebuild the index, then try once more.
+		var ce *CorruptError
+		if retried || located == nil || !errors.As(err, &ce) || !located.idx.sealed() {
+			return 0, nil, err
+		}
+		r.buf, r.seg = r.buf[:0], nil
+		if ferr := l.fixIndex(located); ferr != nil {
+			return 0, nil, ferr
+		}
 	}
-	payload, size, _, p := decodeFrame(r.buf, r.next, l.opts.MaxRecordBytes)
-	if p != frameOK {
-		return 0, nil, &CorruptError{Path: r.seg.path, Offset: r.bufPos, Record: r.next, Reason: string(p)}
-	}
-	rec = r.copyOut(payload)
-	r.off = size
-	r.next++
-	return r.next - 1, rec, nil
 }
 
 // fill reads whole frames starting at record r.next (which is visible) into
-// buf, with r.off = 0.
-func (r *Reader) fill() error {
+// buf, with r.off = 0. located is the segment when the start was found
+// through its index (a mid-segment start), nil otherwise.
+func (r *Reader) fill() (located *segment, err error) {
 	l := r.l
 	l.segMu.RLock()
 	defer l.segMu.RUnlock()
 	s, err := l.findSegment(r.next)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var pos int64
 	if s == r.seg && !s.removed && r.bufPos+int64(r.off) <= s.size.Load() && len(r.buf) > 0 {
@@ -129,32 +147,33 @@ func (r *Reader) fill() error {
 	} else if r.next == s.base {
 		pos = headerSize
 	} else {
+		located = s
 		if pos, _, err = l.locate(s, r.next); err != nil {
-			return err
+			return located, err
 		}
 	}
 	end := s.size.Load()
 	n := end - pos
 	if n < frameHeaderSize {
-		return &CorruptError{Path: s.path, Offset: pos, Record: r.next, Reason: "visible record past the end of its segment"}
+		return located, &CorruptError{Path: s.path, Offset: pos, Record: r.next, Reason: "visible record past the end of its segment"}
 	}
 	if n > readChunk {
 		n = readChunk
 	}
 	if err := r.readAt(s, pos, int(n)); err != nil {
-		return err
+		return nil, err
 	}
 	// A record larger than the chunk: read it whole.
 	if fl, _, _, p := parseFrameHeader(r.buf, l.opts.MaxRecordBytes); p == frameOK && frameHeaderSize+fl > len(r.buf) {
 		if int64(frameHeaderSize+fl) > end-pos {
-			return &CorruptError{Path: s.path, Offset: pos, Record: r.next, Reason: string(frameTruncated)}
+			return located, &CorruptError{Path: s.path, Offset: pos, Record: r.next, Reason: string(frameTruncated)}
 		}
 		if err := r.readAt(s, pos, frameHeaderSize+fl); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	r.seg, r.bufPos, r.off = s, pos, 0
-	return nil
+	return located, nil
 }
 
 func (r *Reader) readAt(s *segment, pos int64, n int) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -250,6 +251,23 @@ func wantEnd(pos []int64, base, want uint64, size int64) int64 {
 	return size
 }
 
+// dirState maps each file name of dir (but LOCK, which Open may create)
+// to its contents.
+func dirState(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, e := range ents {
+		if e.Name() != "LOCK" {
+			m[e.Name()] = string(readFile(t, filepath.Join(dir, e.Name())))
+		}
+	}
+	return m
+}
+
 func copyDir(t testing.TB, from, to string) {
 	t.Helper()
 	ents, err := os.ReadDir(from)
@@ -310,14 +328,14 @@ func TestRecoverTable(t *testing.T) {
 		}
 		return h.bounds[k-1]
 	}
-	midOff := lastBase + uint64(midLast)
 
 	type row struct {
 		name    string
 		damage  func(t *testing.T, dir string)
 		minNext uint64 // property: at least this many records survive
 		exact   bool   // and exactly that many
-		openErr error  // Open must fail with this instead
+		openErr error  // Open must fail with this instead, changing no file
+		follows bool   // and say what intact data follows the damage
 		readErr uint64 // if > 0: Read of this offset must fail with ErrCorrupt
 		rebuilt bool   // Recovery must report a rebuilt index
 	}
@@ -332,12 +350,12 @@ func TestRecoverTable(t *testing.T) {
 		{name: "header checksum", damage: flip(lastStore, 21, 3), openErr: ErrCorrupt},
 		{name: "sealed header base", damage: flip(sealedStore, 13, 2), openErr: ErrCorrupt},
 		{name: "sealed header magic", damage: flip(sealedStore, 7, 6), openErr: ErrCorrupt},
-		{name: "frame length bit", damage: flip(lastStore, lastPos[midLast], 2), minNext: groupStart(midOff), exact: true},
-		{name: "frame high length bit", damage: flip(lastStore, lastPos[midLast]+3, 5), minNext: groupStart(midOff), exact: true},
-		{name: "frame marker bit", damage: flip(lastStore, lastPos[midLast]+3, 7), minNext: groupStart(midOff), exact: true},
-		{name: "frame last-record bit", damage: flip(lastStore, lastPos[midLast]+3, 6), minNext: groupStart(midOff), exact: true},
-		{name: "frame checksum", damage: flip(lastStore, lastPos[midLast]+5, 4), minNext: groupStart(midOff), exact: true},
-		{name: "frame payload", damage: flip(lastStore, lastPos[midLast]+9, 0), minNext: groupStart(midOff), exact: true},
+		{name: "frame length bit", damage: flip(lastStore, lastPos[midLast], 2), openErr: ErrCorrupt, follows: true},
+		{name: "frame high length bit", damage: flip(lastStore, lastPos[midLast]+3, 5), openErr: ErrCorrupt, follows: true},
+		{name: "frame marker bit", damage: flip(lastStore, lastPos[midLast]+3, 7), openErr: ErrCorrupt, follows: true},
+		{name: "frame last-record bit", damage: flip(lastStore, lastPos[midLast]+3, 6), openErr: ErrCorrupt, follows: true},
+		{name: "frame checksum", damage: flip(lastStore, lastPos[midLast]+5, 4), openErr: ErrCorrupt, follows: true},
+		{name: "frame payload", damage: flip(lastStore, lastPos[midLast]+9, 0), openErr: ErrCorrupt, follows: true},
 		{name: "last frame payload", damage: flip(lastStore, lastPos[len(lastPos)-1]+8, 7),
 			minNext: groupStart(lastBase + uint64(len(lastPos)-1)), exact: true},
 		{name: "sealed frame payload", damage: flip(sealedStore, sealedPos[1]+10, 1),
@@ -424,6 +442,7 @@ func TestRecoverTable(t *testing.T) {
 			copyDir(t, dir0, dir)
 			r.damage(t, dir)
 			if r.openErr != nil {
+				before := dirState(t, dir)
 				l, err := Open(dir, o)
 				if err == nil {
 					l.Close()
@@ -435,6 +454,12 @@ func TestRecoverTable(t *testing.T) {
 				var ce *CorruptError
 				if !errors.As(err, &ce) || ce.Path == "" {
 					t.Fatalf("Open: %v is not a *CorruptError with a path", err)
+				}
+				if r.follows != (ce.Follows != "") {
+					t.Fatalf("Open: %v: Follows = %q, want it set: %v", err, ce.Follows, r.follows)
+				}
+				if after := dirState(t, dir); !maps.Equal(before, after) {
+					t.Fatalf("a refused Open changed the directory:\nbefore %v\nafter  %v", before, after)
 				}
 				return
 			}

@@ -2,7 +2,6 @@ package wal
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -129,100 +128,6 @@ func (s *segment) close() error {
 		err = fmt.Errorf("wal: close %s: %w", s.path, cerr)
 	}
 	return err
-}
-
-// scanResult is what a scan of a store found.
-type scanResult struct {
-	count   int          // records in complete Appends
-	end     int64        // position just after the last complete Append
-	stopAt  int64        // where decoding stopped (== size when it reached the end)
-	problem frameProblem // why it stopped early ("" if it reached the end)
-}
-
-// scanStore decodes every frame from the header to size, verifying
-// checksums, and calls onRecord for each record of each complete Append (a
-// run of frames ending with a bit-30 frame). Only I/O failures are errors;
-// bad bytes end the scan and are described in the result.
-func scanStore(f File, base uint64, size int64, maxLen int, onRecord func(i int, pos int64) error) (scanResult, error) {
-	const chunk = 1 << 20
-	var (
-		buf      = make([]byte, 0, chunk)
-		bufStart = int64(headerSize) // file position of buf[0]
-		pos      = int64(headerSize)
-		res      = scanResult{end: headerSize}
-		batch    []int64 // positions of the open Append's frames
-	)
-	// fill makes buf hold [pos, pos+need) (clamped to size).
-	fill := func(need int) error {
-		if pos+int64(need) > size {
-			need = int(size - pos)
-		}
-		if pos >= bufStart && pos+int64(need) <= bufStart+int64(len(buf)) {
-			return nil
-		}
-		want := chunk
-		if need > want {
-			want = need
-		}
-		if int64(want) > size-pos {
-			want = int(size - pos)
-		}
-		if cap(buf) < want {
-			buf = make([]byte, want)
-		}
-		buf = buf[:want]
-		bufStart = pos
-		if _, err := f.ReadAt(buf, pos); err != nil && err != io.EOF {
-			return err
-		} else if err == io.EOF {
-			return io.ErrUnexpectedEOF
-		}
-		return nil
-	}
-	for pos < size {
-		if err := fill(frameHeaderSize); err != nil {
-			return res, err
-		}
-		b := buf[pos-bufStart:]
-		n, _, _, p := parseFrameHeader(b, maxLen)
-		if p == frameOK && int64(frameHeaderSize+n) > size-pos {
-			p = frameTruncated
-		}
-		if p != frameOK {
-			res.stopAt, res.problem = pos, p
-			return res, nil
-		}
-		if err := fill(frameHeaderSize + n); err != nil {
-			return res, err
-		}
-		b = buf[pos-bufStart:]
-		off := base + uint64(res.count+len(batch))
-		_, fsize, last, p := decodeFrame(b, off, maxLen)
-		if p != frameOK {
-			res.stopAt, res.problem = pos, p
-			return res, nil
-		}
-		batch = append(batch, pos)
-		pos += int64(fsize)
-		if last {
-			for _, bp := range batch {
-				if onRecord != nil {
-					if err := onRecord(res.count, bp); err != nil {
-						return res, err
-					}
-				}
-				res.count++
-			}
-			batch = batch[:0]
-			res.end = pos
-		}
-	}
-	res.stopAt = pos
-	if len(batch) > 0 {
-		res.problem = "Append cut short: frames without their last-record frame"
-		res.stopAt = res.end
-	}
-	return res, nil
 }
 
 // readHeader reads and checks the store header.
