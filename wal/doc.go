@@ -17,9 +17,11 @@
 //
 //	*.tmp                  a file being written before an atomic rename;
 //	                       removed by Open
-//	<B>.log.cut-<P>        a side file: the bytes Open cut from the tail of
-//	                       segment B starting at byte P; never read or
-//	                       removed by the log (evidence for an operator)
+//	<B>.log.cut-<P>[.N]    a side file: the bytes cut from the tail of
+//	                       segment B starting at byte P (by Open or Repair);
+//	                       never read, removed or overwritten by the log: a
+//	                       second cut at the same place gets the next free .N
+//	<B>.log.aside[.N]      a whole store file Repair took out of the log
 //	LOCK                   empty; an advisory flock on it keeps a second Log
 //	                       (in any process) out of the directory
 //
@@ -142,38 +144,98 @@
 //
 // # Recovery (Open)
 //
-//  1. Remove *.tmp files and .index files without a .log.
+// Open first reads and checks, changing nothing; only when every check has
+// passed (and Options.BeforeRecovery, if set, agrees) does it repair:
+//
+//  1. Note *.tmp files and .index files without a .log (removed in step 7).
+//
 //  2. Check every store header (magic, version, checksum, base equal to the
 //     file name). A bad header is a *CorruptError: headers are written and
 //     fsynced before the rename that makes them visible, so a crash cannot
 //     produce one.
+//
 //  3. Sealed segments (all but the last): accept the index if its size is a
 //     multiple of 8, its first entry is (0, 24), its last entry is
 //     (n-1, P) with a valid bit-30 frame at P that ends exactly at the end of
-//     the store. Otherwise rebuild it by scanning the store, verifying every
-//     frame; a sealed store that does not scan cleanly to its end is a
-//     *CorruptError. Rebuilt indexes are written to .tmp, fsynced and renamed.
-//     Every later read verifies its frame's checksum, and Verify scans
-//     everything.
+//     the store. Otherwise plan to rebuild it from a scan of the store,
+//     verifying every frame; a sealed store that does not scan cleanly to
+//     its end is a *CorruptError. The entries in between are checked by the
+//     first read that uses one: a frame that does not match its entry makes
+//     the log scan that store, and if the store is intact the index is
+//     rebuilt (it is a cache) and the read answered; if not, the read fails
+//     with a *CorruptError naming the store. Verify scans everything.
+//
 //  4. Segment bases must be contiguous: each base equals the previous
 //     segment's base plus its record count. A gap or overlap is a
 //     *CorruptError.
+//
 //  5. The last segment is scanned from byte 24, verifying every frame, up to
 //     the end of the last complete Append (the last bit-30 frame). If bytes
-//     follow (a torn or half-written Append, garbage, a zero-filled tail, a
-//     bit flip), they are copied to the side file <B>.log.cut-<P> (written to
-//     .tmp, fsynced, renamed, directory fsynced) and only then is the store
-//     truncated to P and fsynced. A crash in between repeats the same cut on
-//     the next Open, producing the same side file name.
-//  6. The last segment's index is compared entry by entry with the scan and
-//     rewritten where it disagrees (behind the store, zeroed, wrong, or
-//     missing); entries past the last record (an index ahead of the store)
-//     are zeroed, and a file longer than the store could ever need is cut
-//     before it is mapped.
+//     follow, Open decides whether a crash can have left them:
+//
+//     damage                                          verdict
+//     nothing after the last complete Append          clean
+//     frames of an Append with no bit-30 frame, EOF   torn: cut
+//     a frame running past EOF (a cut-short write)    torn: cut
+//     a zero word or zeroes to EOF (blocks allocated  torn: cut
+//     but never written)
+//     a bad frame, garbage, or a hole, and no intact  torn: cut
+//     frame and no index entry after it
+//     a bad frame (flipped bit, zeroed or garbage     corrupt: *CorruptError
+//     region) followed by an intact frame, found       (its Follows says what
+//     through an index entry or by scanning the bytes  follows); nothing cut
+//
+//     Why: a crash loses only a suffix of what was written since the last
+//     fdatasync, so damage followed by intact data is not a crash's
+//     doing, and the data after it may have been acknowledged (fsynced).
+//     Cutting it would lose acknowledged records without a word; it needs
+//     an operator (Repair). An intact frame is one whose checksum matches
+//     with its offset mixed in: the index entries past the damage are
+//     tried first, then every byte position with every offset the distance
+//     allows (at most one record per 8 bytes, at most 65,536), so stale or
+//     random bytes do not pass. Damage with nothing intact after it is
+//     indistinguishable from a torn write (including the last frame's
+//     payload rotting, which costs at most that last Append) and is cut.
+//     A power loss under SyncInterval or SyncNever that writes blocks back
+//     out of order can leave a hole before intact frames; Open refuses
+//     that too, and Repair keeps what precedes the hole.
+//
+//  6. The last segment's index is compared entry by entry with the scan:
+//     where it disagrees (behind the store, zeroed, wrong, or missing) it is
+//     rewritten, and entries past the last record (an index ahead of the
+//     store) are zeroed; a file longer than the store could ever need is
+//     cut before it is mapped.
+//
+//  7. Changes, in order: remove the files of step 1, write rebuilt sealed
+//     indexes (.tmp, fsync, rename), repair the last index (step 6), copy a
+//     torn tail to a new side file <B>.log.cut-<P> (.tmp, fsync, rename,
+//     directory fsync) and only then truncate the store to P and fsync it,
+//     and fsync the directory. A crash in between repeats the same cut on
+//     the next Open (into a second side file).
 //
 // After Open the log is a prefix of what was written that holds at least
 // every record whose Append returned under SyncAlways (and every record
 // before the last Sync).
+//
+// # Inspect and Repair
+//
+// Inspect reads a log without locking or changing it (safe beside a running
+// log): every frame and index entry is verified, each problem is reported
+// with its kind (torn tail, corrupt, index wrong or incomplete, leftover),
+// and for each segment the runs of intact records, including those after
+// damage, found as in step 5.
+//
+// Repair is the explicit answer to corruption. It keeps the intact,
+// contiguous records from a starting offset (the first one, or a later one
+// a caller's snapshot makes sufficient) up to the first damage, cut back to
+// a whole Append, and sets everything else aside: whole store files are
+// renamed to <B>.log.aside, the rest of a kept prefix is copied to
+// <B>.log.cut-<P> before the store is truncated, and a segment whose kept
+// records start in its middle is rewritten as a new segment based there
+// (frames copied unchanged: their checksums hold offsets, not positions)
+// before the old file is renamed aside. Indexes of changed segments are
+// removed and rebuilt by the next Open. Every step is durable before the
+// next, and an interrupted Repair run again reaches the same log.
 //
 // # Offsets and errors
 //
@@ -181,4 +243,7 @@
 // error matching ErrTruncated. Offsets at or after NextOffset do not exist
 // yet: ErrOutOfRange. Checksum and structure failures are *CorruptError,
 // matching ErrCorrupt.
+//
+// Verify re-reads every record and index entry of an open log; it holds
+// the log's locks only for moments, so appends go on while it runs.
 package wal

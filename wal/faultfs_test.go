@@ -35,7 +35,7 @@ type faultFS struct {
 	zeroTorn   bool // kept torn bytes are zeroes instead of what was written
 	syncCalls  int
 	writes     int
-	beforeSync func() // called (without the lock) before each store Sync
+	beforeSync func()                       // called (without the lock) before each store Sync
 	beforeRead func(path string, off int64) // called (without the lock) before each ReadAt
 	syncedDirs []string                     // every SyncDir, in order
 }
