@@ -44,19 +44,53 @@
 // # Identity and crashes
 //
 // The directory holds the replica's identity (<dir>/identity): a random
-// 64-bit replica ID. Every operation takes fresh dots (replica, seq), and a
-// dot must never be issued twice. Under SyncAlways a dot is published only
-// once durable, so after kill -9 the node recovers its last seq from the
-// WAL and keeps its ID. Under SyncInterval or SyncNever a write is
-// acknowledged before it is durable; the node keeps a marker file while it
-// runs, and finding that marker at Open (the previous run did not Close)
-// makes it take a new replica ID ("incarnation"), so no lost dot is ever
-// reissued.
+// 64-bit replica ID, its incarnation number and the IDs it had before.
+// Every operation takes fresh dots (replica, seq).
+//
+// Invariant: a dot is never issued twice, whatever a crash, a cut or a
+// repair removed, under every sync policy. A peer that holds an operation
+// ignores another with the same dot as already seen, so a reissued dot
+// would be a write acknowledged here and silently dropped everywhere else
+// (and anti-entropy would then remove the older value from its peers too).
+// The node keeps the invariant this way:
+//
+//   - Under SyncAlways a dot is published (to peers, to subscribers, to
+//     the caller) only once durable, so after kill -9 the node recovers its
+//     last seq from the WAL and the snapshot and keeps its ID. Its own
+//     operations coming back from a peer (a directory restored from an old
+//     copy) raise the seq too.
+//   - Under SyncInterval or SyncNever a write is acknowledged before it is
+//     durable; the node keeps a marker file while it runs, and finding that
+//     marker at Open (the previous run did not Close) makes it take a new
+//     replica ID: a new incarnation.
+//   - Any cut of the WAL may remove an operation a peer holds (acknowledged
+//     before a non-durable sync, or synced and later damaged): when the WAL
+//     is about to cut a torn tail, the node takes a new incarnation first
+//     (durably, before the cut). Repair always takes one.
+//
+// The hybrid logical clock never issues a timestamp below one it issued
+// before: the node's own operations restore it at replay unclamped (the
+// drift clamp is for peers' clocks), so a wall clock that stepped back
+// between runs cannot make a new write sort below an old one.
+//
+// # Damaged files
+//
+// The WAL cuts by itself only what a crash can leave: damage at the end of
+// the last segment with nothing intact after it (wal's doc.go has the
+// table). Damage followed by intact records, damage in a sealed segment, a
+// snapshot that covers records beyond the WAL's end: Open refuses with an
+// error matching ErrCorrupt that names the file, the byte and what
+// follows, and changes no file (its checks run before the WAL repairs
+// anything). Repair (the `shoal wal repair` command) then keeps the newest
+// valid snapshot and the intact WAL after it, or the WAL up to the damage,
+// whichever keeps more; sets the rest aside in files it never overwrites;
+// and takes a new incarnation. The repaired node opens, and its peers send
+// back the operations it lost that they hold.
 //
 // # Files
 //
 //	<dir>/LOCK                  flock held while open (one Node per directory)
-//	<dir>/identity              replica ID and incarnation (JSON, written atomically)
+//	<dir>/identity              replica ID, incarnation, earlier IDs (JSON, written atomically)
 //	<dir>/dirty                 present while running under a non-durable sync policy
 //	<dir>/wal/                  the segmented WAL (package wal): one Op per record
 //	<dir>/snapshots/<offset>.snap  state snapshots (format in snapshot.go)

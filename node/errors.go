@@ -3,6 +3,8 @@ package node
 import (
 	"errors"
 	"fmt"
+
+	"github.com/shoaldb/shoal/wal"
 )
 
 // Sentinel errors. Methods wrap them with %w, the operation and the key, so
@@ -57,6 +59,18 @@ var (
 	// process or another).
 	ErrLocked = errors.New("node: data directory in use")
 )
+
+// damagedError adds to an Open failure caused by damaged files what the
+// operator can do about it.
+func damagedError(dir string, err error) error {
+	if !errors.Is(err, ErrCorrupt) && !errors.Is(err, wal.ErrCorrupt) {
+		return err
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return fmt.Errorf("%w (refusing to open %s rather than lose acknowledged writes; `shoal wal repair %s` sets the damage aside and takes a new replica identity, and peers then send back what they hold)", err, dir, dir)
+}
 
 // readOnlyError reports why a node turned read-only.
 func readOnlyError(cause error) error {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/shoaldb/shoal/crdt"
@@ -32,6 +33,13 @@ type identity struct {
 	Version     int    `json:"version"`
 	Replica     string `json:"replica"`     // crdt.ReplicaID, 16 hex digits
 	Incarnation uint64 `json:"incarnation"` // 1 for a new directory, +1 per new replica ID
+	// Previous are the replica IDs this directory had before, oldest first:
+	// operations of theirs in the WAL are this directory's own (their
+	// timestamps were issued here).
+	Previous []string `json:"previous,omitempty"`
+	// Reason says why the current ID was taken (new directory, unclean
+	// stop, WAL cut, repair): for operators.
+	Reason string `json:"reason,omitempty"`
 }
 
 // newReplicaID returns a random non-zero replica ID.
@@ -47,66 +55,101 @@ func newReplicaID() (crdt.ReplicaID, error) {
 	}
 }
 
-// loadIdentity reads the identity of dir, creating it (or a new
-// incarnation) when needed. It returns the replica ID and incarnation.
-func loadIdentity(dir string, policy SyncPolicy, log *slog.Logger) (crdt.ReplicaID, uint64, error) {
+// storedIdentity is what readIdentity found, before anything is written.
+type storedIdentity struct {
+	cur     identity
+	id      crdt.ReplicaID // 0 when none is usable
+	damaged error          // why a present identity file is not usable
+	dirty   bool           // the dirty marker is present
+}
+
+// readIdentity reads dir's identity and dirty marker. It writes nothing.
+func readIdentity(dir string) (storedIdentity, error) {
+	var st storedIdentity
 	path := filepath.Join(dir, identityFile)
-	var cur identity
-	var id crdt.ReplicaID
-	fresh := false
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		fresh = true
 	case err != nil:
-		return 0, 0, fmt.Errorf("node: read identity: %w", err)
+		return st, fmt.Errorf("node: read identity: %w", err)
 	default:
-		if jerr := json.Unmarshal(b, &cur); jerr == nil && cur.Version == 1 {
-			id, err = crdt.ParseReplicaID(cur.Replica)
+		var cur identity
+		if jerr := json.Unmarshal(b, &cur); jerr != nil {
+			st.damaged = jerr
+		} else if cur.Version != 1 {
+			st.damaged = fmt.Errorf("version %d", cur.Version)
+		} else if id, perr := crdt.ParseReplicaID(cur.Replica); perr != nil || id == 0 {
+			st.damaged = fmt.Errorf("replica %q: %v", cur.Replica, perr)
 		} else {
-			err = jerr
-			if err == nil {
-				err = fmt.Errorf("version %d", cur.Version)
-			}
+			st.id = id
 		}
-		if err != nil || id == 0 {
-			// A fresh replica ID is always safe (it cannot reissue a dot),
-			// so a damaged identity file costs only a new identity.
-			log.Warn("identity file damaged; taking a new replica ID", "path", path, "err", err)
-			fresh = true
-		}
+		st.cur = cur
 	}
 	_, derr := os.Stat(filepath.Join(dir, dirtyFile))
-	dirty := derr == nil
-	if !fresh && dirty {
-		log.Warn("previous run ended without Close under a non-durable sync policy; taking a new replica ID",
-			"old_replica", cur.Replica, "incarnation", cur.Incarnation+1)
+	st.dirty = derr == nil
+	return st, nil
+}
+
+// replicaIDs returns the current and previous replica IDs of an identity.
+func (c identity) replicaIDs() map[crdt.ReplicaID]bool {
+	ids := map[crdt.ReplicaID]bool{}
+	for _, s := range append(slices.Clone(c.Previous), c.Replica) {
+		if id, err := crdt.ParseReplicaID(s); err == nil && id != 0 {
+			ids[id] = true
+		}
 	}
-	if fresh || dirty {
+	return ids
+}
+
+// commitIdentity makes the identity durable before the first write: a new
+// replica ID (the next incarnation) when reason is not "" or none is
+// usable, and the dirty marker as the sync policy needs it. It returns the
+// identity in force.
+func commitIdentity(dir string, st storedIdentity, reason string, policy SyncPolicy, log *slog.Logger) (identity, crdt.ReplicaID, error) {
+	cur, id := st.cur, st.id
+	switch {
+	case st.damaged != nil:
+		// A fresh replica ID is always safe (it cannot reissue a dot), so a
+		// damaged identity file costs only a new identity.
+		log.Warn("identity file damaged; taking a new replica ID", "path", filepath.Join(dir, identityFile), "err", st.damaged)
+		reason = "identity file damaged"
+	case id == 0:
+		reason = "new data directory"
+	case st.dirty && reason == "":
+		reason = "previous run ended without Close under a non-durable sync policy"
+	}
+	if reason != "" {
+		if id != 0 {
+			log.Warn("taking a new replica ID", "reason", reason, "old_replica", cur.Replica, "incarnation", cur.Incarnation+1)
+		}
 		nid, err := newReplicaID()
 		if err != nil {
-			return 0, 0, err
+			return cur, 0, err
 		}
-		cur = identity{Version: 1, Replica: nid.String(), Incarnation: cur.Incarnation + 1}
+		prev := slices.Clone(cur.Previous)
+		if id != 0 {
+			prev = append(prev, cur.Replica)
+		}
+		cur = identity{Version: 1, Replica: nid.String(), Incarnation: cur.Incarnation + 1, Previous: prev, Reason: reason}
 		data, _ := json.Marshal(cur)
 		if err := writeFileAtomic(dir, identityFile, append(data, '\n')); err != nil {
-			return 0, 0, fmt.Errorf("node: write identity: %w", err)
+			return cur, 0, fmt.Errorf("node: write identity: %w", err)
 		}
 		id = nid
 	}
 	// The marker must be durable before the first acknowledged write.
 	if policy != SyncAlways {
-		if !dirty {
+		if !st.dirty {
 			if err := writeFileAtomic(dir, dirtyFile, nil); err != nil {
-				return 0, 0, fmt.Errorf("node: write dirty marker: %w", err)
+				return cur, 0, fmt.Errorf("node: write dirty marker: %w", err)
 			}
 		}
-	} else if dirty {
+	} else if st.dirty {
 		if err := removeDurable(dir, dirtyFile); err != nil {
-			return 0, 0, fmt.Errorf("node: remove dirty marker: %w", err)
+			return cur, 0, fmt.Errorf("node: remove dirty marker: %w", err)
 		}
 	}
-	return id, cur.Incarnation, nil
+	return cur, id, nil
 }
 
 // writeFileAtomic writes dir/name through a temporary file, fsync, rename
@@ -140,6 +183,30 @@ func removeDurable(dir, name string) error {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// mkdirDurable creates dir and any missing parents, and fsyncs the parent
+// of each directory it created, so that the new entries survive a crash.
+func mkdirDurable(dir string) error {
+	var created []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		created = append(created, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -35,6 +35,7 @@ type Node struct {
 
 	replica     crdt.ReplicaID
 	incarnation uint64
+	ownIDs      map[crdt.ReplicaID]bool // replica IDs this directory has had (replica included)
 
 	// mu guards ks and applied for readers; only the commit loop writes
 	// them, under the write lock.
@@ -95,7 +96,7 @@ func Open(dir string, opts *Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirDurable(dir); err != nil {
 		return nil, fmt.Errorf("node: open %s: %w", dir, err)
 	}
 	n := &Node{
@@ -122,28 +123,52 @@ func Open(dir string, opts *Options) (*Node, error) {
 		n.lockf.Close()
 		return nil, err
 	}
-	if n.replica, n.incarnation, err = loadIdentity(dir, o.Sync, n.log); err != nil {
+	stored, err := readIdentity(dir)
+	if err != nil {
 		return fail(err)
 	}
 	if err := n.m.register(o.Registerer); err != nil {
 		return fail(err)
 	}
+	// Nothing in the directory changes before the WAL and the snapshots
+	// have been checked: the WAL calls beforeRecovery once it has, and
+	// before it cuts a torn tail or rebuilds an index.
+	var ident identity
+	beforeRecovery := func(info wal.RecoveryInfo) error {
+		if err := checkSnapshotsCovered(filepath.Join(dir, snapDir), info.Next); err != nil {
+			return err
+		}
+		reason := ""
+		if info.CutBytes > 0 {
+			// The cut may remove operations of this replica that peers
+			// hold (acknowledged before a non-durable sync, or synced and
+			// then damaged): never reissue their dots.
+			reason = fmt.Sprintf("the WAL's torn tail was cut (%d bytes of %s at byte %d)", info.CutBytes, info.CutSegment, info.CutAt)
+		}
+		var err error
+		ident, n.replica, err = commitIdentity(dir, stored, reason, o.Sync, n.log)
+		n.incarnation = ident.Incarnation
+		return err
+	}
 	n.wal, err = wal.Open(filepath.Join(dir, "wal"), &wal.Options{
-		SegmentBytes: o.SegmentBytes,
-		Sync:         o.Sync,
-		SyncInterval: o.SyncInterval,
-		Logger:       o.Logger,
-		FS:           o.WALFS,
+		SegmentBytes:   o.SegmentBytes,
+		Sync:           o.Sync,
+		SyncInterval:   o.SyncInterval,
+		Logger:         o.Logger,
+		FS:             o.WALFS,
+		BeforeRecovery: beforeRecovery,
 		Hooks: wal.Hooks{
 			// Called by the WAL's committer; Observe does not block.
 			OnSync: func(d time.Duration, _ error) { n.m.fsyncSeconds.Observe(d.Seconds()) },
 		},
 	})
 	if err != nil {
-		return fail(fmt.Errorf("node: open wal: %w", err))
+		n.wal = nil
+		return fail(damagedError(dir, fmt.Errorf("node: open wal: %w", err)))
 	}
+	n.ownIDs = ident.replicaIDs()
 	if err := n.recover(); err != nil {
-		return fail(err)
+		return fail(damagedError(dir, err))
 	}
 	n.log.Info("node open", "dir", dir, "replica", n.replica.String(), "incarnation", n.incarnation,
 		"keys", n.keys.Load(), "wal_first", n.wal.FirstOffset(), "wal_next", n.wal.NextOffset())

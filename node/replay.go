@@ -215,7 +215,14 @@ func (n *Node) replay(from, to uint64) (int, int64, error) {
 					n.noteSeq(dr.Last)
 				}
 			}
-			n.clock, _ = crdt.WitnessTimestamp(n.clock, op.Time, now, drift)
+			if n.ownIDs[op.Origin] {
+				// This directory issued that time: restore it whatever the
+				// wall clock says now, so that no later timestamp sorts
+				// below it (the drift clamp is for peers' clocks).
+				n.clock = max(n.clock, op.Time)
+			} else {
+				n.clock, _ = crdt.WitnessTimestamp(n.clock, op.Time, now, drift)
+			}
 		}
 		count += len(c.ops)
 		bytes += c.bytes

@@ -65,11 +65,33 @@ type snapshotBody struct {
 	Index   map[crdt.ReplicaID][]indexRun `msgpack:"i"` // the dot index up to Offset
 }
 
+// checkSnapshotsCovered refuses a WAL that ends before what a snapshot
+// covers: records the snapshot includes would be missing from the WAL the
+// node replays and serves to peers, and a new write would take an offset
+// the snapshot already names. It reads only file names.
+func checkSnapshotsCovered(dir string, walNext uint64) error {
+	offs, err := scanSnapshotDir(dir, false)
+	if err != nil {
+		return fmt.Errorf("node: list snapshots: %w", err)
+	}
+	for _, off := range offs {
+		if off+1 > walNext {
+			return fmt.Errorf("%w: snapshot %s covers WAL records up to %d but the WAL ends at %d",
+				ErrCorrupt, filepath.Join(dir, snapName(off)), off, walNext)
+		}
+	}
+	return nil
+}
+
 func snapName(off uint64) string { return fmt.Sprintf("%020d%s", off, snapExt) }
 
 // listSnapshots returns the offsets of the snapshot files in dir, newest
 // first. Leftover temporary files are removed.
-func listSnapshots(dir string) ([]uint64, error) {
+func listSnapshots(dir string) ([]uint64, error) { return scanSnapshotDir(dir, true) }
+
+// scanSnapshotDir lists the snapshot offsets of dir, newest first,
+// removing leftover temporary files only if cleanup is set.
+func scanSnapshotDir(dir string, cleanup bool) ([]uint64, error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -81,7 +103,9 @@ func listSnapshots(dir string) ([]uint64, error) {
 	for _, e := range ents {
 		name := e.Name()
 		if strings.HasSuffix(name, ".tmp") {
-			os.Remove(filepath.Join(dir, name))
+			if cleanup {
+				os.Remove(filepath.Join(dir, name))
+			}
 			continue
 		}
 		base, ok := strings.CutSuffix(name, snapExt)
@@ -101,7 +125,7 @@ func listSnapshots(dir string) ([]uint64, error) {
 
 // writeSnapshot writes body atomically to dir and returns the file size.
 func writeSnapshot(dir string, body *snapshotBody) (int64, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirDurable(dir); err != nil {
 		return 0, err
 	}
 	final := filepath.Join(dir, snapName(body.Offset))
