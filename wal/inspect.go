@@ -255,12 +255,14 @@ func inspectSegment(dir string, base uint64, last bool, o InspectOptions) (*Segm
 	if rep.Runs, err = salvage(f, base, rep.Bytes, idx, o.MaxRecordBytes); err != nil {
 		return nil, fmt.Errorf("wal: inspect %s: %w", rep.Store, err)
 	}
-	rep.Problems = append(rep.Problems, checkIndex(rep, ipath, idx, positions, last)...)
+	rep.Problems = append(rep.Problems, checkIndex(rep, ipath, idx, positions, last, res.end == rep.Bytes)...)
 	return rep, nil
 }
 
 // checkIndex compares an index with the record positions of its store.
-func checkIndex(rep *SegmentReport, ipath string, idx []byte, positions []int64, last bool) []Problem {
+// Entries past the records are judged only when the store scanned cleanly
+// to its end (else they index records the damage hides).
+func checkIndex(rep *SegmentReport, ipath string, idx []byte, positions []int64, last, storeOK bool) []Problem {
 	if rep.Index == "" {
 		if len(positions) == 0 {
 			return nil
@@ -291,7 +293,7 @@ func checkIndex(rep *SegmentReport, ipath string, idx []byte, positions []int64,
 		out = append(out, Problem{Kind: ProblemIndexIncomplete, Path: rep.Index, Byte: -1,
 			Reason: fmt.Sprintf("%d of %d entries missing (zero or past the end of the file)", missing, len(positions))})
 	}
-	for i := len(positions); (i+1)*indexEntrySize <= len(idx); i++ {
+	for i := len(positions); storeOK && (i+1)*indexEntrySize <= len(idx); i++ {
 		e := idx[i*indexEntrySize:]
 		if binary.LittleEndian.Uint64(e) == 0 {
 			continue
@@ -306,7 +308,7 @@ func checkIndex(rep *SegmentReport, ipath string, idx []byte, positions []int64,
 		}
 		break
 	}
-	if !last && len(idx)%indexEntrySize == 0 && len(idx) > len(positions)*indexEntrySize && len(out) == 0 {
+	if storeOK && !last && len(idx) > len(positions)*indexEntrySize && len(out) == 0 {
 		out = append(out, Problem{Kind: ProblemIndexIncomplete, Path: rep.Index, Byte: int64(len(positions)) * indexEntrySize,
 			Reason: "sealed index longer than its records (a zero tail; Open rebuilds it)"})
 	}

@@ -8,9 +8,12 @@ import (
 // RepairInfo says what Repair did.
 type RepairInfo struct {
 	First, Next uint64 // the records the log holds after the repair
-	// Dropped counts the intact records that were in the log's files and
-	// are no longer in the log (they are in the side files).
+	// Dropped counts the intact records at or after Next that were in the
+	// log's files and are no longer in the log (they are in the side
+	// files): what the repair lost. Before counts those below First, which
+	// the caller said it holds elsewhere (a snapshot).
 	Dropped  uint64
+	Before   uint64
 	SetAside []SetAside // side files written, never overwritten
 	Changed  bool       // false: the log needed no repair
 }
@@ -20,7 +23,7 @@ type SetAside struct {
 	Path    string // the side file
 	From    string // the store file its bytes came from
 	Bytes   int64
-	Records uint64 // intact records among them that the log no longer holds
+	Records uint64 // intact records among them that the log no longer holds (below First or from Next)
 	Whole   bool   // the whole store file (header included) was moved aside
 }
 
@@ -105,8 +108,11 @@ func Repair(dir string, opts *Options, from uint64) (*RepairInfo, error) {
 	if err := o.FS.SyncDir(dir); err != nil {
 		return info, fmt.Errorf("wal: repair: sync dir %s: %w", dir, err)
 	}
-	for _, sa := range info.SetAside {
-		info.Dropped += sa.Records
+	for i := range in.Segments {
+		for _, run := range in.Segments[i].Runs {
+			info.Before += span(run.First, run.Next, 0, first)
+			info.Dropped += span(run.First, run.Next, next, ^uint64(0))
+		}
 	}
 	return info, nil
 }
@@ -117,6 +123,15 @@ type repairer struct {
 	maxLen int
 	info   *RepairInfo
 	names  map[string]bool
+}
+
+// span is the size of [a, b) ∩ [lo, hi).
+func span(a, b, lo, hi uint64) uint64 {
+	a, b = max(a, lo), min(b, hi)
+	if a >= b {
+		return 0
+	}
+	return b - a
 }
 
 func intact(seg *SegmentReport) uint64 {

@@ -140,7 +140,7 @@ func TestRepairFromKeepsWhatFollows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.First != bad+1 || info.Next != h.acked || info.Dropped != bad {
+	if info.First != bad+1 || info.Next != h.acked || info.Before != bad || info.Dropped != 0 {
 		t.Fatalf("%+v (damaged record %d, written %d)", info, bad, h.acked)
 	}
 	l := mustOpen(t, dir, o)

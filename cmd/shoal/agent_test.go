@@ -357,7 +357,7 @@ func TestWALVerifyAndDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := runShoal(t, nil, "", "wal", "verify", dir)
-	if r.code != 1 || !strings.Contains(r.out, filepath.Base(victim.Store)) || !strings.Contains(r.out, "sealed segment damaged") {
+	if r.code != 1 || !strings.Contains(r.out, filepath.Base(victim.Store)) || !strings.Contains(r.out, "in a sealed segment") {
 		t.Fatalf("verify after a flipped byte: exit %d\n%s%s", r.code, r.out, r.err)
 	}
 	var rep walVerifyReport

@@ -6,6 +6,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // blockingCloser is a server whose graceful Close hangs until released.
@@ -59,18 +60,33 @@ func TestSignals(t *testing.T) {
 	}
 }
 
-// TestAgentRunsUntilSignal runs `shoal agent` through Main and stops it
-// with a signal: exit status 0.
+// TestAgentRunsUntilSignal runs `shoal agent` through Main: it serves
+// until a signal (not before), then stops serving and exits 0.
 func TestAgentRunsUntilSignal(t *testing.T) {
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
 	sigs := make(chan os.Signal, 1)
 	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: noEnv, Signals: sigs, Exit: func(int) { t.Error("exit called") }}
 	code := make(chan int, 1)
 	go func() {
-		code <- m.Main(context.Background(), []string{"agent", "--data-dir", t.TempDir(), "--http", "127.0.0.1:0",
+		code <- m.Main(context.Background(), []string{"agent", "--data-dir", t.TempDir(), "--http", addr,
 			"--gossip", "127.0.0.1:0", "--log-level", "error"})
 	}()
+	if err := waitHealthy(context.Background(), "http://"+addr, "", 30*time.Second); err != nil {
+		t.Fatalf("the agent never served: %v", err)
+	}
+	select {
+	case c := <-code:
+		t.Fatalf("the agent returned %d before any signal", c)
+	default:
+	}
 	sigs <- syscall.SIGTERM
 	if c := <-code; c != exitOK {
 		t.Fatalf("agent exit status %d", c)
+	}
+	if err := waitHealthy(context.Background(), "http://"+addr, "", 200*time.Millisecond); err == nil {
+		t.Fatal("still serving after the agent returned")
 	}
 }

@@ -20,18 +20,31 @@ import (
 
 const walUsage = `Usage: shoal wal verify DIR [flags]
        shoal wal dump DIR [--from OFFSET] [--prefix KEY] [--follow] [flags]
+       shoal wal repair DIR [flags]
 
-Offline tools for a data directory (DIR may also be its WAL directory). Both
-only read: they never repair, lock or change anything, so they are safe on
-the directory of a running node.
+Offline tools for a data directory (DIR may also be its WAL directory for
+verify and dump). verify and dump only read: they never repair, lock or
+change anything, so they are safe on the directory of a running node.
 
 verify checks every WAL segment (header, every frame's checksum, the Append
-boundaries, contiguous offsets), every index against its store, that every
-record decodes as an operation, and every snapshot. It reports what is
-damaged and where, and exits 1 when something is: corruption in a sealed
-segment, a bad header, a gap, an undecodable record or snapshot. A torn tail
-of the last segment (a crash mid-write, which the next open cuts) and index
-disagreements (the index is a cache, rebuilt on open) are warnings.
+boundaries, contiguous offsets), every index entry against its store, that
+every record decodes as an operation, and every snapshot. It reports what is
+damaged and where, and exits 1 when something is: corruption anywhere
+(including damage in the last segment with intact records after it, which
+the node refuses to open), a gap, an index entry that disagrees with its
+store, an undecodable record or snapshot, a snapshot that covers records
+beyond the WAL's end. A torn tail of the last segment (what a crash leaves;
+the next open cuts it) and a missing or incomplete index (a cache, rebuilt
+on open) are warnings.
+
+repair makes a data directory the node refuses to open (a corrupt WAL, a
+snapshot beyond the WAL's end) open again, losing as little as it can: it
+keeps the newest valid snapshot and the intact WAL after it, or the WAL up
+to the damage, whichever keeps more; moves everything else to side files it
+never overwrites (nothing is deleted); and gives the node a new replica
+identity so that no operation it lost is ever issued again. It prints what
+it set aside. The node must be stopped. Once it runs again, its peers send
+back the operations it lost that they hold.
 
 dump prints the decoded operations as JSON lines, one per operation and key:
 offset, kind, origin replica, HLC time, the key, its type, the op's dots and
@@ -42,7 +55,7 @@ func (m *Main) runWAL(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
 		fmt.Fprint(m.Stdout, walUsage)
 		if len(args) == 0 {
-			return usageError("wal: say which: verify or dump")
+			return usageError("wal: say which: verify, dump or repair")
 		}
 		return nil
 	}
@@ -51,8 +64,10 @@ func (m *Main) runWAL(ctx context.Context, args []string) error {
 		return m.runWALVerify(args[1:])
 	case "dump":
 		return m.runWALDump(ctx, args[1:])
+	case "repair":
+		return m.runWALRepair(args[1:])
 	}
-	return usageError("wal: unknown command %q (want verify or dump)", args[0])
+	return usageError("wal: unknown command %q (want verify, dump or repair)", args[0])
 }
 
 // walDirOf finds the WAL directory of a data directory: DIR/<dataWALDir>
@@ -131,54 +146,36 @@ func countSeverity(r *walVerifyReport, sev string) int {
 }
 
 // verifyDataDir checks a data directory (or a bare WAL directory) without
-// changing it.
+// changing it: the WAL through wal.Inspect, every record through
+// node.DecodeOp, the snapshots through verifySnapshots.
 func verifyDataDir(dir string) (*walVerifyReport, error) {
-	wdir := walDirOf(dir)
-	segs, err := listWALSegments(wdir)
-	if err != nil {
-		return nil, err
-	}
-	rep := &walVerifyReport{Dir: dir, Segments: len(segs), Snapshots: []string{}, Problems: []walProblem{}}
-	if len(segs) > 0 {
-		rep.First = segs[0].Base
-		rep.Next = segs[0].Base
-	}
-	for i, s := range segs {
-		last := i == len(segs)-1
-		name := filepath.Base(s.Store)
-		if s.Base != rep.Next {
-			rep.add("error", name, nil, ptr(rep.Next), "segment starts at offset %d, the previous one ends at %d (a gap or an overlap)", s.Base, rep.Next)
-		}
-		sc, err := scanStore(s.Store, s.Base, 0, s.Base, wal.MaxRecordLimit, func(off uint64, pos int64, rec []byte) error {
+	rep := &walVerifyReport{Dir: dir, Snapshots: []string{}, Problems: []walProblem{}}
+	in, err := wal.Inspect(walDirOf(dir), &wal.InspectOptions{MaxRecordBytes: wal.MaxRecordLimit,
+		OnRecord: func(off uint64, rec []byte) error {
 			rep.Records++
 			if _, err := node.DecodeOp(rec); err != nil {
-				rep.add("error", name, ptr(pos), ptr(off), "record does not decode as an operation: %v", err)
+				rep.add("error", dataWALDir, nil, ptr(off), "record does not decode as an operation: %v", err)
 			} else {
 				rep.Ops++
 			}
 			return nil
-		})
-		if err != nil {
-			return nil, err
+		}})
+	if err != nil {
+		return nil, err
+	}
+	rep.Segments, rep.First, rep.Next = len(in.Segments), in.First, in.Next
+	for _, p := range in.Problems {
+		sev := "error"
+		switch p.Kind {
+		case wal.ProblemTornTail, wal.ProblemIndexIncomplete, wal.ProblemLeftover:
+			sev = "warning"
 		}
-		switch {
-		case sc.Header != "":
-			rep.add("error", name, ptr(int64(0)), nil, "bad segment header: %s", sc.Header)
-		case sc.Problem != "" && !last:
-			rep.add("error", name, ptr(sc.ProblemAt), ptr(sc.ProblemRecord), "sealed segment damaged: %s (%d bytes from here on are unreadable)", sc.Problem, sc.Size-sc.ProblemAt)
-		case sc.Problem != "":
-			rep.add("warning", name, ptr(sc.ProblemAt), ptr(sc.ProblemRecord), "torn or corrupt tail: %s; the next open cuts the last %d bytes (records from %d on are lost)", sc.Problem, sc.Size-sc.End, sc.Next())
+		var at *int64
+		var rec *uint64
+		if p.Byte >= 0 {
+			at, rec = ptr(p.Byte), ptr(p.Record)
 		}
-		if sc.Header == "" {
-			if p := indexProblem(s.Index, sc, !last); p != "" {
-				idx := s.Index
-				if idx == "" {
-					idx = strings.TrimSuffix(name, ".log") + ".index"
-				}
-				rep.add("warning", filepath.Base(idx), nil, nil, "index disagrees with its store: %s (the index is a cache; the next open rebuilds it)", p)
-			}
-		}
-		rep.Next = sc.Next()
+		rep.add(sev, filepath.Base(p.Path), at, rec, "%s: %s", p.Kind, p.Reason)
 	}
 	if err := verifySnapshots(dir, rep); err != nil {
 		return nil, err
@@ -207,6 +204,9 @@ func verifySnapshots(dir string, rep *walVerifyReport) error {
 		if err != nil {
 			rep.add("error", name, nil, nil, "snapshot does not load: %v", err)
 			continue
+		}
+		if rep.Segments > 0 && c+1 > rep.Next {
+			rep.add("error", name, nil, ptr(c), "snapshot covers WAL records up to %d but the WAL ends at %d: the node refuses to open (shoal wal repair)", c, rep.Next)
 		}
 		if !found || c > covered {
 			covered, found = c, true
@@ -240,6 +240,64 @@ func printVerifyReport(w io.Writer, r *walVerifyReport) {
 	} else {
 		fmt.Fprintf(w, "DAMAGED: %d error(s), %d warning(s)\n", countSeverity(r, "error"), countSeverity(r, "warning"))
 	}
+}
+
+// ---- repair
+
+func (m *Main) runWALRepair(args []string) error {
+	fs := newFlagSet("wal repair", m.Stderr, walUsage+"\n")
+	output := fs.String("output", "human", "report format: human or json")
+	fs.StringVar(output, "o", "human", "shorthand for --output")
+	pos, err := parseArgs(fs, args, m.Getenv)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("wal repair: want one DIR")
+	}
+	dir := pos[0]
+	if st, err := os.Stat(filepath.Join(dir, dataWALDir)); err != nil || !st.IsDir() {
+		return fmt.Errorf("wal repair: %s is not a node's data directory (no %s/ in it)", dir, dataWALDir)
+	}
+	rep, err := node.Repair(dir, nil)
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		return json.NewEncoder(m.Stdout).Encode(rep)
+	}
+	printRepairReport(m.Stdout, rep)
+	return nil
+}
+
+func printRepairReport(w io.Writer, r *node.RepairReport) {
+	if !r.Changed {
+		fmt.Fprintf(w, "%s: nothing to repair (replica %s, incarnation %d)\n", r.Dir, r.NewReplica, r.Incarnation)
+		return
+	}
+	fmt.Fprintf(w, "repaired %s\n", r.Dir)
+	if r.Snapshot != "" {
+		fmt.Fprintf(w, "  state starts from snapshot %s\n", r.Snapshot)
+	}
+	if r.WAL != nil {
+		fmt.Fprintf(w, "  the WAL holds records [%d, %d); %d intact record(s) after them set aside", r.WAL.First, r.WAL.Next, r.WAL.Dropped)
+		if r.WAL.Before > 0 {
+			fmt.Fprintf(w, ", and %d before them that the snapshot holds", r.WAL.Before)
+		}
+		fmt.Fprintln(w)
+		for _, sa := range r.WAL.SetAside {
+			what := "bytes cut from"
+			if sa.Whole {
+				what = "moved aside from"
+			}
+			fmt.Fprintf(w, "  set aside: %s (%d bytes, %d intact record(s) %s %s)\n", sa.Path, sa.Bytes, sa.Records, what, filepath.Base(sa.From))
+		}
+	}
+	for _, p := range r.SnapshotsSetAside {
+		fmt.Fprintf(w, "  set aside: %s (snapshot beyond the kept WAL)\n", p)
+	}
+	fmt.Fprintf(w, "  new replica ID %s (incarnation %d; was %s)\n", r.NewReplica, r.Incarnation, r.OldReplica)
+	fmt.Fprintf(w, "Start the node: its peers send back the operations it lost that they hold.\n")
 }
 
 // ---- dump
