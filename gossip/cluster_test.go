@@ -387,3 +387,28 @@ func TestSyncFlowControl(t *testing.T) {
 		t.Fatalf("requester holds %d payloads, want 100", got)
 	}
 }
+
+// TestPeriodicPullRepairsALostPush: a payload whose push was lost, with no
+// hint and no new stream to trigger a pull, reaches the peer through the
+// periodic anti-entropy pull alone.
+func TestPeriodicPullRepairsALostPush(t *testing.T) {
+	nodes := startCluster(t, 2, nil, func(c *Config) { c.AntiEntropyInterval = 100 * time.Millisecond })
+	a, b := nodes[0], nodes[1]
+	// Let the pulls made when the streams came up finish first: what
+	// follows must be found by a later one.
+	eventually(t, 10*time.Second, func() bool {
+		return a.g.Stats().PullsCompleted >= 1 && b.g.Stats().PullsCompleted >= 1
+	}, "the pulls at connect did not complete")
+	// A write that a holds but never pushed (as if the push were lost).
+	a.store.mu.Lock()
+	a.store.seq++
+	seq := a.store.seq
+	a.store.put(a.store.name, seq, encodePayload(a.store.name, seq, []byte("push lost")))
+	a.store.mu.Unlock()
+	before := b.g.Stats().PullsCompleted
+	eventually(t, 10*time.Second, func() bool { return b.store.has(a.store.name, seq) },
+		"the periodic pull did not repair the lost push")
+	if after := b.g.Stats().PullsCompleted; after <= before {
+		t.Fatalf("repaired without a pull (%d pulls before, %d after)", before, after)
+	}
+}
