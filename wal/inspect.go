@@ -3,7 +3,6 @@ package wal
 import (
 	"encoding/binary"
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -132,29 +131,14 @@ func Inspect(dir string, opts *InspectOptions) (*Inspection, error) {
 		return nil, fmt.Errorf("wal: inspect %s: %w", dir, err)
 	}
 	in := &Inspection{Dir: dir}
-	logs := map[uint64]bool{}
-	var bases, indexes []uint64
-	for _, name := range names {
-		if strings.HasSuffix(name, tmpSuffix) {
-			in.Problems = append(in.Problems, Problem{Kind: ProblemLeftover, Path: joinPath(dir, name), Byte: -1, Reason: "temporary file of an unfinished write"})
-			continue
-		}
-		base, ext, ok := parseSegmentName(name)
-		switch {
-		case !ok:
-		case ext == "log":
-			logs[base] = true
-			bases = append(bases, base)
-		default:
-			indexes = append(indexes, base)
-		}
+	listing := listDir(names)
+	for _, name := range listing.tmps {
+		in.Problems = append(in.Problems, Problem{Kind: ProblemLeftover, Path: joinPath(dir, name), Byte: -1, Reason: "temporary file of an unfinished write"})
 	}
-	for _, base := range indexes {
-		if !logs[base] {
-			in.Problems = append(in.Problems, Problem{Kind: ProblemLeftover, Path: indexPath(dir, base), Byte: -1, Reason: "index without its store"})
-		}
+	for _, name := range listing.orphans {
+		in.Problems = append(in.Problems, Problem{Kind: ProblemLeftover, Path: joinPath(dir, name), Byte: -1, Reason: "index without its store"})
 	}
-	slices.Sort(bases)
+	bases := listing.bases
 	if len(bases) > 0 {
 		in.First, in.Next = bases[0], bases[0]
 	}

@@ -3,8 +3,6 @@ package wal
 import (
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 )
 
 // RecoveryInfo says what Open repaired (or, passed to
@@ -87,34 +85,12 @@ func (l *Log) plan() (*recoveryPlan, error) {
 	if err != nil {
 		return p, fmt.Errorf("wal: list %s: %w", l.dir, err)
 	}
-	logs := map[uint64]bool{}
-	var indexes []uint64
 	for _, name := range names {
 		p.names[name] = true
-		if strings.HasSuffix(name, tmpSuffix) {
-			p.leftovers = append(p.leftovers, name)
-			continue
-		}
-		base, ext, ok := parseSegmentName(name)
-		switch {
-		case !ok:
-		case ext == "log":
-			logs[base] = true
-		default:
-			indexes = append(indexes, base)
-		}
 	}
-	for _, base := range indexes {
-		if !logs[base] {
-			// Left by a TruncateFront that removed the store first.
-			p.leftovers = append(p.leftovers, segmentName(base)+".index")
-		}
-	}
-	bases := make([]uint64, 0, len(logs))
-	for b := range logs {
-		bases = append(bases, b)
-	}
-	slices.Sort(bases)
+	listing := listDir(names)
+	p.leftovers = append(listing.tmps, listing.orphans...)
+	bases := listing.bases
 	for i, base := range bases {
 		var sp *segPlan
 		if i < len(bases)-1 {

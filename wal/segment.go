@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"slices"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -60,6 +61,42 @@ func parseSegmentName(name string) (base uint64, ext string, ok bool) {
 		return 0, "", false
 	}
 	return base, ext, true
+}
+
+// dirListing sorts a log directory's file names: the segments' bases in
+// order, and the leftovers Open removes (temporary files, and indexes whose
+// store is gone: left by a TruncateFront that removed the store first).
+type dirListing struct {
+	bases         []uint64
+	tmps, orphans []string
+}
+
+func listDir(names []string) dirListing {
+	var d dirListing
+	logs := map[uint64]bool{}
+	var indexes []uint64
+	for _, name := range names {
+		if strings.HasSuffix(name, tmpSuffix) {
+			d.tmps = append(d.tmps, name)
+			continue
+		}
+		base, ext, ok := parseSegmentName(name)
+		switch {
+		case !ok:
+		case ext == "log":
+			logs[base] = true
+			d.bases = append(d.bases, base)
+		default:
+			indexes = append(indexes, base)
+		}
+	}
+	for _, base := range indexes {
+		if !logs[base] {
+			d.orphans = append(d.orphans, segmentName(base)+".index")
+		}
+	}
+	slices.Sort(d.bases)
+	return d
 }
 
 // writeFileAtomic writes data to path through path.tmp: write, fsync,

@@ -107,22 +107,32 @@ func (r *walVerifyReport) add(sev, file string, byteAt *int64, rec *uint64, form
 
 func ptr[T any](v T) *T { return &v }
 
-func (m *Main) runWALVerify(args []string) error {
-	fs := newFlagSet("wal verify", m.Stderr, walUsage+"\n")
-	output := fs.String("output", "human", "report format: human or json")
-	fs.StringVar(output, "o", "human", "shorthand for --output")
+// parseDirCommand parses the arguments of a wal command that takes one DIR
+// and an --output format.
+func (m *Main) parseDirCommand(name string, args []string) (dir, output string, err error) {
+	fs := newFlagSet("wal "+name, m.Stderr, walUsage+"\n")
+	out := fs.String("output", "human", "report format: human or json")
+	fs.StringVar(out, "o", "human", "shorthand for --output")
 	pos, err := parseArgs(fs, args, m.Getenv)
 	if err != nil {
-		return err
+		return "", "", err
 	}
 	if len(pos) != 1 {
-		return usageError("wal verify: want one DIR")
+		return "", "", usageError("wal %s: want one DIR", name)
 	}
-	rep, err := verifyDataDir(pos[0])
+	return pos[0], *out, nil
+}
+
+func (m *Main) runWALVerify(args []string) error {
+	dir, output, err := m.parseDirCommand("verify", args)
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	rep, err := verifyDataDir(dir)
+	if err != nil {
+		return err
+	}
+	if output == "json" {
 		if err := json.NewEncoder(m.Stdout).Encode(rep); err != nil {
 			return err
 		}
@@ -130,7 +140,7 @@ func (m *Main) runWALVerify(args []string) error {
 		printVerifyReport(m.Stdout, rep)
 	}
 	if !rep.OK {
-		return fmt.Errorf("%s is damaged (%d problem(s))", pos[0], countSeverity(rep, "error"))
+		return fmt.Errorf("%s is damaged (%d problem(s))", dir, countSeverity(rep, "error"))
 	}
 	return nil
 }
@@ -245,17 +255,10 @@ func printVerifyReport(w io.Writer, r *walVerifyReport) {
 // ---- repair
 
 func (m *Main) runWALRepair(args []string) error {
-	fs := newFlagSet("wal repair", m.Stderr, walUsage+"\n")
-	output := fs.String("output", "human", "report format: human or json")
-	fs.StringVar(output, "o", "human", "shorthand for --output")
-	pos, err := parseArgs(fs, args, m.Getenv)
+	dir, output, err := m.parseDirCommand("repair", args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usageError("wal repair: want one DIR")
-	}
-	dir := pos[0]
 	if st, err := os.Stat(filepath.Join(dir, dataWALDir)); err != nil || !st.IsDir() {
 		return fmt.Errorf("wal repair: %s is not a node's data directory (no %s/ in it)", dir, dataWALDir)
 	}
@@ -263,7 +266,7 @@ func (m *Main) runWALRepair(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	if output == "json" {
 		return json.NewEncoder(m.Stdout).Encode(rep)
 	}
 	printRepairReport(m.Stdout, rep)
