@@ -196,6 +196,26 @@ func writeSnapshotTo(f *os.File, body *snapshotBody) (int64, error) {
 	return snapHeaderSize + cw.n, nil
 }
 
+// CheckSnapshot reads the snapshot file at path as Open would load it
+// (name, header, length, checksum, body, a valid state) without loading it
+// into a node, and returns the last WAL offset it covers. It changes
+// nothing. Every failure wraps ErrCorrupt (or is an I/O error).
+func CheckSnapshot(path string) (uint64, error) {
+	stem, ok := strings.CutSuffix(filepath.Base(path), snapExt)
+	off, err := strconv.ParseUint(stem, 10, 64)
+	if !ok || len(stem) != 20 || err != nil {
+		return 0, fmt.Errorf("%w: snapshot %s: the name is not <20-digit offset>%s", ErrCorrupt, path, snapExt)
+	}
+	body, _, err := readSnapshot(path, off)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := crdt.FromSnapshot(body.State); err != nil {
+		return 0, fmt.Errorf("%w: snapshot %s: %w", ErrCorrupt, path, err)
+	}
+	return off, nil
+}
+
 // readSnapshot loads and checks the snapshot at path. Every failure wraps
 // ErrCorrupt (or is an I/O error); bytes on disk never cause a panic.
 func readSnapshot(path string, wantOffset uint64) (*snapshotBody, int64, error) {

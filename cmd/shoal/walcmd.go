@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -69,6 +70,13 @@ func (m *Main) runWAL(ctx context.Context, args []string) error {
 	}
 	return usageError("wal: unknown command %q (want verify, dump or repair)", args[0])
 }
+
+// A node's data directory keeps its WAL and its snapshots in these
+// subdirectories (node's doc lists its files).
+const (
+	dataWALDir      = "wal"
+	dataSnapshotDir = "snapshots"
+)
 
 // walDirOf finds the WAL directory of a data directory: DIR/<dataWALDir>
 // when it exists, else DIR itself.
@@ -210,7 +218,7 @@ func verifySnapshots(dir string, rep *walVerifyReport) error {
 		}
 		name := filepath.Join(dataSnapshotDir, e.Name())
 		rep.Snapshots = append(rep.Snapshots, e.Name())
-		c, err := verifySnapshotFile(filepath.Join(sdir, e.Name()))
+		c, err := node.CheckSnapshot(filepath.Join(sdir, e.Name()))
 		if err != nil {
 			rep.add("error", name, nil, nil, "snapshot does not load: %v", err)
 			continue
@@ -338,87 +346,44 @@ func (m *Main) runWALDump(ctx context.Context, args []string) error {
 	return tailWAL(ctx, walDirOf(pos[0]), *from, *follow, *poll, print)
 }
 
-// tailWAL reads every complete record at or after from, in order, and with
-// follow keeps reading what is appended (new segments included) until ctx
-// ends. Damage in a sealed segment is an error; a torn tail of the last
-// segment is where reading waits (a write in progress) or stops.
+// tailWAL reads every complete record at or after from, in order (through
+// wal.Tail: no lock, no change), and with follow keeps reading what is
+// appended (new segments included), looking every poll, until ctx ends.
+// Damage is an error; a torn tail of the last segment is where reading
+// waits (a write in progress) or stops.
 func tailWAL(ctx context.Context, dir string, from uint64, follow bool, poll time.Duration, fn func(off uint64, rec []byte) error) error {
-	var (
-		cur    *walSegment
-		pos    int64  // next frame position in cur
-		off    uint64 // offset at pos
-		ticker *time.Ticker
-	)
+	tl := wal.NewTail(dir, from, &wal.InspectOptions{MaxRecordBytes: wal.MaxRecordLimit})
+	var tick <-chan time.Time
 	if follow {
-		ticker = time.NewTicker(poll)
-		defer ticker.Stop()
+		t := time.NewTicker(poll)
+		defer t.Stop()
+		tick = t.C
 	}
 	for {
-		segs, err := listWALSegments(dir)
-		if err != nil {
-			return err
-		}
-		if cur == nil && len(segs) > 0 {
-			// Start in the segment holding from (the last one whose base <= from).
-			i := sort.Search(len(segs), func(i int) bool { return segs[i].Base > from }) - 1
-			i = max(i, 0)
-			cur, off = &segs[i], segs[i].Base
-		}
-		progressed := false
-		for cur != nil {
-			sc, err := scanStore(cur.Store, cur.Base, pos, off, wal.MaxRecordLimit, func(o uint64, _ int64, rec []byte) error {
-				return fn(o, rec)
-			})
-			if err != nil {
-				if os.IsNotExist(err) {
-					return fmt.Errorf("segment %s was removed while reading (truncated by a snapshot); restart with --from %d", cur.Store, off)
-				}
+		off, rec, err := tl.Next()
+		switch {
+		case err == nil:
+			if err := fn(off, rec); err != nil {
 				return err
 			}
-			if sc.Header != "" {
-				if follow && pos == 0 {
-					break // a segment being created: look again later
-				}
-				return fmt.Errorf("%s: bad segment header: %s", cur.Store, sc.Header)
-			}
-			if sc.End > max(pos, walHeaderSize) {
-				progressed = true
-			}
-			pos, off = sc.End, sc.Next()
-			next := nextSegment(segs, cur.Base)
-			if next == nil {
-				break
-			}
-			if sc.Problem != "" {
-				// A newer segment exists, so this one is sealed and complete.
-				return fmt.Errorf("%s byte %d (record %d): sealed segment damaged: %s", cur.Store, sc.ProblemAt, sc.ProblemRecord, sc.Problem)
-			}
-			if next.Base != off {
-				return fmt.Errorf("%s starts at offset %d, the previous segment ends at %d", next.Store, next.Base, off)
-			}
-			cur, pos = next, 0
+			continue
+		case errors.Is(err, io.EOF):
+		case errors.Is(err, wal.ErrTruncated):
+			return fmt.Errorf("%w; restart with --from %d", err, tl.Offset())
+		case errors.Is(err, wal.ErrCorrupt):
+			return fmt.Errorf("%s is damaged: %w", dir, err)
+		default:
+			return err
 		}
 		if !follow {
 			return nil
 		}
-		if progressed {
-			continue
-		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-tick:
 		}
 	}
-}
-
-func nextSegment(segs []walSegment, base uint64) *walSegment {
-	for i := range segs {
-		if segs[i].Base > base {
-			return &segs[i]
-		}
-	}
-	return nil
 }
 
 // dumpLine is one line of wal dump.
