@@ -11,7 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
+
+	"github.com/gofrs/flock"
 
 	"github.com/shoaldb/shoal/crdt"
 )
@@ -221,20 +222,20 @@ func syncDir(dir string) error {
 	return err
 }
 
-// lockDir takes an exclusive flock on dir/LOCK. flock locks belong to the
-// open file, so a second Open of one directory fails even in one process,
-// and the kernel drops the lock when a process dies.
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o644)
+// lockDir takes an exclusive lock on dir/LOCK (flock on Unix, LockFileEx
+// on Windows). The lock belongs to the open file, so a second Open of one
+// directory fails even in one process, and the OS drops it when a process
+// dies: a crash never leaves a stale lock. Unlock with Close.
+func lockDir(dir string) (*flock.Flock, error) {
+	l := flock.New(filepath.Join(dir, lockFile))
+	ok, err := l.TryLock()
 	if err != nil {
-		return nil, fmt.Errorf("node: lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-		}
+		l.Close()
 		return nil, fmt.Errorf("node: lock %s: %w", dir, err)
 	}
-	return f, nil
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+	}
+	return l, nil
 }

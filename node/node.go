@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/shoaldb/shoal/crdt"
 	"github.com/shoaldb/shoal/wal"
@@ -30,7 +31,7 @@ type Node struct {
 	log  *slog.Logger
 	m    *metrics
 
-	lockf *os.File
+	lockf *flock.Flock
 	wal   *wal.Log
 
 	replica     crdt.ReplicaID

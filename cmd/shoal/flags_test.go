@@ -5,6 +5,8 @@ import (
 	"flag"
 	"io"
 	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -134,5 +136,14 @@ func TestReadSSE(t *testing.T) {
 	// A stream that just ends is an unexpected EOF (the client reconnects).
 	if err := readSSE(stringsReader("id: 1\ndata: {\"key\":\"a\"}\n\n"), func(Event) error { return nil }); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
+	}
+}
+
+// TestVersion: the version comes from the build information, not a
+// constant ("dev" was printed for installed binaries).
+func TestVersion(t *testing.T) {
+	out := mustShoal(t, "version")
+	if !strings.HasPrefix(out, "shoal ") || strings.Contains(out, "dev\n") || !strings.Contains(out, runtime.Version()) {
+		t.Fatalf("version: %q", out)
 	}
 }

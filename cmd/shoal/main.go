@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
@@ -84,8 +85,43 @@ func mainUsageText() string {
 	return fmt.Sprintf(mainUsage, b.String())
 }
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version may be set at build time with -ldflags "-X main.version=...";
+// otherwise versionString reads what the Go toolchain recorded.
+var version = ""
+
+// versionString is the module version of an installed binary (go install
+// ...@v1.2.3), or for a build from a checkout "(devel)" with the VCS
+// revision, its time and whether the tree was modified.
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown (no build information)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, at, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += fmt.Sprintf(" %.12s%s %s", rev, dirty, at)
+	}
+	return strings.TrimSpace(v + " " + bi.GoVersion)
+}
 
 // Main runs the command line args and returns the process exit code.
 func (m *Main) Main(ctx context.Context, args []string) int {
@@ -135,7 +171,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		fmt.Fprint(m.Stdout, mainUsageText())
 		return nil
 	case "version", "--version":
-		fmt.Fprintf(m.Stdout, "shoal %s\n", version)
+		fmt.Fprintf(m.Stdout, "shoal %s\n", versionString())
 		return nil
 	case "bench":
 		return m.runBench(ctx, rest)
