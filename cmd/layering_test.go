@@ -83,3 +83,23 @@ func TestLayering(t *testing.T) {
 		}
 	}
 }
+
+// imports lists the direct imports of pkg (standard library included).
+func imports(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, pkg).Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+// TestNodeHasNoHTTP: the embedded store does not carry an HTTP server;
+// the API lives in node/httpapi, built on node's exported API.
+func TestNodeHasNoHTTP(t *testing.T) {
+	for _, d := range imports(t, module+"/node") {
+		if d == "net/http" || strings.HasPrefix(d, "net/http/") || strings.Contains(d, "promhttp") {
+			t.Errorf("node imports %s", d)
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/shoaldb/shoal/node"
+	"github.com/shoaldb/shoal/node/httpapi"
 )
 
 const agentUsage = `Usage: shoal agent [flags]
@@ -82,7 +83,7 @@ type AgentCommand struct {
 	Stderr io.Writer
 
 	node     *node.Node
-	handler  *node.Handler
+	handler  *httpapi.Handler
 	server   *http.Server
 	ln       net.Listener
 	registry *prometheus.Registry
@@ -273,7 +274,7 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 	}
 	c.node = n
 
-	c.handler = node.NewHandler(n, &node.HandlerOptions{
+	c.handler = httpapi.NewHandler(n, &httpapi.Options{
 		Name:         cfg.Name,
 		Token:        cfg.Token,
 		MaxBodyBytes: cfg.MaxBodyBytes,

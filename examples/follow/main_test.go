@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shoaldb/shoal/node"
+	"github.com/shoaldb/shoal/node/httpapi"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -48,7 +49,7 @@ func TestFollowerMissesNothingAcrossDisconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	srv := httptest.NewServer(node.NewHandler(n, nil))
+	srv := httptest.NewServer(httpapi.NewHandler(n, nil))
 	defer srv.Close()
 	defer http.DefaultClient.CloseIdleConnections()
 

@@ -1,6 +1,7 @@
-package node
+package httpapi
 
 import (
+	"github.com/shoaldb/shoal/node"
 	"bytes"
 	"context"
 	"crypto/subtle"
@@ -34,9 +35,9 @@ const (
 	DefaultWatchKeepAlive = 15 * time.Second
 )
 
-// HandlerOptions configure NewHandler. The zero value (and nil) means
+// Options configure NewHandler. The zero value (and nil) means
 // defaults; NewHandler copies the struct.
-type HandlerOptions struct {
+type Options struct {
 	// Name is the node's name in /v1/status and /v1/members; "" = the
 	// replica ID.
 	Name string
@@ -64,8 +65,8 @@ type HandlerOptions struct {
 // section). It is an http.Handler; the caller decides where to serve it.
 // All methods are safe for concurrent use.
 type Handler struct {
-	n       *Node
-	opts    HandlerOptions
+	n       *node.Node
+	opts    Options
 	metrics http.Handler
 
 	drainCtx context.Context // cancelled by Drain
@@ -77,8 +78,8 @@ type Handler struct {
 func (h *Handler) Watchers() int { return int(h.watchers.Load()) }
 
 // NewHandler returns the HTTP API handler of n.
-func NewHandler(n *Node, opts *HandlerOptions) *Handler {
-	var o HandlerOptions
+func NewHandler(n *node.Node, opts *Options) *Handler {
+	var o Options
 	if opts != nil {
 		o = *opts
 	}
@@ -118,7 +119,7 @@ var (
 	errHTTPNoEndpoint   = errors.New("no such endpoint")
 	errHTTPMethod       = errors.New("method not allowed")
 	errHTTPDraining     = errors.New("node: shutting down")
-	errHTTPKeyTooLong   = fmt.Errorf("%w: key longer than %d bytes", ErrTooLarge, MaxKeyBytes)
+	errHTTPKeyTooLong   = fmt.Errorf("%w: key longer than %d bytes", node.ErrTooLarge, node.MaxKeyBytes)
 )
 
 // httpErrorStatuses maps error kinds to HTTP statuses, in one place. The first
@@ -128,21 +129,21 @@ var httpErrorStatuses = []struct {
 	status int
 }{
 	{errHTTPBadRequest, http.StatusBadRequest},
-	{ErrInvalidKey, http.StatusBadRequest},
-	{ErrInvalidValue, http.StatusBadRequest},
+	{node.ErrInvalidKey, http.StatusBadRequest},
+	{node.ErrInvalidValue, http.StatusBadRequest},
 	{errHTTPUnauthorized, http.StatusUnauthorized},
-	{ErrNotFound, http.StatusNotFound},
+	{node.ErrNotFound, http.StatusNotFound},
 	{errHTTPNoEndpoint, http.StatusNotFound},
 	{errHTTPMethod, http.StatusMethodNotAllowed},
-	{ErrWrongType, http.StatusConflict},
-	{ErrOffline, http.StatusConflict},
-	{ErrOverflow, http.StatusConflict},
-	{ErrOffsetUnavailable, http.StatusGone},
-	{ErrTooLarge, http.StatusRequestEntityTooLarge},
+	{node.ErrWrongType, http.StatusConflict},
+	{node.ErrOffline, http.StatusConflict},
+	{node.ErrOverflow, http.StatusConflict},
+	{node.ErrOffsetUnavailable, http.StatusGone},
+	{node.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{errHTTPDraining, http.StatusServiceUnavailable},
-	{ErrClosed, http.StatusServiceUnavailable},
-	{ErrReadOnly, http.StatusServiceUnavailable},
-	{ErrSlowSubscriber, http.StatusServiceUnavailable},
+	{node.ErrClosed, http.StatusServiceUnavailable},
+	{node.ErrReadOnly, http.StatusServiceUnavailable},
+	{node.ErrSlowSubscriber, http.StatusServiceUnavailable},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout},
 }
 
@@ -272,7 +273,7 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, errHTTPDraining)
 		return
 	}
-	if err := h.n.Err(); errors.Is(err, ErrClosed) {
+	if err := h.n.Err(); errors.Is(err, node.ErrClosed) {
 		h.writeError(w, r, err)
 		return
 	} else if err != nil {
@@ -289,14 +290,14 @@ func httpPathKey(escaped string) (string, error) {
 	if err != nil {
 		return "", httpBadRequest("key %q is not a valid escaped path segment", escaped)
 	}
-	if len(key) > MaxKeyBytes {
+	if len(key) > node.MaxKeyBytes {
 		return "", errHTTPKeyTooLong
 	}
 	if key == "" {
-		return "", fmt.Errorf("%w: empty key", ErrInvalidKey)
+		return "", fmt.Errorf("%w: empty key", node.ErrInvalidKey)
 	}
 	if !utf8.ValidString(key) {
-		return "", fmt.Errorf("%w: key is not valid UTF-8", ErrInvalidKey)
+		return "", fmt.Errorf("%w: key is not valid UTF-8", node.ErrInvalidKey)
 	}
 	return key, nil
 }
@@ -578,7 +579,7 @@ func (h *Handler) answerCurrent(w http.ResponseWriter, key, typ string) error {
 	switch {
 	case err == nil:
 		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: string(v.Type), Value: v.Data})
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, node.ErrNotFound):
 		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: typ})
 	default:
 		return err
@@ -602,11 +603,11 @@ type httpPatchBody struct {
 
 // toPatch converts a decoded patch body into the node's Patch, decoding the
 // set values; depth bounds nesting.
-func (p *httpPatchBody) toPatch(depth int) (Patch, error) {
-	if depth > MaxDepth {
-		return Patch{}, httpBadRequest("patch nested deeper than %d", MaxDepth)
+func (p *httpPatchBody) toPatch(depth int) (node.Patch, error) {
+	if depth > node.MaxDepth {
+		return node.Patch{}, httpBadRequest("patch nested deeper than %d", node.MaxDepth)
 	}
-	out := Patch{Delete: p.Delete, Incr: p.Incr, Add: p.Add, Remove: p.Remove, Enable: p.Enable, Disable: p.Disable}
+	out := node.Patch{Delete: p.Delete, Incr: p.Incr, Add: p.Add, Remove: p.Remove, Enable: p.Enable, Disable: p.Disable}
 	if len(p.Set) > 0 {
 		out.Set = make(map[string]any, len(p.Set))
 		for f, raw := range p.Set {
@@ -614,14 +615,14 @@ func (p *httpPatchBody) toPatch(depth int) (Patch, error) {
 		}
 	}
 	if len(p.Nested) > 0 {
-		out.Nested = make(map[string]Patch, len(p.Nested))
+		out.Nested = make(map[string]node.Patch, len(p.Nested))
 		for f, np := range p.Nested {
 			if np == nil {
-				return Patch{}, httpBadRequest("nested %q: null patch", f)
+				return node.Patch{}, httpBadRequest("nested %q: null patch", f)
 			}
 			c, err := np.toPatch(depth + 1)
 			if err != nil {
-				return Patch{}, err
+				return node.Patch{}, err
 			}
 			out.Nested[f] = c
 		}
@@ -686,7 +687,7 @@ func (h *Handler) serveList(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (h *Handler) name(st *Status) string {
+func (h *Handler) name(st *node.Status) string {
 	if h.opts.Name != "" {
 		return h.opts.Name
 	}
@@ -713,7 +714,7 @@ type httpStatus struct {
 func (h *Handler) serveStatus(w http.ResponseWriter) error {
 	st := h.n.Status()
 	if st.Closed {
-		return ErrClosed
+		return node.ErrClosed
 	}
 	alive := 0
 	for _, m := range h.n.Members() {
@@ -743,7 +744,7 @@ type httpMember struct {
 
 // members lists the cluster members; an offline node lists itself under
 // the handler's name.
-func (h *Handler) members(st *Status) []httpMember {
+func (h *Handler) members(st *node.Status) []httpMember {
 	ms := h.n.Members()
 	out := make([]httpMember, 0, len(ms))
 	for _, m := range ms {
@@ -760,7 +761,7 @@ func (h *Handler) members(st *Status) []httpMember {
 func (h *Handler) serveMembers(w http.ResponseWriter) error {
 	st := h.n.Status()
 	if st.Closed {
-		return ErrClosed
+		return node.ErrClosed
 	}
 	httpWriteJSON(w, http.StatusOK, map[string]any{"members": h.members(&st)})
 	return nil
@@ -780,7 +781,7 @@ type httpPeerSync struct {
 // node has no peers.
 func (h *Handler) serveSync(w http.ResponseWriter) error {
 	ss, err := h.n.SyncStatus()
-	offline := errors.Is(err, ErrOffline)
+	offline := errors.Is(err, node.ErrOffline)
 	if err != nil && !offline {
 		return err
 	}
@@ -876,9 +877,9 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) error {
 	if len(body.Ops) == 0 {
 		return httpBadRequest(`"ops" must list at least one operation`)
 	}
-	var batch Batch
+	var batch node.Batch
 	for i, op := range body.Ops {
-		if len(op.Key) > MaxKeyBytes {
+		if len(op.Key) > node.MaxKeyBytes {
 			return fmt.Errorf("ops[%d]: %w", i, errHTTPKeyTooLong)
 		}
 		switch op.Op {
@@ -967,7 +968,7 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	stop := context.AfterFunc(h.drainCtx, cancel)
 	defer stop()
-	var sub *Subscription
+	var sub *node.Subscription
 	var err error
 	if resume {
 		sub, err = h.n.SubscribeFrom(ctx, prefix, from)
@@ -997,9 +998,9 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 	nowait, cancelNowait := context.WithCancel(ctx)
 	cancelNowait()
 	var buf []byte
-	var pending *Event
+	var pending *node.Event
 	for {
-		var ev Event
+		var ev node.Event
 		var err error
 		if pending != nil {
 			// Peek without waiting: the events of one record are published
@@ -1054,7 +1055,7 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 }
 
 // appendSSE appends one SSE event; withID adds its id line.
-func appendSSE(b []byte, ev *Event, withID bool) []byte {
+func appendSSE(b []byte, ev *node.Event, withID bool) []byte {
 	if withID {
 		b = append(b, "id: "...)
 		b = strconv.AppendUint(b, ev.Offset, 10)

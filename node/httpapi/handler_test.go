@@ -1,6 +1,7 @@
-package node
+package httpapi
 
 import (
+	"github.com/shoaldb/shoal/node"
 	"bufio"
 	"context"
 	"encoding/json"
@@ -18,12 +19,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-func newHTTPTestNode(t testing.TB, opts *Options) *Node {
+func newHTTPTestNode(t testing.TB, opts *node.Options) *node.Node {
 	t.Helper()
 	if opts == nil {
-		opts = &Options{Sync: SyncNever}
+		opts = &node.Options{Sync: node.SyncNever}
 	}
-	n, err := Open(t.TempDir(), opts)
+	n, err := node.Open(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +150,11 @@ func TestHTTPEveryType(t *testing.T) {
 }
 
 func TestHTTPErrorStatuses(t *testing.T) {
-	n := newHTTPTestNode(t, &Options{Sync: SyncNever, MaxValueBytes: 1 << 10})
-	h := NewHandler(n, &HandlerOptions{MaxBodyBytes: 4 << 10})
+	n := newHTTPTestNode(t, &node.Options{Sync: node.SyncNever, MaxValueBytes: 1 << 10})
+	h := NewHandler(n, &Options{MaxBodyBytes: 4 << 10})
 	want(t, h, 200, "PUT", "/v1/kv/reg", `1`)
 	want(t, h, 200, "POST", "/v1/kv/cnt/incr", `{"by":1}`)
-	longKey := strings.Repeat("k", MaxKeyBytes+1)
+	longKey := strings.Repeat("k", node.MaxKeyBytes+1)
 
 	tests := []struct {
 		name, method, path, body string
@@ -204,7 +205,7 @@ func TestHTTPErrorStatuses(t *testing.T) {
 }
 
 func TestHTTPToken(t *testing.T) {
-	h := NewHandler(newHTTPTestNode(t, nil), &HandlerOptions{Token: "s3cret"})
+	h := NewHandler(newHTTPTestNode(t, nil), &Options{Token: "s3cret"})
 	want(t, h, 401, "GET", "/v1/status", "")
 	want(t, h, 401, "PUT", "/v1/kv/a", `1`, "Authorization", "Bearer wrong")
 	want(t, h, 401, "PUT", "/v1/kv/a", `1`, "Authorization", "s3cret")
@@ -271,8 +272,8 @@ func TestHTTPBatchIsAtomic(t *testing.T) {
 func TestHTTPMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	n := newHTTPTestNode(t, &Options{Sync: SyncNever, Registerer: reg})
-	h := NewHandler(n, &HandlerOptions{Gatherer: reg})
+	n := newHTTPTestNode(t, &node.Options{Sync: node.SyncNever, Registerer: reg})
+	h := NewHandler(n, &Options{Gatherer: reg})
 	want(t, h, 200, "PUT", "/v1/kv/a", `1`)
 	code, body := call(t, h, "GET", "/metrics", "")
 	if code != 200 || !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "shoal_") {
@@ -341,10 +342,11 @@ func openWatch(t *testing.T, ctx context.Context, base, query, lastID string) (*
 
 func TestHTTPWatchAndResume(t *testing.T) {
 	n := newHTTPTestNode(t, nil)
-	h := NewHandler(n, &HandlerOptions{WatchKeepAlive: 50 * time.Millisecond})
+	h := NewHandler(n, &Options{WatchKeepAlive: 50 * time.Millisecond})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	ctx, cancel := context.WithCancel(context.Background())
+	// A stream that misses events must fail the test, not hang it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	resp, sc := openWatch(t, ctx, srv.URL, "?prefix=w/", "")
@@ -420,7 +422,7 @@ func FuzzHTTPBodies(f *testing.F) {
 		}
 	}
 	n := newHTTPTestNode(f, nil)
-	h := NewHandler(n, &HandlerOptions{MaxBodyBytes: 64 << 10, MaxBatchBodyBytes: 64 << 10})
+	h := NewHandler(n, &Options{MaxBodyBytes: 64 << 10, MaxBatchBodyBytes: 64 << 10})
 	eps := []struct{ method, path string }{
 		{"PUT", "/v1/kv/f"}, {"POST", "/v1/kv/c/incr"}, {"POST", "/v1/kv/s/add"},
 		{"POST", "/v1/kv/s/remove"}, {"PATCH", "/v1/kv/d"}, {"POST", "/v1/batch"},
@@ -452,7 +454,7 @@ func BenchmarkHTTPHandlerPut(b *testing.B) {
 		b.Run(target, func(b *testing.B) {
 			var h http.Handler = noop
 			if target == "shoal" {
-				h = NewHandler(newHTTPTestNode(b, &Options{Sync: SyncAlways}), nil)
+				h = NewHandler(newHTTPTestNode(b, &node.Options{Sync: node.SyncAlways}), nil)
 			}
 			b.SetParallelism(128) // 256 goroutines on 2 CPUs
 			var i atomic.Int64
