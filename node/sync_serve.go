@@ -151,12 +151,21 @@ func (r *replicator) sendRecords(ctx context.Context, offs []offRange, w *gossip
 	return sent, nil
 }
 
-// sendState writes the state of the given key ranges (sorted, not
-// overlapping; wholeState for everything) to w: each range's keys in
-// sorted sub-ranges that tile it, each an OpStateRange record, then an
-// OpContext record with finCtx and finApplied, or when those are nil the
-// context and applied set taken at the start. It returns the applied set
-// the transfer carries.
+// sendState writes the state of the given key ranges to w (writeState)
+// and counts it.
+func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges []keyRange, finCtx, finApplied *crdt.Context) (*crdt.Context, error) {
+	applied, keys, size, err := r.n.writeState(ctx, w.Write, ranges, finCtx, finApplied)
+	r.m.sentKeys.Add(float64(keys))
+	r.m.stateBytes.Add(float64(size))
+	return applied, err
+}
+
+// writeState hands write the records of a state transfer of the given key
+// ranges (sorted, not overlapping; wholeState for everything): each
+// range's keys in sorted sub-ranges that tile it, each an OpStateRange
+// record, then an OpContext record with finCtx and finApplied, or when
+// those are nil the context and applied set taken at the start. It returns
+// the applied set the transfer carries, and the keys and bytes it wrote.
 //
 // The state may change while it is sent. The key list, context ctx0 and
 // applied set are taken together at the start; each range carries its
@@ -168,8 +177,7 @@ func (r *replicator) sendRecords(ctx context.Context, offs []offRange, w *gossip
 // summary's context and applied set instead (taken earlier than ctx0, so
 // covered by it): the ranges not sent are as the summary saw them, and
 // what we applied since is sent by record after (serve).
-func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges []keyRange, finCtx, finApplied *crdt.Context) (*crdt.Context, error) {
-	n := r.n
+func (n *Node) writeState(ctx context.Context, write func([]byte) error, ranges []keyRange, finCtx, finApplied *crdt.Context) (applied *crdt.Context, sentKeys, sentBytes int, err error) {
 	n.mu.Lock() // Keys sorts the key index on demand: it writes
 	all := n.ks.Keys("", 0)
 	ctx0 := n.ks.Context()
@@ -180,12 +188,11 @@ func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges
 	}
 	now := crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0)
 	names := make([]string, 0, stateChunkKeys)
-	sentKeys, sentBytes := 0, 0
 	for _, kr := range ranges {
 		keys := rangeKeys(all, kr)
 		for i, chunk := 0, stateChunkKeys; ; {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return nil, sentKeys, sentBytes, err
 			}
 			j := min(i+chunk, len(keys))
 			op := &Op{V: OpVersion, Kind: OpStateRange, Origin: n.replica, Time: now, Lo: kr.Lo, Hi: kr.Hi}
@@ -206,14 +213,14 @@ func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges
 			op.Ctx.Merge(&op.Delta.Ctx)
 			rec, err := EncodeOp(op)
 			if err != nil {
-				return nil, err
+				return nil, sentKeys, sentBytes, err
 			}
 			if len(rec) > stateRecordBytes && j-i > 1 {
 				chunk = max(1, (j-i)/2)
 				continue
 			}
-			if err := w.Write(rec); err != nil {
-				return nil, fmt.Errorf("node: send state of keys [%q, %q): %w", op.Lo, op.Hi, err)
+			if err := write(rec); err != nil {
+				return nil, sentKeys, sentBytes, fmt.Errorf("node: send state of keys [%q, %q): %w", op.Lo, op.Hi, err)
 			}
 			sentKeys += len(op.Delta.Keys)
 			sentBytes += len(rec)
@@ -225,12 +232,10 @@ func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges
 	}
 	rec, err := EncodeOp(&Op{V: OpVersion, Kind: OpContext, Origin: n.replica, Time: now, Ctx: finCtx, Applied: finApplied})
 	if err != nil {
-		return nil, err
+		return nil, sentKeys, sentBytes, err
 	}
-	if err := w.Write(rec); err != nil {
-		return nil, err
+	if err := write(rec); err != nil {
+		return nil, sentKeys, sentBytes, err
 	}
-	r.m.sentKeys.Add(float64(sentKeys))
-	r.m.stateBytes.Add(float64(sentBytes + len(rec)))
-	return finApplied, nil
+	return finApplied, sentKeys, sentBytes + len(rec), nil
 }
