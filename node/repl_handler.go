@@ -105,6 +105,8 @@ func (r *replicator) Deliver(from gossip.Peer, src gossip.Source, payloads [][]b
 			continue
 		}
 		switch {
+		case src == gossip.SourcePush && op.Kind == OpDelta && op.Origin == n.replica:
+			r.m.pushedOwn.Inc()
 		case src == gossip.SourcePush && op.Kind == OpDelta:
 			r.m.delay.Observe(float64(max(now-op.Time.Physical(), 0)) / 1000)
 		case src == gossip.SourceSync && op.Kind == OpDelta:

@@ -14,6 +14,7 @@ import (
 type replMetrics struct {
 	sent         prometheus.Counter
 	received     *prometheus.CounterVec
+	pushedOwn    prometheus.Counter
 	delay        prometheus.Histogram
 	served       *prometheus.CounterVec
 	sentOps      prometheus.Counter
@@ -34,6 +35,8 @@ func newReplMetrics(n *Node) *replMetrics {
 			Name: "deltas_sent_total", Help: "Local operations handed to gossip to push to every peer."}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "records_received_total", Help: "Records received from peers, by source (push, sync); shoal_node_remote_records_total says which were duplicates."}, []string{"source"}),
+		pushedOwn: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "own_records_pushed_back_total", Help: "Records of this replica's own operations that a peer pushed back to it (receivers never forward: should stay 0)."}),
 		delay: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "propagation_delay_seconds", Help: "Receive time of a pushed operation minus its HLC physical time at the origin.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
@@ -59,7 +62,7 @@ func newReplMetrics(n *Node) *replMetrics {
 }
 
 func (m *replMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.sent, m.received, m.delay, m.served, m.sentOps, m.sentKeys,
+	return []prometheus.Collector{m.sent, m.received, m.pushedOwn, m.delay, m.served, m.sentOps, m.sentKeys,
 		m.repairedOps, m.repairedKeys, m.stateBytes, m.rangesWanted, m.lagPulls, m.badDigests}
 }
 
