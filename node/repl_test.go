@@ -134,6 +134,17 @@ func (c *replCluster) waitConverged(timeout time.Duration, idx ...int) {
 	}, "replicas %v did not converge:%s", idx, c.describe())
 }
 
+// holders lists the replicas where key exists.
+func (c *replCluster) holders(key string) []int {
+	var out []int
+	for i, nd := range c.nodes {
+		if _, err := nd.Get(key); err == nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 func (c *replCluster) describe() string {
 	var sb strings.Builder
 	for i, nd := range c.nodes {
@@ -426,7 +437,8 @@ func TestReplicationBootstrapFromLargeStore(t *testing.T) {
 	}
 	const keys = 100_000
 	c := &replCluster{t: t, faults: gossip.NewFaultNet(), opts: func(i int, o *Options) {
-		o.SegmentBytes = 1 << 20 // so that snapshots can truncate the WAL
+		o.SegmentBytes = 1 << 20  // so that snapshots can truncate the WAL
+		o.StateCheckInterval = -1 // the last pull below must send nothing
 	}}
 	c.dirs = []string{t.TempDir(), t.TempDir()}
 	c.nodes = []*Node{c.open(0)}

@@ -31,17 +31,38 @@ const (
 
 func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w *gossip.SyncWriter) error {
 	n := r.n
-	missing := d.Applied.Missing(n.appliedSet())
+	// A periodic state comparison (repl_ranges.go): the summary is taken
+	// first, and the records sent before it are those of the operations
+	// it covers that the peer lacks, so that the peer, once it applied
+	// them, holds every operation the summary does.
+	var check *Op
+	if d.Check && len(d.Ranges) == 0 && d.Caps&capRangeSums != 0 {
+		var err error
+		if check, err = r.summary(); err != nil {
+			return err
+		}
+	}
+	mine := n.appliedSet()
+	if check != nil {
+		mine = check.Applied
+	}
+	missing := d.Applied.Missing(mine)
 	if len(missing) == 0 && len(d.Ranges) == 0 {
-		if r.diverged(d) {
+		switch {
+		case check != nil:
+			if err := r.sendSummary(w, check); err != nil {
+				return err
+			}
+			r.m.served.WithLabelValues("check").Inc()
+		case r.diverged(d):
 			r.log.Info("replication: peer has our applied set but another state: sending range sums", "peer", to.Name)
-			if err := r.sendSummary(w); err != nil {
+			if err := r.sendSummary(w, nil); err != nil {
 				return err
 			}
 			r.m.served.WithLabelValues("summary").Inc()
-			return nil
+		default:
+			r.m.served.WithLabelValues("nothing").Inc()
 		}
-		r.m.served.WithLabelValues("nothing").Inc()
 		return nil
 	}
 	// The committer indexes a group under the same lock that makes it
@@ -53,6 +74,12 @@ func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w
 		r.m.sentOps.Add(float64(sent))
 		if err == nil {
 			r.m.served.WithLabelValues("ops").Inc()
+			if check != nil {
+				if err := r.sendSummary(w, check); err != nil {
+					return err
+				}
+				r.m.served.WithLabelValues("check").Inc()
+			}
 			return nil
 		}
 		if !errors.Is(err, wal.ErrTruncated) {
@@ -65,7 +92,7 @@ func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w
 		ranges, _ = checkRanges(d.Ranges) // checked by decodeDigest
 		finCtx, finApplied, mode = d.RangeCtx, d.RangeApplied, "ranges"
 	case d.Caps&capRangeSums != 0 && (len(d.Applied.VV) > 0 || len(d.Applied.Cloud) > 0):
-		if err := r.sendSummary(w); err != nil {
+		if err := r.sendSummary(w, check); err != nil {
 			return err
 		}
 		r.m.served.WithLabelValues("summary").Inc()
