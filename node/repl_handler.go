@@ -86,7 +86,10 @@ func decodeDigest(b []byte) (*syncDigest, error) {
 
 // Deliver makes records from a peer durable and applies them, through the
 // commit loop, in one group (one WAL append and fsync per batch, not per
-// record). Duplicates are dropped by the loop.
+// record). Duplicates are dropped by the loop. Deltas held back by a state
+// transfer in progress (transfer.go) are the one exception to gossip's
+// rule that the digest reflects every Deliver that returned: they show in
+// it once committed, after the transfer.
 func (r *replicator) Deliver(from gossip.Peer, src gossip.Source, payloads [][]byte) error {
 	n := r.n
 	now := n.opts.Now().UnixMilli()

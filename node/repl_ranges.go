@@ -242,7 +242,11 @@ func (r *replicator) onSummary(from gossip.Peer, op *Op) error {
 			return err
 		}
 		gated = false // the record closes the gate
-		return n.applyRemoteBatch([][]byte{rec}, []*Op{fin}, from.Name)
+		if err := n.applyRemoteBatch([][]byte{rec}, []*Op{fin}, from.Name); err != nil {
+			gated = true // it may not have: close it
+			return err
+		}
+		return nil
 	}
 	closeGate()
 	want := differ
