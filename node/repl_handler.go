@@ -34,6 +34,12 @@ type syncDigest struct {
 	Ranges       []string      `msgpack:"g,omitempty"`
 	RangeCtx     *crdt.Context `msgpack:"gx,omitempty"`
 	RangeApplied *crdt.Context `msgpack:"ga,omitempty"`
+	// RangeRepair says the ranges repair a divergence a state comparison
+	// found (repl_ranges.go): each is sent with RangeCtx, and the transfer
+	// ends with an empty context and applied set (the puller holds every
+	// operation the summary covers already). Older peers end it with
+	// RangeCtx and RangeApplied, as for a catch-up.
+	RangeRepair bool `msgpack:"gr,omitempty"`
 	// State is the sender's state digest (Keyspace.Digest) taken with
 	// Applied: a peer with the same applied set and another digest has
 	// diverged in a way the applied sets cannot show (repl_ranges.go).

@@ -64,6 +64,7 @@ type rangeRequest struct {
 	ranges  []keyRange
 	ctx     *crdt.Context // the summary's context and applied set
 	applied *crdt.Context
+	repair  bool // asked for by a state comparison (syncDigest.RangeRepair)
 }
 
 // encodeSummary packs the bounds of the ranges and the len(bounds)+1 sums:
@@ -175,8 +176,10 @@ func (r *replicator) sendSummary(w *gossip.SyncWriter, op *Op) error {
 // a range is asked for only if it differed at the previous check too
 // (suspect), so that operations in flight cost nothing and a divergence
 // next to a key written all the time is still repaired at the second
-// check. Such a transfer ends with an empty context: we hold every
-// operation already, and a range not asked for may still differ.
+// check. Such a transfer (a repair) joins each range under the summary's
+// context and ends with an empty one: we hold every operation already, and
+// merging the peer's whole context could hide a value of a range not asked
+// for that still differs.
 func (r *replicator) onSummary(from gossip.Peer, op *Op) error {
 	n := r.n
 	bounds, theirs, err := decodeSummary(op.Sums)
@@ -257,7 +260,7 @@ func (r *replicator) onSummary(from gossip.Peer, op *Op) error {
 		r.mu.Lock()
 		want, p.suspect = unexplained(differ, keys, known, p.suspect)
 		r.mu.Unlock()
-		req.ctx, req.applied = &crdt.Context{}, &crdt.Context{}
+		req.applied, req.repair = &crdt.Context{}, true
 		r.m.checkRanges.WithLabelValues("differ").Add(float64(len(differ)))
 		r.m.checkRanges.WithLabelValues("diverged").Add(float64(len(want)))
 		if len(want) > 0 {
@@ -405,7 +408,7 @@ func (r *replicator) PullDigest(to gossip.Peer) []byte {
 		return r.Digest()
 	}
 	d := r.digestNow()
-	d.RangeCtx, d.RangeApplied = want.ctx, want.applied
+	d.RangeCtx, d.RangeApplied, d.RangeRepair = want.ctx, want.applied, want.repair
 	for _, kr := range want.ranges {
 		d.Ranges = append(d.Ranges, kr.Lo, kr.Hi)
 	}

@@ -380,8 +380,9 @@ func TestStateCheckSummary(t *testing.T) {
 	if w == nil || len(w.ranges) != 1 || !inRange(w.ranges[0], "k/30x") || inRange(w.ranges[0], "k/05") {
 		t.Fatalf("first comparison asked for %+v, want the range of k/30x only", w)
 	}
-	if !w.ctx.Empty() || !w.applied.Empty() {
-		t.Fatalf("a check's transfer would end with context %v, applied %v: want empty", w.ctx, w.applied)
+	if !w.repair || w.ctx.Empty() || !w.applied.Empty() {
+		t.Fatalf("a check's request: repair %v, context %v, applied %v; want a repair under the summary's context, no applied set",
+			w.repair, w.ctx, w.applied)
 	}
 	// Still different at the next comparison: asked for then.
 	must(t, rb.Deliver(peerA, gossip.SourceSync, [][]byte{summary()}))
@@ -401,7 +402,7 @@ func TestStateCheckSummary(t *testing.T) {
 		must(t, a.applyRemote(c.Record, "b"))
 	}
 	must(t, rb.Deliver(peerA, gossip.SourceSync, append(recs, summary())))
-	if w := wanted(); w == nil || len(w.ranges) != 1 || !inRange(w.ranges[0], "k/30x") || !w.ctx.Empty() {
+	if w := wanted(); w == nil || len(w.ranges) != 1 || !inRange(w.ranges[0], "k/30x") || !w.repair {
 		t.Fatalf("third comparison asked for %+v, want the range of k/30x only", w)
 	}
 }

@@ -135,7 +135,7 @@ func stateRecords(t testing.TB, n *Node, ranges ...keyRange) [][]byte {
 	_, _, _, err := n.writeState(context.Background(), func(b []byte) error {
 		recs = append(recs, b)
 		return nil
-	}, ranges, nil, nil)
+	}, ranges, nil, nil, nil)
 	must(t, err)
 	return recs
 }

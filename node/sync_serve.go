@@ -86,11 +86,14 @@ func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w
 			return err
 		}
 	}
-	ranges, finCtx, finApplied, mode := wholeState, (*crdt.Context)(nil), (*crdt.Context)(nil), "state"
+	ranges, base, finCtx, finApplied, mode := wholeState, (*crdt.Context)(nil), (*crdt.Context)(nil), (*crdt.Context)(nil), "state"
 	switch {
 	case len(d.Ranges) > 0:
 		ranges, _ = checkRanges(d.Ranges) // checked by decodeDigest
-		finCtx, finApplied, mode = d.RangeCtx, d.RangeApplied, "ranges"
+		base, finCtx, finApplied, mode = d.RangeCtx, d.RangeCtx, d.RangeApplied, "ranges"
+		if d.RangeRepair {
+			finCtx, finApplied = &crdt.Context{}, &crdt.Context{}
+		}
 	case d.Caps&capRangeSums != 0 && (len(d.Applied.VV) > 0 || len(d.Applied.Cloud) > 0):
 		if err := r.sendSummary(w, check); err != nil {
 			return err
@@ -100,7 +103,7 @@ func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w
 	}
 	r.log.Info("replication: sending state (the operations the peer lacks are not all in the WAL)",
 		"peer", to.Name, "missing_ranges", len(missing), "key_ranges", len(ranges))
-	applied, err := r.sendState(ctx, w, ranges, finCtx, finApplied)
+	applied, err := r.sendState(ctx, w, ranges, base, finCtx, finApplied)
 	if err != nil {
 		return err
 	}
@@ -180,8 +183,8 @@ func (r *replicator) sendRecords(ctx context.Context, offs []offRange, w *gossip
 
 // sendState writes the state of the given key ranges to w (writeState)
 // and counts it.
-func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges []keyRange, finCtx, finApplied *crdt.Context) (*crdt.Context, error) {
-	applied, keys, size, err := r.n.writeState(ctx, w.Write, ranges, finCtx, finApplied)
+func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges []keyRange, base, finCtx, finApplied *crdt.Context) (*crdt.Context, error) {
+	applied, keys, size, err := r.n.writeState(ctx, w.Write, ranges, base, finCtx, finApplied)
 	r.m.sentKeys.Add(float64(keys))
 	r.m.stateBytes.Add(float64(size))
 	return applied, err
@@ -196,15 +199,22 @@ func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges
 //
 // The state may change while it is sent. The key list, context ctx0 and
 // applied set are taken together at the start; each range carries its
-// keys' current state with context ctx0 plus the dots those keys hold
-// (never a dot removed after the start that the range does not show, which
-// would make the receiver drop a value it got meanwhile); the final record
-// merges ctx0 and the start's applied set, whose effects every range
-// includes. With ranges from a summary, the final record carries the
-// summary's context and applied set instead (taken earlier than ctx0, so
-// covered by it): the ranges not sent are as the summary saw them, and
-// what we applied since is sent by record after (serve).
-func (n *Node) writeState(ctx context.Context, write func([]byte) error, ranges []keyRange, finCtx, finApplied *crdt.Context) (applied *crdt.Context, sentKeys, sentBytes int, err error) {
+// keys' current state with a context: base (ctx0 when nil) plus the dots
+// those keys hold. base must be a context this node held earlier (ctx0 or
+// a summary's); the range then removes on the receiver exactly the values
+// this node had seen by then and no longer holds (never a dot removed
+// after that which the range does not show, which would make the receiver
+// drop a value it got meanwhile: the operations after it are sent by
+// record after the transfer, see serve). The final record merges ctx0 and
+// the start's applied set, whose effects every range includes; with
+// ranges from a summary, it carries the summary's context (the base) and
+// applied set instead (the ranges not sent are as the summary saw them),
+// or nothing for the repair a state comparison asked for (the receiver
+// holds those operations already). Either way the receiver's context
+// afterwards covers every context a range was joined with (the dots a
+// range holds it adds as it joins), which is what lets a delta held back
+// during the transfer be joined safely after it (transfer.go).
+func (n *Node) writeState(ctx context.Context, write func([]byte) error, ranges []keyRange, base, finCtx, finApplied *crdt.Context) (applied *crdt.Context, sentKeys, sentBytes int, err error) {
 	n.mu.Lock() // Keys sorts the key index on demand: it writes
 	all := n.ks.Keys("", 0)
 	ctx0 := n.ks.Context()
@@ -212,6 +222,9 @@ func (n *Node) writeState(ctx context.Context, write func([]byte) error, ranges 
 	n.mu.Unlock()
 	if finCtx == nil || finApplied == nil {
 		finCtx, finApplied = ctx0, applied0
+	}
+	if base == nil {
+		base = ctx0
 	}
 	now := crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0)
 	names := make([]string, 0, stateChunkKeys)
@@ -236,7 +249,7 @@ func (n *Node) writeState(ctx context.Context, write func([]byte) error, ranges 
 			n.mu.RLock()
 			op.Delta = n.ks.KeyState(names...)
 			n.mu.RUnlock()
-			op.Ctx = ctx0.Clone()
+			op.Ctx = base.Clone()
 			op.Ctx.Merge(&op.Delta.Ctx)
 			rec, err := EncodeOp(op)
 			if err != nil {

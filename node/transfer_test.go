@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -168,5 +169,42 @@ func TestTransferGateRanges(t *testing.T) {
 		if got := g.touches(op); got != want {
 			t.Errorf("touches(%q) = %v, want %v", key, got, want)
 		}
+	}
+}
+
+// The same with a transfer of the ranges a summary found different: the
+// ranges are joined under the summary's context, and the transfer ends
+// with it. The old write of k arrives while the transfer runs; the delete
+// came after the summary, and its record follows the transfer.
+func TestTransferRangesNothingDeletedComesBack(t *testing.T) {
+	n0, _ := openTest(t, &Options{Sync: SyncNever})
+	n1, _ := openTest(t, &Options{Sync: SyncNever})
+	n2, _ := openTest(t, &Options{Sync: SyncNever})
+	rec0 := record(n0)
+	must(t, n0.Put("k", "old"))
+	write := rec0.take()[0].Record
+	must(t, n1.applyRemote(write, "n0"))
+	sum, err := (&replicator{n: n1}).summary()
+	must(t, err)
+	rec1 := record(n1)
+	must(t, n1.Delete("k"))
+	del := rec1.take()[0].Record
+
+	var recs [][]byte
+	_, _, _, err = n1.writeState(context.Background(), func(b []byte) error {
+		recs = append(recs, b)
+		return nil
+	}, []keyRange{{Hi: "m"}}, sum.Ctx, sum.Ctx, sum.Applied)
+	must(t, err)
+	must(t, n2.applyRemote(recs[0], "n1"))
+	must(t, n2.applyRemote(write, "n0"))
+	for _, rec := range append(recs[1:], del) { // the end, then the delete by record
+		must(t, n2.applyRemote(rec, "n1"))
+		if v, err := n2.Get("k"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("k came back on n2: %v %v", v.Data, err)
+		}
+	}
+	if n2.Digest() != n1.Digest() || !n2.appliedSet().Equal(n1.appliedSet()) {
+		t.Fatalf("n2 differs from n1 after the transfer: ctx %v / %v, applied %v / %v", n2.stateContext(), n1.stateContext(), n2.appliedSet(), n1.appliedSet())
 	}
 }
