@@ -32,9 +32,13 @@ import (
 //     keys is applied as usual: the range joined later sees it like any
 //     join does;
 //   - the peer's OpContext record closes the gate, and the held deltas are
-//     committed right after it (in WAL order, so replay needs no gate):
-//     joined under the sender's context, a dot it saw removed stays
-//     removed;
+//     committed right after it (in WAL order, so replay needs no gate). By
+//     then our context covers the context every range was joined with
+//     (writeState), so a dot the sender had seen removed stays removed. (A
+//     write and its removal that the sender applied after that context are
+//     sent by record after the transfer: a held copy of the write may show
+//     until the removal's record, right behind it, arrives, which is an
+//     order any replica may receive those two operations in.)
 //   - meanwhile a transfer from another peer is refused with
 //     errTransferBusy (that peer's pull fails; anti-entropy pulls again
 //     later), and so is an OpContext record that closes no open transfer;
