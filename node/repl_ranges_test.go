@@ -235,8 +235,8 @@ func ghost(t testing.TB, replica crdt.ReplicaID, key string) (*crdt.Delta, *crdt
 // A divergence the applied sets cannot show, made while every replica
 // keeps writing (so that their applied sets are never equal when they
 // pull), is repaired by the periodic state comparison within its bound
-// (two comparison periods plus two anti-entropy rounds; polled with a far
-// longer deadline). Three divergences: n2 shows a value n0 and n1 saw
+// (repl.go: 2 × StateCheckInterval + 3 × AntiEntropyInterval, 3.4s here,
+// plus the transfer; polled with a far longer deadline, never timed). Three divergences: n2 shows a value n0 and n1 saw
 // removed (what a delta landing during a state transfer used to leave); n1
 // holds a value no one else saw; n0 holds one among the keys everyone
 // writes all the time, so that operations in flight always touch its
