@@ -186,39 +186,7 @@ func (r *replicator) onSummary(from gossip.Peer, op *Op) error {
 	if err != nil {
 		return err
 	}
-	// Hold remote deltas back while we compare (transfer.go): an OpContext
-	// record below must find the state the comparison saw.
-	gated := n.markTransfer(from.Name, markOpen) == nil
-	closeGate := func() {
-		if gated {
-			_ = n.markTransfer(from.Name, markClose)
-			gated = false
-		}
-	}
-	defer closeGate()
-	n.mu.RLock()
-	mine := n.ks.RangeSums(bounds)
-	applied := n.ks.Applied()
-	covered := len(n.ks.Context().Missing(op.Ctx)) == 0 && len(applied.Missing(op.Applied)) == 0
-	n.mu.RUnlock()
-	var differ []keyRange
-	for i := range theirs {
-		if theirs[i] == mine[i] {
-			continue
-		}
-		var kr keyRange
-		if i > 0 {
-			kr.Lo = bounds[i-1]
-		}
-		if i < len(bounds) {
-			kr.Hi = bounds[i]
-		}
-		if l := len(differ) - 1; l >= 0 && differ[l].Hi == kr.Lo {
-			differ[l].Hi = kr.Hi // adjacent: one range
-			continue
-		}
-		differ = append(differ, kr)
-	}
+	differ, applied, covered := r.compareSummary(bounds, theirs, op)
 	lacking := len(applied.Missing(op.Applied)) > 0
 	r.mu.Lock()
 	p := r.peerLocked(from.Name, time.Now())
@@ -236,22 +204,11 @@ func (r *replicator) onSummary(from gossip.Peer, op *Op) error {
 		r.mu.Lock()
 		p.suspect = nil
 		r.mu.Unlock()
-		if covered || !gated {
-			return nil // the record would change nothing, or cannot be made safely now
+		if covered {
+			return nil // the record would change nothing
 		}
-		fin := &Op{V: OpVersion, Kind: OpContext, Origin: op.Origin, Time: op.Time, Ctx: op.Ctx, Applied: op.Applied}
-		rec, err := EncodeOp(fin)
-		if err != nil {
-			return err
-		}
-		gated = false // the record closes the gate
-		if err := n.applyRemoteBatch([][]byte{rec}, []*Op{fin}, from.Name); err != nil {
-			gated = true // it may not have: close it
-			return err
-		}
-		return nil
+		return r.endSummary(from, op, bounds, theirs)
 	}
-	closeGate()
 	want := differ
 	req := &rangeRequest{ctx: op.Ctx, applied: op.Applied}
 	if !lacking {
@@ -283,6 +240,62 @@ func (r *replicator) onSummary(from gossip.Peer, op *Op) error {
 		g.RequestSync(from.Name)
 	}
 	return nil
+}
+
+// compareSummary compares a summary's range sums with ours: the ranges
+// that differ (adjacent ones merged), our applied set, and whether our
+// context and applied set cover the summary's.
+func (r *replicator) compareSummary(bounds []string, theirs [][16]byte, op *Op) (differ []keyRange, applied *crdt.Context, covered bool) {
+	n := r.n
+	n.mu.RLock()
+	mine := n.ks.RangeSums(bounds)
+	applied = n.ks.Applied()
+	covered = len(n.ks.Context().Missing(op.Ctx)) == 0 && len(applied.Missing(op.Applied)) == 0
+	n.mu.RUnlock()
+	for i := range theirs {
+		if theirs[i] == mine[i] {
+			continue
+		}
+		var kr keyRange
+		if i > 0 {
+			kr.Lo = bounds[i-1]
+		}
+		if i < len(bounds) {
+			kr.Hi = bounds[i]
+		}
+		if l := len(differ) - 1; l >= 0 && differ[l].Hi == kr.Lo {
+			differ[l].Hi = kr.Hi // adjacent: one range
+			continue
+		}
+		differ = append(differ, kr)
+	}
+	return differ, applied, covered
+}
+
+// endSummary records a summary's context and applied set (an OpContext
+// record, as at the end of a transfer) when no range differs from ours.
+// The comparison is made again with the transfer gate open (transfer.go):
+// a delta landing between the comparison and the record could otherwise
+// bring back a value the peer saw removed. While another peer's transfer
+// is open it does nothing (the next round does it).
+func (r *replicator) endSummary(from gossip.Peer, op *Op, bounds []string, theirs [][16]byte) error {
+	n := r.n
+	if err := n.markTransfer(from.Name, markOpen); err != nil {
+		return nil
+	}
+	differ, _, covered := r.compareSummary(bounds, theirs, op)
+	if len(differ) > 0 || covered {
+		return n.markTransfer(from.Name, markClose)
+	}
+	fin := &Op{V: OpVersion, Kind: OpContext, Origin: op.Origin, Time: op.Time, Ctx: op.Ctx, Applied: op.Applied}
+	rec, err := EncodeOp(fin)
+	if err == nil {
+		err = n.applyRemoteBatch([][]byte{rec}, []*Op{fin}, from.Name) // closes the gate
+	}
+	if err != nil {
+		_ = n.markTransfer(from.Name, markClose) // in case the record did not
+	}
+	return err
 }
 
 // maxExplainRecords bounds the records a check reads to learn which keys

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/shoaldb/shoal/crdt"
 	"github.com/shoaldb/shoal/gossip"
 )
@@ -418,4 +420,41 @@ func slicesAnyInRange(rs []keyRange, key string) bool {
 		}
 	}
 	return false
+}
+
+// A summary none of whose ranges differ from our state, from a peer that
+// applied operations we lack (here a write and the delete of it, gone from
+// its WAL), ends like a transfer: its context and applied set are
+// recorded (through the transfer gate), and the states are equal.
+func TestSummaryWithNoDifferingRange(t *testing.T) {
+	a, _ := openTest(t, &Options{Sync: SyncNever})
+	gc := gossip.DefaultLocalConfig()
+	gc.Name = "b"
+	b, _ := openTest(t, &Options{Sync: SyncNever, Gossip: gc})
+	fromA := record(a)
+	for i := range 10 {
+		must(t, a.Put(fmt.Sprintf("k/%d", i), i))
+	}
+	for _, c := range fromA.take() {
+		must(t, b.applyRemote(c.Record, "a"))
+	}
+	must(t, a.Put("gone", 1))
+	must(t, a.Delete("gone"))
+	op, err := (&replicator{n: a}).summary()
+	must(t, err)
+	rec, err := EncodeOp(op)
+	must(t, err)
+	if len(b.appliedSet().Missing(a.appliedSet())) == 0 {
+		t.Fatal("b lacks nothing")
+	}
+	must(t, b.repl.Load().Deliver(gossip.Peer{Name: "a"}, gossip.SourceSync, [][]byte{rec}))
+	if missing := b.appliedSet().Missing(a.appliedSet()); len(missing) != 0 {
+		t.Fatalf("b still lacks %v", missing)
+	}
+	if a.Digest() != b.Digest() {
+		t.Fatal("states differ")
+	}
+	if got := testutil.ToFloat64(b.m.transferHeld); got != 0 {
+		t.Fatalf("the gate holds %v deltas after the summary", got)
+	}
 }
