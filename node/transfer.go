@@ -50,9 +50,9 @@ import (
 //
 // Held deltas are bounded (maxHeldRecords, maxHeldBytes): beyond that they
 // are dropped (counted) and anti-entropy brings them again. The summary
-// comparison that may end in an OpContext record without ranges (onSummary)
-// opens the gate over the whole key space with a mark request before it
-// compares, so that nothing lands between the comparison and the record.
+// comparison that ends in an OpContext record without ranges (endSummary)
+// opens the gate over the whole key space with a mark request and compares
+// again, so that nothing lands between the comparison and the record.
 //
 // A crash during a transfer loses the gate and the held deltas (they were
 // never acknowledged as applied); the ranges joined before it stay, as when
