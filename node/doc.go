@@ -111,6 +111,18 @@
 // has a bounded queue: a reader that falls behind is dropped with
 // ErrSlowSubscriber, and writers never wait for readers.
 //
+// # Replication
+//
+// With Options.Gossip the node replicates (repl.go has the details): each
+// write is pushed to every peer once, anti-entropy sends a peer exactly the
+// records it lacks (or, when the WAL no longer holds them, the key ranges
+// that differ), a state transfer is atomic to observers (a deleted value
+// never comes back while or after one runs), and every
+// StateCheckInterval the node compares its state with each peer's range by
+// range, so that a divergence the version vectors cannot show is repaired
+// within 2 × StateCheckInterval + 3 × AntiEntropyInterval even under
+// continuous writes.
+//
 // # Metrics and logs
 //
 // Options.Registerer receives shoal_node_* metrics (operations, WAL bytes,

@@ -90,6 +90,8 @@ func (n *Node) run() {
 			select {
 			case r := <-n.reqs:
 				g = n.add(nil, r)
+			case <-n.gate.timeout():
+				g = n.giveUpTransfer(nil)
 			case <-n.closing:
 				n.drain(nil)
 				return
@@ -102,6 +104,8 @@ func (n *Node) run() {
 			g = nil
 		case r := <-n.reqs:
 			g = n.add(g, r)
+		case <-n.gate.timeout():
+			g = n.giveUpTransfer(g)
 		case <-n.closing:
 			n.drain(g)
 			return
@@ -165,6 +169,9 @@ func (n *Node) add(g *group, r *request) *group {
 	}
 	n.buildInto(g, r)
 	g.lastSeq, g.clock = n.tx.LastSeq(), n.clock
+	if len(n.gate.released) > 0 { // after the record that closed a transfer
+		g = n.releaseHeld(g)
+	}
 	return g
 }
 
@@ -195,7 +202,7 @@ func (n *Node) transaction() {
 func (n *Node) buildInto(g *group, r *request) {
 	now := n.opts.Now().UnixMilli()
 	if r.kind == reqRemote {
-		if r.op.Kind == OpDelta {
+		if r.op != nil && r.op.Kind == OpDelta {
 			n.mu.RLock()
 			dup := n.ks.Covers(r.op.Delta)
 			n.mu.RUnlock()
@@ -203,6 +210,11 @@ func (n *Node) buildInto(g *group, r *request) {
 				n.m.remoteDup.Inc()
 				return
 			}
+		}
+		if !n.admitRemote(r) { // held back by a state transfer, refused, or a mark
+			return
+		}
+		if r.op.Kind == OpDelta {
 			g.remoteDots = append(g.remoteDots, r.op.Delta.Dots()...)
 		}
 		next, ahead := crdt.WitnessTimestamp(n.clock, r.op.Time, now, n.opts.MaxClockDrift.Milliseconds())
@@ -213,6 +225,9 @@ func (n *Node) buildInto(g *group, r *request) {
 		g.entries = append(g.entries, groupEntry{r: r, op: r.op, rec: r.raw})
 		g.bytes += len(r.raw)
 		g.remote = true
+		if n.gate.closing {
+			n.gate.close(n) // what it held follows this record (add)
+		}
 		return
 	}
 	tx := n.tx

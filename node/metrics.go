@@ -28,16 +28,20 @@ type metrics struct {
 	subDropped     prometheus.Counter
 	readOnly       prometheus.Gauge
 	clockAhead     prometheus.Counter
+	transferHeld   prometheus.Gauge // remote deltas held back by a state transfer (transfer.go)
 	queueDepthFunc prometheus.GaugeFunc
 
 	registered prometheus.Registerer // where register put them, for unregister
 
 	// Hot-path children, looked up once (WithLabelValues hashes labels).
-	opsBy          [reqSnapshot + 1]prometheus.Counter
-	remoteApplied  prometheus.Counter
-	remoteDup      prometheus.Counter
-	remoteInvalid  prometheus.Counter
-	readOnlyErrors prometheus.Counter
+	opsBy             [reqSnapshot + 1]prometheus.Counter
+	remoteApplied     prometheus.Counter
+	remoteDup         prometheus.Counter
+	remoteInvalid     prometheus.Counter
+	remoteHeld        prometheus.Counter
+	remoteHeldDropped prometheus.Counter
+	remoteRefused     prometheus.Counter
+	readOnlyErrors    prometheus.Counter
 }
 
 func newMetrics(queueDepth func() float64) *metrics {
@@ -48,7 +52,7 @@ func newMetrics(queueDepth func() float64) *metrics {
 		opErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "op_errors_total", Help: "Operations refused, by reason."}, []string{"reason"}),
 		remote: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "remote_records_total", Help: "Records received from peers, by result (applied, duplicate, invalid)."}, []string{"result"}),
+			Name: "remote_records_total", Help: "Records received from peers, by result (applied, duplicate, invalid; held: held back during a state transfer, applied or found duplicate later; held_dropped: too many held, dropped for anti-entropy to bring again; refused: state from a second peer during a transfer)."}, []string{"result"}),
 		walBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "wal_bytes_total", Help: "Record bytes appended to the WAL."}),
 		walRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -81,6 +85,8 @@ func newMetrics(queueDepth func() float64) *metrics {
 			Name: "subscribers_dropped_total", Help: "Subscriptions ended because the reader fell behind."}),
 		readOnly: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "read_only", Help: "1 when a WAL failure made the node read-only."}),
+		transferHeld: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "transfer_held_records", Help: "Remote deltas held back until the state transfer in progress ends (at most 4096)."}),
 		clockAhead: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "clock_ahead_total", Help: "Remote timestamps further ahead of the local clock than MaxClockDrift (accepted, clock clamped)."}),
 	}
@@ -91,6 +97,9 @@ func newMetrics(queueDepth func() float64) *metrics {
 	m.remoteApplied = m.remote.WithLabelValues("applied")
 	m.remoteDup = m.remote.WithLabelValues("duplicate")
 	m.remoteInvalid = m.remote.WithLabelValues("invalid")
+	m.remoteHeld = m.remote.WithLabelValues("held")
+	m.remoteHeldDropped = m.remote.WithLabelValues("held_dropped")
+	m.remoteRefused = m.remote.WithLabelValues("refused")
 	m.readOnlyErrors = m.opErrors.WithLabelValues("read_only")
 	m.queueDepthFunc = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 		Name: "write_queue_depth", Help: "Write requests waiting for the commit loop."}, queueDepth)
@@ -101,7 +110,7 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.ops, m.opErrors, m.remote, m.walBytes, m.walRecords,
 		m.appendSeconds, m.fsyncSeconds, m.batchOps, m.snapshotSecs, m.snapshots, m.snapshotBytes,
 		m.replaySeconds, m.replayRecords, m.keys, m.subscribers, m.subDropped,
-		m.readOnly, m.clockAhead, m.queueDepthFunc}
+		m.readOnly, m.clockAhead, m.transferHeld, m.queueDepthFunc}
 }
 
 // register registers every collector, or none.

@@ -58,6 +58,7 @@ type Node struct {
 	txSeq   uint64         // last seq issued by an earlier transaction
 	txStale bool           // a group with peers' records was sent since tx began
 	sent    uint64         // groups handed to the committer
+	gate    transferGate   // the state transfer in progress (transfer.go)
 
 	// Owned by the applier, the last stage (and by Open before it starts);
 	// recs by the appender.

@@ -95,6 +95,14 @@ type Options struct {
 	// fully usable alone. Open copies the pointer; replication copies the
 	// struct before use.
 	Gossip *gossip.Config
+
+	// StateCheckInterval is how often the node compares its state with
+	// each peer's, key range by key range, whatever their applied sets
+	// say: a divergence the applied sets cannot show is repaired within
+	// about twice this (see repl_ranges.go). 0 = 10 × the gossip
+	// AntiEntropyInterval (10s with gossip.DefaultLocalConfig, 50s with
+	// DefaultLANConfig); negative = never.
+	StateCheckInterval time.Duration
 }
 
 func (o *Options) withDefaults() (Options, error) {

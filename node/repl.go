@@ -35,9 +35,44 @@ package node
 //     way; memberlist's push/pull carries nothing), else only the ranges
 //     whose sums differ, found with one more round trip (repl_ranges.go).
 //
+//  5. A state transfer is atomic to observers (transfer.go): while one
+//     runs, remote deltas that touch the key ranges it has joined are held
+//     back and committed right after its closing record, under the
+//     sender's context, so a value the sender saw removed never comes back
+//     (issue 9, scenario 6). A second peer's transfer waits for the next
+//     round.
+//  6. Periodic state comparison (repl_ranges.go): the applied sets cannot
+//     show every divergence (two states with the same operations applied
+//     but different values, whatever made them), and under continuous
+//     writes they are rarely equal at the instant of a pull. So every
+//     Options.StateCheckInterval (default 10 × AntiEntropyInterval) a node
+//     pulls from each peer with Check set: the peer takes its summary (key
+//     ranges, their sums, context and applied set at one instant), sends
+//     the records of the operations it covers that the puller lacks, then
+//     the summary. The puller, now holding every operation the summary
+//     covers, compares range by range: a range that differs and that no
+//     operation it applied since the summary touched has diverged and is
+//     asked for (a range join, which repairs both a value that should be
+//     gone and one that is missing); a range such an operation touched is
+//     asked for only if it differs again at the next comparison.
+//
+// Time bound: a divergence the applied sets cannot show is repaired on a
+// node within 2 × StateCheckInterval + 3 × AntiEntropyInterval, plus the
+// time to send the ranges that differ (23 s with DefaultLocalConfig, 115 s
+// with DefaultLANConfig), at any write rate: a comparison with a peer is
+// due every StateCheckInterval and starts at the node's next pull (pulls
+// run at least every AntiEntropyInterval, jittered up to +25%), and finds
+// the range at the first comparison or, next to keys written all the
+// time, at the second. Each side repairs itself by its own comparisons,
+// so both are repaired within the bound. A comparison that meets another
+// peer's state transfer to the node in progress is lost and the bound
+// restarts.
+//
 // Catch-up traffic is therefore proportional to what a peer missed; after
 // truncation, to the ranges that hold it plus a summary of about 16 bytes
-// and one key per range (up to 1024 ranges).
+// and one key per range (up to 1024 ranges). A comparison costs one such
+// summary per peer and period, plus the ranges found diverged, and a pass
+// over the keys under the state lock on both sides.
 
 import (
 	"context"
@@ -67,6 +102,9 @@ type replicator struct {
 	// (seen in its digests) before we pull from it outside the periodic
 	// rounds. Shorter would pull deltas that are merely in flight.
 	repairDelay time.Duration
+	// checkEvery is the period of the state comparison with each peer
+	// (Options.StateCheckInterval; 0: never).
+	checkEvery time.Duration
 
 	// digest caches our encoded digest for the state version it was made at
 	// (n.applied): every stream acknowledges with it, often at once.
@@ -91,6 +129,22 @@ type peerState struct {
 	behindAt time.Time
 	checked  time.Time     // when we last compared its applied set with ours
 	want     *rangeRequest // the key ranges to ask it for in our next pull (repl_ranges.go)
+
+	// The periodic state comparison (repl_ranges.go).
+	lastCheck time.Time  // when we last asked it for a summary to compare
+	suspect   []keyRange // ranges that differed at the last comparison, maybe only by operations in flight
+}
+
+// peerLocked returns the state of the named peer, created if new; r.mu is
+// held. Its first state comparison is due a period after we first hear of
+// it (a new stream's pull already carries a digest).
+func (r *replicator) peerLocked(name string, now time.Time) *peerState {
+	p := r.peers[name]
+	if p == nil {
+		p = &peerState{applied: &crdt.Context{}, lastCheck: now}
+		r.peers[name] = p
+	}
+	return p
 }
 
 // startReplication starts gossip when Options.Gossip is set. Called by
@@ -119,6 +173,14 @@ func (n *Node) startReplication() error {
 	}
 	if cfg.AntiEntropyInterval <= 0 {
 		r.repairDelay = gossip.DefaultLANConfig().AntiEntropyInterval / 4
+	}
+	switch r.checkEvery = n.opts.StateCheckInterval; {
+	case r.checkEvery < 0:
+		r.checkEvery = 0
+	case r.checkEvery == 0 && cfg.AntiEntropyInterval > 0:
+		r.checkEvery = 10 * cfg.AntiEntropyInterval
+	case r.checkEvery == 0:
+		r.checkEvery = 10 * gossip.DefaultLANConfig().AntiEntropyInterval
 	}
 	if err := r.m.register(n.opts.Registerer); err != nil {
 		return err

@@ -34,10 +34,20 @@ type syncDigest struct {
 	Ranges       []string      `msgpack:"g,omitempty"`
 	RangeCtx     *crdt.Context `msgpack:"gx,omitempty"`
 	RangeApplied *crdt.Context `msgpack:"ga,omitempty"`
+	// RangeRepair says the ranges repair a divergence a state comparison
+	// found (repl_ranges.go): each is sent with RangeCtx, and the transfer
+	// ends with an empty context and applied set (the puller holds every
+	// operation the summary covers already). Older peers end it with
+	// RangeCtx and RangeApplied, as for a catch-up.
+	RangeRepair bool `msgpack:"gr,omitempty"`
 	// State is the sender's state digest (Keyspace.Digest) taken with
 	// Applied: a peer with the same applied set and another digest has
 	// diverged in a way the applied sets cannot show (repl_ranges.go).
 	State []byte `msgpack:"h,omitempty"`
+	// Check, in a pull, asks for a summary (range sums) after the
+	// records the sender lacks, whatever the applied sets say: the
+	// periodic state comparison (repl_ranges.go). Ignored by older peers.
+	Check bool `msgpack:"ck,omitempty"`
 }
 
 // maxDigestDepth bounds msgpack nesting in a digest.
@@ -82,7 +92,10 @@ func decodeDigest(b []byte) (*syncDigest, error) {
 
 // Deliver makes records from a peer durable and applies them, through the
 // commit loop, in one group (one WAL append and fsync per batch, not per
-// record). Duplicates are dropped by the loop.
+// record). Duplicates are dropped by the loop. Deltas held back by a state
+// transfer in progress (transfer.go) are the one exception to gossip's
+// rule that the digest reflects every Deliver that returned: they show in
+// it once committed, after the transfer.
 func (r *replicator) Deliver(from gossip.Peer, src gossip.Source, payloads [][]byte) error {
 	n := r.n
 	now := n.opts.Now().UnixMilli()
@@ -92,6 +105,14 @@ func (r *replicator) Deliver(from gossip.Peer, src gossip.Source, payloads [][]b
 		op, err := DecodeOp(p)
 		if err == nil && op.Kind == OpSummary {
 			if src == gossip.SourceSync {
+				// The records sent before it apply first: the summary is
+				// compared with a state that holds them.
+				if len(ops) > 0 {
+					if err := n.applyRemoteBatch(raws, ops, from.Name); err != nil {
+						return err
+					}
+					raws, ops = raws[:0:0], ops[:0:0]
+				}
 				if err := r.onSummary(from, op); err != nil {
 					return err
 				}
@@ -105,6 +126,8 @@ func (r *replicator) Deliver(from gossip.Peer, src gossip.Source, payloads [][]b
 			continue
 		}
 		switch {
+		case src == gossip.SourcePush && op.Kind == OpDelta && op.Origin == n.replica:
+			r.m.pushedOwn.Inc()
 		case src == gossip.SourcePush && op.Kind == OpDelta:
 			r.m.delay.Observe(float64(max(now-op.Time.Physical(), 0)) / 1000)
 		case src == gossip.SourceSync && op.Kind == OpDelta:
@@ -174,16 +197,28 @@ func (r *replicator) Digest() []byte {
 		n.mu.RUnlock()
 		return c.b
 	}
-	applied := n.ks.Applied()
-	state := n.ks.Digest()
+	d := r.digestLocked()
 	n.mu.RUnlock()
-	b, err := encodeDigest(&syncDigest{V: digestVersion, Replica: n.replica, Applied: applied, Caps: capRangeSums, State: state[:]})
+	b, err := encodeDigest(d)
 	if err != nil {
 		r.log.Error("replication: encode digest", "err", err)
 		return nil
 	}
 	r.digest.Store(&cachedDigest{version: version, b: b})
 	return b
+}
+
+// digestNow returns our digest as a struct, to add to.
+func (r *replicator) digestNow() *syncDigest {
+	r.n.mu.RLock()
+	defer r.n.mu.RUnlock()
+	return r.digestLocked()
+}
+
+// digestLocked returns our digest; n.mu is held.
+func (r *replicator) digestLocked() *syncDigest {
+	state := r.n.ks.Digest()
+	return &syncDigest{V: digestVersion, Replica: r.n.replica, Applied: r.n.ks.Applied(), Caps: capRangeSums, State: state[:]}
 }
 
 // PeerDigest records what a peer holds (sync status), and pulls from it when
@@ -199,11 +234,7 @@ func (r *replicator) PeerDigest(from gossip.Peer, b []byte) {
 	now := time.Now()
 	pull := false
 	r.mu.Lock()
-	p := r.peers[from.Name]
-	if p == nil {
-		p = &peerState{}
-		r.peers[from.Name] = p
-	}
+	p := r.peerLocked(from.Name, now)
 	p.replica, p.applied, p.updated = d.Replica, d.Applied, now
 	// Comparing with our applied set costs a copy of it: digests arrive
 	// every few milliseconds per stream, so compare at most a few times per

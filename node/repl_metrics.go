@@ -14,6 +14,7 @@ import (
 type replMetrics struct {
 	sent         prometheus.Counter
 	received     *prometheus.CounterVec
+	pushedOwn    prometheus.Counter
 	delay        prometheus.Histogram
 	served       *prometheus.CounterVec
 	sentOps      prometheus.Counter
@@ -22,6 +23,7 @@ type replMetrics struct {
 	repairedKeys prometheus.Counter
 	stateBytes   prometheus.Counter
 	rangesWanted prometheus.Counter
+	checkRanges  *prometheus.CounterVec
 	lagPulls     prometheus.Counter
 	badDigests   prometheus.Counter
 	registered   prometheus.Registerer
@@ -34,11 +36,13 @@ func newReplMetrics(n *Node) *replMetrics {
 			Name: "deltas_sent_total", Help: "Local operations handed to gossip to push to every peer."}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "records_received_total", Help: "Records received from peers, by source (push, sync); shoal_node_remote_records_total says which were duplicates."}, []string{"source"}),
+		pushedOwn: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "own_records_pushed_back_total", Help: "Records of this replica's own operations that a peer pushed back to it (receivers never forward: should stay 0)."}),
 		delay: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "propagation_delay_seconds", Help: "Receive time of a pushed operation minus its HLC physical time at the origin.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "antientropy_served_total", Help: "Anti-entropy requests answered, by what was sent (nothing, ops, state: the whole state, summary: range sums, ranges: the key ranges a peer asked for)."}, []string{"mode"}),
+			Name: "antientropy_served_total", Help: "Anti-entropy requests answered, by what was sent (nothing, ops, state: the whole state, summary: range sums, ranges: the key ranges a peer asked for, check: range sums for the periodic state comparison, after the ops the peer lacked)."}, []string{"mode"}),
 		sentOps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "antientropy_sent_records_total", Help: "WAL records sent to peers that lacked them."}),
 		sentKeys: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -51,6 +55,8 @@ func newReplMetrics(n *Node) *replMetrics {
 			Name: "antientropy_sent_state_bytes_total", Help: "Bytes of state sent to peers (summaries, key ranges, final records)."}),
 		rangesWanted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "antientropy_ranges_wanted_total", Help: "Key ranges found different from a peer's summary and asked for."}),
+		checkRanges: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "state_check_ranges_total", Help: "Key ranges found different by the periodic state comparison with a peer, by result (differ: every one; diverged: those asked for, which operations in flight do not explain)."}, []string{"result"}),
 		lagPulls: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "lag_pulls_total", Help: "Pulls started because a peer's digest showed operations this node kept lacking."}),
 		badDigests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -59,8 +65,8 @@ func newReplMetrics(n *Node) *replMetrics {
 }
 
 func (m *replMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.sent, m.received, m.delay, m.served, m.sentOps, m.sentKeys,
-		m.repairedOps, m.repairedKeys, m.stateBytes, m.rangesWanted, m.lagPulls, m.badDigests}
+	return []prometheus.Collector{m.sent, m.received, m.pushedOwn, m.delay, m.served, m.sentOps, m.sentKeys,
+		m.repairedOps, m.repairedKeys, m.stateBytes, m.rangesWanted, m.checkRanges, m.lagPulls, m.badDigests}
 }
 
 func (m *replMetrics) register(r prometheus.Registerer) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/shoaldb/shoal/crdt"
 	"github.com/shoaldb/shoal/gossip"
@@ -32,7 +33,11 @@ import (
 //
 // The same exchange repairs a divergence the applied sets cannot show:
 // every digest carries the state digest, and a peer with our applied set
-// but another state digest is sent a summary too (diverged).
+// but another state digest is sent a summary too (diverged). That needs
+// equal applied sets, rare under continuous writes; the periodic state
+// comparison does not (repl.go, step 6): a pull with Check set gets the
+// records the puller lacks and then a summary, and onSummary asks only for
+// the ranges that operations in flight do not explain.
 
 const (
 	// capRangeSums: the digest's sender understands summaries.
@@ -59,6 +64,7 @@ type rangeRequest struct {
 	ranges  []keyRange
 	ctx     *crdt.Context // the summary's context and applied set
 	applied *crdt.Context
+	repair  bool // asked for by a state comparison (syncDigest.RangeRepair)
 }
 
 // encodeSummary packs the bounds of the ranges and the len(bounds)+1 sums:
@@ -108,8 +114,9 @@ func decodeSummary(b []byte) ([]string, [][16]byte, error) {
 	return bounds, sums, nil
 }
 
-// sendSummary writes our summary to w.
-func (r *replicator) sendSummary(w *gossip.SyncWriter) error {
+// summary takes our summary: the key ranges, their sums, and our context
+// and applied set, all at one instant.
+func (r *replicator) summary() (*Op, error) {
 	n := r.n
 	n.mu.Lock() // Keys sorts the key index on demand: it writes
 	keys := n.ks.Keys("", 0)
@@ -132,9 +139,20 @@ func (r *replicator) sendSummary(w *gossip.SyncWriter) error {
 	ctx0 := n.ks.Context()
 	applied0 := n.ks.Applied()
 	n.mu.Unlock()
-	rec, err := EncodeOp(&Op{V: OpVersion, Kind: OpSummary, Origin: n.replica,
+	return &Op{V: OpVersion, Kind: OpSummary, Origin: n.replica,
 		Time: crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0), Ctx: ctx0, Applied: applied0,
-		Sums: encodeSummary(bounds, sums)})
+		Sums: encodeSummary(bounds, sums)}, nil
+}
+
+// sendSummary writes a summary to w (nil: take one now).
+func (r *replicator) sendSummary(w *gossip.SyncWriter, op *Op) error {
+	if op == nil {
+		var err error
+		if op, err = r.summary(); err != nil {
+			return err
+		}
+	}
+	rec, err := EncodeOp(op)
 	if err != nil {
 		return err
 	}
@@ -145,19 +163,95 @@ func (r *replicator) sendSummary(w *gossip.SyncWriter) error {
 	return nil
 }
 
-// onSummary compares a peer's summary with our state. It asks the peer for
+// onSummary compares a peer's summary with our state and asks the peer for
 // the ranges that differ (in our next pull from it), or, when none does,
 // records the summary's context and applied set as a transfer would have.
+//
+// Two cases. We lack operations the summary covers (catch-up after the
+// peer's WAL lost them): every range that differs is asked for, and the
+// transfer ends with the summary's context and applied set. Or we hold
+// every operation the summary covers (a periodic check; the peer sent us
+// what we lacked just before it): then a range that differs has diverged,
+// unless operations we applied since the summary (extra) changed it; such
+// a range is asked for only if it differed at the previous check too
+// (suspect), so that operations in flight cost nothing and a divergence
+// next to a key written all the time is still repaired at the second
+// check. Such a transfer (a repair) joins each range under the summary's
+// context and ends with an empty one: we hold every operation already, and
+// merging the peer's whole context could hide a value of a range not asked
+// for that still differs.
 func (r *replicator) onSummary(from gossip.Peer, op *Op) error {
 	n := r.n
 	bounds, theirs, err := decodeSummary(op.Sums)
 	if err != nil {
 		return err
 	}
+	differ, applied, covered := r.compareSummary(bounds, theirs, op)
+	lacking := len(applied.Missing(op.Applied)) > 0
+	r.mu.Lock()
+	p := r.peerLocked(from.Name, time.Now())
+	if !lacking {
+		p.lastCheck = time.Now()
+	}
+	r.mu.Unlock()
+	// The peer may lack something of ours (a summary also answers a
+	// divergence): have it pull from us.
+	g := r.gossip()
+	if g != nil {
+		g.Nudge(from.Name)
+	}
+	if len(differ) == 0 {
+		r.mu.Lock()
+		p.suspect = nil
+		r.mu.Unlock()
+		if covered {
+			return nil // the record would change nothing
+		}
+		return r.endSummary(from, op, bounds, theirs)
+	}
+	want := differ
+	req := &rangeRequest{ctx: op.Ctx, applied: op.Applied}
+	if !lacking {
+		extra := op.Applied.Missing(applied)
+		keys, known := n.keysOf(extra, maxExplainRecords)
+		r.mu.Lock()
+		want, p.suspect = unexplained(differ, keys, known, p.suspect)
+		r.mu.Unlock()
+		req.applied, req.repair = &crdt.Context{}, true
+		r.m.checkRanges.WithLabelValues("differ").Add(float64(len(differ)))
+		r.m.checkRanges.WithLabelValues("diverged").Add(float64(len(want)))
+		if len(want) > 0 {
+			r.log.Info("replication: state differs from a peer's in key ranges its applied set cannot explain: asking for them",
+				"peer", from.Name, "ranges", len(want))
+		}
+	}
+	r.m.rangesWanted.Add(float64(len(want)))
+	if len(want) == 0 {
+		return nil
+	}
+	if len(want) > maxRequestRanges {
+		want = wholeState
+	}
+	req.ranges = want
+	r.mu.Lock()
+	p.want = req
+	r.mu.Unlock()
+	if g != nil {
+		g.RequestSync(from.Name)
+	}
+	return nil
+}
+
+// compareSummary compares a summary's range sums with ours: the ranges
+// that differ (adjacent ones merged), our applied set, and whether our
+// context and applied set cover the summary's.
+func (r *replicator) compareSummary(bounds []string, theirs [][16]byte, op *Op) (differ []keyRange, applied *crdt.Context, covered bool) {
+	n := r.n
 	n.mu.RLock()
 	mine := n.ks.RangeSums(bounds)
+	applied = n.ks.Applied()
+	covered = len(n.ks.Context().Missing(op.Ctx)) == 0 && len(applied.Missing(op.Applied)) == 0
 	n.mu.RUnlock()
-	var want []keyRange
 	for i := range theirs {
 		if theirs[i] == mine[i] {
 			continue
@@ -169,69 +263,165 @@ func (r *replicator) onSummary(from gossip.Peer, op *Op) error {
 		if i < len(bounds) {
 			kr.Hi = bounds[i]
 		}
-		if l := len(want) - 1; l >= 0 && want[l].Hi == kr.Lo {
-			want[l].Hi = kr.Hi // adjacent: one range
+		if l := len(differ) - 1; l >= 0 && differ[l].Hi == kr.Lo {
+			differ[l].Hi = kr.Hi // adjacent: one range
 			continue
 		}
-		want = append(want, kr)
+		differ = append(differ, kr)
 	}
-	r.m.rangesWanted.Add(float64(len(want)))
-	// The peer may lack something of ours (a summary also answers a
-	// divergence): have it pull from us.
-	g := r.gossip()
-	if g != nil {
-		g.Nudge(from.Name)
+	return differ, applied, covered
+}
+
+// endSummary records a summary's context and applied set (an OpContext
+// record, as at the end of a transfer) when no range differs from ours.
+// The comparison is made again with the transfer gate open (transfer.go):
+// a delta landing between the comparison and the record could otherwise
+// bring back a value the peer saw removed. While another peer's transfer
+// is open it does nothing (the next round does it).
+func (r *replicator) endSummary(from gossip.Peer, op *Op, bounds []string, theirs [][16]byte) error {
+	n := r.n
+	if err := n.markTransfer(from.Name, markOpen); err != nil {
+		return nil
 	}
-	if len(want) == 0 {
-		n.mu.RLock()
-		covered := len(n.ks.Context().Missing(op.Ctx)) == 0 && len(n.ks.Applied().Missing(op.Applied)) == 0
-		n.mu.RUnlock()
-		if covered {
-			return nil // the record would change nothing
+	differ, _, covered := r.compareSummary(bounds, theirs, op)
+	if len(differ) > 0 || covered {
+		return n.markTransfer(from.Name, markClose)
+	}
+	fin := &Op{V: OpVersion, Kind: OpContext, Origin: op.Origin, Time: op.Time, Ctx: op.Ctx, Applied: op.Applied}
+	rec, err := EncodeOp(fin)
+	if err == nil {
+		err = n.applyRemoteBatch([][]byte{rec}, []*Op{fin}, from.Name) // closes the gate
+	}
+	if err != nil {
+		_ = n.markTransfer(from.Name, markClose) // in case the record did not
+	}
+	return err
+}
+
+// maxExplainRecords bounds the records a check reads to learn which keys
+// the operations applied since the peer's summary touched; beyond it every
+// differing range is suspect.
+const maxExplainRecords = 4096
+
+// keysOf returns, sorted, the keys the given operations touched, read from
+// their WAL records; false when some are not in the WAL (applied by state
+// transfer, or truncated) or there are more than limit records.
+func (n *Node) keysOf(ops []crdt.DotRange, limit int) ([]string, bool) {
+	if len(ops) == 0 {
+		return nil, true
+	}
+	offs, ok := n.offsetsOf(ops)
+	if !ok {
+		return nil, false
+	}
+	count := 0
+	for _, o := range offs {
+		count += int(o.Last - o.First + 1)
+	}
+	if count > limit {
+		return nil, false
+	}
+	var keys []string
+	for _, o := range offs {
+		for off := o.First; off <= o.Last; off++ {
+			rec, err := n.wal.Read(off)
+			if err != nil {
+				return nil, false
+			}
+			op, err := DecodeOp(rec)
+			if err != nil {
+				return nil, false
+			}
+			keys = append(keys, opKeys(op)...)
 		}
-		fin := &Op{V: OpVersion, Kind: OpContext, Origin: op.Origin, Time: op.Time, Ctx: op.Ctx, Applied: op.Applied}
-		rec, err := EncodeOp(fin)
-		if err != nil {
-			return err
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys), true
+}
+
+// unexplained returns the differing ranges to ask for: those that hold
+// none of the keys (sorted) changed by operations applied since the
+// summary, and those that also overlap a suspect range of the previous
+// check. The others are the suspects of the next check. With the keys not
+// known, every range is explained by them.
+func unexplained(differ []keyRange, keys []string, known bool, suspect []keyRange) (want, next []keyRange) {
+	for _, kr := range differ {
+		explained := !known || len(rangeStrings(keys, kr)) > 0
+		if !explained || overlapsAny(kr, suspect) {
+			want = append(want, kr)
+		} else {
+			next = append(next, kr)
 		}
-		return n.applyRemoteBatch([][]byte{rec}, []*Op{fin}, from.Name)
 	}
-	if len(want) > maxRequestRanges {
-		want = wholeState
+	return want, next
+}
+
+// rangeStrings returns the part of sorted keys inside kr.
+func rangeStrings(keys []string, kr keyRange) []string {
+	i, _ := slices.BinarySearch(keys, kr.Lo)
+	j := len(keys)
+	if kr.Hi != "" {
+		j, _ = slices.BinarySearch(keys, kr.Hi)
 	}
-	r.mu.Lock()
-	p := r.peers[from.Name]
-	if p == nil {
-		p = &peerState{applied: &crdt.Context{}}
-		r.peers[from.Name] = p
+	return keys[i:max(i, j)]
+}
+
+// overlapsAny reports whether kr shares a key with one of rs.
+func overlapsAny(kr keyRange, rs []keyRange) bool {
+	for _, o := range rs {
+		if (kr.Hi == "" || o.Lo < kr.Hi) && (o.Hi == "" || kr.Lo < o.Hi) {
+			return true
+		}
 	}
-	p.want = &rangeRequest{ranges: want, ctx: op.Ctx, applied: op.Applied}
-	r.mu.Unlock()
-	if g != nil {
-		g.RequestSync(from.Name)
-	}
-	return nil
+	return false
 }
 
 // PullDigest is our digest for a pull from peer to: the ranges we want
-// from it, if its summary showed some, else our usual digest.
+// from it, if its summary showed some, else our usual digest, asking for
+// a summary when our periodic state comparison with it is due. It also
+// schedules a pull from every other peer whose comparison is due (pulls
+// run at least every anti-entropy interval, so none waits much longer).
 func (r *replicator) PullDigest(to gossip.Peer) []byte {
+	now := time.Now()
 	r.mu.Lock()
 	var want *rangeRequest
-	if p := r.peers[to.Name]; p != nil {
-		want, p.want = p.want, nil
+	check := false
+	var due []string
+	for name, p := range r.peers {
+		isDue := r.checkEvery > 0 && now.Sub(p.lastCheck) >= r.checkEvery
+		switch {
+		case name == to.Name:
+			want, p.want = p.want, nil
+			if want == nil && isDue {
+				check = true
+				// Asked for again a period from now unless the summary
+				// comes (onSummary); a busy or old peer does not make us
+				// ask at every pull.
+				p.lastCheck = now
+			}
+		case isDue:
+			due = append(due, name)
+		}
 	}
 	r.mu.Unlock()
+	if g := r.gossip(); g != nil {
+		for _, name := range due {
+			g.RequestSync(name)
+		}
+	}
 	if want == nil {
+		if !check {
+			return r.Digest()
+		}
+		d := r.digestNow()
+		d.Check = true
+		if b, err := encodeDigest(d); err == nil {
+			return b
+		}
 		return r.Digest()
 	}
-	d := &syncDigest{V: digestVersion, Replica: r.n.replica, Caps: capRangeSums,
-		RangeCtx: want.ctx, RangeApplied: want.applied}
-	r.n.mu.RLock()
-	d.Applied = r.n.ks.Applied()
-	state := r.n.ks.Digest()
-	r.n.mu.RUnlock()
-	d.State = state[:]
+	d := r.digestNow()
+	d.RangeCtx, d.RangeApplied, d.RangeRepair = want.ctx, want.applied, want.repair
 	for _, kr := range want.ranges {
 		d.Ranges = append(d.Ranges, kr.Lo, kr.Hi)
 	}

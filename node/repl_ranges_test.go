@@ -4,10 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/shoaldb/shoal/crdt"
+	"github.com/shoaldb/shoal/gossip"
 )
 
 // A replica that was down while its peer changed a few keys of a large
@@ -20,7 +24,8 @@ func TestReplicationCatchUpByRangeSums(t *testing.T) {
 	}
 	const keys = 20_000
 	c := newReplCluster(t, 2, func(i int, o *Options) {
-		o.SegmentBytes = 1 << 20 // so that snapshots can truncate the WAL
+		o.SegmentBytes = 1 << 20  // so that snapshots can truncate the WAL
+		o.StateCheckInterval = -1 // the catch-up's traffic alone is measured
 	})
 	var b Batch
 	for i := range keys {
@@ -203,5 +208,253 @@ func TestReplicationRepairsDivergenceVectorsCannotSee(t *testing.T) {
 	}
 	if keys := counterValue(t, r.m.sentKeys); keys > 50 {
 		t.Fatalf("the repair sent %v keys of 101", keys)
+	}
+}
+
+// injectState joins d into nd's state behind the node's back (a test's way
+// to make a divergence the applied sets cannot show), and ctx into its
+// context.
+func injectState(nd *Node, d *crdt.Delta, ctx *crdt.Context) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if d != nil {
+		nd.ks.Apply(d)
+	}
+	nd.ks.MergeContext(ctx)
+}
+
+// ghost returns the state of one register at key written by a replica no
+// node knows, as a delta that marks no operation applied.
+func ghost(t testing.TB, replica crdt.ReplicaID, key string) (*crdt.Delta, *crdt.Context) {
+	t.Helper()
+	ks := crdt.NewKeyspace()
+	d, err := ks.Begin(replica, 0).Put(key, []byte(`"ghost"`), crdt.MakeTimestamp(1, 0))
+	must(t, err)
+	ks.Apply(d)
+	return ks.KeyState(key), ks.Context()
+}
+
+// A divergence the applied sets cannot show, made while every replica
+// keeps writing (so that their applied sets are never equal when they
+// pull), is repaired by the periodic state comparison within its bound
+// (repl.go: 2 × StateCheckInterval + 3 × AntiEntropyInterval, 3.4s here,
+// plus the transfer; polled with a far longer deadline, never timed). Three divergences: n2 shows a value n0 and n1 saw
+// removed (what a delta landing during a state transfer used to leave); n1
+// holds a value no one else saw; n0 holds one among the keys everyone
+// writes all the time, so that operations in flight always touch its
+// range.
+func TestReplicationRepairsDivergenceUnderContinuousWrites(t *testing.T) {
+	const checkEvery = 200 * time.Millisecond
+	c := newReplCluster(t, 3, func(i int, o *Options) { o.StateCheckInterval = checkEvery })
+	var b Batch
+	for i := range 400 {
+		b.Put(fmt.Sprintf("k/%03d", i), i)
+	}
+	must(t, c.nodes[0].Commit(&b))
+	c.waitConverged(30 * time.Second)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, nd := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("hot/%d", j%5)
+				if j%3 == 0 {
+					key = fmt.Sprintf("k/%03d", (j*7+i*131)%400)
+				}
+				if err := nd.Put(key, j); err != nil {
+					t.Errorf("n%d: Put: %v", i, err)
+					return
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	stopWriters := func() {
+		once.Do(func() {
+			close(stop)
+			wg.Wait()
+		})
+	}
+	defer stopWriters()
+
+	removed, removedCtx := ghost(t, 0xa1, "k/100x")
+	injectState(c.nodes[2], removed, removedCtx)
+	injectState(c.nodes[0], nil, removedCtx)
+	injectState(c.nodes[1], nil, removedCtx)
+	unseen, unseenCtx := ghost(t, 0xa2, "k/300x")
+	injectState(c.nodes[1], unseen, unseenCtx)
+	hot, hotCtx := ghost(t, 0xa3, "hot/2x")
+	injectState(c.nodes[0], hot, hotCtx)
+
+	start := time.Now()
+	has := func(i int, key string) bool {
+		_, err := c.nodes[i].Get(key)
+		return err == nil
+	}
+	replEventually(t, 30*time.Second, func() bool {
+		for i := range c.nodes {
+			if has(i, "k/100x") || !has(i, "k/300x") || !has(i, "hot/2x") {
+				return false
+			}
+		}
+		return true
+	}, "divergence not repaired: %v", lazy(func() string {
+		return fmt.Sprintf("k/100x on %v, k/300x on %v, hot/2x on %v", c.holders("k/100x"), c.holders("k/300x"), c.holders("hot/2x"))
+	}))
+	t.Logf("repaired under continuous writes in %v (comparison every %v)", time.Since(start).Round(time.Millisecond), checkEvery)
+	for i, nd := range c.nodes {
+		r := nd.repl.Load()
+		if got := counterValue(t, r.m.served.WithLabelValues("state")); got != 0 {
+			t.Errorf("n%d sent its whole state %v times", i, got)
+		}
+		t.Logf("n%d served: check %v, summary %v, ranges %v, ops %v, nothing %v; check ranges: differ %v, diverged %v; keys sent %v", i,
+			counterValue(t, r.m.served.WithLabelValues("check")), counterValue(t, r.m.served.WithLabelValues("summary")),
+			counterValue(t, r.m.served.WithLabelValues("ranges")), counterValue(t, r.m.served.WithLabelValues("ops")),
+			counterValue(t, r.m.served.WithLabelValues("nothing")),
+			counterValue(t, r.m.checkRanges.WithLabelValues("differ")), counterValue(t, r.m.checkRanges.WithLabelValues("diverged")),
+			counterValue(t, r.m.sentKeys))
+	}
+	stopWriters()
+	c.waitConverged(30 * time.Second)
+}
+
+// lazy formats as what f returns when printed.
+type lazy func() string
+
+func (f lazy) String() string { return f() }
+
+// The receiving side of a periodic state comparison, driven by hand: a
+// summary from a peer whose operations we all hold. A differing range that
+// operations we applied since the summary do not explain is asked for at
+// once, with an empty closing context; one they explain is asked for only
+// if it differs at the next comparison too; records sent before the
+// summary in the same batch are applied before it is compared.
+func TestStateCheckSummary(t *testing.T) {
+	a, _ := openTest(t, &Options{Sync: SyncNever})
+	gc := gossip.DefaultLocalConfig()
+	gc.Name = "b"
+	b, _ := openTest(t, &Options{Sync: SyncNever, Gossip: gc})
+	ra, rb := &replicator{n: a}, b.repl.Load()
+	peerA := gossip.Peer{Name: "a"}
+	fromA := record(a)
+	var batch Batch
+	for i := range 40 {
+		batch.Put(fmt.Sprintf("k/%02d", i), i)
+	}
+	must(t, a.Commit(&batch))
+	for _, c := range fromA.take() {
+		must(t, b.applyRemote(c.Record, "a"))
+	}
+	summary := func() []byte {
+		op, err := ra.summary()
+		must(t, err)
+		rec, err := EncodeOp(op)
+		must(t, err)
+		return rec
+	}
+	wanted := func() *rangeRequest {
+		rb.mu.Lock()
+		defer rb.mu.Unlock()
+		p := rb.peers["a"]
+		if p == nil {
+			return nil
+		}
+		w := p.want
+		p.want = nil
+		return w
+	}
+
+	// b's own write (a lacks it) explains the range of k/05; a value a
+	// never saw at k/30x does not.
+	must(t, b.Put("k/05", "b's"))
+	d, ctx := ghost(t, 0xa1, "k/30x")
+	injectState(b, d, ctx)
+	must(t, rb.Deliver(peerA, gossip.SourceSync, [][]byte{summary()}))
+	w := wanted()
+	if w == nil || len(w.ranges) != 1 || !inRange(w.ranges[0], "k/30x") || inRange(w.ranges[0], "k/05") {
+		t.Fatalf("first comparison asked for %+v, want the range of k/30x only", w)
+	}
+	if !w.repair || w.ctx.Empty() || !w.applied.Empty() {
+		t.Fatalf("a check's request: repair %v, context %v, applied %v; want a repair under the summary's context, no applied set",
+			w.repair, w.ctx, w.applied)
+	}
+	// Still different at the next comparison: asked for then.
+	must(t, rb.Deliver(peerA, gossip.SourceSync, [][]byte{summary()}))
+	if w := wanted(); w == nil || !slicesAnyInRange(w.ranges, "k/05") {
+		t.Fatalf("second comparison asked for %+v, want the range of k/05 too", w)
+	}
+	// a's write arrives in the same batch as its summary: compared after
+	// it, so it explains nothing and differs in nothing.
+	must(t, a.Put("k/20", "a's"))
+	var recs [][]byte
+	for _, c := range fromA.take() {
+		recs = append(recs, c.Record)
+	}
+	toA := record(b)
+	must(t, b.Put("k/05", "b's again")) // so that a gets b's writes
+	for _, c := range toA.take() {
+		must(t, a.applyRemote(c.Record, "b"))
+	}
+	must(t, rb.Deliver(peerA, gossip.SourceSync, append(recs, summary())))
+	if w := wanted(); w == nil || len(w.ranges) != 1 || !inRange(w.ranges[0], "k/30x") || !w.repair {
+		t.Fatalf("third comparison asked for %+v, want the range of k/30x only", w)
+	}
+}
+
+func inRange(kr keyRange, key string) bool {
+	return kr.Lo <= key && (kr.Hi == "" || key < kr.Hi)
+}
+
+func slicesAnyInRange(rs []keyRange, key string) bool {
+	for _, kr := range rs {
+		if inRange(kr, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// A summary none of whose ranges differ from our state, from a peer that
+// applied operations we lack (here a write and the delete of it, gone from
+// its WAL), ends like a transfer: its context and applied set are
+// recorded (through the transfer gate), and the states are equal.
+func TestSummaryWithNoDifferingRange(t *testing.T) {
+	a, _ := openTest(t, &Options{Sync: SyncNever})
+	gc := gossip.DefaultLocalConfig()
+	gc.Name = "b"
+	b, _ := openTest(t, &Options{Sync: SyncNever, Gossip: gc})
+	fromA := record(a)
+	for i := range 10 {
+		must(t, a.Put(fmt.Sprintf("k/%d", i), i))
+	}
+	for _, c := range fromA.take() {
+		must(t, b.applyRemote(c.Record, "a"))
+	}
+	must(t, a.Put("gone", 1))
+	must(t, a.Delete("gone"))
+	op, err := (&replicator{n: a}).summary()
+	must(t, err)
+	rec, err := EncodeOp(op)
+	must(t, err)
+	if len(b.appliedSet().Missing(a.appliedSet())) == 0 {
+		t.Fatal("b lacks nothing")
+	}
+	must(t, b.repl.Load().Deliver(gossip.Peer{Name: "a"}, gossip.SourceSync, [][]byte{rec}))
+	if missing := b.appliedSet().Missing(a.appliedSet()); len(missing) != 0 {
+		t.Fatalf("b still lacks %v", missing)
+	}
+	if a.Digest() != b.Digest() {
+		t.Fatal("states differ")
+	}
+	if got := testutil.ToFloat64(b.m.transferHeld); got != 0 {
+		t.Fatalf("the gate holds %v deltas after the summary", got)
 	}
 }

@@ -134,6 +134,17 @@ func (c *replCluster) waitConverged(timeout time.Duration, idx ...int) {
 	}, "replicas %v did not converge:%s", idx, c.describe())
 }
 
+// holders lists the replicas where key exists.
+func (c *replCluster) holders(key string) []int {
+	var out []int
+	for i, nd := range c.nodes {
+		if _, err := nd.Get(key); err == nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 func (c *replCluster) describe() string {
 	var sb strings.Builder
 	for i, nd := range c.nodes {
@@ -213,12 +224,49 @@ func TestReplicationThreeNodesConverge(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	replRandomOps(t, rng, c.nodes, 600)
 	c.waitConverged(30 * time.Second)
-	// Nothing came back to its origin, and pushes were not duplicated.
-	for i := range c.nodes {
-		if st := c.stats(i); st.PushedReceived == 0 {
-			t.Fatalf("n%d received no pushes: %+v", i, st)
+	// Nothing came back to its origin, and pushes were not duplicated: each
+	// delta went to each peer at most twice (design.md: once or twice in
+	// steady state), counted against the deltas each node made (its own
+	// records in its WAL, not what it claims to have pushed).
+	own := make([]uint64, len(c.nodes))
+	var total uint64
+	for i, nd := range c.nodes {
+		own[i] = ownDeltaRecords(t, nd)
+		total += own[i]
+	}
+	peers := uint64(len(c.nodes) - 1)
+	for i, nd := range c.nodes {
+		st := c.stats(i)
+		if back := counterValue(t, nd.repl.Load().m.pushedOwn); back != 0 {
+			t.Errorf("n%d was pushed %v of its own operations back", i, back)
+		}
+		if st.PushedReceived == 0 {
+			t.Errorf("n%d received no pushes: %+v", i, st)
+		}
+		if others := total - own[i]; st.PushedReceived > 2*others {
+			t.Errorf("n%d received %d pushes for %d deltas of its peers (more than twice each)", i, st.PushedReceived, others)
+		}
+		if st.PushedSent > 2*peers*own[i] {
+			t.Errorf("n%d pushed %d payloads for its %d deltas to %d peers (more than twice each)", i, st.PushedSent, own[i], peers)
+		}
+		t.Logf("n%d: %d own deltas, pushed %d, received %d pushes for %d", i, own[i], st.PushedSent, st.PushedReceived, total-own[i])
+	}
+}
+
+// ownDeltaRecords counts the records of deltas nd made itself in its WAL.
+func ownDeltaRecords(t testing.TB, nd *Node) uint64 {
+	t.Helper()
+	var count uint64
+	for off := nd.wal.FirstOffset(); off < nd.wal.NextOffset(); off++ {
+		rec, err := nd.wal.Read(off)
+		must(t, err)
+		op, err := DecodeOp(rec)
+		must(t, err)
+		if op.Kind == OpDelta && op.Origin == nd.replica {
+			count++
 		}
 	}
+	return count
 }
 
 func TestReplicationTenNodesConverge(t *testing.T) {
@@ -389,7 +437,8 @@ func TestReplicationBootstrapFromLargeStore(t *testing.T) {
 	}
 	const keys = 100_000
 	c := &replCluster{t: t, faults: gossip.NewFaultNet(), opts: func(i int, o *Options) {
-		o.SegmentBytes = 1 << 20 // so that snapshots can truncate the WAL
+		o.SegmentBytes = 1 << 20  // so that snapshots can truncate the WAL
+		o.StateCheckInterval = -1 // the last pull below must send nothing
 	}}
 	c.dirs = []string{t.TempDir(), t.TempDir()}
 	c.nodes = []*Node{c.open(0)}
@@ -574,7 +623,7 @@ func TestReplicationMetrics(t *testing.T) {
 	for _, name := range []string{
 		"shoal_gossip_members", "shoal_gossip_sent_bytes_total", "shoal_gossip_received_bytes_total",
 		"shoal_gossip_queue_bytes", "shoal_gossip_queue_dropped_total", "shoal_gossip_rejected_total",
-		"shoal_repl_records_received_total", "shoal_repl_propagation_delay_seconds",
+		"shoal_repl_records_received_total", "shoal_repl_propagation_delay_seconds", "shoal_repl_own_records_pushed_back_total",
 		"shoal_node_remote_records_total",
 	} {
 		if !have[name] {

@@ -31,17 +31,38 @@ const (
 
 func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w *gossip.SyncWriter) error {
 	n := r.n
-	missing := d.Applied.Missing(n.appliedSet())
+	// A periodic state comparison (repl_ranges.go): the summary is taken
+	// first, and the records sent before it are those of the operations
+	// it covers that the peer lacks, so that the peer, once it applied
+	// them, holds every operation the summary does.
+	var check *Op
+	if d.Check && len(d.Ranges) == 0 && d.Caps&capRangeSums != 0 {
+		var err error
+		if check, err = r.summary(); err != nil {
+			return err
+		}
+	}
+	mine := n.appliedSet()
+	if check != nil {
+		mine = check.Applied
+	}
+	missing := d.Applied.Missing(mine)
 	if len(missing) == 0 && len(d.Ranges) == 0 {
-		if r.diverged(d) {
+		switch {
+		case check != nil:
+			if err := r.sendSummary(w, check); err != nil {
+				return err
+			}
+			r.m.served.WithLabelValues("check").Inc()
+		case r.diverged(d):
 			r.log.Info("replication: peer has our applied set but another state: sending range sums", "peer", to.Name)
-			if err := r.sendSummary(w); err != nil {
+			if err := r.sendSummary(w, nil); err != nil {
 				return err
 			}
 			r.m.served.WithLabelValues("summary").Inc()
-			return nil
+		default:
+			r.m.served.WithLabelValues("nothing").Inc()
 		}
-		r.m.served.WithLabelValues("nothing").Inc()
 		return nil
 	}
 	// The committer indexes a group under the same lock that makes it
@@ -53,19 +74,28 @@ func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w
 		r.m.sentOps.Add(float64(sent))
 		if err == nil {
 			r.m.served.WithLabelValues("ops").Inc()
+			if check != nil {
+				if err := r.sendSummary(w, check); err != nil {
+					return err
+				}
+				r.m.served.WithLabelValues("check").Inc()
+			}
 			return nil
 		}
 		if !errors.Is(err, wal.ErrTruncated) {
 			return err
 		}
 	}
-	ranges, finCtx, finApplied, mode := wholeState, (*crdt.Context)(nil), (*crdt.Context)(nil), "state"
+	ranges, base, finCtx, finApplied, mode := wholeState, (*crdt.Context)(nil), (*crdt.Context)(nil), (*crdt.Context)(nil), "state"
 	switch {
 	case len(d.Ranges) > 0:
 		ranges, _ = checkRanges(d.Ranges) // checked by decodeDigest
-		finCtx, finApplied, mode = d.RangeCtx, d.RangeApplied, "ranges"
+		base, finCtx, finApplied, mode = d.RangeCtx, d.RangeCtx, d.RangeApplied, "ranges"
+		if d.RangeRepair {
+			finCtx, finApplied = &crdt.Context{}, &crdt.Context{}
+		}
 	case d.Caps&capRangeSums != 0 && (len(d.Applied.VV) > 0 || len(d.Applied.Cloud) > 0):
-		if err := r.sendSummary(w); err != nil {
+		if err := r.sendSummary(w, check); err != nil {
 			return err
 		}
 		r.m.served.WithLabelValues("summary").Inc()
@@ -73,7 +103,7 @@ func (r *replicator) serve(ctx context.Context, to gossip.Peer, d *syncDigest, w
 	}
 	r.log.Info("replication: sending state (the operations the peer lacks are not all in the WAL)",
 		"peer", to.Name, "missing_ranges", len(missing), "key_ranges", len(ranges))
-	applied, err := r.sendState(ctx, w, ranges, finCtx, finApplied)
+	applied, err := r.sendState(ctx, w, ranges, base, finCtx, finApplied)
 	if err != nil {
 		return err
 	}
@@ -151,25 +181,40 @@ func (r *replicator) sendRecords(ctx context.Context, offs []offRange, w *gossip
 	return sent, nil
 }
 
-// sendState writes the state of the given key ranges (sorted, not
-// overlapping; wholeState for everything) to w: each range's keys in
-// sorted sub-ranges that tile it, each an OpStateRange record, then an
-// OpContext record with finCtx and finApplied, or when those are nil the
-// context and applied set taken at the start. It returns the applied set
-// the transfer carries.
+// sendState writes the state of the given key ranges to w (writeState)
+// and counts it.
+func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges []keyRange, base, finCtx, finApplied *crdt.Context) (*crdt.Context, error) {
+	applied, keys, size, err := r.n.writeState(ctx, w.Write, ranges, base, finCtx, finApplied)
+	r.m.sentKeys.Add(float64(keys))
+	r.m.stateBytes.Add(float64(size))
+	return applied, err
+}
+
+// writeState hands write the records of a state transfer of the given key
+// ranges (sorted, not overlapping; wholeState for everything): each
+// range's keys in sorted sub-ranges that tile it, each an OpStateRange
+// record, then an OpContext record with finCtx and finApplied, or when
+// those are nil the context and applied set taken at the start. It returns
+// the applied set the transfer carries, and the keys and bytes it wrote.
 //
 // The state may change while it is sent. The key list, context ctx0 and
 // applied set are taken together at the start; each range carries its
-// keys' current state with context ctx0 plus the dots those keys hold
-// (never a dot removed after the start that the range does not show, which
-// would make the receiver drop a value it got meanwhile); the final record
-// merges ctx0 and the start's applied set, whose effects every range
-// includes. With ranges from a summary, the final record carries the
-// summary's context and applied set instead (taken earlier than ctx0, so
-// covered by it): the ranges not sent are as the summary saw them, and
-// what we applied since is sent by record after (serve).
-func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges []keyRange, finCtx, finApplied *crdt.Context) (*crdt.Context, error) {
-	n := r.n
+// keys' current state with a context: base (ctx0 when nil) plus the dots
+// those keys hold. base must be a context this node held earlier (ctx0 or
+// a summary's); the range then removes on the receiver exactly the values
+// this node had seen by then and no longer holds (never a dot removed
+// after that which the range does not show, which would make the receiver
+// drop a value it got meanwhile: the operations after it are sent by
+// record after the transfer, see serve). The final record merges ctx0 and
+// the start's applied set, whose effects every range includes; with
+// ranges from a summary, it carries the summary's context (the base) and
+// applied set instead (the ranges not sent are as the summary saw them),
+// or nothing for the repair a state comparison asked for (the receiver
+// holds those operations already). Either way the receiver's context
+// afterwards covers every context a range was joined with (the dots a
+// range holds it adds as it joins), which is what lets a delta held back
+// during the transfer be joined safely after it (transfer.go).
+func (n *Node) writeState(ctx context.Context, write func([]byte) error, ranges []keyRange, base, finCtx, finApplied *crdt.Context) (applied *crdt.Context, sentKeys, sentBytes int, err error) {
 	n.mu.Lock() // Keys sorts the key index on demand: it writes
 	all := n.ks.Keys("", 0)
 	ctx0 := n.ks.Context()
@@ -178,14 +223,16 @@ func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges
 	if finCtx == nil || finApplied == nil {
 		finCtx, finApplied = ctx0, applied0
 	}
+	if base == nil {
+		base = ctx0
+	}
 	now := crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0)
 	names := make([]string, 0, stateChunkKeys)
-	sentKeys, sentBytes := 0, 0
 	for _, kr := range ranges {
 		keys := rangeKeys(all, kr)
 		for i, chunk := 0, stateChunkKeys; ; {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return nil, sentKeys, sentBytes, err
 			}
 			j := min(i+chunk, len(keys))
 			op := &Op{V: OpVersion, Kind: OpStateRange, Origin: n.replica, Time: now, Lo: kr.Lo, Hi: kr.Hi}
@@ -202,18 +249,18 @@ func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges
 			n.mu.RLock()
 			op.Delta = n.ks.KeyState(names...)
 			n.mu.RUnlock()
-			op.Ctx = ctx0.Clone()
+			op.Ctx = base.Clone()
 			op.Ctx.Merge(&op.Delta.Ctx)
 			rec, err := EncodeOp(op)
 			if err != nil {
-				return nil, err
+				return nil, sentKeys, sentBytes, err
 			}
 			if len(rec) > stateRecordBytes && j-i > 1 {
 				chunk = max(1, (j-i)/2)
 				continue
 			}
-			if err := w.Write(rec); err != nil {
-				return nil, fmt.Errorf("node: send state of keys [%q, %q): %w", op.Lo, op.Hi, err)
+			if err := write(rec); err != nil {
+				return nil, sentKeys, sentBytes, fmt.Errorf("node: send state of keys [%q, %q): %w", op.Lo, op.Hi, err)
 			}
 			sentKeys += len(op.Delta.Keys)
 			sentBytes += len(rec)
@@ -225,12 +272,10 @@ func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges
 	}
 	rec, err := EncodeOp(&Op{V: OpVersion, Kind: OpContext, Origin: n.replica, Time: now, Ctx: finCtx, Applied: finApplied})
 	if err != nil {
-		return nil, err
+		return nil, sentKeys, sentBytes, err
 	}
-	if err := w.Write(rec); err != nil {
-		return nil, err
+	if err := write(rec); err != nil {
+		return nil, sentKeys, sentBytes, err
 	}
-	r.m.sentKeys.Add(float64(sentKeys))
-	r.m.stateBytes.Add(float64(sentBytes + len(rec)))
-	return finApplied, nil
+	return finApplied, sentKeys, sentBytes + len(rec), nil
 }

@@ -43,6 +43,7 @@ type request struct {
 	raw  []byte
 	op   *Op
 	from string
+	mark transferMark // a request without a record (op nil) for the transfer gate (transfer.go)
 
 	size int // bytes of the operation's payload, for the size limit
 
