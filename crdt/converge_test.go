@@ -124,7 +124,7 @@ func converge(t *testing.T, seed uint64) {
 		n.cut = r.IntN(nrep)
 	}
 	src := mathRnd{r}
-	m := mode(r.IntN(int(modeMixed) + 1))
+	m := modes[r.IntN(len(modes))].m
 	ops := 100 + r.IntN(100)
 	for i := 0; i < ops; i++ {
 		from := r.IntN(nrep)

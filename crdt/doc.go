@@ -44,15 +44,40 @@
 //	          drops the dots it has seen.
 //
 // Deleting a key or a field removes every dot under it that the deleting
-// replica has seen; a concurrent update (a fresh dot) survives. Concurrent
-// first writes of different types to one key or field keep both values; the
-// visible one is the type of highest precedence, map > set > counter >
-// register > flag, and a local operation of another type than the visible
-// one fails with ErrWrongType until the key (or field) is deleted.
+// replica has seen; a concurrent update (a fresh dot) survives.
 //
 // Timestamps are a hybrid logical clock (Timestamp, NextTimestamp,
 // WitnessTimestamp). They only order concurrent register writes;
 // convergence never depends on them.
+//
+// # Type conflicts
+//
+// Concurrent first writes of different types to one key or field (each
+// replica wrote before it saw the other's write) are both kept: a join only
+// removes what a replica has seen, and neither replica had seen the other
+// value. The view shows the type of highest precedence,
+// map > set > counter > register > flag, an order every replica applies
+// alike; the other value is hidden, and a local operation of its type fails
+// with ErrWrongType.
+//
+// The conflict ends with the first operation on that key or field (or on a
+// field under it) by a replica that has seen it: besides its own effect, the
+// operation removes every value of another type it has seen there, an
+// observed remove through its delta's context, like a delete. The first
+// operation causally after both writes thus decides, and keeps the type
+// that won. So a hidden value never comes back by itself: when the visible
+// value is emptied later (its last member removed, its last field deleted),
+// the key or field is gone, instead of showing the value that lost the
+// conflict, which nobody wrote since. The rule lives only in the deltas a
+// Tx makes; the join, the state and its encoding are unchanged, so the
+// laws and convergence do not depend on it, and it needs no tombstone or
+// other metadata.
+//
+// Like every observed remove, it removes only what the replica had seen. A
+// write of the hidden type that it had not seen (concurrent with its
+// operation) survives, and becomes the visible value if the other one is
+// emptied. Until an operation settles the conflict, the hidden value stays
+// in the state (and in the digest).
 //
 // # What the caller does
 //
@@ -86,7 +111,7 @@
 // operation), not O(size of the key or the keyspace): a delta lists the
 // paths it touches (members and fields, or a whole entry for a delete), and
 // Apply visits only those. Deleting a key or field costs O(size of what it
-// removes). The digest is incremental: every item of the state has a 128-bit
+// removes), and so does the operation that ends a type conflict, once. The digest is incremental: every item of the state has a 128-bit
 // hash, entries keep the sums of their items, and Apply updates the sums
 // along the paths it touches, so Digest costs O(replicas).
 //

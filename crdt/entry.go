@@ -2,8 +2,12 @@ package crdt
 
 // Entry is the state of one key or one map field: a dot store per type.
 // Normally one store is in use; after concurrent first writes of different
-// types several are, and the view shows the one of highest precedence
-// (map > set > counter > register > flag).
+// types several are (a type conflict), and the view shows the one of
+// highest precedence (map > set > counter > register > flag). The join
+// keeps them all; the first operation on the entry by a replica that has
+// seen them removes, in its delta, the values of the other types it has
+// seen, so that a hidden value never shows again once the visible one is
+// emptied (see the package doc, "Type conflicts").
 //
 // Merge rule, the same for every store: a dotted value is kept when both
 // sides hold it, or when one side holds it and the other side's context has

@@ -31,6 +31,11 @@ type mathRnd struct{ r *rand.Rand }
 func (r mathRnd) intn(n int, _ string) int { return r.r.IntN(n) }
 
 // mode restricts the generated operations to one type (plus key deletes).
+// modeMixed picks any type for each operation; modeConflict too, but each
+// replica prefers a type of its own, for keys and for map fields, and sets
+// have fewer members: concurrent first writes of different types (type
+// conflicts), operations after them and removals that empty the visible
+// value are common.
 type mode int
 
 const (
@@ -40,6 +45,7 @@ const (
 	modeFlag
 	modeMap
 	modeMixed
+	modeConflict
 )
 
 var modes = []struct {
@@ -47,8 +53,18 @@ var modes = []struct {
 	m    mode
 }{
 	{"register", modeRegister}, {"counter", modeCounter}, {"set", modeSet},
-	{"flag", modeFlag}, {"map", modeMap}, {"keyspace", modeMixed},
+	{"flag", modeFlag}, {"map", modeMap}, {"keyspace", modeMixed}, {"conflict", modeConflict},
 }
+
+// Favourite types of the replicas in modeConflict, by replica index: the
+// key operation (a mode) and the map field part (a randomPatch op).
+var (
+	favouriteKind = []mode{modeSet, modeCounter, modeMap, modeRegister}
+	favouritePart = []int{3, 2, 7, 0, 5}
+)
+
+// index returns the replica's position in newReplicas.
+func (rp *replica) index() int { return int(rp.id/0x100) - 1 }
 
 // replica is a test replica: a keyspace, its identity, its last seq, and a
 // clock that the test moves.
@@ -92,6 +108,9 @@ func randomPatch(r rnd, rp *replica, m mode, depth int) *Patch {
 		if m == modeFlag {
 			k = 5 + r.intn(3, "flag op")%2
 		}
+		if m == modeConflict && r.intn(2, "favourite part?") == 0 {
+			k = favouritePart[rp.index()%len(favouritePart)]
+		}
 		switch k {
 		case 0:
 			if p.Set == nil {
@@ -109,12 +128,12 @@ func randomPatch(r rnd, rp *replica, m mode, depth int) *Patch {
 			if p.Add == nil {
 				p.Add = map[string][]string{}
 			}
-			p.Add[f] = append(p.Add[f], pick(r, testMembers, "member"))
+			p.Add[f] = append(p.Add[f], pick(r, members(m), "member"))
 		case 4:
 			if p.Remove == nil {
 				p.Remove = map[string][]string{}
 			}
-			p.Remove[f] = append(p.Remove[f], pick(r, testMembers, "member"))
+			p.Remove[f] = append(p.Remove[f], pick(r, members(m), "member"))
 		case 5:
 			p.Enable = append(p.Enable, f)
 		case 6:
@@ -137,7 +156,10 @@ func randomPatch(r rnd, rp *replica, m mode, depth int) *Patch {
 func randomOp(r rnd, rp *replica, tx *Tx, m mode) (*Delta, error) {
 	key := pick(r, testKeys, "key")
 	kind := m
-	if m == modeMixed {
+	switch {
+	case m == modeConflict && r.intn(2, "favourite?") == 0:
+		kind = favouriteKind[rp.index()%len(favouriteKind)]
+	case m == modeMixed || m == modeConflict:
 		kind = mode(r.intn(int(modeMixed), "kind"))
 	}
 	if r.intn(8, "delete?") == 0 {
@@ -149,17 +171,30 @@ func randomOp(r rnd, rp *replica, tx *Tx, m mode) (*Delta, error) {
 	case modeCounter:
 		return tx.Incr(key, int64(r.intn(11, "by")-5))
 	case modeSet:
-		ms := []string{pick(r, testMembers, "member")}
+		ms := []string{pick(r, members(m), "member")}
 		if r.intn(3, "two?") == 0 {
-			ms = append(ms, pick(r, testMembers, "member"))
+			ms = append(ms, pick(r, members(m), "member"))
 		}
-		if r.intn(3, "remove?") == 0 {
+		if r.intn(3, "remove?") == 0 || (m == modeConflict && r.intn(2, "remove more?") == 0) {
 			return tx.SetRemove(key, ms...)
 		}
 		return tx.SetAdd(key, ms...)
 	default:
-		return tx.Update(key, randomPatch(r, rp, kind, 0), rp.ts(r))
+		pm := kind
+		if m == modeConflict {
+			pm = m
+		}
+		return tx.Update(key, randomPatch(r, rp, pm, 0), rp.ts(r))
 	}
+}
+
+// members returns the set members mode m draws from: two in modeConflict,
+// so that removes empty sets often.
+func members(m mode) []string {
+	if m == modeConflict {
+		return testMembers[:2]
+	}
+	return testMembers
 }
 
 // step runs a random transaction of one to three operations on rp,
@@ -196,14 +231,28 @@ func step(t tb, r rnd, rp *replica, m mode) *Delta {
 // genStates runs random operations on n replicas with random partial
 // delivery, and returns their keyspaces.
 func genStates(t *rapid.T, m mode, n int) ([]*replica, []*Delta) {
-	r := rapidRnd{t}
+	steps := rapid.IntRange(0, 25).Draw(t, "steps")
+	return history(t, rapidRnd{t}, m, n, steps, nil)
+}
+
+// history runs steps random transactions of mode m on n replicas, each
+// followed by the delivery of a random earlier delta to a random replica
+// half of the time. watch, when not nil, sees every transaction: the
+// replica's state before it and its delta (the replica has applied it).
+func history(t tb, r rnd, m mode, n, steps int, watch func(rp *replica, before *Delta, d *Delta)) ([]*replica, []*Delta) {
 	rs := newReplicas(n)
 	var log []*Delta
-	steps := rapid.IntRange(0, 25).Draw(t, "steps")
 	for i := 0; i < steps; i++ {
 		rp := pick(r, rs, "replica")
+		var before *Delta
+		if watch != nil {
+			before = rp.ks.Snapshot()
+		}
 		if d := step(t, r, rp, m); d != nil {
 			log = append(log, d)
+			if watch != nil {
+				watch(rp, before, d)
+			}
 		}
 		if len(log) > 0 && r.intn(2, "deliver?") == 0 {
 			to := pick(r, rs, "to")

@@ -19,8 +19,12 @@ import (
 // writes of different types leave values of both types in the entry; the
 // visible one is the type of highest precedence (map > set > counter >
 // register), and an operation of any other type is refused with
-// ErrWrongType until the key is deleted. The hidden value stays in the
-// state (it is part of the digest) until then.
+// ErrWrongType. The first operation on the key by a replica that has seen
+// the hidden value removes it (Tx puts its dots in the delta's context), so
+// emptying the visible value afterwards deletes the key rather than showing
+// the hidden one; a hidden value written concurrently with that operation
+// survives it. Until then the hidden value stays in the state (it is part
+// of the digest).
 //
 // Laws: Apply of any delta is idempotent, and applying a set of deltas in
 // any order gives the same state (join is commutative and associative).

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"pgregory.net/rapid"
 )
 
 // cluster is a handful of replicas driven by hand.
@@ -207,6 +209,80 @@ func TestLWW(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRegisterWinnerProperty: over random sibling sets with many equal
+// times, replicas and seqs (values chosen so that comparing their bytes
+// would pick another sibling), the visible value of a key and of a map
+// field is the sibling with the greatest (time, replica ID, seq), and
+// Siblings lists them in that order, greatest first.
+func TestRegisterWinnerProperty(t *testing.T) {
+	replicas := []ReplicaID{1, 2, 1 << 63, 1<<63 + 1}
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(1, 8).Draw(t, "siblings")
+		var regs []RegValue
+		var dots []Dot
+		used := map[Dot]bool{}
+		for i := 0; i < n; i++ {
+			d := Dot{
+				Replica: rapid.SampledFrom(replicas).Draw(t, "replica"),
+				Seq:     rapid.Uint64Range(1, 3).Draw(t, "seq"),
+			}
+			if used[d] {
+				continue
+			}
+			used[d] = true
+			ts := MakeTimestamp(1000+rapid.Int64Range(0, 1).Draw(t, "ms"), uint16(rapid.IntRange(0, 1).Draw(t, "logical")))
+			value := rapid.SampledFrom([]string{"a", "b", "c", "z"}).Draw(t, "value")
+			regs = append(regs, RegValue{Dot: d, Time: ts, Value: []byte(value)})
+			dots = append(dots, d)
+		}
+		// The expected order, written out field by field.
+		greater := func(a, b RegValue) bool {
+			if a.Time != b.Time {
+				return a.Time > b.Time
+			}
+			if a.Dot.Replica != b.Dot.Replica {
+				return a.Dot.Replica > b.Dot.Replica
+			}
+			return a.Dot.Seq > b.Dot.Seq
+		}
+		want := slices.Clone(regs)
+		slices.SortFunc(want, func(a, b RegValue) int {
+			if greater(a, b) {
+				return -1
+			}
+			return 1
+		})
+		// Shuffle the stored order: the winner must not depend on it.
+		stored := slices.Clone(regs)
+		for i := len(stored) - 1; i > 0; i-- {
+			j := rapid.IntRange(0, i).Draw(t, "swap")
+			stored[i], stored[j] = stored[j], stored[i]
+		}
+		ks := fromState(t, &Delta{
+			Keys: map[string]*Entry{
+				"k": {Reg: stored},
+				"m": {Map: map[string]*Entry{"f": {Reg: stored}}},
+			},
+			Ctx: Context{Cloud: sortDots(dots)},
+		})
+		if v, _ := ks.Get("k"); string(v.Register) != string(want[0].Value) {
+			t.Fatalf("key reads %q, want %q of %v", v.Register, want[0].Value, want[0].Dot)
+		}
+		if v, _ := ks.Get("m"); string(v.Map["f"].Register) != string(want[0].Value) {
+			t.Fatalf("field reads %q, want %q of %v", v.Map["f"].Register, want[0].Value, want[0].Dot)
+		}
+		sibs, err := ks.Siblings("k")
+		if err != nil || len(sibs) != len(want) {
+			t.Fatalf("siblings: %d, %v; want %d", len(sibs), err, len(want))
+		}
+		for i, s := range sibs {
+			if s.Dot != want[i].Dot {
+				t.Fatalf("sibling %d is %v, want %v", i, s.Dot, want[i].Dot)
+			}
+		}
+	})
 }
 
 func TestFutureTimestamp(t *testing.T) {

@@ -17,7 +17,9 @@ import (
 // removals included, so that every operation is a new event (its delta is
 // never mistaken for a duplicate). The cost of an operation is O(size of
 // the operation), never O(size of the key or the keyspace), except Delete
-// and field deletes, which must name every dot they remove.
+// and field deletes, which must name every dot they remove, and the first
+// operation on a key or field that holds a type conflict, which removes the
+// hidden values it has seen (see settle) and names their dots.
 //
 // A failed operation leaves the Tx as it was. The returned deltas belong
 // to the caller but must not be modified.
@@ -295,22 +297,54 @@ func (t *Tx) mapLive(v ov) bool {
 }
 
 // typeOf returns the visible type at v, 0 when nothing lives there.
-func (t *Tx) typeOf(v ov) Type {
+func (t *Tx) typeOf(v ov) Type { return t.liveTypes(v).visible() }
+
+// typeMask is a set of types, one bit per Type.
+type typeMask uint8
+
+func (m typeMask) has(tp Type) bool { return m&(1<<tp) != 0 }
+
+// visible returns the type of highest precedence in m (map > set > counter
+// > register > flag, as Entry.visibleType), 0 for none.
+func (m typeMask) visible() Type {
 	switch {
-	case v.l == nil && v.p == nil:
-		return 0
-	case t.mapLive(v):
+	case m.has(TypeMap):
 		return TypeMap
-	case t.setLive(v):
+	case m.has(TypeSet):
 		return TypeSet
-	case hasLive(t, v.l, v.p, func(e *Entry) []CountValue { return e.Cnt }, cntDot):
+	case m.has(TypeCounter):
 		return TypeCounter
-	case hasLive(t, v.l, v.p, func(e *Entry) []RegValue { return e.Reg }, regDot):
+	case m.has(TypeRegister):
 		return TypeRegister
-	case hasLive(t, v.l, v.p, func(e *Entry) []Dot { return e.Flag }, idDot):
+	case m.has(TypeFlag):
 		return TypeFlag
 	}
 	return 0
+}
+
+// liveTypes returns the types that have a live value at v: more than one
+// after concurrent first writes of different types (a type conflict).
+func (t *Tx) liveTypes(v ov) typeMask {
+	if v.l == nil && v.p == nil {
+		return 0
+	}
+	var m typeMask
+	if t.mapLive(v) {
+		m |= 1 << TypeMap
+	}
+	if t.setLive(v) {
+		m |= 1 << TypeSet
+	}
+	if hasLive(t, v.l, v.p, func(e *Entry) []CountValue { return e.Cnt }, cntDot) {
+		m |= 1 << TypeCounter
+	}
+	if hasLive(t, v.l, v.p, func(e *Entry) []RegValue { return e.Reg }, regDot) {
+		m |= 1 << TypeRegister
+	}
+	if hasLive(t, v.l, v.p, func(e *Entry) []Dot { return e.Flag }, idDot) {
+		m |= 1 << TypeFlag
+	}
+	return m
 }
 
 // hasLive reports whether the small store picked by store has a live value
@@ -366,6 +400,62 @@ func (t *Tx) allDots(v ov, out []Dot) []Dot {
 	return out
 }
 
+// settle ends a type conflict at path: it removes the values of every
+// type but keep that live in v (live are their types). keep is the type
+// the operation writes, which is the visible one, so the values it
+// removes are of lower precedence: a map is never removed, and a set only
+// under a map. So the first operation on a path by a replica that has seen
+// a conflict there removes the hidden values it has seen, and emptying the
+// visible value later leaves nothing to reappear (see the package doc).
+// The step lists the set members it empties (Apply visits only listed
+// paths; the small stores are joined whole) and its context holds the
+// removed dots: it costs O(size of the hidden values), once. A path of one
+// type costs a mask test. Enable and Disable never settle: a flag has the
+// lowest precedence, so when it is visible nothing else lives there.
+func (o *op) settle(path []string, v ov, live typeMask, keep Type) {
+	if live&^(1<<keep) == 0 {
+		return
+	}
+	t := o.t
+	e := &Entry{}
+	var dots []Dot
+	if live.has(TypeRegister) && keep != TypeRegister {
+		for _, r := range t.regs(v) {
+			dots = append(dots, r.Dot)
+		}
+	}
+	if live.has(TypeCounter) && keep != TypeCounter {
+		for _, c := range t.cnts(v) {
+			dots = append(dots, c.Dot)
+		}
+	}
+	if live.has(TypeFlag) && keep != TypeFlag {
+		dots = append(dots, t.flags(v)...)
+	}
+	if live.has(TypeSet) && keep != TypeSet {
+		e.Set = make(map[string][]Dot)
+		member := func(m string, ds []Dot) {
+			if len(ds) > 0 {
+				e.Set[m] = []Dot{}
+				dots = append(dots, ds...)
+			}
+		}
+		if v.l != nil && !v.allDead() {
+			for m, ds := range v.l.Set {
+				if _, listed := v.p.setOf(m); !listed {
+					member(m, t.liveDots(ds, nil, nil))
+				}
+			}
+		}
+		if v.p != nil {
+			for m := range v.p.Set {
+				member(m, t.member(v, m, nil))
+			}
+		}
+	}
+	o.at(path, e, dots)
+}
+
 func checkKey(key string) error {
 	if key == "" {
 		return fmt.Errorf("%w: empty key", ErrInvalid)
@@ -402,9 +492,11 @@ func (t *Tx) Put(key string, value []byte, ts Timestamp) (*Delta, error) {
 func (o *op) putReg(path []string, value []byte, ts Timestamp) error {
 	t := o.t
 	v := t.at(path)
-	if tp := t.typeOf(v); tp != 0 && tp != TypeRegister {
+	live := t.liveTypes(v)
+	if tp := live.visible(); tp != 0 && tp != TypeRegister {
 		return wrongType("put", path, TypeRegister, tp)
 	}
+	o.settle(path, v, live, TypeRegister)
 	d := t.next()
 	// One allocation for the step's delta, entry, sibling and context.
 	st := &regStep{}
@@ -455,7 +547,8 @@ func (t *Tx) Incr(key string, by int64) (*Delta, error) {
 func (o *op) incr(path []string, by int64) error {
 	t := o.t
 	v := t.at(path)
-	if tp := t.typeOf(v); tp != 0 && tp != TypeCounter {
+	live := t.liveTypes(v)
+	if tp := live.visible(); tp != 0 && tp != TypeCounter {
 		return wrongType("incr", path, TypeCounter, tp)
 	}
 	var n int64
@@ -470,6 +563,7 @@ func (o *op) incr(path []string, by int64) error {
 	if (by > 0 && sum < n) || (by < 0 && sum > n) {
 		return fmt.Errorf("incr %s by %d: %w", pathString(path), by, ErrOverflow)
 	}
+	o.settle(path, v, live, TypeCounter)
 	d := t.next()
 	o.at(path, &Entry{Cnt: []CountValue{{Dot: d, N: sum}}}, append(ctx, d))
 	return nil
@@ -501,9 +595,11 @@ func (o *op) setAdd(path []string, members []string) error {
 		return fmt.Errorf("add to %s: %w: no members", pathString(path), ErrInvalid)
 	}
 	v := t.at(path)
-	if tp := t.typeOf(v); tp != 0 && tp != TypeSet {
+	live := t.liveTypes(v)
+	if tp := live.visible(); tp != 0 && tp != TypeSet {
 		return wrongType("add to", path, TypeSet, tp)
 	}
+	o.settle(path, v, live, TypeSet)
 	e := &Entry{Set: make(map[string][]Dot, len(members))}
 	var ctx []Dot
 	for _, m := range uniqueSorted(members) {
@@ -535,13 +631,15 @@ func (o *op) setRemove(path []string, members []string) error {
 		return fmt.Errorf("remove from %s: %w: no members", pathString(path), ErrInvalid)
 	}
 	v := t.at(path)
-	tp := t.typeOf(v)
+	live := t.liveTypes(v)
+	tp := live.visible()
 	if tp != 0 && tp != TypeSet {
 		return wrongType("remove from", path, TypeSet, tp)
 	}
 	if tp == 0 {
 		return nil
 	}
+	o.settle(path, v, live, TypeSet)
 	e := &Entry{Set: make(map[string][]Dot, len(members))}
 	var ctx []Dot
 	for _, m := range uniqueSorted(members) {
@@ -610,9 +708,12 @@ func (o *op) patch(path []string, p *Patch, ts Timestamp) error {
 	if len(path) > maxDepth {
 		return fmt.Errorf("update %s: %w: maps nested deeper than %d", pathString(path), ErrInvalid, maxDepth)
 	}
-	if tp := t.typeOf(t.at(path)); tp != 0 && tp != TypeMap {
+	v := t.at(path)
+	live := t.liveTypes(v)
+	if tp := live.visible(); tp != 0 && tp != TypeMap {
 		return wrongType("update", path, TypeMap, tp)
 	}
+	o.settle(path, v, live, TypeMap)
 	sub := func(f string) []string { return append(slices.Clip(path), f) }
 	for _, f := range p.Delete {
 		fp := sub(f)

@@ -29,7 +29,11 @@ func winner(regs []RegValue) *RegValue {
 }
 
 // visibleType returns the type of highest precedence among the stores of a
-// normalized entry that hold values, or 0 when it holds none.
+// normalized entry that hold values, or 0 when it holds none. Several hold
+// values only during a type conflict; the fixed order shows the same type
+// on every replica, and the first operation by a replica that has seen the
+// conflict removes the others (Tx, settle), so none of them shows once the
+// visible value is emptied.
 func (e *Entry) visibleType() Type {
 	switch {
 	case len(e.Map) > 0:
