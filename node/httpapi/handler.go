@@ -1,13 +1,13 @@
 package httpapi
 
 import (
-	"github.com/shoaldb/shoal/node"
 	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shoaldb/shoal/node"
 	"io"
 	"log/slog"
 	"net/http"

@@ -1,11 +1,11 @@
 package httpapi
 
 import (
-	"github.com/shoaldb/shoal/node"
 	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/shoaldb/shoal/node"
 	"io"
 	"net/http"
 	"net/http/httptest"
