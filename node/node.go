@@ -85,7 +85,7 @@ type Node struct {
 	// commitHook, when set, receives every committed group (replication).
 	commitHook atomic.Pointer[func([]committed)]
 
-	repl atomic.Pointer[replicator] // replication (issue 5): nil = offline
+	repl atomic.Pointer[replicator] // replication: nil = offline
 }
 
 type readOnlyErr struct{ err error }
@@ -176,7 +176,7 @@ func Open(dir string, opts *Options) (*Node, error) {
 		"keys", n.keys.Load(), "wal_first", n.wal.FirstOffset(), "wal_next", n.wal.NextOffset())
 	n.snap.start(n)
 	go n.run()
-	// replication (issue 5): after the loop runs (deliveries go through it).
+	// replication: after the loop runs (deliveries go through it).
 	if err := n.startReplication(); err != nil {
 		n.Close()
 		return nil, err
@@ -191,7 +191,7 @@ func (n *Node) Close() error {
 	n.close.Do(func() {
 		n.closed.Store(true)
 		var errs []error
-		// replication (issue 5): gossip first, while the loop still runs.
+		// replication: gossip first, while the loop still runs.
 		if err := n.stopReplication(); err != nil {
 			errs = append(errs, err)
 		}

@@ -91,7 +91,7 @@ type Options struct {
 	// Tests inject faults through it.
 	WALFS wal.FS
 
-	// Gossip configures replication (issue 5); nil = offline: the node is
+	// Gossip configures replication; nil = offline: the node is
 	// fully usable alone. Open copies the pointer; replication copies the
 	// struct before use.
 	Gossip *gossip.Config

@@ -1,6 +1,6 @@
 package node
 
-// Replication (issue 5). A node opened with Options.Gossip joins a cluster
+// Replication. A node opened with Options.Gossip joins a cluster
 // through package gossip and implements gossip.Handler; it plugs into the
 // commit loop through the hooks in hooks.go. Files: repl.go (lifecycle,
 // Join/Leave/Members, the commit hook), repl_handler.go (the Handler:
@@ -38,9 +38,8 @@ package node
 //  5. A state transfer is atomic to observers (transfer.go): while one
 //     runs, remote deltas that touch the key ranges it has joined are held
 //     back and committed right after its closing record, under the
-//     sender's context, so a value the sender saw removed never comes back
-//     (issue 9, scenario 6). A second peer's transfer waits for the next
-//     round.
+//     sender's context, so a value the sender saw removed never comes back.
+//     A second peer's transfer waits for the next round.
 //  6. Periodic state comparison (repl_ranges.go): the applied sets cannot
 //     show every divergence (two states with the same operations applied
 //     but different values, whatever made them), and under continuous

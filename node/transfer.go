@@ -7,8 +7,7 @@ import (
 	"time"
 )
 
-// State transfers are atomic to observers (issue 9: nothing deleted comes
-// back).
+// State transfers are atomic to observers: nothing deleted comes back.
 //
 // A state transfer (sync_serve.go, repl_ranges.go) is a run of
 // OpStateRange records from one peer closed by an OpContext record.
