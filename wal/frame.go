@@ -22,12 +22,19 @@ var (
 	castagnoli   = crc32.MakeTable(crc32.Castagnoli)
 )
 
-// frameCRC finishes a frame checksum given the checksum of the payload.
+// frameCRC finishes a frame checksum given the checksum of the payload:
+// crc32.Update over word (4 bytes) and offset (8 bytes), little endian,
+// done a byte at a time here because crc32.Update's slice escapes (one
+// allocation per frame on the read paths).
 func frameCRC(payloadCRC, word uint32, offset uint64) uint32 {
-	var b [12]byte
-	binary.LittleEndian.PutUint32(b[0:4], word)
-	binary.LittleEndian.PutUint64(b[4:12], offset)
-	return crc32.Update(payloadCRC, castagnoli, b[:])
+	crc := ^payloadCRC
+	for i := 0; i < 32; i += 8 {
+		crc = castagnoli[byte(crc)^byte(word>>i)] ^ crc>>8
+	}
+	for i := 0; i < 64; i += 8 {
+		crc = castagnoli[byte(crc)^byte(offset>>i)] ^ crc>>8
+	}
+	return ^crc
 }
 
 func payloadCRC(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 )
@@ -232,6 +233,13 @@ func (l *Log) planLast(base uint64) (*segPlan, error) {
 	if err != nil {
 		return sp, err
 	}
+	// Size the positions by the index's entries, leaving out its zero
+	// (preallocated) tail.
+	n := len(idx) / indexEntrySize
+	for n > 0 && binary.LittleEndian.Uint64(idx[(n-1)*indexEntrySize:]) == 0 {
+		n--
+	}
+	sp.positions = make([]int64, 0, n+1)
 	sp.res, err = scanStore(s.store, base, size, l.opts.MaxRecordBytes, func(i int, pos int64) error {
 		if pos > 1<<32-1 {
 			return fmt.Errorf("wal: record %d of %s beyond 4 GiB", i, s.path)

@@ -25,18 +25,19 @@ type scanResult struct {
 // run of frames ending with a bit-30 frame). Only I/O failures are errors;
 // bad bytes end the scan and are described in the result.
 func scanStore(f File, base uint64, size int64, maxLen int, onRecord func(i int, pos int64) error) (scanResult, error) {
-	return scanFrom(f, base, headerSize, 0, size, maxLen, func(i int, pos int64, _ []byte) error {
-		if onRecord == nil {
-			return nil
-		}
-		return onRecord(i, pos)
-	})
+	return scan(f, base, headerSize, 0, size, maxLen, onRecord, nil)
 }
 
 // scanFrom is scanStore starting at position pos with record index first
 // (relative to base); onRecord also gets the payload, which aliases the
 // scan's buffer (valid during the call only).
 func scanFrom(f File, base uint64, pos int64, first int, size int64, maxLen int, onRecord func(i int, pos int64, payload []byte) error) (scanResult, error) {
+	return scan(f, base, pos, first, size, maxLen, nil, onRecord)
+}
+
+// scan is scanStore and scanFrom: at most one of onPos and onRecord is set
+// (onPos saves finding the payloads again).
+func scan(f File, base uint64, pos int64, first int, size int64, maxLen int, onPos func(i int, pos int64) error, onRecord func(i int, pos int64, payload []byte) error) (scanResult, error) {
 	const chunk = 1 << 20
 	var (
 		buf      = make([]byte, 0, chunk)
@@ -70,6 +71,11 @@ func scanFrom(f File, base uint64, pos int64, first int, size int64, maxLen int,
 	}
 	emit := func() error {
 		for _, bp := range batch {
+			if onPos != nil {
+				if err := onPos(res.count, bp); err != nil {
+					return err
+				}
+			}
 			if onRecord != nil {
 				// The Append's frames may have been read in an earlier
 				// buffer: decode each again from the file if so.
