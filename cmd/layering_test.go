@@ -103,3 +103,13 @@ func TestNodeHasNoHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestToolsReadThroughNode: the binary reads the data formats through node
+// and wal's own readers, never itself (one reader per format).
+func TestToolsReadThroughNode(t *testing.T) {
+	for _, d := range imports(t, module+"/cmd/shoal") {
+		if under(d, "wal") || under(d, "crdt") {
+			t.Errorf("cmd/shoal imports %s", d)
+		}
+	}
+}

@@ -27,6 +27,7 @@ const (
 	// rather than risk issuing one of those dots again.
 	dirtyFile = "dirty"
 	lockFile  = "LOCK"
+	walDir    = "wal" // the WAL's directory (package wal)
 )
 
 // identity is the replica identity persisted in <dir>/identity.

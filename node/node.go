@@ -152,7 +152,7 @@ func Open(dir string, opts *Options) (*Node, error) {
 		n.incarnation = ident.Incarnation
 		return err
 	}
-	n.wal, err = wal.Open(filepath.Join(dir, "wal"), &wal.Options{
+	n.wal, err = wal.Open(filepath.Join(dir, walDir), &wal.Options{
 		SegmentBytes:   o.SegmentBytes,
 		Sync:           o.Sync,
 		SyncInterval:   o.SyncInterval,

@@ -57,8 +57,8 @@ func Repair(dir string, opts *Options) (*RepairReport, error) {
 	}
 	defer lockf.Close()
 	rep := &RepairReport{Dir: dir}
-	walDir := filepath.Join(dir, "wal")
-	in, err := wal.Inspect(walDir, nil)
+	walPath := filepath.Join(dir, walDir)
+	in, err := wal.Inspect(walPath, nil)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("node: repair: %w", err)
 	}
@@ -137,7 +137,7 @@ func Repair(dir string, opts *Options) (*RepairReport, error) {
 		rep.SnapshotsSetAside = append(rep.SnapshotsSetAside, to)
 	}
 	if len(in.Segments) > 0 {
-		if rep.WAL, err = wal.Repair(walDir, nil, best.first); err != nil {
+		if rep.WAL, err = wal.Repair(walPath, nil, best.first); err != nil {
 			return rep, fmt.Errorf("node: repair: %w", err)
 		}
 		if rep.WAL.First != best.first || rep.WAL.Next != best.next {

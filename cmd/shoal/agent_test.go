@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shoaldb/shoal/node"
 )
 
 // noEnv is an empty environment, so the tests do not depend on SHOAL_*
@@ -323,7 +325,7 @@ func TestWALVerifyAndDump(t *testing.T) {
 	if len(lines) != 41 {
 		t.Fatalf("dump printed %d lines, want 41:\n%s", len(lines), out)
 	}
-	var last dumpLine
+	var last node.OpLine
 	if err := json.Unmarshal([]byte(lines[40]), &last); err != nil || last.Key != "set1" || last.Type != "set" || last.Offset != 40 || len(last.Dots) != 1 {
 		t.Fatalf("last line %s: %v", lines[40], err)
 	}
@@ -362,7 +364,7 @@ func TestWALVerifyAndDump(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.out, filepath.Base(victim)) || !strings.Contains(r.out, "in a sealed segment") {
 		t.Fatalf("verify after a flipped byte: exit %d\n%s%s", r.code, r.out, r.err)
 	}
-	var rep walVerifyReport
+	var rep node.Inspection
 	r = runShoal(t, nil, "", "wal", "verify", dir, "-o", "json")
 	if err := json.Unmarshal([]byte(r.out), &rep); err != nil || rep.OK || len(rep.Problems) == 0 || *rep.Problems[0].Byte > at {
 		t.Fatalf("verify -o json: %s %v", r.out, err)
@@ -387,7 +389,7 @@ func TestWALDumpFollow(t *testing.T) {
 	dec := json.NewDecoder(pr)
 	for i := 0; i < 30; i++ {
 		mustShoal(t, "incr", fmt.Sprintf("c%d", i), "--addr", a.URL())
-		var line dumpLine
+		var line node.OpLine
 		if err := dec.Decode(&line); err != nil {
 			t.Fatal(err)
 		}
@@ -451,13 +453,13 @@ func TestWALVerifySnapshots(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var rep walVerifyReport
+	var rep node.Inspection
 	r := runShoal(t, nil, "", "wal", "verify", dir, "-o", "json")
 	if err := json.Unmarshal([]byte(r.out), &rep); err != nil || r.code != 0 || !rep.OK || len(rep.Snapshots) == 0 || rep.First == 0 {
 		t.Fatalf("verify with snapshots (want some, and a truncated WAL): exit %d %s %v", r.code, r.out, err)
 	}
 	// A flipped byte in the newest snapshot is reported.
-	snaps := filepath.Join(dir, dataSnapshotDir)
+	snaps := filepath.Join(dir, "snapshots")
 	newest := filepath.Join(snaps, rep.Snapshots[len(rep.Snapshots)-1])
 	b, _ := os.ReadFile(newest)
 	b[len(b)-3] ^= 1

@@ -486,12 +486,17 @@ func noopHandler() http.Handler {
 	})
 }
 
-// freeLoopbackAddr returns a 127.0.0.1 address with a port that was free a
-// moment ago (for child processes that must be told their address).
+// freeLoopbackAddr returns a loopback address with a port that was free a
+// moment ago (for child processes that must be told their address). The
+// host is a random one of 127.0.0.0/8, so that another program taking
+// ephemeral ports on 127.0.0.1 meanwhile cannot take this one.
 func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ip := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), 1+rand.IntN(254), 1+rand.IntN(254))
+	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
-		return "", err
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return "", err
+		}
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil

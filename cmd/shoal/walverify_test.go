@@ -101,7 +101,7 @@ func TestWALVerifyExitCodes(t *testing.T) {
 			os.WriteFile(idx, b, 0o644)
 		}, 1, "index wrong"},
 		{"snapshot beyond the WAL", snaps, func(t *testing.T, dir string) {
-			sn, _ := filepath.Glob(filepath.Join(dir, dataSnapshotDir, "*.snap"))
+			sn, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*.snap"))
 			slices.Sort(sn)
 			var newest uint64
 			fmt.Sscanf(filepath.Base(sn[len(sn)-1]), "%d.snap", &newest)
