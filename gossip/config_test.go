@@ -1,8 +1,10 @@
 package gossip
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -74,4 +76,46 @@ func TestNewFailureCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = b
+}
+
+// TestMemberlistMetrics: memberlist's own measurements reach each node's
+// Registerer (through the go-metrics sink), each to its own node's.
+func TestMemberlistMetrics(t *testing.T) {
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	a := startNode(t, "a", nil, func(c *Config) { c.Registerer = regs[0] })
+	b := startNode(t, "b", nil, func(c *Config) { c.Registerer = regs[1] })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.g.Join(ctx, a.g.LocalPeer().Addr); err != nil {
+		t.Fatal(err)
+	}
+	probes := func(reg *prometheus.Registry) (uint64, float64) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		var alive float64
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "shoal_memberlist_probenode":
+				n = mf.GetMetric()[0].GetSummary().GetSampleCount()
+			case "shoal_memberlist_msg_alive_total":
+				alive = mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		return n, alive
+	}
+	eventually(t, 20*time.Second, func() bool {
+		na, aa := probes(regs[0])
+		nb, ab := probes(regs[1])
+		return na > 0 && nb > 0 && aa > 0 && ab > 0
+	}, "memberlist's probe timings and alive messages did not reach both registries")
+	// After Close an instance's measurements stop going anywhere.
+	if err := a.g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mlSinks.Load(a.g.mlm.id); ok {
+		t.Fatal("a closed instance still receives memberlist metrics")
+	}
 }

@@ -40,6 +40,7 @@ type Gossip struct {
 	closeErr  error
 	lifeMu    sync.Mutex // orders Leave and Close: memberlist panics on Leave after Shutdown
 	collector *collector
+	mlm       *mlMetrics // memberlist's own measurements
 
 	ml *memberlist.Memberlist
 	tr *transport
@@ -93,10 +94,12 @@ func New(cfg *Config, h Handler) (*Gossip, error) {
 		}
 	}
 	g.collector = newCollector(g)
+	g.mlm = newMLMetrics()
 	if c.Registerer != nil {
 		if err := c.Registerer.Register(g.collector); err != nil {
 			return nil, fmt.Errorf("gossip: register metrics: %w", err)
 		}
+		g.mlm.attach()
 	}
 	ok := false
 	defer func() {
@@ -113,6 +116,7 @@ func New(cfg *Config, h Handler) (*Gossip, error) {
 			}
 			if c.Registerer != nil {
 				c.Registerer.Unregister(g.collector)
+				g.mlm.detach()
 			}
 			g.wg.Wait()
 		}
@@ -140,6 +144,7 @@ func New(cfg *Config, h Handler) (*Gossip, error) {
 		mlc.AdvertisePort = mlc.BindPort
 	}
 	mlc.Keyring = g.keyring
+	mlc.MetricLabels = g.mlm.labels()
 	mlc.Delegate = (*delegate)(g)
 	mlc.Events = (*eventDelegate)(g)
 	mlc.Alive = (*aliveDelegate)(g)
@@ -239,6 +244,7 @@ func (g *Gossip) Close() error {
 		}
 		if g.cfg.Registerer != nil {
 			g.cfg.Registerer.Unregister(g.collector)
+			g.mlm.detach()
 		}
 	})
 	return g.closeErr

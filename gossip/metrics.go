@@ -234,4 +234,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.serves, st.ServesFailed, "error")
 	gauge(c.sessions, st.Sessions)
 	c.g.stats.batchSize.Collect(ch)
+	c.g.mlm.collect(ch)
 }
