@@ -51,8 +51,8 @@
 //
 // The dialer sends a client hello, the listener a server hello; both name
 // the node, the protocol version, the cluster label and the largest frame
-// they accept (handshake.go has the bytes). Without a key that is all. With
-// a key (Config.SecretKeys, shared with memberlist's keyring) the client
+// they accept (the hello types document the bytes). Without a key that is
+// all. With a key (Config.SecretKeys, shared with memberlist's keyring) the client
 // names its primary key by a hash, and the listener picks that key from its
 // keyring; each side then proves possession with an HMAC over both hellos
 // (which include a fresh 32-byte nonce from each side), and frames are

@@ -76,7 +76,7 @@
 // # Damaged files
 //
 // The WAL cuts by itself only what a crash can leave: damage at the end of
-// the last segment with nothing intact after it (wal's doc.go has the
+// the last segment with nothing intact after it (package wal's doc has the
 // table). Damage followed by intact records, damage in a sealed segment, a
 // snapshot that covers records beyond the WAL's end: Open refuses with an
 // error matching ErrCorrupt that names the file, the byte and what
@@ -93,7 +93,7 @@
 //	<dir>/identity              replica ID, incarnation, earlier IDs (JSON, written atomically)
 //	<dir>/dirty                 present while running under a non-durable sync policy
 //	<dir>/wal/                  the segmented WAL (package wal): one Op per record
-//	<dir>/snapshots/<offset>.snap  state snapshots (format in snapshot.go)
+//	<dir>/snapshots/<offset>.snap  state snapshots (format below the snapshot constants)
 //
 // Snapshots are written every Options.SnapshotEveryOps records or
 // SnapshotEveryBytes WAL bytes, atomically, then the WAL is truncated below
@@ -113,7 +113,7 @@
 //
 // # Replication
 //
-// With Options.Gossip the node replicates (repl.go has the details): each
+// With Options.Gossip the node replicates (the replicator type has the details): each
 // write is pushed to every peer once, anti-entropy sends a peer exactly the
 // records it lacks (or, when the WAL no longer holds them, the key ranges
 // that differ), a state transfer is atomic to observers (a deleted value
