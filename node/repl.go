@@ -74,10 +74,12 @@ package node
 // over the keys under the state lock on both sides.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,10 +94,13 @@ var ErrOffline = errors.New("node: offline (no gossip configured)")
 
 // replicator ties a node to its gossip instance.
 type replicator struct {
-	n   *Node
-	g   atomic.Pointer[gossip.Gossip] // set right after gossip.New; handler calls may come before
-	log *slog.Logger
-	m   *replMetrics
+	n *Node
+
+	keysMu sync.Mutex
+	keys   [][]byte                      // the gossip keys in use (SetKeys), primary first
+	g      atomic.Pointer[gossip.Gossip] // set right after gossip.New; handler calls may come before
+	log    *slog.Logger
+	m      *replMetrics
 
 	// repairDelay is how long a peer must have held operations we lack
 	// (seen in its digests) before we pull from it outside the periodic
@@ -169,6 +174,7 @@ func (n *Node) startReplication() error {
 		repairDelay: max(cfg.AntiEntropyInterval/4, 50*time.Millisecond),
 		peers:       make(map[string]*peerState),
 		notify:      make(chan struct{}),
+		keys:        slices.Clone(cfg.SecretKeys),
 	}
 	if cfg.AntiEntropyInterval <= 0 {
 		r.repairDelay = gossip.DefaultLANConfig().AntiEntropyInterval / 4
@@ -250,6 +256,44 @@ func (n *Node) Leave(ctx context.Context) error {
 	if err := r.gossip().Leave(ctx); err != nil {
 		return fmt.Errorf("node: leave: %w", err)
 	}
+	return nil
+}
+
+// SetKeys replaces the encryption keys of gossip and replication: every
+// key of keys is accepted from now on, keys[0] is used to encrypt, and the
+// keys of the previous set that are not in keys are removed (data streams
+// opened with them reconnect with the new primary). Rotate a cluster's key
+// in three rounds, each on every node before the next: [old, new] (new
+// accepted), [new, old] (new used), [new] (old gone). It needs a node opened with gossip keys
+// (ErrOffline without gossip; an error wrapping gossip.ErrNoKeyring without
+// keys).
+func (n *Node) SetKeys(keys [][]byte) error {
+	r, err := n.replication()
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("%w: set keys: no key", ErrInvalidValue)
+	}
+	r.keysMu.Lock()
+	defer r.keysMu.Unlock()
+	g := r.gossip()
+	for _, k := range keys {
+		if err := g.InstallKey(k); err != nil {
+			return fmt.Errorf("node: set keys: %w", err)
+		}
+	}
+	if err := g.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("node: set keys: %w", err)
+	}
+	for _, old := range r.keys {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, old) }) {
+			if err := g.RemoveKey(old); err != nil {
+				return fmt.Errorf("node: set keys: %w", err)
+			}
+		}
+	}
+	r.keys = slices.Clone(keys)
 	return nil
 }
 

@@ -636,3 +636,32 @@ func TestReplicationMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSetKeysRotates: a cluster rotates its key with SetKeys in three
+// rounds and keeps replicating; SetKeys refuses no keys, and an offline node.
+func TestSetKeysRotates(t *testing.T) {
+	oldKey, newKey := []byte("0123456789abcdef"), []byte("fedcba9876543210")
+	c := newReplCluster(t, 2, func(i int, o *Options) { o.Gossip.SecretKeys = [][]byte{oldKey} })
+	for _, round := range [][][]byte{{oldKey, newKey}, {newKey, oldKey}, {newKey}} {
+		for _, n := range c.nodes {
+			if err := n.SetKeys(round); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	key := "after-rotation"
+	if err := c.nodes[0].Put(key, 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the write replicates under the new key", func() bool {
+		_, err := c.nodes[1].Get(key)
+		return err == nil
+	})
+	if err := c.nodes[0].SetKeys(nil); !errors.Is(err, ErrInvalidValue) {
+		t.Fatalf("SetKeys(nil) = %v", err)
+	}
+	offline, _ := openTest(t, nil)
+	if err := offline.SetKeys([][]byte{newKey}); !errors.Is(err, ErrOffline) {
+		t.Fatalf("SetKeys offline = %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 
 	"github.com/shoaldb/shoal/node"
 	"github.com/shoaldb/shoal/node/httpapi"
@@ -69,6 +71,20 @@ type AgentConfig struct {
 	LogFormat string
 	Pprof     bool // serve /debug/pprof/ on the HTTP API (behind the token)
 
+	// Secrets from files (not visible in ps), and the explicit opt-outs of
+	// the closed-by-default rule.
+	TokenFile            string
+	EncryptKeyFile       string
+	InsecureNoAuth       bool // serve the HTTP API beyond loopback with no token
+	InsecureNoEncryption bool // gossip and replicate beyond loopback with no key
+
+	MaxConnections  int           // open HTTP connections at most (0 = default)
+	HTTPReadTimeout time.Duration // a request (headers and body) must arrive within this
+
+	// SecretFlags names the secrets given as command-line flags (visible to
+	// other users in ps), for a warning.
+	SecretFlags []string
+
 	ShutdownTimeout time.Duration
 }
 
@@ -114,8 +130,14 @@ func defaultAgentConfig() AgentConfig {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 10 * time.Second,
+		MaxConnections:  defaultMaxConnections,
+		HTTPReadTimeout: 30 * time.Second,
 	}
 }
+
+// defaultMaxConnections bounds the HTTP API's open connections (each watch
+// holds one).
+const defaultMaxConnections = 1024
 
 // registerAgentFlags binds the agent flags to cfg (whose values are the
 // defaults shown).
@@ -125,9 +147,15 @@ func registerAgentFlags(fs *flag.FlagSet, cfg *AgentConfig) {
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "address the HTTP API listens on")
 	fs.StringVar(&cfg.GossipAddr, "gossip", cfg.GossipAddr, "address gossip (memberlist) binds to, TCP and UDP")
 	fs.Var((*listFlag)(&cfg.Join), "join", "gossip addresses of peers to join, comma list (host:port,...)")
-	fs.StringVar(&cfg.Token, "token", cfg.Token, "bearer token required on every API call (empty = no auth)")
-	fs.StringVar(&cfg.EncryptKey, "encrypt-key", cfg.EncryptKey, "base64 AES key (16, 24 or 32 bytes) encrypting gossip and replication traffic")
-	fs.StringVar(&cfg.KeyringFile, "keyring-file", cfg.KeyringFile, "file of base64 keys, one a line, the first the primary (key rotation)")
+	fs.StringVar(&cfg.Token, "token", cfg.Token, "bearer token required on every API call (prefer --token-file or SHOAL_TOKEN: flags show in ps)")
+	fs.StringVar(&cfg.TokenFile, "token-file", cfg.TokenFile, "file holding the bearer token")
+	fs.StringVar(&cfg.EncryptKey, "encrypt-key", cfg.EncryptKey, "base64 key (16, 24 or 32 bytes) encrypting gossip and replication traffic (prefer --encrypt-key-file or SHOAL_ENCRYPT_KEY)")
+	fs.StringVar(&cfg.EncryptKeyFile, "encrypt-key-file", cfg.EncryptKeyFile, "file holding the base64 encryption key")
+	fs.StringVar(&cfg.KeyringFile, "keyring-file", cfg.KeyringFile, "file of base64 keys, one a line, the first the primary (key rotation; SIGHUP rereads it)")
+	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", cfg.InsecureNoAuth, "serve the HTTP API beyond loopback with no token: anyone who reaches it reads and writes everything")
+	fs.BoolVar(&cfg.InsecureNoEncryption, "insecure-no-encryption", cfg.InsecureNoEncryption, "gossip and replicate beyond loopback with no key: traffic is readable and forgeable on the network")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "open HTTP API connections at most (watches included)")
+	fs.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", cfg.HTTPReadTimeout, "time a client has to send a whole request (headers and body)")
 	fs.IntVar(&cfg.DataPort, "data-port", cfg.DataPort, "port of the replication data streams, on the --gossip host (0 = a free port, advertised over gossip)")
 	fs.StringVar(&cfg.Advertise, "advertise", cfg.Advertise, "gossip address other nodes use to reach this one (default: the --gossip address)")
 	fs.StringVar(&cfg.ClusterLabel, "cluster-label", cfg.ClusterLabel, "cluster label: nodes with another label are refused")
@@ -158,7 +186,20 @@ func (c *AgentCommand) ParseFlags(args []string, getenv func(string) string) err
 	if len(pos) > 0 {
 		return usageError("agent takes no arguments, got %q", pos)
 	}
+	c.Config.SecretFlags = secretFlagsIn(args)
 	return c.Config.validate()
+}
+
+// secretFlagsIn names the secret-bearing flags given on the command line.
+func secretFlagsIn(args []string) []string {
+	var out []string
+	for _, a := range args {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && (name == "token" || name == "encrypt-key") {
+			out = append(out, "--"+name)
+		}
+	}
+	return out
 }
 
 func (cfg *AgentConfig) validate() error {
@@ -168,8 +209,14 @@ func (cfg *AgentConfig) validate() error {
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return usageError("--tls-cert and --tls-key go together")
 	}
-	if cfg.EncryptKey != "" && cfg.KeyringFile != "" {
-		return usageError("give --encrypt-key or --keyring-file, not both")
+	if n := countSet(cfg.EncryptKey, cfg.EncryptKeyFile, cfg.KeyringFile); n > 1 {
+		return usageError("give one of --encrypt-key, --encrypt-key-file and --keyring-file")
+	}
+	if cfg.Token != "" && cfg.TokenFile != "" {
+		return usageError("give --token or --token-file, not both")
+	}
+	if cfg.MaxConnections <= 0 {
+		return usageError("--max-connections must be positive")
 	}
 	if _, err := parseLogLevel(cfg.LogLevel); err != nil {
 		return usageError("--log-level: %v", err)
@@ -182,13 +229,107 @@ func (cfg *AgentConfig) validate() error {
 	default:
 		return usageError("--gossip-profile: want auto, local or lan, got %q", cfg.GossipProfile)
 	}
-	if _, err := loadKeys(cfg.EncryptKey, cfg.KeyringFile); err != nil {
+	keys, err := cfg.keys()
+	if err != nil {
+		return err
+	}
+	token, err := cfg.token()
+	if err != nil {
 		return err
 	}
 	if cfg.Name == "" || cfg.DataDir == "" || cfg.HTTPAddr == "" || cfg.GossipAddr == "" {
 		return usageError("--name, --data-dir, --http and --gossip must not be empty")
 	}
+	return cfg.checkExposure(len(keys) > 0, token != "")
+}
+
+func countSet(vals ...string) int {
+	n := 0
+	for _, v := range vals {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// token is the bearer token, from --token or --token-file.
+func (cfg *AgentConfig) token() (string, error) {
+	if cfg.TokenFile == "" {
+		return cfg.Token, nil
+	}
+	b, err := os.ReadFile(cfg.TokenFile)
+	if err != nil {
+		return "", usageError("--token-file: %v", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", usageError("--token-file %s is empty", cfg.TokenFile)
+	}
+	return t, nil
+}
+
+// keys are the gossip keys, from --encrypt-key, --encrypt-key-file or
+// --keyring-file.
+func (cfg *AgentConfig) keys() ([][]byte, error) {
+	if cfg.EncryptKeyFile != "" {
+		b, err := os.ReadFile(cfg.EncryptKeyFile)
+		if err != nil {
+			return nil, usageError("--encrypt-key-file: %v", err)
+		}
+		return loadKeys(strings.TrimSpace(string(b)), "")
+	}
+	return loadKeys(cfg.EncryptKey, cfg.KeyringFile)
+}
+
+// checkExposure is the closed-by-default rule: beyond loopback, gossip and
+// the data streams need a key and the HTTP API a token, unless an insecure
+// flag says the operator knows.
+func (cfg *AgentConfig) checkExposure(keyed, authed bool) error {
+	gossipHosts := []string{cfg.GossipAddr}
+	if cfg.Advertise != "" {
+		gossipHosts = append(gossipHosts, cfg.Advertise)
+	}
+	for _, a := range gossipHosts {
+		if !keyed && !cfg.InsecureNoEncryption && !loopbackAddr(a) {
+			return usageError("gossip on %s is reachable beyond this machine, and without a key anyone on the network can join, read and write the data: "+
+				"give --encrypt-key-file (or --keyring-file, SHOAL_ENCRYPT_KEY), or --insecure-no-encryption to run open", a)
+		}
+	}
+	if !authed && !cfg.InsecureNoAuth && !loopbackAddr(cfg.HTTPAddr) {
+		return usageError("the HTTP API on %s is reachable beyond this machine, and without a token anyone who reaches it reads and writes everything: "+
+			"give --token-file (or SHOAL_TOKEN), or --insecure-no-auth to run open", cfg.HTTPAddr)
+	}
 	return nil
+}
+
+// loopbackAddr reports whether host:port listens on loopback only: a
+// loopback IP, or a name all of whose addresses are loopback. An empty or
+// unspecified host (all interfaces) is not.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if ip := net.ParseIP(strings.Trim(host, "[]")); ip != nil {
+		return ip.IsLoopback()
+	}
+	if host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
 
 func parseSyncPolicy(s string) (node.SyncPolicy, error) {
@@ -274,9 +415,13 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 	}
 	c.node = n
 
+	token, err := cfg.token()
+	if err != nil {
+		return err
+	}
 	c.handler = httpapi.NewHandler(n, &httpapi.Options{
 		Name:         cfg.Name,
-		Token:        cfg.Token,
+		Token:        token,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Gatherer:     c.registry,
 		Logger:       log,
@@ -285,15 +430,17 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("HTTP API: %w", err)
 	}
+	ln = netutil.LimitListener(ln, cfg.MaxConnections)
 	c.ln = ln
 	scheme := "http"
 	var handler http.Handler = c.handler
 	if cfg.Pprof {
-		handler = withPprof(c.handler, cfg.Token)
+		handler = withPprof(c.handler, token)
 	}
 	c.server = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       cfg.HTTPReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -318,9 +465,15 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 			c.serveErr <- fmt.Errorf("HTTP API: %w", err)
 		}
 	}()
-	log.Info("serving the HTTP API", "url", c.url, "auth", cfg.Token != "")
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && cfg.Token == "" {
-		log.Warn("the HTTP API is reachable beyond this machine and requires no token (set --token)")
+	log.Info("serving the HTTP API", "url", c.url, "auth", token != "")
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && token == "" {
+		log.Warn("--insecure-no-auth: the HTTP API is reachable beyond this machine and requires no token")
+	}
+	if opts.Gossip != nil && len(opts.Gossip.SecretKeys) == 0 && !loopbackAddr(cfg.GossipAddr) {
+		log.Warn("--insecure-no-encryption: gossip and replication are reachable beyond this machine with no key")
+	}
+	for _, f := range cfg.SecretFlags {
+		log.Warn("a secret was given on the command line, where other users of this machine can read it (ps); use a file or the environment", "flag", f)
 	}
 	return c.joinCluster(ctx, log)
 }
@@ -376,6 +529,34 @@ func (c *AgentCommand) close() error {
 	return errors.Join(errs...)
 }
 
+// bearerMatches checks an Authorization header against the token in
+// constant time; the scheme is case-insensitive (RFC 9110).
+func bearerMatches(header, token string) bool {
+	scheme, cred, ok := strings.Cut(header, " ")
+	return ok && strings.EqualFold(scheme, "Bearer") &&
+		subtle.ConstantTimeCompare([]byte(strings.TrimSpace(cred)), []byte(token)) == 1
+}
+
+// ReloadKeys rereads the key flags (--keyring-file, --encrypt-key-file)
+// and puts the keys in use without a restart: the first is the primary,
+// keys no longer listed are removed. The agent calls it on SIGHUP.
+func (c *AgentCommand) ReloadKeys() error {
+	if c.node == nil {
+		return errors.New("reload keys: the node is not running")
+	}
+	keys, err := c.Config.keys()
+	if err != nil {
+		return fmt.Errorf("reload keys: %w", err)
+	}
+	if len(keys) == 0 {
+		return errors.New("reload keys: the agent runs without encryption; a key cannot be added without a restart")
+	}
+	if err := c.node.SetKeys(keys); err != nil {
+		return fmt.Errorf("reload keys: %w", err)
+	}
+	return nil
+}
+
 // withPprof serves net/http/pprof under /debug/pprof/ next to the API,
 // with the same bearer token.
 func withPprof(api http.Handler, token string) http.Handler {
@@ -390,7 +571,7 @@ func withPprof(api http.Handler, token string) http.Handler {
 			api.ServeHTTP(w, r)
 			return
 		}
-		if token != "" && r.Header.Get("Authorization") != "Bearer "+token {
+		if token != "" && !bearerMatches(r.Header.Get("Authorization"), token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
 			http.Error(w, `{"error":"missing or wrong bearer token"}`, http.StatusUnauthorized)
 			return

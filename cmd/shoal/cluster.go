@@ -57,7 +57,7 @@ func (c *AgentCommand) configureGossip(opts *node.Options) error {
 			return usageError("--advertise %q: bad port", cfg.Advertise)
 		}
 	}
-	keys, err := loadKeys(cfg.EncryptKey, cfg.KeyringFile)
+	keys, err := cfg.keys()
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,9 @@ func main() {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	m.Signals = sigs
+	reloads := make(chan os.Signal, 1)
+	signal.Notify(reloads, syscall.SIGHUP)
+	m.Reloads = reloads
 	os.Exit(m.Main(context.Background(), os.Args[1:]))
 }
 
@@ -48,6 +51,9 @@ type Main struct {
 	// Signals, when not nil, delivers the shutdown signals of long-running
 	// commands (agent, dev). main wires SIGINT and SIGTERM.
 	Signals <-chan os.Signal
+	// Reloads, when not nil, delivers the signals that make an agent reread
+	// its key files (main wires SIGHUP).
+	Reloads <-chan os.Signal
 	// Exit ends the process at once on a second signal; nil = os.Exit.
 	Exit func(code int)
 }

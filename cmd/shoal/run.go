@@ -66,5 +66,25 @@ func (m *Main) runAgent(ctx context.Context, args []string) error {
 		_ = c.Close()
 		return err
 	}
-	return m.runUntilSignal(ctx, c)
+	done := make(chan struct{})
+	reloaded := make(chan struct{})
+	go func() { // rereads the key files on SIGHUP, until the agent stops
+		defer close(reloaded)
+		for {
+			select {
+			case <-m.Reloads:
+				if err := c.ReloadKeys(); err != nil {
+					c.Logger.Error("SIGHUP: keys not reloaded", "err", err)
+				} else {
+					c.Logger.Info("SIGHUP: keys reloaded")
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	err := m.runUntilSignal(ctx, c)
+	close(done)
+	<-reloaded
+	return err
 }
