@@ -12,11 +12,16 @@ import (
 	"unsafe"
 )
 
-// Register values are stored as canonical JSON: object keys sorted, no
-// insignificant space, no HTML escaping, numbers in their shortest form
-// (integral numbers without a fraction or exponent, -0 as 0). Two values
-// that are equal as JSON get equal bytes, so replicas compare and hash them
-// alike.
+// Register values are stored as canonical JSON: object keys sorted (a
+// duplicate key is refused), no insignificant space, no HTML escaping,
+// numbers in their shortest form (integers within int64 as plain digits,
+// -0 as 0; other numbers as the shortest float64 that reads back the same,
+// integral ones beyond int64 with an exponent; integers that no float64
+// holds exactly keep every digit), at most MaxDepth nested arrays and
+// objects. Two values that are equal as JSON get equal bytes, so replicas
+// compare and hash them alike, and every stored value reads back as
+// stored: decoding gives int64, float64 or (for those long integers)
+// json.Number, never a rounded number.
 
 var errJSON = errors.New("malformed JSON")
 
@@ -27,9 +32,14 @@ func encodeValue(v any) ([]byte, error) {
 	return appendJSON(make([]byte, 0, 64), v, 0)
 }
 
+// depth is how many containers (arrays, objects) enclose v: a value may
+// nest at most MaxDepth containers, counting its own.
 func appendJSON(b []byte, v any, depth int) ([]byte, error) {
-	if depth > MaxDepth {
-		return nil, fmt.Errorf("nested deeper than %d", MaxDepth)
+	switch v.(type) {
+	case []any, map[string]any:
+		if depth >= MaxDepth {
+			return nil, fmt.Errorf("nested deeper than %d arrays and objects", MaxDepth)
+		}
 	}
 	switch x := v.(type) {
 	case nil:
@@ -68,7 +78,7 @@ func appendJSON(b []byte, v any, depth int) ([]byte, error) {
 	case json.Number:
 		return appendNumber(b, string(x))
 	case json.RawMessage:
-		p := jsonParser{b: x, useNumber: true}
+		p := jsonParser{b: x, useNumber: true, depth: depth}
 		val, err := p.parse()
 		if err != nil {
 			return nil, err
@@ -121,10 +131,14 @@ func appendFloat(b []byte, f float64, bits int) ([]byte, error) {
 	if f == math.Trunc(f) && f >= -1<<63 && f < 1<<63 {
 		return strconv.AppendInt(b, int64(f), 10), nil
 	}
-	// encoding/json's choice of format: plain decimals between 1e-6 and 1e21.
+	// encoding/json's choice of format: plain decimals between 1e-6 and
+	// 1e21, except integral values beyond int64, which take an exponent so
+	// that they never read back as an integer literal (and so as another
+	// type, or another number: the shortest digits of a large float padded
+	// with zeros are not its value).
 	abs := math.Abs(f)
 	format := byte('f')
-	if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
+	if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) || f == math.Trunc(f) {
 		format = 'e'
 	}
 	b = strconv.AppendFloat(b, f, format, -1, bits)
@@ -155,11 +169,17 @@ func appendNumber(b []byte, s string) ([]byte, error) {
 		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
 			return strconv.AppendInt(b, i, 10), nil
 		}
+		// Beyond int64: a float64 if one holds it exactly (spelt as such,
+		// so that equal numbers get equal bytes), else every digit, read
+		// back as a json.Number.
+		if f, err := strconv.ParseFloat(s, 64); err == nil && strconv.FormatFloat(f, 'f', 0, 64) == s {
+			return appendFloat(b, f, 64)
+		}
 		return append(b, s...), nil
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return nil, fmt.Errorf("number %q out of range", s)
+	if err != nil && (!errors.Is(err, strconv.ErrRange) || math.IsInf(f, 0)) {
+		return nil, fmt.Errorf("number %s beyond the range of a float64 (±1.8e308)", truncateKey(s))
 	}
 	return appendFloat(b, f, 64)
 }
@@ -286,11 +306,12 @@ type jsonParser struct {
 	i         int
 	useNumber bool // numbers as json.Number (canonicalising input) instead of int64/float64
 	owned     bool // b is immutable and handed over: strings may alias it
+	depth     int  // containers enclosing the value parsed (when it is part of a larger one)
 }
 
 func (p *jsonParser) parse() (any, error) {
 	p.ws()
-	v, err := p.value(0)
+	v, err := p.value(p.depth)
 	if err != nil {
 		return nil, err
 	}
@@ -346,11 +367,11 @@ func (p *jsonParser) literal(word string, v any) (any, error) {
 }
 
 func (p *jsonParser) value(depth int) (any, error) {
-	if depth > MaxDepth {
-		return nil, fmt.Errorf("%w: nested deeper than %d", errJSON, MaxDepth)
-	}
 	if p.i >= len(p.b) {
 		return nil, p.fail()
+	}
+	if c := p.b[p.i]; (c == '[' || c == '{') && depth >= MaxDepth {
+		return nil, fmt.Errorf("%w: nested deeper than %d arrays and objects", errJSON, MaxDepth)
 	}
 	switch c := p.b[p.i]; {
 	case c == 'n':
@@ -411,6 +432,9 @@ func (p *jsonParser) value(depth int) (any, error) {
 			if err != nil {
 				return nil, err
 			}
+			if _, dup := obj[k]; dup {
+				return nil, fmt.Errorf("%w: duplicate object key %q", errJSON, truncateKey(k))
+			}
 			obj[k] = v
 			if end, err := p.more('}'); err != nil {
 				return nil, err
@@ -435,6 +459,14 @@ func (p *jsonParser) number() (any, error) {
 	}
 	if i, err := strconv.ParseInt(lit, 10, 64); err == nil {
 		return i, nil
+	} else if errors.Is(err, strconv.ErrRange) {
+		// An integer beyond int64: a float64 if one holds it exactly (the
+		// canonical form of a large integral float is such a literal),
+		// else its digits, so that nothing is rounded.
+		if f, err := strconv.ParseFloat(lit, 64); err == nil && strconv.FormatFloat(f, 'f', 0, 64) == lit {
+			return f, nil
+		}
+		return json.Number(lit), nil
 	}
 	f, err := strconv.ParseFloat(lit, 64)
 	if err != nil && !errors.Is(err, strconv.ErrRange) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -19,7 +20,7 @@ func TestCanonicalJSON(t *testing.T) {
 		{map[string]any{"b": 1, "a": []any{"<&>", 1.5}}, `{"a":["<&>",1.5],"b":1}`},
 		{"\u2028\x00\x1f\"\\/", `"` + "\u2028" + `\u0000\u001f\"\\/"`},
 		{1e21, `1e+21`},
-		{1e20, `100000000000000000000`},
+		{1e20, `1e+20`}, // integral beyond int64: an exponent, so it reads back as a float64
 		{1e-7, `1e-7`},
 		{-0.000001, `-0.000001`},
 		{math.Copysign(0, -1), `0`},
@@ -85,6 +86,9 @@ func normaliseNumbers(v any) any {
 			return i
 		}
 		f, _ := x.Float64()
+		if !strings.ContainsAny(string(x), ".eE") && strconv.FormatFloat(f, 'f', 0, 64) != string(x) {
+			return x // an integer beyond int64 that a float64 would round keeps its digits
+		}
 		if f == math.Trunc(f) && f >= -1<<63 && f < 1<<63 {
 			return int64(f)
 		}
@@ -184,6 +188,56 @@ func TestAppendStringPositions(t *testing.T) {
 				if err != nil || !json.Valid(out) || json.Unmarshal(out, &back) != nil || back != s {
 					t.Fatalf("%q: encoded %q (%v), decodes to %q", s, out, err, back)
 				}
+			}
+		}
+	}
+}
+
+// TestValuesReadBackAsStored: every value Put accepts is read back as
+// stored; what cannot be (a number beyond float64, duplicate object keys,
+// one container too many) is refused at Put.
+func TestValuesReadBackAsStored(t *testing.T) {
+	n, _ := openTest(t, nil)
+	huge := "1" + strings.Repeat("0", 400)
+	if err := n.Put("big", json.RawMessage(huge)); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := n.Get("big"); err != nil || v.Data != json.Number(huge) {
+		t.Fatalf("a 401-digit integer reads back as %v, %v", v.Data, err)
+	}
+	nest := func(levels int) json.RawMessage {
+		return json.RawMessage(strings.Repeat("[", levels) + strings.Repeat("]", levels))
+	}
+	nestGo := func(levels int) any {
+		var v any = []any{}
+		for i := 1; i < levels; i++ {
+			v = []any{v}
+		}
+		return v
+	}
+	for _, c := range []struct {
+		name  string
+		value any
+		ok    bool
+	}{
+		{"64 levels of JSON", nest(MaxDepth), true},
+		{"65 levels of JSON", nest(MaxDepth + 1), false},
+		{"64 levels of Go values", nestGo(MaxDepth), true},
+		{"65 levels of Go values", nestGo(MaxDepth + 1), false},
+		{"64 levels in a document field", json.RawMessage(`{"a":` + string(nest(MaxDepth-1)) + `}`), true},
+		{"65 levels in a document field", json.RawMessage(`{"a":` + string(nest(MaxDepth)) + `}`), false},
+		{"duplicate object keys", json.RawMessage(`{"a":1,"a":2}`), false},
+		{"nested duplicate keys", json.RawMessage(`[{"b":{"x":1,"x":1}}]`), false},
+		{"a number beyond float64", json.RawMessage(`1e400`), false},
+		{"a negative one", json.RawMessage(`-1.5e309`), false},
+	} {
+		err := n.Put("k", c.value)
+		if c.ok != (err == nil) || (err != nil && !errors.Is(err, ErrInvalidValue)) {
+			t.Errorf("%s: Put = %v", c.name, err)
+		}
+		if c.ok {
+			if _, err := n.Get("k"); err != nil {
+				t.Errorf("%s: Get = %v", c.name, err)
 			}
 		}
 	}

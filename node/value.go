@@ -40,8 +40,10 @@ type Value struct {
 	Key  string
 	Type Type
 	// Data is, by Type: register: the JSON value as nil, bool, int64
-	// (integral numbers within range), float64, string, []any or
-	// map[string]any; counter: int64; set: sorted []string; map:
+	// (integral numbers within its range), float64, json.Number (integers
+	// beyond int64 that no float64 holds exactly, every digit kept),
+	// string, []any or map[string]any; counter:
+	// int64; set: sorted []string; map:
 	// map[string]any with fields converted the same way (flags as bool).
 	Data any
 }
