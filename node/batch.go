@@ -67,6 +67,9 @@ func (n *Node) Commit(b *Batch) error {
 	if len(b.ops) == 0 {
 		return nil
 	}
+	if len(b.ops) > n.opts.MaxBatchOperations {
+		return fmt.Errorf("%w: batch of %d operations (max %d)", ErrTooLarge, len(b.ops), n.opts.MaxBatchOperations)
+	}
 	for i, op := range b.ops {
 		if op.size > n.opts.MaxValueBytes {
 			return fmt.Errorf("%w: batch operation %d: %s %q: %d bytes (max %d)",

@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -441,6 +442,28 @@ func TestDirectoryLocked(t *testing.T) {
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBatchOperationCap: a batch above MaxBatchOperations is refused whole.
+func TestBatchOperationCap(t *testing.T) {
+	n, _ := openTest(t, &Options{MaxBatchOperations: 3})
+	var b Batch
+	for i := 0; i < 4; i++ {
+		b.Put(fmt.Sprintf("k%d", i), i)
+	}
+	if err := n.Commit(&b); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Commit of 4 operations with a cap of 3 = %v", err)
+	}
+	if _, err := n.Get("k0"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("part of a refused batch was applied: %v", err)
+	}
+	var ok Batch
+	for i := 0; i < 3; i++ {
+		ok.Put(fmt.Sprintf("k%d", i), i)
+	}
+	if err := n.Commit(&ok); err != nil {
 		t.Fatal(err)
 	}
 }

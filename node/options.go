@@ -38,6 +38,7 @@ const (
 	DefaultSnapshotEveryOps   = 1_000_000
 	DefaultSnapshotEveryBytes = 256 << 20
 	DefaultMaxBatchOps        = 4096
+	DefaultMaxBatchOperations = 10_000
 	DefaultSubscriberBuffer   = 1024
 	DefaultMaxClockDrift      = time.Minute
 )
@@ -68,6 +69,11 @@ type Options struct {
 	// MaxBatchOps bounds how many queued writes share one WAL append and one
 	// fsync (group commit); 0 = DefaultMaxBatchOps.
 	MaxBatchOps int
+
+	// MaxBatchOperations bounds the operations of one Batch (Commit fails
+	// with ErrTooLarge above it): the memory a batch takes while it is built
+	// into one record grows with them. 0 = DefaultMaxBatchOperations.
+	MaxBatchOperations int
 
 	// SubscriberBuffer is how many events a subscriber may fall behind
 	// before it is dropped with ErrSlowSubscriber; 0 = DefaultSubscriberBuffer.
@@ -126,6 +132,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.SnapshotEveryBytes == 0 {
 		c.SnapshotEveryBytes = DefaultSnapshotEveryBytes
+	}
+	if c.MaxBatchOperations <= 0 {
+		c.MaxBatchOperations = DefaultMaxBatchOperations
 	}
 	if c.MaxBatchOps <= 0 {
 		c.MaxBatchOps = DefaultMaxBatchOps
