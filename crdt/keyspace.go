@@ -95,6 +95,27 @@ func (k *Keyspace) Keys(prefix string, limit int) []KeyInfo {
 	return out
 }
 
+// KeysAfter is Keys for the keys after key after (all of them when after
+// is ""): a cursor for walking a prefix in chunks.
+func (k *Keyspace) KeysAfter(prefix, after string, limit int) []KeyInfo {
+	ks := k.index.prefixed(prefix, k.keys)
+	if after != "" {
+		i, found := slices.BinarySearch(ks, after)
+		if found {
+			i++
+		}
+		ks = ks[i:]
+	}
+	if limit > 0 && len(ks) > limit {
+		ks = ks[:limit]
+	}
+	out := make([]KeyInfo, len(ks))
+	for i, key := range ks {
+		out[i] = KeyInfo{Key: key, Type: k.keys[key].visibleType()}
+	}
+	return out
+}
+
 // Len returns the number of keys.
 func (k *Keyspace) Len() int { return len(k.keys) }
 

@@ -14,8 +14,30 @@ import (
 	"github.com/shoaldb/shoal/wal"
 )
 
-// Event is one change of one key, made by a local or a remote write.
+// EventKind says what an Event reports.
+type EventKind string
+
+const (
+	// EventChange: a record changed the key (Deleted: it no longer
+	// exists). Offset is the record's.
+	EventChange EventKind = ""
+	// EventReset starts a full resend by a catch-up (SubscribeFrom from an
+	// offset so far back that reporting each changed key would take more
+	// than the subscription's buffer): forget what you hold under the
+	// prefix (Key); EventState events with every key that exists under it
+	// follow, then EventSynced.
+	EventReset EventKind = "reset"
+	// EventState is a key's current value, sent by a full resend.
+	EventState EventKind = "state"
+	// EventSynced ends a catch-up: everything up to Offset (exclusive) has
+	// been reported; live changes follow. Resume with SubscribeFrom(Offset).
+	EventSynced EventKind = "synced"
+)
+
+// Event is one change of one key, made by a local or a remote write, or a
+// step of a catch-up (see EventKind).
 type Event struct {
+	Kind    EventKind
 	Key     string
 	Type    Type // the key's type; "" when Deleted
 	Deleted bool // the key no longer exists
@@ -23,7 +45,9 @@ type Event struct {
 	Origin  string
 	// Offset is the WAL offset of the record that made the change. Events of
 	// one record (an atomic batch) share it. Resuming with SubscribeFrom at
-	// Offset repeats that record's events; at Offset+1 skips them.
+	// Offset repeats that record's events; at Offset+1 skips them. Events
+	// of a full resend carry no record's offset: they share the offset of
+	// the EventSynced that ends them (a resume point only once it arrived).
 	Offset uint64
 }
 
@@ -41,6 +65,8 @@ type Subscription struct {
 
 	mu      sync.Mutex
 	backlog []Event // catch-up events, delivered first
+	pass    *fullPass
+	synced  *Event  // the EventSynced ending a catch-up, delivered after it
 	queue   []Event // live events; queue[head:] are undelivered
 	head    int
 	err     error         // why it ended
@@ -68,12 +94,34 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 			s.mu.Unlock()
 			return ev, nil
 		}
+		if p := s.pass; p != nil && !p.done {
+			s.mu.Unlock()
+			// Read the next chunk of the full resend (outside s.mu: the
+			// publisher holds the state lock before s.mu).
+			evs := s.n.readPass(p, s.limit)
+			s.mu.Lock()
+			if s.err == nil && len(s.backlog) == 0 {
+				s.backlog = evs
+			}
+			s.mu.Unlock()
+			continue
+		}
+		if s.synced != nil {
+			ev := *s.synced
+			s.synced = nil
+			s.mu.Unlock()
+			return ev, nil
+		}
 		if s.head < len(s.queue) {
 			ev := s.queue[s.head]
 			s.queue[s.head] = Event{}
 			s.head++
 			if s.head == len(s.queue) {
 				s.queue, s.head = s.queue[:0], 0
+			}
+			if s.pass != nil && s.pass.stale(ev) {
+				s.mu.Unlock()
+				continue
 			}
 			s.mu.Unlock()
 			return ev, nil
@@ -86,6 +134,73 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 			return Event{}, ctx.Err()
 		}
 	}
+}
+
+// fullPass is a full resend of a prefix, read lazily in key order, a chunk
+// per call, so that it costs a chunk of memory whatever the store's size.
+// Owned by the subscription's reader (Next).
+type fullPass struct {
+	prefix string
+	cut    uint64 // live events start here
+	reset  bool   // EventReset sent
+	cursor string // the last key sent
+	done   bool
+	// chunks record, per chunk read, its last key and the WAL offset the
+	// state was at: a live event for a key a chunk covered, made by a
+	// record below that offset, is older than what the chunk sent.
+	chunks []passChunk
+}
+
+type passChunk struct {
+	last    string
+	applied uint64
+}
+
+// passChunkKeys is how many keys one read of a full resend takes.
+const passChunkKeys = 256
+
+// stale reports whether a live event is older than what the pass sent for
+// its key.
+func (p *fullPass) stale(ev Event) bool {
+	if ev.Kind != EventChange {
+		return false
+	}
+	i, _ := slices.BinarySearchFunc(p.chunks, ev.Key, func(c passChunk, k string) int { return strings.Compare(c.last, k) })
+	return i < len(p.chunks) && ev.Offset < p.chunks[i].applied
+}
+
+// readPass reads the next chunk of a full resend.
+func (n *Node) readPass(p *fullPass, limit int) []Event {
+	if !p.reset {
+		p.reset = true
+		return []Event{{Kind: EventReset, Key: p.prefix, Offset: p.cut}}
+	}
+	chunk := min(passChunkKeys, max(limit, 1))
+	evs := make([]Event, 0, chunk)
+	// Keys sorts newly added keys into the index: the write lock.
+	n.mu.Lock()
+	infos := n.ks.KeysAfter(p.prefix, p.cursor, chunk)
+	for _, ki := range infos {
+		v, ok := n.ks.Get(ki.Key)
+		if !ok {
+			continue
+		}
+		data, err := convertView(&v)
+		if err != nil {
+			n.log.Warn("subscription resend: undecodable value", "key", truncateKey(ki.Key), "err", err)
+			continue
+		}
+		evs = append(evs, Event{Kind: EventState, Key: ki.Key, Type: typeOf(v.Type), Data: data, Offset: p.cut})
+	}
+	applied := n.applied
+	n.mu.Unlock()
+	if len(infos) == 0 {
+		p.done = true
+		return nil
+	}
+	p.cursor = infos[len(infos)-1].Key
+	p.chunks = append(p.chunks, passChunk{last: p.cursor, applied: applied})
+	return evs
 }
 
 // Err returns why the subscription ended, or nil while it is open.
@@ -115,7 +230,7 @@ func (s *Subscription) finish(err error) bool {
 		return false
 	}
 	s.err = err
-	s.backlog, s.queue = nil, nil
+	s.backlog, s.queue, s.pass, s.synced = nil, nil, nil, nil
 	close(s.done)
 	if s.stopAfter != nil {
 		s.stopAfter()
@@ -306,16 +421,21 @@ func (n *Node) subscribe(ctx context.Context, prefix string, from uint64, resume
 
 // catchUp scans the WAL from `from` for the keys under s.prefix, then, at a
 // cut where nothing is applied but unpublished, reads their values and
-// registers s for the live events after the cut.
+// registers s for the live events after the cut. When more keys changed
+// than the subscription's buffer holds, it reports them all by a full
+// resend instead, read lazily: memory stays bounded by the buffer whatever
+// the store's size and however far back from is.
 func (n *Node) catchUp(s *Subscription, from uint64) error {
 	first, next := n.wal.FirstOffset(), n.wal.NextOffset()
 	if from < first || from > next {
 		return fmt.Errorf("%w: offset %d not in [%d, %d]", ErrOffsetUnavailable, from, first, next)
 	}
 	touched := make(map[string]catchUpKey)
+	maxKeys := max(s.limit, 1)
 	// Most of the scan runs without locks; the tail is finished at the cut.
-	pos, err := n.scanKeys(from, ^uint64(0), s.prefix, touched)
-	if err != nil {
+	pos, err := n.scanKeys(from, ^uint64(0), s.prefix, touched, maxKeys)
+	full := errors.Is(err, errTooManyKeys)
+	if err != nil && !full {
 		return err
 	}
 	n.hub.mu.Lock()
@@ -323,12 +443,20 @@ func (n *Node) catchUp(s *Subscription, from uint64) error {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	cut := n.applied
-	if pos < cut {
-		if _, err := n.scanKeys(pos, cut, s.prefix, touched); err != nil {
+	if pos < cut && !full {
+		if _, err := n.scanKeys(pos, cut, s.prefix, touched, maxKeys); errors.Is(err, errTooManyKeys) {
+			full = true
+		} else if err != nil {
 			return err
 		}
 	}
 	s.minOffset = cut
+	s.synced = &Event{Kind: EventSynced, Key: s.prefix, Offset: cut}
+	if full {
+		s.pass = &fullPass{prefix: s.prefix, cut: cut}
+		n.hub.addLocked(s)
+		return nil
+	}
 	evs := make([]Event, 0, len(touched))
 	for key, t := range touched {
 		if t.offset >= cut {
@@ -338,7 +466,7 @@ func (n *Node) catchUp(s *Subscription, from uint64) error {
 		if v, ok := n.ks.Get(key); ok {
 			data, err := convertView(&v)
 			if err != nil {
-				n.log.Warn("subscription catch-up: undecodable value", "key", key, "err", err)
+				n.log.Warn("subscription catch-up: undecodable value", "key", truncateKey(key), "err", err)
 				continue
 			}
 			ev.Type, ev.Data = typeOf(v.Type), data
@@ -361,6 +489,10 @@ func (n *Node) catchUp(s *Subscription, from uint64) error {
 	return nil
 }
 
+// errTooManyKeys stops a catch-up scan that found more keys than it may
+// hold.
+var errTooManyKeys = errors.New("node: catch-up: too many keys")
+
 type catchUpKey struct {
 	offset uint64
 	origin crdt.ReplicaID
@@ -368,8 +500,8 @@ type catchUpKey struct {
 
 // scanKeys records, for each key under prefix changed by a record in
 // [from, to), the last such record. It returns where it stopped (the WAL's
-// end or to).
-func (n *Node) scanKeys(from, to uint64, prefix string, into map[string]catchUpKey) (uint64, error) {
+// end or to), or errTooManyKeys once into holds more than maxKeys keys.
+func (n *Node) scanKeys(from, to uint64, prefix string, into map[string]catchUpKey, maxKeys int) (uint64, error) {
 	r, err := n.wal.NewReader(from)
 	if err != nil {
 		if errors.Is(err, wal.ErrTruncated) || errors.Is(err, wal.ErrOutOfRange) {
@@ -399,6 +531,9 @@ func (n *Node) scanKeys(from, to uint64, prefix string, into map[string]catchUpK
 			if strings.HasPrefix(key, prefix) {
 				into[key] = catchUpKey{offset: off, origin: op.Origin}
 			}
+		}
+		if len(into) > maxKeys {
+			return pos, errTooManyKeys
 		}
 	}
 	return pos, nil
