@@ -36,7 +36,7 @@ func encodeValue(v any) ([]byte, error) {
 // nest at most MaxDepth containers, counting its own.
 func appendJSON(b []byte, v any, depth int) ([]byte, error) {
 	switch v.(type) {
-	case []any, map[string]any:
+	case []any, []string, map[string]any:
 		if depth >= MaxDepth {
 			return nil, fmt.Errorf("nested deeper than %d arrays and objects", MaxDepth)
 		}
@@ -84,6 +84,18 @@ func appendJSON(b []byte, v any, depth int) ([]byte, error) {
 			return nil, err
 		}
 		return appendJSON(b, val, depth)
+	case []string: // a set's members (views of sets, alone or in a map)
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendString(b, e); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
 	case []any:
 		b = append(b, '[')
 		for i, e := range x {

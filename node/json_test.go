@@ -242,3 +242,39 @@ func TestValuesReadBackAsStored(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONAnswers: PutJSON answers the stored canonical bytes, GetJSON
+// reads them back unchanged (no HTML escaping, no rounding), for every
+// type.
+func TestJSONAnswers(t *testing.T) {
+	n, _ := openTest(t, nil)
+	for _, c := range []struct{ in, stored string }{
+		{`{"b": "<&>", "a": -0}`, `{"a":0,"b":"<&>"}`},
+		{`123456789012345678901234567890`, `123456789012345678901234567890`},
+		{`1e20`, `1e+20`},
+		{` [1.50, "x"] `, `[1.5,"x"]`},
+	} {
+		got, err := n.PutJSON("k", []byte(c.in))
+		if err != nil || string(got) != c.stored {
+			t.Fatalf("PutJSON(%s) = %s, %v; want %s", c.in, got, err, c.stored)
+		}
+		typ, back, err := n.GetJSON("k")
+		if err != nil || typ != TypeRegister || string(back) != c.stored {
+			t.Fatalf("GetJSON after %s = %s %s, %v", c.in, typ, back, err)
+		}
+	}
+	if _, err := n.PutJSON("k", []byte(`{"a":1,"a":2}`)); !errors.Is(err, ErrInvalidValue) {
+		t.Fatalf("duplicate keys: %v", err)
+	}
+	n.Incr("c", -3)
+	n.SetAdd("s", "b", "<a>")
+	n.Update("m", Patch{Set: map[string]any{"t": "x"}, Incr: map[string]int64{"n": 2}})
+	for key, want := range map[string]string{"c": `-3`, "s": `["<a>","b"]`, "m": `{"n":2,"t":"x"}`} {
+		if _, got, err := n.GetJSON(key); err != nil || string(got) != want {
+			t.Errorf("GetJSON(%s) = %s, %v; want %s", key, got, err, want)
+		}
+	}
+	if _, _, err := n.GetJSON("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetJSON of a missing key: %v", err)
+	}
+}
