@@ -26,7 +26,7 @@ import (
 var errJSON = errors.New("malformed JSON")
 
 // encodeValue returns the canonical JSON of a Put value: nil, bool, every
-// integer and float kind, string, []any, map[string]any (recursively),
+// integer and float kind, string, []any, []string, map[string]any (recursively),
 // json.Number and json.RawMessage. Callers wrap an error in ErrInvalidValue.
 func encodeValue(v any) ([]byte, error) {
 	return appendJSON(make([]byte, 0, 64), v, 0)
@@ -130,7 +130,7 @@ func appendJSON(b []byte, v any, depth int) ([]byte, error) {
 		}
 		return append(b, '}'), nil
 	}
-	return nil, fmt.Errorf("unsupported type %T (use nil, bool, numbers, string, []any, map[string]any, json.Number or json.RawMessage)", v)
+	return nil, fmt.Errorf("unsupported type %T (use nil, bool, numbers, string, []any, []string, map[string]any, json.Number or json.RawMessage)", v)
 }
 
 func appendFloat(b []byte, f float64, bits int) ([]byte, error) {

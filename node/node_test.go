@@ -81,7 +81,6 @@ func TestPutInvalidValues(t *testing.T) {
 		want error
 	}{
 		{"struct", point{1}, ErrInvalidValue},
-		{"[]string", []string{"a"}, ErrInvalidValue},
 		{"[]byte", []byte("a"), ErrInvalidValue},
 		{"map[string]int", map[string]int{"a": 1}, ErrInvalidValue},
 		{"nested unsupported", map[string]any{"a": []any{struct{}{}}}, ErrInvalidValue},

@@ -116,8 +116,9 @@ func (n *Node) do(r *request) (int64, error) {
 }
 
 // Put writes value to the register at key (last writer wins). value is
-// nil, a bool, any integer or float kind, a string, []any, map[string]any
-// (recursively), json.Number or json.RawMessage; it is stored as canonical
+// nil, a bool, any integer or float kind, a string, []any, []string,
+// map[string]any (recursively), json.Number or json.RawMessage; it is
+// stored as canonical
 // JSON (see Value.Data for what Get returns). Under SyncAlways Put returns
 // once the write is durable.
 func (n *Node) Put(key string, value any) error {
