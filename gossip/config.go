@@ -129,7 +129,10 @@ type Config struct {
 	// is closed at once; at the total bound, the oldest pending handshake
 	// of the address with the most is closed to make room, so a few
 	// addresses cannot keep the others out (both counted as
-	// "data_overload").
+	// "data_overload"). The same bounds apply to memberlist's inbound TCP
+	// streams open at once (short push/pull exchanges, joins and fallback
+	// probes; memberlist has no bound of its own): more are closed at once
+	// ("gossip_overload").
 	MaxPendingHandshakes int
 	MaxPendingPerAddr    int
 	// MaxInboundSessions bounds the established streams peers opened to us,

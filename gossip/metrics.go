@@ -27,6 +27,7 @@ const (
 	rejectGossipMalformed        // memberlist: undecodable packet or stream
 	rejectGossipMeta             // memberlist: member with unreadable metadata or protocol
 	rejectGossipUserMsg          // memberlist: a user message (shoal sends none)
+	rejectGossipOverload         // memberlist: too many inbound TCP streams open (from its address, or in all)
 	numRejects
 )
 
@@ -51,6 +52,7 @@ var rejectNames = [numRejects]string{
 	rejectGossipMalformed: "gossip_malformed",
 	rejectGossipMeta:      "gossip_meta",
 	rejectGossipUserMsg:   "gossip_user_msg",
+	rejectGossipOverload:  "gossip_overload",
 }
 
 // Message types for byte counts beyond the data frame types.
