@@ -151,7 +151,7 @@ func TestStaleStreamGivesWayToReconnect(t *testing.T) {
 		c.IdleTimeout = time.Hour // only probes ping
 		c.PingTimeout = 300 * time.Millisecond
 	})
-	startGhost(t, "ghost", nil, "", target)
+	startGhost(t, "ghost", "127.0.0.1", nil, "", target)
 
 	// A live stream (it answers pings) is not displaced.
 	live, err := rawDial(t, target, "ghost", "127.0.0.1", nil)
@@ -405,7 +405,7 @@ func TestIdleStreams(t *testing.T) {
 			c.IdleTimeout = 200 * time.Millisecond
 			c.PingTimeout = 200 * time.Millisecond
 		})
-		startGhost(t, "ghost", nil, "", target)
+		startGhost(t, "ghost", "127.0.0.1", nil, "", target)
 		c, err := rawDial(t, target, "ghost", "127.0.0.1", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -439,7 +439,7 @@ func TestServeBounds(t *testing.T) {
 		s.put("n0", s.seq, encodePayload("n0", s.seq, make([]byte, 1000+i)))
 		s.mu.Unlock()
 	}
-	startGhost(t, "ghost", nil, "", target)
+	startGhost(t, "ghost", "127.0.0.1", nil, "", target)
 	c, err := rawDial(t, target, "ghost", "127.0.0.1", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -573,3 +573,49 @@ func TestRefusedTrafficLogsRateLimited(t *testing.T) {
 }
 
 func isSummary(l logLine) bool { return l.attrs["kind"] != "" }
+
+// memberlist starts a goroutine for every TCP connection to the gossip port
+// and holds it for TCPTimeout: connections that say nothing are bounded
+// per address (and in all) before memberlist sees them.
+func TestGossipPortStreamsBounded(t *testing.T) {
+	nodes := startCluster(t, 2, nil, func(c *Config) { c.TCPTimeout = time.Minute })
+	target := nodes[0]
+	const conns = 50
+	var open []net.Conn
+	for range conns {
+		c, err := dialFrom("127.0.0.2", target.g.LocalPeer().Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		open = append(open, c)
+	}
+	overload := func() uint64 { return target.g.Stats().Rejected["gossip_overload"] }
+	want := uint64(conns - target.g.cfg.MaxPendingPerAddr)
+	eventually(t, 10*time.Second, func() bool { return overload() == want }, "%d streams refused, want %d", overload(), want)
+	// Those refused are closed by the node; the others wait in memberlist.
+	closed := 0
+	for _, c := range open {
+		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); !isTimeout(err) {
+			closed++
+		}
+	}
+	if closed != int(want) {
+		t.Fatalf("%d of %d connections closed, want %d", closed, conns, want)
+	}
+	// Memberlist streams from members still get through.
+	for _, c := range open {
+		c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := nodes[1].g.Join(ctx, target.g.LocalPeer().Addr); err != nil {
+		t.Fatalf("push/pull with the target: %v", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -358,16 +358,16 @@ func (d ghostDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil 
 func (d ghostDelegate) LocalState(join bool) []byte                { return nil }
 func (d ghostDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// startGhost joins a bare memberlist member named name to the cluster of
-// seed: a live member at 127.0.0.1 that opens no data streams (its data
+// startGhost joins a bare memberlist member named name, at ip, to the
+// cluster of waitFor[0]: a live member that opens no data streams (its data
 // port, 1, refuses them), so that a raw client of the test can speak the
 // data protocol in its name as a real member would. It waits until every
 // node in waitFor sees it alive.
-func startGhost(t testing.TB, name string, keys [][]byte, label string, waitFor ...*testNode) {
+func startGhost(t testing.TB, name, ip string, keys [][]byte, label string, waitFor ...*testNode) {
 	t.Helper()
 	c := memberlist.DefaultLocalConfig()
 	c.Name = name
-	c.BindAddr = "127.0.0.1"
+	c.BindAddr = ip
 	c.BindPort = 0
 	c.Label = label
 	c.LogOutput = io.Discard

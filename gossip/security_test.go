@@ -88,7 +88,7 @@ func TestGarbageToDataPortRejected(t *testing.T) {
 
 	// A member (a ghost: no stream of its own) that sends garbage instead
 	// of a frame.
-	startGhost(t, "ghost", nil, "prod", target)
+	startGhost(t, "ghost", "127.0.0.1", nil, "prod", target)
 	rc, err := rawDial(t, target, "ghost", "127.0.0.1", nil)
 	if err != nil {
 		t.Fatal(err)
