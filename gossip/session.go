@@ -767,10 +767,12 @@ func (s *session) startServe(f frame) error {
 	}
 	// One serve per stream at a time, so that one peer cannot hold every
 	// slot; then the node-wide bound.
-	if len(s.serves) > 0 || int(s.g.serves.Add(1)) > s.g.cfg.MaxConcurrentServes {
-		if len(s.serves) == 0 {
-			s.g.serves.Add(-1)
-		}
+	busy := len(s.serves) > 0
+	if !busy && int(s.g.serves.Add(1)) > s.g.cfg.MaxConcurrentServes {
+		s.g.serves.Add(-1)
+		busy = true
+	}
+	if busy {
 		s.ends = append(s.ends, syncEnd{id: f.id, status: syncBusy})
 		s.mu.Unlock()
 		s.kick()
