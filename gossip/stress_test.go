@@ -138,7 +138,12 @@ func TestHostileConnectionsStress(t *testing.T) {
 	}()
 	const connections = 1000
 	for i := range connections {
-		kind := hostileKind(i % int(numHostileKinds))
+		// Five in twelve are silent (from 40 addresses: more than the
+		// pending bounds hold), the rest of each other kind.
+		kind := hostileSilent
+		if k := i % 12; k >= 5 {
+			kind = hostileKind(k - 4)
+		}
 		ip := "127.0.2." + strconv.Itoa(1+i%40)
 		if kind >= hostileNoiseStall {
 			ip = ghostIP
