@@ -156,6 +156,9 @@ func (g *Gossip) accept(conn net.Conn, ip net.IP, pc *pendingConn) {
 	p.precheck = func() error { return g.checkSource(ip) }
 	p.admit = func(name string) error { return g.admit(name, ip, pc.key) }
 	res, err := serverHandshake(conn, p)
+	if err != nil {
+		closeRefused(conn, err) // Close still cuts its wait short
+	}
 	stop()
 	if !g.adm.leave(pc) {
 		// Evicted: the slot went to a newer connection (the pending count
@@ -166,11 +169,9 @@ func (g *Gossip) accept(conn net.Conn, ip net.IP, pc *pendingConn) {
 	}
 	g.stats.pending.Add(-1)
 	if err != nil {
-		closeRefused(conn, err)
-		if g.closing.Load() {
-			return
+		if !g.closing.Load() {
+			g.refused(ip, classifyHandshakeError(err), err)
 		}
-		g.refused(ip, classifyHandshakeError(err), err)
 		return
 	}
 	if f := g.cfg.Faults; f != nil && f.blocked(res.peer, g.cfg.Name) {

@@ -214,6 +214,10 @@ func readServerHello(r io.Reader) (serverHello, error) {
 		return h, hsErr("not a shoal data stream")
 	}
 	h.version, h.status = b[4], b[5]
+	if h.version != protocolVersion {
+		// Another layout may follow: say what we know.
+		return h, hsErr("peer speaks protocol version %d, this node %d", h.version, protocolVersion)
+	}
 	if h.status > hsMax {
 		return h, hsErr("unknown status %d", h.status)
 	}
@@ -388,9 +392,6 @@ func clientHandshake(rw io.ReadWriter, p handshakeParams) (handshakeResult, erro
 			base = ErrAuth
 		}
 		return res, fmt.Errorf("%w: refused by peer: %s", base, hsStatusText[sh.status])
-	}
-	if sh.version != protocolVersion {
-		return res, hsErr("peer speaks version %d", sh.version)
 	}
 	if sh.keyed != res.keyed {
 		return res, fmt.Errorf("%w: peer keyed=%v, we keyed=%v", ErrAuth, sh.keyed, res.keyed)

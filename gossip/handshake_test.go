@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -221,6 +222,12 @@ func TestHandshakeRefusesOldVersion(t *testing.T) {
 	err = <-errc
 	if classifyHandshakeError(err) != rejectVersion {
 		t.Fatalf("server: %v", err)
+	}
+	// The other way round: a version 1 node's refusal of our hello.
+	v1Refusal := append([]byte("SHDS\x01\x01\x00"), make([]byte, 4+32+1)...)
+	_, err = clientHandshake(rwPair{bytes.NewReader(v1Refusal), io.Discard}, handshakeParams{name: "c", maxFrame: 1 << 20})
+	if !errors.Is(err, ErrHandshake) || !strings.Contains(err.Error(), "protocol version 1") {
+		t.Fatalf("client answered by a version 1 node: %v", err)
 	}
 }
 
