@@ -131,10 +131,10 @@ func TestImpostorDoesNotCloseLiveStream(t *testing.T) {
 		t.Run(fmt.Sprintf("keyed=%v", keyed), func(t *testing.T) {
 			nodes := startCluster(t, 2, nil, keyedMod(keyed, func(c *Config) { c.IdleTimeout = time.Hour }))
 			target := nodes[0]
+			// n1 counts its stream as up once it sent its finish; n0 once it
+			// read it.
+			eventually(t, 10*time.Second, func() bool { return len(sessionsWith(target, "n1", true)) == 1 }, "no inbound stream from n1")
 			before := sessionsWith(target, "n1", true)
-			if len(before) != 1 {
-				t.Fatalf("%d inbound streams from n1", len(before))
-			}
 			pongs := func() uint64 { return target.g.Stats().BytesReceived["pong"] }
 			pongsBefore := pongs()
 			for range 5 {
@@ -435,9 +435,10 @@ func TestIdleStreams(t *testing.T) {
 	})
 }
 
-// A requester gets one serve per stream at a time, so one peer cannot take
-// every serve slot; and a serve whose requester stops crediting is
-// canceled after ServeCreditTimeout, freeing its slot.
+// A requester gets one serve per stream at a time (a few more requests
+// wait their turn, more are refused), so one peer cannot take every serve
+// slot; and a serve whose requester stops crediting is canceled after
+// ServeCreditTimeout, freeing its slot for the next.
 func TestServeBounds(t *testing.T) {
 	nodes := startCluster(t, 2, nil, func(c *Config) {
 		c.AntiEntropyInterval = time.Hour
@@ -462,29 +463,35 @@ func TestServeBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Four requests on one stream, window 1, and never a credit.
-	for id := uint64(1); id <= 4; id++ {
+	// Requests on one stream, window 1, and never a credit: the first is
+	// served, the next maxWaitingServes wait, the last is refused.
+	const requests = 2 + maxWaitingServes
+	for id := uint64(1); id <= requests; id++ {
 		if err := c.send(t, frameSyncRequest, appendSyncRequest(nil, id, 1, nil)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	busy, data := 0, 0
-	var end1 *frame
-	for end1 == nil {
+	ended := map[uint64]uint8{}
+	current := uint64(1) // the request being served
+	for current <= 2 {
 		f, err := c.next(10 * time.Second)
 		if err != nil {
-			t.Fatalf("after %d busy and %d data frames: %v", busy, data, err)
+			t.Fatalf("ended %v: %v", ended, err)
 		}
-		switch {
-		case f.typ == frameSyncEnd && f.id == 1:
-			end1 = &f
-		case f.typ == frameSyncEnd && f.status == syncBusy:
-			busy++
-		case f.typ == frameSyncData && f.id == 1:
-			data++
-			if data == 1 {
-				// The first serve holds one slot, waiting for credit:
-				// another peer still gets served.
+		switch f.typ {
+		case frameSyncEnd:
+			ended[f.id] = f.status
+			if f.id == current {
+				current++
+			}
+		case frameSyncData:
+			if f.id != current {
+				t.Fatalf("data for request %d while %d is served", f.id, current)
+			}
+			if f.id == 1 {
+				// That serve holds one slot, waiting for credit (the
+				// requests behind it hold none): another peer still gets
+				// served.
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				err := nodes[1].g.Sync(ctx, "n0")
 				cancel()
@@ -492,19 +499,49 @@ func TestServeBounds(t *testing.T) {
 					t.Fatalf("another peer's sync while one stream waits for credit: %v", err)
 				}
 			}
-		case f.typ == frameSyncEnd || f.typ == frameSyncData:
-			t.Fatalf("served a second request on one stream: %s for %d", f.typ, f.id)
 		}
 	}
-	if busy != 3 || data != 1 || end1.status != syncFailed {
-		t.Fatalf("busy %d, data %d, end %+v", busy, data, end1)
+	if ended[requests] != syncBusy || ended[1] != syncFailed || ended[2] != syncFailed {
+		t.Fatalf("ends %v: want %d refused as busy, 1 and 2 canceled for want of credit", ended, requests)
 	}
-	if n := target.g.Stats().ServeTimeouts; n != 1 {
-		t.Fatalf("%d serve credit timeouts", n)
+	if n := target.g.Stats().ServeTimeouts; n != 2 {
+		t.Fatalf("%d serve credit timeouts, want 2", n)
 	}
-	eventually(t, 5*time.Second, func() bool { return target.g.serves.Load() == 0 }, "the serve slot was not freed")
+	// The rest is canceled while waiting: the slot comes back.
+	for id := uint64(3); id < requests; id++ {
+		if err := c.send(t, frameSyncCancel, appendSyncCancel(nil, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, func() bool { return target.g.serves.Load() == 0 }, "the serve slot was not freed")
 	if !nodes[1].store.has("n0", 100) {
 		t.Fatal("the other peer's sync did not deliver")
+	}
+}
+
+// Two Syncs with one peer at once are both served, one after the other.
+func TestConcurrentSyncsServedInTurn(t *testing.T) {
+	nodes := startCluster(t, 2, nil, func(c *Config) { c.AntiEntropyInterval = time.Hour })
+	for _, nd := range nodes {
+		eventually(t, 10*time.Second, func() bool { return nd.g.sched.idle() }, "connect-time pulls did not finish")
+	}
+	for range 50 {
+		if _, err := nodes[1].store.write(nodes[1].g, make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errc := make(chan error, 3)
+	for range 3 {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			errc <- nodes[0].g.Sync(ctx, "n1")
+		}()
+	}
+	for range 3 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -94,9 +94,9 @@ type Config struct {
 	// for that long.
 	SyncIdleTimeout time.Duration
 	// MaxConcurrentServes bounds the anti-entropy requests served at once;
-	// more are refused (the requester retries later). Each stream has at
-	// most one served at a time (a second request on it is refused), so
-	// one peer cannot take every slot.
+	// more are refused (the requester retries later). Each stream has one
+	// served at a time, so one peer cannot take every slot; a few more
+	// requests on it wait their turn without a slot, and more are refused.
 	MaxConcurrentServes int
 	// ServeCreditTimeout cancels a serve whose requester has sent no credit
 	// for that long while the window is full, freeing its slot (counted in

@@ -177,8 +177,9 @@
 //     time as its bytes arrive, never from its length word alone: version
 //     1 allocated the announced length at once, and 40 connections that
 //     sent 5 bytes each held 1.35 GB.
-//   - Anti-entropy: one request served per stream at a time (more are
-//     answered "busy"), MaxConcurrentServes in all, and a serve whose
+//   - Anti-entropy: one request served per stream at a time (four more
+//     may wait their turn, holding no slot and at most 4 MiB of digests;
+//     more are answered "busy"), MaxConcurrentServes in all, and a serve whose
 //     requester sends no credit for ServeCreditTimeout (30 s, 10 s local)
 //     while the window is full is canceled, freeing its slot (counted in
 //     Stats.ServeTimeouts). Answers waiting to be written are bounded; a

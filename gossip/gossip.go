@@ -468,10 +468,10 @@ func (g *Gossip) Broadcast(except string, payloads ...[]byte) error {
 // the peer's Handler.Serve answers, and its chunks are handed to our
 // Handler.Deliver (SourceSync) in order. It returns once the peer has sent
 // everything, or on error (ErrNotConnected when no data stream to the peer is
-// up, ErrSyncRefused when the peer refused or failed). A peer serves one
-// request per stream at a time: a Sync with a peer while another one (or
-// the background anti-entropy pull) is being served by it is refused as
-// busy (ErrSyncRefused).
+// up, ErrSyncRefused when the peer refused or failed). Concurrent Syncs with
+// one peer are independent requests; the peer serves them one after the
+// other (with the background anti-entropy pulls), and refuses as busy
+// those beyond a few waiting.
 func (g *Gossip) Sync(ctx context.Context, peer string) error {
 	if g.closing.Load() {
 		return ErrClosed

@@ -24,10 +24,17 @@ func errProto(v uint8) error {
 const maxWindow = 64
 
 // maxQueuedEnds bounds the sync end frames waiting for the writer. A peer
-// gets one per request it makes, and makes one at a time per stream; a
-// peer that queues more (requests sent faster than it reads our answers)
-// is cut off.
+// gets one per request it makes, and has few in flight; a peer that queues
+// more (requests sent faster than it reads our answers) is cut off.
 const maxQueuedEnds = 16
+
+// A stream has one request served at a time; maxWaitingServes more may
+// wait their turn, with at most maxWaitingBytes of digests between them.
+// More are refused as busy.
+const (
+	maxWaitingServes = 4
+	maxWaitingBytes  = 4 << 20
+)
 
 // errFlood reports a peer that queued more control frames than the
 // protocol allows.
@@ -79,7 +86,10 @@ type session struct {
 	cancels   []uint64
 	nextID    uint64
 	pulls     map[uint64]*pull  // our requests on this stream
-	serves    map[uint64]*serve // the peer's requests on this stream
+	serves    map[uint64]*serve // the peer's requests on this stream: serving and waiting
+	serving   *serve            // the one being served (it holds a node-wide slot)
+	waiting   []*serve          // the others, in order (maxWaitingServes)
+	waitBytes int               // their digests' bytes (maxWaitingBytes)
 }
 
 type syncRequest struct {
@@ -314,6 +324,11 @@ func (s *session) handle(f frame) error {
 		s.mu.Lock()
 		if sv := s.serves[f.id]; sv != nil {
 			sv.cancel(errors.New("gossip: requester canceled"))
+			if i := slices.Index(s.waiting, sv); i >= 0 {
+				s.waiting = slices.Delete(s.waiting, i, i+1)
+				s.waitBytes -= len(sv.digest)
+				delete(s.serves, sv.id)
+			}
 		}
 		s.mu.Unlock()
 	case frameHint:
@@ -738,6 +753,7 @@ func (s *session) onSyncData(f frame) {
 // serve is one of the peer's anti-entropy requests being answered.
 type serve struct {
 	id       uint64
+	digest   []byte // the requester's (aliases its frame)
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	credit   uint64        // chunks we may still send; guarded by session.mu
@@ -765,36 +781,49 @@ func (s *session) startServe(f frame) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: %d sync answers unread", errFlood, len(s.ends))
 	}
-	// One serve per stream at a time, so that one peer cannot hold every
-	// slot; then the node-wide bound.
-	busy := len(s.serves) > 0
-	if !busy && int(s.g.serves.Add(1)) > s.g.cfg.MaxConcurrentServes {
-		s.g.serves.Add(-1)
-		busy = true
-	}
-	if busy {
+	sv := &serve{id: f.id, credit: min(f.n, maxWindow), creditCh: make(chan struct{}, 1), digest: f.data}
+	sv.ctx, sv.cancel = context.WithCancelCause(s.ctx)
+	// One request per stream is served at a time, so that one peer cannot
+	// hold every node-wide slot; a few more wait their turn.
+	switch {
+	case s.serving != nil && len(s.waiting) < maxWaitingServes && s.waitBytes+len(f.data) <= maxWaitingBytes:
+		s.serves[f.id] = sv
+		s.waiting = append(s.waiting, sv)
+		s.waitBytes += len(f.data)
+	case s.serving == nil && s.g.takeServeSlot():
+		s.serves[f.id] = sv
+		s.serving = sv
+		s.g.wg.Add(1)
+		go s.runServe(sv)
+	default:
+		sv.cancel(nil)
 		s.ends = append(s.ends, syncEnd{id: f.id, status: syncBusy})
 		s.mu.Unlock()
 		s.kick()
 		return nil
 	}
-	sv := &serve{id: f.id, credit: min(f.n, maxWindow), creditCh: make(chan struct{}, 1)}
-	sv.ctx, sv.cancel = context.WithCancelCause(s.ctx)
-	s.serves[f.id] = sv
 	s.mu.Unlock()
-	s.g.wg.Add(1)
-	go s.runServe(sv, f.data)
 	return nil
 }
 
-func (s *session) runServe(sv *serve, digest []byte) {
+// takeServeSlot takes one of the node's MaxConcurrentServes slots.
+func (g *Gossip) takeServeSlot() bool {
+	if int(g.serves.Add(1)) > g.cfg.MaxConcurrentServes {
+		g.serves.Add(-1)
+		return false
+	}
+	return true
+}
+
+// runServe answers one request, then hands the stream's slot to the next
+// request waiting on it, or gives it back.
+func (s *session) runServe(sv *serve) {
 	g := s.g
 	defer g.wg.Done()
-	defer g.serves.Add(-1)
 	defer sv.cancel(nil)
-	g.h.PeerDigest(s.peer, slices.Clone(digest))
+	g.h.PeerDigest(s.peer, slices.Clone(sv.digest))
 	w := &SyncWriter{s: s, sv: sv, limit: min(g.cfg.SyncChunkBytes, s.peerMax-frameOverhead)}
-	err := g.h.Serve(sv.ctx, s.peer, digest, w)
+	err := g.h.Serve(sv.ctx, s.peer, sv.digest, w)
 	if err == nil {
 		err = w.Flush()
 	}
@@ -820,7 +849,20 @@ func (s *session) runServe(sv *serve, digest []byte) {
 	if !s.closed {
 		s.ends = append(s.ends, end)
 	}
+	s.serving = nil
+	if !s.closed && len(s.waiting) > 0 {
+		s.serving = s.waiting[0]
+		s.waiting = slices.Delete(s.waiting, 0, 1)
+		s.waitBytes -= len(s.serving.digest)
+	}
+	next := s.serving
 	s.mu.Unlock()
+	if next != nil {
+		g.wg.Add(1) // while this goroutine still counts: Close cannot have returned
+		go s.runServe(next)
+	} else {
+		g.serves.Add(-1)
+	}
 	s.kick()
 }
 
