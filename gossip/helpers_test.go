@@ -371,6 +371,9 @@ func startGhost(t testing.TB, name, ip string, keys [][]byte, label string, wait
 	c.BindPort = 0
 	c.Label = label
 	c.LogOutput = io.Discard
+	// memberlist's probe goroutine outlives Shutdown by up to a probe
+	// interval: keep it as short as our nodes' (goleak checks at the end).
+	c.ProbeInterval, c.ProbeTimeout = 250*time.Millisecond, 200*time.Millisecond
 	c.Delegate = ghostDelegate{meta: nodeMeta{proto: protocolVersion, keyed: keys != nil, dataPort: 1}.encode()}
 	c.DelegateProtocolVersion, c.DelegateProtocolMin, c.DelegateProtocolMax = protocolVersion, protocolVersion, protocolVersion
 	if keys != nil {

@@ -221,7 +221,16 @@ func TestHostileConnectionsStress(t *testing.T) {
 		t.Fatalf("%d handshakes pending", st.PendingHandshakes)
 	}
 	// The late peer holds everything.
-	waitConverged(t, 30*time.Second, []*testNode{target, peer, late}, target.store.count())
+	defer func() {
+		if t.Failed() {
+			for _, nd := range []*testNode{target, peer, late} {
+				st := nd.g.Stats()
+				t.Logf("%s: pulls %d/%d failed, serves %d/%d failed, dropped %d, unconnected %d, idle closed %d, serve timeouts %d, sched idle %v",
+					nd.cfg.Name, st.PullsCompleted, st.PullsFailed, st.ServesCompleted, st.ServesFailed, st.QueueDropped, st.Unconnected, st.IdleClosed, st.ServeTimeouts, nd.g.sched.idle())
+			}
+		}
+	}()
+	waitConverged(t, 30*time.Second, []*testNode{target, peer, late}, 2*int(written.Load()))
 	if late.store.count() < 2*int(written.Load()) {
 		t.Fatalf("the late peer holds %d payloads of %d", late.store.count(), 2*written.Load())
 	}
