@@ -300,10 +300,11 @@ func pskOf(key []byte) []byte {
 	return m.Sum(nil)
 }
 
-func newNoise(initiator bool, prologue, psk []byte, rng io.Reader) (*noise.HandshakeState, error) {
+// newNoise starts a Noise_NNpsk0 handshake (ephemeral keys from
+// crypto/rand).
+func newNoise(initiator bool, prologue, psk []byte) (*noise.HandshakeState, error) {
 	return noise.NewHandshakeState(noise.Config{
 		CipherSuite:           noiseSuite,
-		Random:                rng,
 		Pattern:               noise.HandshakeNN,
 		Initiator:             initiator,
 		Prologue:              prologue,
@@ -327,8 +328,6 @@ type handshakeParams struct {
 	// *rejectError. nil = accept.
 	precheck func() error
 	admit    func(name string) error
-	// rand is the source of the ephemeral keys; nil = crypto/rand.
-	rand io.Reader
 }
 
 // handshakeResult is an established stream's parameters.
@@ -370,7 +369,7 @@ func clientHandshake(rw io.ReadWriter, p handshakeParams) (handshakeResult, erro
 		res.keyed, res.keyID = true, keyIDOf(keys[0])
 		header = encodeClientHeader(true, res.keyID)
 		var err error
-		if hs, err = newNoise(true, header, pskOf(keys[0]), p.rand); err != nil {
+		if hs, err = newNoise(true, header, pskOf(keys[0])); err != nil {
 			return res, err
 		}
 		if body, _, _, err = hs.WriteMessage(nil, payload); err != nil {
@@ -485,7 +484,7 @@ func serverHandshake(rw io.ReadWriter, p handshakeParams) (handshakeResult, erro
 		if key == nil {
 			return refuse(reject(hsKey, rejectAuth, ErrAuth, "client uses a key not in our keyring"))
 		}
-		if hs, err = newNoise(false, ch.header, pskOf(key), p.rand); err != nil {
+		if hs, err = newNoise(false, ch.header, pskOf(key)); err != nil {
 			return res, err
 		}
 		if payload, _, _, err = hs.ReadMessage(nil, ch.body); err != nil {

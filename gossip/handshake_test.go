@@ -354,7 +354,7 @@ func TestHandshakeForwardSecrecy(t *testing.T) {
 	}
 
 	// The attacker, key in hand, as the responder to the recorded hello.
-	resp, err := newNoise(false, ch.header, pskOf(key1), nil)
+	resp, err := newNoise(false, ch.header, pskOf(key1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +372,7 @@ func TestHandshakeForwardSecrecy(t *testing.T) {
 	}
 	// As the initiator: its own ephemeral key cannot read the recorded
 	// answer (bound to the real client's).
-	init, err := newNoise(true, ch.header, pskOf(key1), nil)
+	init, err := newNoise(true, ch.header, pskOf(key1))
 	if err != nil {
 		t.Fatal(err)
 	}

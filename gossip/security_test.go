@@ -175,7 +175,7 @@ func TestWrongKeyRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	header := encodeClientHeader(true, keyIDOf(key1))
-	hs, err := newNoise(true, header, pskOf(key2), nil)
+	hs, err := newNoise(true, header, pskOf(key2))
 	if err != nil {
 		t.Fatal(err)
 	}

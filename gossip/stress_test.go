@@ -79,7 +79,7 @@ func misbehave(c net.Conn, kind hostileKind, ghost string) {
 		if kind == hostileWrongKey {
 			key = key2
 		}
-		hs, err := newNoise(true, keyed, pskOf(key), nil)
+		hs, err := newNoise(true, keyed, pskOf(key))
 		if err != nil {
 			return
 		}
