@@ -397,19 +397,11 @@ func clientHandshake(rw io.ReadWriter, p handshakeParams) (handshakeResult, erro
 	}
 	body = sh.body
 	if res.keyed {
-		var send, recv *noise.CipherState
-		body, send, recv, err = hs.ReadMessage(nil, sh.body)
-		if err != nil || send == nil {
+		// The initiator's Split gives (initiator→responder, responder→initiator).
+		body, res.send, res.recv, err = hs.ReadMessage(nil, sh.body)
+		if err != nil || res.send == nil {
 			return res, fmt.Errorf("%w: peer does not hold our key (%v)", ErrAuth, err)
 		}
-		fin, err := send.Encrypt(nil, nil, nil)
-		if err != nil {
-			return res, err
-		}
-		if _, err := rw.Write(fin); err != nil {
-			return res, err
-		}
-		res.send, res.recv = send, recv
 	}
 	sp, err := decodeHelloPayload(body, false)
 	if err != nil {
@@ -419,6 +411,15 @@ func clientHandshake(rw io.ReadWriter, p handshakeParams) (handshakeResult, erro
 		return res, hsErr("peer sent no name")
 	}
 	res.peer, res.maxFrame = sp.name, sp.maxFrame
+	if res.keyed {
+		fin, err := res.send.Encrypt(nil, nil, nil)
+		if err != nil {
+			return res, err
+		}
+		if _, err := rw.Write(fin); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
 }
 
