@@ -322,6 +322,9 @@ func TestCloseTwiceAndAfterClose(t *testing.T) {
 // Close cancels a Serve in progress and waits for it.
 func TestCloseCancelsServe(t *testing.T) {
 	nodes := startCluster(t, 2, nil, func(c *Config) { c.AntiEntropyInterval = time.Hour })
+	// The pull made when the stream came up must be over: a stream serves
+	// one request at a time.
+	eventually(t, 10*time.Second, func() bool { return nodes[0].g.sched.idle() }, "connect-time pull did not finish")
 	started := make(chan struct{}, 1)
 	hook := func(ctx context.Context) error {
 		select {
@@ -351,6 +354,9 @@ func TestSyncFlowControl(t *testing.T) {
 		c.SyncWindow = 1
 		c.SyncChunkBytes = 4 << 10
 	})
+	// The pull made when the stream came up must be over: a stream serves
+	// one request at a time.
+	eventually(t, 10*time.Second, func() bool { return nodes[0].g.sched.idle() }, "connect-time pull did not finish")
 	// n1 holds 100 payloads of ~1 KiB that n0 lacks (put straight into its
 	// store, so nothing is pushed).
 	for i := range 100 {

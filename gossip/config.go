@@ -40,9 +40,14 @@ type Config struct {
 	// SecretKeys turns on encryption: the first key is the primary (used to
 	// encrypt), all are accepted. Each key is 16, 24 or 32 bytes (AES-128,
 	// -192, -256). memberlist's traffic is encrypted with its keyring, and
-	// data streams are authenticated with a handshake proving possession of a
-	// keyring key, then encrypted with per-stream keys derived from it.
-	// Rotate keys with InstallKey, UseKey and RemoveKey.
+	// data streams open with a Noise handshake that takes the key as a
+	// pre-shared key (only key holders get through) and agrees on fresh
+	// per-stream keys from ephemeral Diffie-Hellman keys (forward secrecy:
+	// a key obtained later does not decrypt recorded streams). Rotate keys
+	// with InstallKey, UseKey and RemoveKey. Without keys, data streams are
+	// neither authenticated nor encrypted: only the membership check (a
+	// stream must come from a live member's address, under its name)
+	// applies. Use that on loopback or trusted networks only.
 	SecretKeys [][]byte
 
 	// memberlist tuning (see memberlist.Config for each).
@@ -63,8 +68,12 @@ type Config struct {
 	// MaxBatchBytes caps the payload bytes of one batch frame.
 	MaxBatchBytes int
 	// MaxFrameBytes caps every data stream frame, in both directions; a
-	// larger frame is rejected before anything is allocated. The largest
-	// payload is a little smaller (see Gossip.MaxPayload).
+	// larger frame is rejected, and a frame's buffer grows as its bytes
+	// arrive (64 KiB at a time), never from its length word alone. The
+	// largest payload is a little smaller (see Gossip.MaxPayload). The
+	// default, 16 MiB + 64 KiB, carries node's largest record (its WAL's
+	// 16 MiB record limit); anti-entropy transfers are chunked
+	// (SyncChunkBytes) whatever the limit.
 	MaxFrameBytes int
 	// QueueBytes bounds each peer's outbound queue. A payload that does not
 	// fit is dropped for that peer (counted) and the peer is told to pull.
@@ -85,8 +94,14 @@ type Config struct {
 	// for that long.
 	SyncIdleTimeout time.Duration
 	// MaxConcurrentServes bounds the anti-entropy requests served at once;
-	// more are refused (the requester retries later).
+	// more are refused (the requester retries later). Each stream has one
+	// served at a time, so one peer cannot take every slot; a few more
+	// requests on it wait their turn without a slot, and more are refused.
 	MaxConcurrentServes int
+	// ServeCreditTimeout cancels a serve whose requester has sent no credit
+	// for that long while the window is full, freeing its slot (counted in
+	// Stats.ServeTimeouts).
+	ServeCreditTimeout time.Duration
 	// MaxConcurrentPulls bounds the anti-entropy requests this node makes at
 	// once. 1 avoids fetching the same catch-up data from several peers.
 	MaxConcurrentPulls int
@@ -98,10 +113,49 @@ type Config struct {
 	RejoinInterval  time.Duration
 	DeadPeerTimeout time.Duration
 
-	// DialTimeout bounds dialing a data stream and its handshake;
+	// DialTimeout bounds dialing a data stream (the TCP connection);
 	// WriteTimeout bounds each frame write (a stuck peer is disconnected).
 	DialTimeout  time.Duration
 	WriteTimeout time.Duration
+
+	// HandshakeTimeout bounds a data stream handshake, on both sides, from
+	// the moment the connection is made: an accepted connection that has
+	// not completed it by then is closed (counted as "data_timeout"). Keep
+	// it short: every pending handshake holds a slot.
+	HandshakeTimeout time.Duration
+	// MaxPendingHandshakes bounds the accepted connections still in their
+	// handshake, MaxPendingPerAddr those from one source address (an IPv4
+	// address or an IPv6 /64). A connection beyond the per-address bound
+	// is closed at once; at the total bound, the oldest pending handshake
+	// of the address with the most is closed to make room, so a few
+	// addresses cannot keep the others out (both counted as
+	// "data_overload"). The same bounds apply to memberlist's inbound TCP
+	// streams open at once (short push/pull exchanges, joins and fallback
+	// probes; memberlist has no bound of its own): more are closed at once
+	// ("gossip_overload").
+	MaxPendingHandshakes int
+	MaxPendingPerAddr    int
+	// MaxInboundSessions bounds the established streams peers opened to us,
+	// MaxSessionsPerAddr those from one source address (members on one
+	// host share it); more are refused ("data_session_limit"). Each live
+	// member has at most one inbound stream, so these matter only for
+	// clusters larger than the bounds, or a key holder that makes up
+	// members.
+	MaxInboundSessions int
+	MaxSessionsPerAddr int
+	// IdleTimeout: a stream on which nothing arrived for this long is sent
+	// a ping, and closed if nothing arrives within PingTimeout after it
+	// (counted in Stats.IdleClosed). A peer answers pings from its stream
+	// reader, so PingTimeout must exceed the longest Handler.Deliver.
+	IdleTimeout time.Duration
+	PingTimeout time.Duration
+
+	// LogInterval is the least time between two log lines about refused
+	// traffic (data streams, and memberlist's own warnings) of one kind
+	// from one source address; the lines in between are left out and
+	// counted, and the next line, or a summary line once the interval is
+	// over, says how many. The counters (Stats.Rejected) count every one.
+	LogInterval time.Duration
 
 	// Logger receives this package's and memberlist's logs; nil = discard.
 	Logger *slog.Logger
@@ -137,7 +191,7 @@ func DefaultLANConfig() *Config {
 		DeadNodeReclaimTime: 30 * time.Second,
 		FlushInterval:       5 * time.Millisecond,
 		MaxBatchBytes:       256 << 10,
-		MaxFrameBytes:       32 << 20,
+		MaxFrameBytes:       16<<20 + 64<<10,
 		QueueBytes:          32 << 20,
 		AckInterval:         50 * time.Millisecond,
 		AntiEntropyInterval: 5 * time.Second,
@@ -145,11 +199,21 @@ func DefaultLANConfig() *Config {
 		SyncWindow:          4,
 		SyncIdleTimeout:     30 * time.Second,
 		MaxConcurrentServes: 4,
+		ServeCreditTimeout:  30 * time.Second,
 		MaxConcurrentPulls:  1,
 		RejoinInterval:      15 * time.Second,
 		DeadPeerTimeout:     72 * time.Hour,
 		DialTimeout:         5 * time.Second,
 		WriteTimeout:        10 * time.Second,
+
+		HandshakeTimeout:     3 * time.Second,
+		MaxPendingHandshakes: 256,
+		MaxPendingPerAddr:    8,
+		MaxInboundSessions:   512,
+		MaxSessionsPerAddr:   64,
+		IdleTimeout:          30 * time.Second,
+		PingTimeout:          10 * time.Second,
+		LogInterval:          10 * time.Second,
 	}
 }
 
@@ -178,6 +242,10 @@ func DefaultLocalConfig() *Config {
 	c.DialTimeout = 2 * time.Second
 	c.WriteTimeout = 5 * time.Second
 	c.SyncIdleTimeout = 10 * time.Second
+	c.ServeCreditTimeout = 10 * time.Second
+	c.HandshakeTimeout = 2 * time.Second
+	c.IdleTimeout = 10 * time.Second
+	c.PingTimeout = 5 * time.Second
 	return c
 }
 
@@ -231,6 +299,15 @@ func (c *Config) withDefaults() (*Config, error) {
 	setDur(&out.DeadPeerTimeout, d.DeadPeerTimeout)
 	setDur(&out.DialTimeout, d.DialTimeout)
 	setDur(&out.WriteTimeout, d.WriteTimeout)
+	setDur(&out.ServeCreditTimeout, d.ServeCreditTimeout)
+	setDur(&out.HandshakeTimeout, d.HandshakeTimeout)
+	setInt(&out.MaxPendingHandshakes, d.MaxPendingHandshakes)
+	setInt(&out.MaxPendingPerAddr, d.MaxPendingPerAddr)
+	setInt(&out.MaxInboundSessions, d.MaxInboundSessions)
+	setInt(&out.MaxSessionsPerAddr, d.MaxSessionsPerAddr)
+	setDur(&out.IdleTimeout, d.IdleTimeout)
+	setDur(&out.PingTimeout, d.PingTimeout)
+	setDur(&out.LogInterval, d.LogInterval)
 
 	switch {
 	case out.Name == "":

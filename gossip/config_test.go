@@ -51,8 +51,17 @@ func TestConfigCopiedAndDefaulted(t *testing.T) {
 	if c.BindPort != before.BindPort || c.MaxFrameBytes != 0 || c.AckInterval != 0 {
 		t.Fatalf("New wrote into the caller's config: %+v", c)
 	}
-	if g.cfg.MaxFrameBytes != DefaultLANConfig().MaxFrameBytes || g.cfg.AntiEntropyInterval != DefaultLANConfig().AntiEntropyInterval {
+	d := DefaultLANConfig()
+	if g.cfg.MaxFrameBytes != d.MaxFrameBytes || g.cfg.AntiEntropyInterval != d.AntiEntropyInterval ||
+		g.cfg.HandshakeTimeout != d.HandshakeTimeout || g.cfg.MaxPendingHandshakes != d.MaxPendingHandshakes ||
+		g.cfg.MaxPendingPerAddr != d.MaxPendingPerAddr || g.cfg.MaxInboundSessions != d.MaxInboundSessions ||
+		g.cfg.MaxSessionsPerAddr != d.MaxSessionsPerAddr || g.cfg.IdleTimeout != d.IdleTimeout ||
+		g.cfg.PingTimeout != d.PingTimeout || g.cfg.ServeCreditTimeout != d.ServeCreditTimeout || g.cfg.LogInterval != d.LogInterval {
 		t.Fatalf("defaults not applied: %+v", g.cfg)
+	}
+	// The frame limit carries node's largest record (its WAL's 16 MiB).
+	if g.MaxPayload() < 16<<20 {
+		t.Fatalf("MaxPayload %d below 16 MiB", g.MaxPayload())
 	}
 }
 

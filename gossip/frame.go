@@ -1,49 +1,57 @@
 package gossip
 
 import (
-	"crypto/cipher"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"slices"
+	"sync/atomic"
+
+	"github.com/flynn/noise"
 )
 
 // protocolVersion is the data stream protocol version: it is in the handshake,
 // in every frame, and (as memberlist's delegate protocol version) in the
-// membership protocol.
-const protocolVersion = 1
+// membership protocol. Version 2: Noise handshake, membership check,
+// keepalive frames.
+const protocolVersion = 2
 
 // Frame layout on a data stream, after the handshake (doc.go has the whole
 // protocol):
 //
 //	length  uint32, big endian: bytes that follow (content, plus the
-//	        16-byte AES-GCM tag when the stream is encrypted)
+//	        16-byte tag when the stream is encrypted)
 //	content version (1 byte) | type (1 byte) | body
 //
-// On an encrypted stream the content is sealed with AES-GCM: nonce = 4 zero
-// bytes + a 64-bit big-endian frame counter (per direction, from 0), and the
-// length bytes as additional data, so frames cannot be altered, dropped,
-// reordered or replayed without the reader noticing.
+// On an encrypted stream the content is sealed by the handshake's Noise
+// CipherState of that direction (ChaCha20-Poly1305, nonce = the frame's
+// number in that direction, counted by the CipherState), with the length
+// bytes as additional data, so frames cannot be altered, dropped, reordered
+// or replayed without the reader noticing.
 const (
 	frameLenSize = 4
-	sealOverhead = 16
-	nonceSize    = 12
+	sealOverhead = tagLen
+	// readStep is how much a frame's buffer grows at a time: memory follows
+	// the bytes that arrived, never the length word alone.
+	readStep = 64 << 10
 )
 
 type frameType uint8
 
 // Frame types. Explicit values: they are on the wire.
 const (
-	frameBatch       frameType = 1 // pushed payloads: uvarint count, then (uvarint len, bytes)*
-	frameDigest      frameType = 2 // acknowledgement: the sender's digest
-	frameSyncRequest frameType = 3 // uvarint id, uvarint window, digest
-	frameSyncData    frameType = 4 // uvarint id, then payloads as in a batch
-	frameSyncCredit  frameType = 5 // uvarint id, uvarint chunks consumed
-	frameSyncEnd     frameType = 6 // uvarint id, status byte, message
-	frameSyncCancel  frameType = 7 // uvarint id
-	frameHint        frameType = 8 // empty: "you may have missed data, pull from me"
-	frameBye         frameType = 9 // empty: "I am leaving the cluster on purpose"
-	frameTypeMax               = frameBye
+	frameBatch       frameType = 1  // pushed payloads: uvarint count, then (uvarint len, bytes)*
+	frameDigest      frameType = 2  // acknowledgement: the sender's digest
+	frameSyncRequest frameType = 3  // uvarint id, uvarint window, digest
+	frameSyncData    frameType = 4  // uvarint id, then payloads as in a batch
+	frameSyncCredit  frameType = 5  // uvarint id, uvarint chunks consumed
+	frameSyncEnd     frameType = 6  // uvarint id, status byte, message
+	frameSyncCancel  frameType = 7  // uvarint id
+	frameHint        frameType = 8  // empty: "you may have missed data, pull from me"
+	frameBye         frameType = 9  // empty: "I am leaving the cluster on purpose"
+	framePing        frameType = 10 // empty: "are you there?" (keepalive); answered by a pong
+	framePong        frameType = 11 // empty: the answer to a ping
+	frameTypeMax               = framePong
 )
 
 var frameTypeNames = [...]string{
@@ -57,6 +65,8 @@ var frameTypeNames = [...]string{
 	frameSyncCancel:  "sync_cancel",
 	frameHint:        "hint",
 	frameBye:         "bye",
+	framePing:        "ping",
+	framePong:        "pong",
 }
 
 func (t frameType) String() string {
@@ -77,52 +87,59 @@ const (
 // maxEndMessage caps the error text of a sync end frame.
 const maxEndMessage = 1024
 
-func gcmNonce(seq uint64) []byte {
-	var n [nonceSize]byte
-	binary.BigEndian.PutUint64(n[4:], seq)
-	return n[:]
-}
-
 // frameReader reads frames from one stream. Not safe for concurrent use.
 type frameReader struct {
-	r    io.Reader
-	aead cipher.AEAD // nil: plaintext stream
-	seq  uint64
-	max  int // largest length field accepted
-	hdr  [frameLenSize]byte
+	r   io.Reader
+	cs  *noise.CipherState // nil: plaintext stream
+	max int                // largest length field accepted
+	hdr [frameLenSize]byte
+	// got counts the bytes of the frame being read that have arrived (for
+	// tests: memory must follow it).
+	got atomic.Int64
 }
 
-// next reads one frame. It checks the length against the limit before
-// allocating, and returns an error wrapping ErrBadFrame for anything
-// malformed or unauthenticated; stream errors (io.EOF, timeouts) are
-// returned as they are. wire is the frame's size on the wire.
+// next reads one frame. It checks the length against the limit, and grows
+// the frame's buffer readStep at a time as its bytes arrive, so a length
+// word alone never makes it allocate more than readStep. It returns an
+// error wrapping ErrBadFrame for anything malformed or unauthenticated;
+// stream errors (io.EOF, timeouts) are returned as they are. wire is the
+// frame's size on the wire.
 func (fr *frameReader) next() (t frameType, body []byte, wire int, err error) {
+	fr.got.Store(0)
 	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
 		return 0, nil, 0, err
 	}
-	n := binary.BigEndian.Uint32(fr.hdr[:])
-	minLen := uint32(2)
-	if fr.aead != nil {
+	n := int(binary.BigEndian.Uint32(fr.hdr[:]))
+	minLen := 2
+	if fr.cs != nil {
 		minLen += sealOverhead
 	}
-	if n < minLen || uint64(n) > uint64(fr.max) {
+	if n < minLen || n > fr.max {
 		return 0, nil, frameLenSize, fmt.Errorf("%w: frame length %d outside [%d, %d]", ErrBadFrame, n, minLen, fr.max)
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(fr.r, buf); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	buf := make([]byte, 0, min(n, readStep))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(n-len(buf), readStep))
 		}
-		return 0, nil, frameLenSize, err
+		k, err := fr.r.Read(buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+k]
+		fr.got.Store(int64(len(buf)))
+		if err != nil && len(buf) < n {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, frameLenSize, err
+		}
 	}
-	wire = frameLenSize + int(n)
+	wire = frameLenSize + n
 	content := buf
-	if fr.aead != nil {
-		content, err = fr.aead.Open(buf[:0], gcmNonce(fr.seq), buf, fr.hdr[:])
+	if fr.cs != nil {
+		seq := fr.cs.Nonce()
+		content, err = fr.cs.Decrypt(buf[:0], fr.hdr[:], buf)
 		if err != nil {
-			return 0, nil, wire, fmt.Errorf("%w: frame %d fails authentication", ErrBadFrame, fr.seq)
+			return 0, nil, wire, fmt.Errorf("%w: frame %d fails authentication", ErrBadFrame, seq)
 		}
-		fr.seq++
 	}
 	if content[0] != protocolVersion {
 		return 0, nil, wire, fmt.Errorf("%w: frame version %d", ErrBadFrame, content[0])
@@ -136,10 +153,9 @@ func (fr *frameReader) next() (t frameType, body []byte, wire int, err error) {
 
 // frameWriter writes frames to one stream. Not safe for concurrent use.
 type frameWriter struct {
-	w    io.Writer
-	aead cipher.AEAD // nil: plaintext stream
-	seq  uint64
-	buf  []byte
+	w   io.Writer
+	cs  *noise.CipherState // nil: plaintext stream
+	buf []byte
 }
 
 // start returns a buffer holding the header of a frame of type t: append the
@@ -152,11 +168,13 @@ func (fw *frameWriter) start(t frameType) []byte {
 // and returns its size on the wire.
 func (fw *frameWriter) finish(b []byte) (int, error) {
 	n := len(b) - frameLenSize
-	if fw.aead != nil {
+	if fw.cs != nil {
 		b = slices.Grow(b, sealOverhead)
 		binary.BigEndian.PutUint32(b[:frameLenSize], uint32(n+sealOverhead))
-		sealed := fw.aead.Seal(b[frameLenSize:frameLenSize], gcmNonce(fw.seq), b[frameLenSize:], b[:frameLenSize])
-		fw.seq++
+		sealed, err := fw.cs.Encrypt(b[frameLenSize:frameLenSize], b[:frameLenSize], b[frameLenSize:])
+		if err != nil {
+			return 0, err
+		}
 		b = b[:frameLenSize+len(sealed)]
 	} else {
 		binary.BigEndian.PutUint32(b[:frameLenSize], uint32(n))
@@ -309,7 +327,7 @@ func decodeFrame(t frameType, body []byte) (frame, error) {
 		if len(body) != 0 {
 			err = fmt.Errorf("%w: trailing bytes in cancel", ErrBadFrame)
 		}
-	case frameHint, frameBye:
+	case frameHint, frameBye, framePing, framePong:
 		if len(body) != 0 {
 			err = fmt.Errorf("%w: trailing bytes in %s", ErrBadFrame, t)
 		}

@@ -2,25 +2,23 @@ package gossip
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"errors"
 	"io"
 	"net"
 	"reflect"
 	"testing"
+
+	"github.com/flynn/noise"
 )
 
-func testAEAD(t testing.TB, key byte) cipher.AEAD {
-	b, err := aes.NewCipher(bytes.Repeat([]byte{key}, 32))
-	if err != nil {
-		t.Fatal(err)
+// testCipher is a Noise CipherState with a key of bytes key, at frame
+// number seq.
+func testCipher(key byte, seq uint64) *noise.CipherState {
+	var k [32]byte
+	for i := range k {
+		k[i] = key
 	}
-	a, err := cipher.NewGCM(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return noise.UnsafeNewCipherState(noiseSuite, k, seq)
 }
 
 type frameCase struct {
@@ -50,6 +48,8 @@ var frameCases = []frameCase{
 		frame{typ: frameSyncCancel, id: 5}},
 	{"hint", frameHint, func(b []byte) []byte { return b }, frame{typ: frameHint}},
 	{"bye", frameBye, func(b []byte) []byte { return b }, frame{typ: frameBye}},
+	{"ping", framePing, func(b []byte) []byte { return b }, frame{typ: framePing}},
+	{"pong", framePong, func(b []byte) []byte { return b }, frame{typ: framePong}},
 }
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -60,7 +60,8 @@ func TestFrameRoundTrip(t *testing.T) {
 				fw := frameWriter{w: &buf}
 				fr := frameReader{r: &buf, max: 1 << 20}
 				if encrypted {
-					fw.aead, fr.aead = testAEAD(t, 1), testAEAD(t, 1)
+					fw.cs, fr.cs = testCipher(1, 0), testCipher(1, 0)
+					fr.max += sealOverhead
 				}
 				// Twice: the second frame uses the next nonce.
 				for range 2 {
@@ -102,7 +103,7 @@ func normalize(f frame) frame {
 func TestFrameReaderRejects(t *testing.T) {
 	sealed := func(key byte, seq uint64, content []byte) []byte {
 		var buf bytes.Buffer
-		fw := frameWriter{w: &buf, aead: testAEAD(t, key), seq: seq}
+		fw := frameWriter{w: &buf, cs: testCipher(key, seq)}
 		b := fw.start(frameType(content[1]))
 		b = append(b[:4], content...)
 		if _, err := fw.finish(b); err != nil {
@@ -119,7 +120,8 @@ func TestFrameReaderRejects(t *testing.T) {
 		{"length below minimum", false, []byte{0, 0, 0, 1, 1}},
 		{"length above maximum", false, []byte{0, 0x10, 0, 1}},
 		{"huge length", false, []byte{0xff, 0xff, 0xff, 0xff}},
-		{"unknown version", false, []byte{0, 0, 0, 2, 2, byte(frameHint)}},
+		{"old version", false, []byte{0, 0, 0, 2, 1, byte(frameHint)}},
+		{"unknown version", false, []byte{0, 0, 0, 2, protocolVersion + 1, byte(frameHint)}},
 		{"type zero", false, []byte{0, 0, 0, 2, protocolVersion, 0}},
 		{"unknown type", false, []byte{0, 0, 0, 2, protocolVersion, 200}},
 		{"plaintext on encrypted stream", true, []byte{0, 0, 0, 2, protocolVersion, byte(frameHint)}},
@@ -141,7 +143,7 @@ func TestFrameReaderRejects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fr := frameReader{r: bytes.NewReader(tc.in), max: 1 << 20}
 			if tc.encrypted {
-				fr.aead = testAEAD(t, 1)
+				fr.cs = testCipher(1, 0)
 				fr.max += sealOverhead
 			}
 			if _, _, _, err := fr.next(); !errors.Is(err, ErrBadFrame) {
@@ -158,7 +160,7 @@ func TestFrameReaderRejects(t *testing.T) {
 
 func TestEncryptedFrameHidesPayload(t *testing.T) {
 	var buf bytes.Buffer
-	fw := frameWriter{w: &buf, aead: testAEAD(t, 1)}
+	fw := frameWriter{w: &buf, cs: testCipher(1, 0)}
 	secret := []byte("the secret payload")
 	if _, err := fw.finish(appendPayloads(fw.start(frameBatch), [][]byte{secret})); err != nil {
 		t.Fatal(err)

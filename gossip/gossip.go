@@ -46,11 +46,17 @@ type Gossip struct {
 	tr *transport
 	ln net.Listener
 
-	mu       sync.RWMutex
-	peers    map[string]*peerEntry // every member we know of, but ourselves
-	links    map[string]*link      // alive peers: outbound queue and stream
-	sessions map[*session]struct{}
-	seeds    []string
+	mu            sync.RWMutex
+	peers         map[string]*peerEntry // every member we know of, but ourselves
+	links         map[string]*link      // alive peers: outbound queue and stream
+	sessions      map[*session]struct{}
+	inbound       map[string]*session // established inbound streams by peer name (one each)
+	inboundByAddr map[string]int      // established inbound streams by source address (addrKey)
+	seeds         []string
+
+	adm     admission   // pending inbound handshakes
+	logs    *logLimiter // rate limit of log lines about refused traffic
+	localIP net.IP      // the address data streams are dialed from (nil: the kernel's choice)
 
 	events events
 	sched  scheduler
@@ -72,21 +78,29 @@ func New(cfg *Config, h Handler) (*Gossip, error) {
 		return nil, err
 	}
 	g := &Gossip{
-		cfg:      c,
-		h:        h,
-		log:      c.Logger,
-		peers:    make(map[string]*peerEntry),
-		links:    make(map[string]*link),
-		sessions: make(map[*session]struct{}),
+		cfg:           c,
+		h:             h,
+		log:           c.Logger,
+		peers:         make(map[string]*peerEntry),
+		links:         make(map[string]*link),
+		sessions:      make(map[*session]struct{}),
+		inbound:       make(map[string]*session),
+		inboundByAddr: make(map[string]int),
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
 	g.log = g.log.With("node", c.Name)
+	// Data streams leave from the bound address when there is one: peers
+	// check that a stream comes from its member's address.
+	if ip := net.ParseIP(c.BindAddr); ip != nil && !ip.IsUnspecified() {
+		g.localIP = ip
+	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.events.signal = make(chan struct{}, 1)
 	g.sched.init(g)
 	g.stats = newStats()
+	g.logs = newLogLimiter(g.log, c.LogInterval, &g.stats.logSuppressed)
 
 	if len(c.SecretKeys) > 0 {
 		if g.keyring, err = memberlist.NewKeyring(c.SecretKeys[1:], c.SecretKeys[0]); err != nil {
@@ -178,10 +192,11 @@ func New(cfg *Config, h Handler) (*Gossip, error) {
 	if g.ml, err = memberlist.Create(mlc); err != nil {
 		return nil, fmt.Errorf("gossip: memberlist: %w", err)
 	}
-	g.wg.Add(3)
+	g.wg.Add(4)
 	go g.manageLoop()
 	go g.sched.loop()
 	go g.rejoinLoop()
+	go g.flushLoop()
 	ok = true
 	return g, nil
 }
@@ -454,7 +469,9 @@ func (g *Gossip) Broadcast(except string, payloads ...[]byte) error {
 // Handler.Deliver (SourceSync) in order. It returns once the peer has sent
 // everything, or on error (ErrNotConnected when no data stream to the peer is
 // up, ErrSyncRefused when the peer refused or failed). Concurrent Syncs with
-// one peer are independent requests.
+// one peer are independent requests; the peer serves them one after the
+// other (with the background anti-entropy pulls), and refuses as busy
+// those beyond a few waiting.
 func (g *Gossip) Sync(ctx context.Context, peer string) error {
 	if g.closing.Load() {
 		return ErrClosed

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
@@ -13,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // testStore is a tiny replicated log used as the Handler in tests: each
@@ -341,5 +346,207 @@ func sortedNames(ms []Member) []string {
 		out = append(out, m.Name)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// ghostDelegate advertises data stream metadata for a ghost member.
+type ghostDelegate struct{ meta []byte }
+
+func (d ghostDelegate) NodeMeta(limit int) []byte                  { return d.meta }
+func (d ghostDelegate) NotifyMsg([]byte)                           {}
+func (d ghostDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d ghostDelegate) LocalState(join bool) []byte                { return nil }
+func (d ghostDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// startGhost joins a bare memberlist member named name, at ip, to the
+// cluster of waitFor[0]: a live member that opens no data streams (its data
+// port, 1, refuses them), so that a raw client of the test can speak the
+// data protocol in its name as a real member would. It waits until every
+// node in waitFor sees it alive.
+func startGhost(t testing.TB, name, ip string, keys [][]byte, label string, waitFor ...*testNode) {
+	t.Helper()
+	c := memberlist.DefaultLocalConfig()
+	c.Name = name
+	c.BindAddr = ip
+	c.BindPort = 0
+	c.Label = label
+	c.LogOutput = io.Discard
+	// memberlist's probe goroutine outlives Shutdown by up to a probe
+	// interval: keep it as short as our nodes' (goleak checks at the end).
+	c.ProbeInterval, c.ProbeTimeout = 250*time.Millisecond, 200*time.Millisecond
+	c.Delegate = ghostDelegate{meta: nodeMeta{proto: protocolVersion, keyed: keys != nil, dataPort: 1}.encode()}
+	c.DelegateProtocolVersion, c.DelegateProtocolMin, c.DelegateProtocolMax = protocolVersion, protocolVersion, protocolVersion
+	if keys != nil {
+		kr, err := memberlist.NewKeyring(keys[1:], keys[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Keyring = kr
+	}
+	ml, err := memberlist.Create(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ml.Shutdown() })
+	if _, err := ml.Join([]string{waitFor[0].g.LocalPeer().Addr}); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range waitFor {
+		eventually(t, 10*time.Second, func() bool {
+			for _, m := range nd.g.Members() {
+				if m.Name == name && m.State == StateAlive {
+					return true
+				}
+			}
+			return false
+		}, "%s does not see ghost %s", nd.cfg.Name, name)
+	}
+}
+
+// rawClient is a data stream opened by the test itself, frame by frame.
+type rawClient struct {
+	conn net.Conn
+	res  handshakeResult
+	fr   frameReader
+	fw   frameWriter
+}
+
+// dialFrom opens a TCP connection to addr from the local IP from ("" for
+// the kernel's choice).
+func dialFrom(from, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	return d.Dial("tcp", addr)
+}
+
+// rawDial opens a data stream to target under name, from the local IP from,
+// with keys (nil: none). It returns the handshake's error, if any, with
+// the connection closed.
+func rawDial(t testing.TB, target *testNode, name, from string, keys [][]byte) (*rawClient, error) {
+	t.Helper()
+	conn, err := dialFrom(from, target.g.LocalPeer().DataAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	p := handshakeParams{name: name, label: target.cfg.Label, maxFrame: 1 << 20}
+	if keys != nil {
+		p.keys = keysOf(keys...)
+	}
+	res, err := clientHandshake(conn, p)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return &rawClient{
+		conn: conn,
+		res:  res,
+		fr:   frameReader{r: conn, cs: res.recv, max: 64 << 20},
+		fw:   frameWriter{w: conn, cs: res.send},
+	}, nil
+}
+
+func (c *rawClient) send(t testing.TB, typ frameType, body []byte) error {
+	t.Helper()
+	_, err := c.fw.finish(append(c.fw.start(typ), body...))
+	return err
+}
+
+// next reads the next frame other than pings (answered) and pongs, within
+// the timeout.
+func (c *rawClient) next(timeout time.Duration) (frame, error) {
+	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
+	defer c.conn.SetReadDeadline(time.Time{})
+	for {
+		typ, body, _, err := c.fr.next()
+		if err != nil {
+			return frame{}, err
+		}
+		f, err := decodeFrame(typ, body)
+		if err != nil {
+			return frame{}, err
+		}
+		switch typ {
+		case framePing:
+			_, _ = c.fw.finish(c.fw.start(framePong))
+		case framePong:
+		default:
+			return f, nil
+		}
+	}
+}
+
+// sessionsWith returns n's established sessions with peer (inbound ones
+// when inbound).
+func sessionsWith(n *testNode, peer string, inbound bool) []*session {
+	n.g.mu.RLock()
+	defer n.g.mu.RUnlock()
+	var out []*session
+	for s := range n.g.sessions {
+		if s.peer.Name == peer && s.outbound != inbound {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// logLine is one captured log record, with its attributes as strings.
+type logLine struct {
+	level slog.Level
+	msg   string
+	attrs map[string]string
+}
+
+// logCapture is a slog.Handler that keeps every record (from Debug up).
+type logCapture struct {
+	mu    *sync.Mutex
+	lines *[]logLine
+	attrs []slog.Attr
+}
+
+func newLogCapture() *logCapture {
+	return &logCapture{mu: &sync.Mutex{}, lines: new([]logLine)}
+}
+
+func (h *logCapture) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *logCapture) Handle(_ context.Context, r slog.Record) error {
+	l := logLine{level: r.Level, msg: r.Message, attrs: map[string]string{}}
+	for _, a := range h.attrs {
+		l.attrs[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		l.attrs[a.Key] = a.Value.String()
+		return true
+	})
+	h.mu.Lock()
+	*h.lines = append(*h.lines, l)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *logCapture) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.attrs = append(slices.Clone(h.attrs), as...)
+	return &c
+}
+
+func (h *logCapture) WithGroup(string) slog.Handler { return h }
+
+// matching returns the captured lines at Info or above for which keep is
+// true.
+func (h *logCapture) matching(keep func(logLine) bool) []logLine {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []logLine
+	for _, l := range *h.lines {
+		if l.level >= slog.LevelInfo && keep(l) {
+			out = append(out, l)
+		}
+	}
 	return out
 }

@@ -16,14 +16,23 @@ const (
 	rejectAuth                   // data stream: no key, unknown key, or failed key proof
 	rejectName                   // data stream: empty name or our own
 	rejectFrame                  // data stream: malformed or unauthenticated frame
-	rejectOverload               // data stream: too many handshakes pending
+	rejectOverload               // data stream: too many handshakes pending (from its address, or in all)
+	rejectNotMember              // data stream: the name is no live member at the connection's address
+	rejectDuplicate              // data stream: a live stream under that name is open
+	rejectTimeout                // data stream: handshake not completed within HandshakeTimeout
+	rejectSessionLimit           // data stream: too many established streams (from its address, or in all)
+	rejectFlood                  // data stream: a peer queued more control frames than the protocol allows
 	rejectGossipDecrypt          // memberlist: not encrypted with a key we hold
 	rejectGossipLabel            // memberlist: another cluster label
 	rejectGossipMalformed        // memberlist: undecodable packet or stream
 	rejectGossipMeta             // memberlist: member with unreadable metadata or protocol
 	rejectGossipUserMsg          // memberlist: a user message (shoal sends none)
+	rejectGossipOverload         // memberlist: too many inbound TCP streams open (from its address, or in all)
 	numRejects
 )
+
+// rejectClosing marks a refusal that is not counted: we are shutting down.
+const rejectClosing = -1
 
 var rejectNames = [numRejects]string{
 	rejectHandshake:       "data_handshake",
@@ -33,11 +42,17 @@ var rejectNames = [numRejects]string{
 	rejectName:            "data_name",
 	rejectFrame:           "data_frame",
 	rejectOverload:        "data_overload",
+	rejectNotMember:       "data_not_member",
+	rejectDuplicate:       "data_duplicate",
+	rejectTimeout:         "data_timeout",
+	rejectSessionLimit:    "data_session_limit",
+	rejectFlood:           "data_flood",
 	rejectGossipDecrypt:   "gossip_decrypt",
 	rejectGossipLabel:     "gossip_label",
 	rejectGossipMalformed: "gossip_malformed",
 	rejectGossipMeta:      "gossip_meta",
 	rejectGossipUserMsg:   "gossip_user_msg",
+	rejectGossipOverload:  "gossip_overload",
 }
 
 // Message types for byte counts beyond the data frame types.
@@ -61,6 +76,10 @@ type stats struct {
 	deliverErrors           atomic.Uint64
 	pulls, serves           [2]atomic.Uint64 // [0] completed, [1] failed
 	sessions                atomic.Int64
+	pending                 atomic.Int64 // data stream handshakes in progress (accepted side)
+	idleClosed              atomic.Uint64
+	serveTimeouts           atomic.Uint64
+	logSuppressed           atomic.Uint64
 	batchSize               prometheus.Histogram
 }
 
@@ -74,7 +93,11 @@ func newStats() *stats {
 	}
 }
 
-func (s *stats) reject(reason int) { s.rejected[reason].Add(1) }
+func (s *stats) reject(reason int) {
+	if reason >= 0 && reason < numRejects {
+		s.rejected[reason].Add(1)
+	}
+}
 
 // Stats is a snapshot of a node's gossip counters (the same numbers its
 // Prometheus metrics report).
@@ -97,15 +120,26 @@ type Stats struct {
 	// QueuedPayloads and QueuedBytes are what waits in the peer queues now.
 	QueuedPayloads, QueuedBytes int64
 	// Rejected counts messages refused from the network, by reason
-	// ("data_auth", "data_frame", "gossip_decrypt", ...).
+	// ("data_auth", "data_frame", "data_not_member", "gossip_decrypt", ...).
 	Rejected map[string]uint64
 	// DeliverErrors counts Handler.Deliver calls that returned an error.
 	DeliverErrors uint64
 	// Pulls and Serves count anti-entropy requests made and answered.
 	PullsCompleted, PullsFailed   uint64
 	ServesCompleted, ServesFailed uint64
-	// Sessions is the number of open data streams.
-	Sessions int64
+	// Sessions is the number of open data streams (both directions), and
+	// PendingHandshakes the accepted connections still in their handshake.
+	Sessions          int64
+	PendingHandshakes int64
+	// IdleClosed counts streams closed because a keepalive ping went
+	// unanswered (Config.IdleTimeout, PingTimeout); ServeTimeouts the
+	// anti-entropy serves cancelled because the requester stopped crediting
+	// (Config.ServeCreditTimeout).
+	IdleClosed    uint64
+	ServeTimeouts uint64
+	// LogSuppressed counts log lines about refused traffic left out by the
+	// rate limit (Config.LogInterval); the counters above still count them.
+	LogSuppressed uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -129,6 +163,11 @@ func (g *Gossip) Stats() Stats {
 		ServesCompleted: s.serves[0].Load(),
 		ServesFailed:    s.serves[1].Load(),
 		Sessions:        s.sessions.Load(),
+
+		PendingHandshakes: s.pending.Load(),
+		IdleClosed:        s.idleClosed.Load(),
+		ServeTimeouts:     s.serveTimeouts.Load(),
+		LogSuppressed:     s.logSuppressed.Load(),
 	}
 	for t := frameBatch; t <= frameTypeMax; t++ {
 		out.BytesSent[t.String()] = s.bytesOut[t].Load()
@@ -162,6 +201,8 @@ type collector struct {
 	unconnected                             *prometheus.Desc
 	rejected, deliverErrors                 *prometheus.Desc
 	pulls, serves, sessions                 *prometheus.Desc
+	pending, idleClosed, serveTimeouts      *prometheus.Desc
+	logSuppressed                           *prometheus.Desc
 }
 
 func newCollector(g *Gossip) *collector {
@@ -184,12 +225,17 @@ func newCollector(g *Gossip) *collector {
 		pulls:         d("sync_pulls_total", "Anti-entropy requests made, by result.", "result"),
 		serves:        d("sync_serves_total", "Anti-entropy requests served, by result.", "result"),
 		sessions:      d("sessions", "Open data streams."),
+		pending:       d("pending_handshakes", "Accepted data stream connections still in their handshake."),
+		idleClosed:    d("idle_closed_total", "Data streams closed because a keepalive ping went unanswered."),
+		serveTimeouts: d("sync_serve_credit_timeouts_total", "Anti-entropy serves cancelled because the requester stopped crediting chunks."),
+		logSuppressed: d("log_lines_suppressed_total", "Log lines about refused traffic left out by the rate limit."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.members, c.bytesOut, c.bytesIn, c.payloadsOut, c.payloadsIn,
-		c.queuePayloads, c.queueBytes, c.queueDropped, c.unconnected, c.rejected, c.deliverErrors, c.pulls, c.serves, c.sessions} {
+		c.queuePayloads, c.queueBytes, c.queueDropped, c.unconnected, c.rejected, c.deliverErrors, c.pulls, c.serves, c.sessions,
+		c.pending, c.idleClosed, c.serveTimeouts, c.logSuppressed} {
 		ch <- d
 	}
 	c.g.stats.batchSize.Describe(ch)
@@ -233,6 +279,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.serves, st.ServesCompleted, "ok")
 	counter(c.serves, st.ServesFailed, "error")
 	gauge(c.sessions, st.Sessions)
+	gauge(c.pending, st.PendingHandshakes)
+	counter(c.idleClosed, st.IdleClosed)
+	counter(c.serveTimeouts, st.ServeTimeouts)
+	counter(c.logSuppressed, st.LogSuppressed)
 	c.g.stats.batchSize.Collect(ch)
 	c.g.mlm.collect(ch)
 }

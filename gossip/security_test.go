@@ -79,37 +79,32 @@ func TestGarbageToDataPortRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = clientHandshake(c, handshakeParams{name: "intruder", label: "staging", maxFrame: 1 << 20})
+	_, err = clientHandshake(c, handshakeParams{name: "n1", label: "staging", maxFrame: 1 << 20})
 	c.Close()
 	if !errors.Is(err, ErrHandshake) {
 		t.Fatalf("handshake with another label: %v", err)
 	}
 	eventually(t, 5*time.Second, func() bool { return rejected("data_label") >= 1 }, "label mismatch not counted")
 
-	// A proper handshake, then garbage instead of a frame.
-	c, err = net.Dial("tcp", dataAddr)
+	// A member (a ghost: no stream of its own) that sends garbage instead
+	// of a frame.
+	startGhost(t, "ghost", "127.0.0.1", nil, "prod", target)
+	rc, err := rawDial(t, target, "ghost", "127.0.0.1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := clientHandshake(c, handshakeParams{name: "intruder", label: "prod", maxFrame: 1 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = c.Write([]byte{0, 0, 0, 5, 9, 9, 9, 9, 9})
-	_, _ = io.Copy(io.Discard, c) // the node closes the stream
-	c.Close()
+	_, _ = rc.conn.Write([]byte{0, 0, 0, 5, 9, 9, 9, 9, 9})
+	_, _ = io.Copy(io.Discard, rc.conn) // the node closes the stream
 	eventually(t, 5*time.Second, func() bool { return rejected("data_frame") >= 1 }, "bad frame not counted")
 
-	// A frame length far beyond the limit is refused before allocation.
-	c, err = net.Dial("tcp", dataAddr)
+	// A frame length beyond the limit is refused at once.
+	eventually(t, 5*time.Second, func() bool { return len(sessionsWith(target, "ghost", true)) == 0 }, "the ghost's stream is still registered")
+	rc, err = rawDial(t, target, "ghost", "127.0.0.1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := clientHandshake(c, handshakeParams{name: "intruder", label: "prod", maxFrame: 1 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = c.Write([]byte{0xff, 0xff, 0xff, 0xff})
-	_, _ = io.Copy(io.Discard, c)
-	c.Close()
+	_, _ = rc.conn.Write([]byte{0xff, 0xff, 0xff, 0xff})
+	_, _ = io.Copy(io.Discard, rc.conn)
 	eventually(t, 5*time.Second, func() bool { return rejected("data_frame") >= 2 }, "oversized frame not counted")
 
 	clusterWorks(t, nodes[1], nodes[0])
@@ -152,13 +147,14 @@ func TestWrongKeyRejected(t *testing.T) {
 		return target.g.Stats().Rejected["gossip_decrypt"] >= 1
 	}, "wrong-key gossip not counted: %v", target.g.Stats().Rejected)
 
-	// Nor can it open a data stream to push deltas: wrong key, or no key.
+	// Nor can it open a data stream to push deltas: wrong key, or no key
+	// (here even under the name and from the address of a member).
 	for _, keys := range [][][]byte{{key2}, nil} {
 		c, err := net.Dial("tcp", target.g.LocalPeer().DataAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := handshakeParams{name: "intruder", maxFrame: 1 << 20}
+		p := handshakeParams{name: "n1", maxFrame: 1 << 20}
 		if keys != nil {
 			p.keys = func() [][]byte { return keys }
 		}
@@ -172,21 +168,27 @@ func TestWrongKeyRejected(t *testing.T) {
 		return target.g.Stats().Rejected["data_auth"] >= 2
 	}, "wrong-key data streams not counted: %v", target.g.Stats().Rejected)
 
-	// A client that names our key but cannot prove it holds it (replaying
-	// a captured hello) is refused too.
+	// A client that names our key but cannot prove it holds it (its Noise
+	// message is made with another key) is refused too.
 	c, err := net.Dial("tcp", target.g.LocalPeer().DataAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := clientHello{version: protocolVersion, keyed: true, maxFrame: 1 << 20, keyID: keyIDOf(key1), name: "intruder"}
-	if _, err := c.Write(ch.encode()); err != nil {
+	header := encodeClientHeader(true, keyIDOf(key1))
+	hs, err := newNoise(true, header, pskOf(key2))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := readServerHello(c); err != nil {
+	msg, _, _, err := hs.WriteMessage(nil, helloPayload{maxFrame: 1 << 20, name: "n1"}.encode(true))
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = c.Write(make([]byte, macLen)) // a made-up MAC
-	_, _ = io.Copy(io.Discard, c)
+	if _, err := c.Write(appendBody(header, msg)); err != nil {
+		t.Fatal(err)
+	}
+	if sh, err := readServerHello(c); err != nil || sh.status != hsKey {
+		t.Fatalf("forged key proof answered with %+v, %v", sh, err)
+	}
 	c.Close()
 	eventually(t, 5*time.Second, func() bool {
 		return target.g.Stats().Rejected["data_auth"] >= 3

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"sync"
@@ -19,12 +20,25 @@ func errProto(v uint8) error {
 	return fmt.Errorf("%w: protocol version %d, want %d", ErrHandshake, v, protocolVersion)
 }
 
-// maxPendingHandshakes bounds accepted connections that have not finished
-// their handshake; more are closed at once (counted).
-const maxPendingHandshakes = 64
-
 // maxWindow caps the sync window a requester may ask for.
 const maxWindow = 64
+
+// maxQueuedEnds bounds the sync end frames waiting for the writer. A peer
+// gets one per request it makes, and has few in flight; a peer that queues
+// more (requests sent faster than it reads our answers) is cut off.
+const maxQueuedEnds = 16
+
+// A stream has one request served at a time; maxWaitingServes more may
+// wait their turn, with at most maxWaitingBytes of digests between them.
+// More are refused as busy.
+const (
+	maxWaitingServes = 4
+	maxWaitingBytes  = 4 << 20
+)
+
+// errFlood reports a peer that queued more control frames than the
+// protocol allows.
+var errFlood = errors.New("gossip: peer floods the stream with requests")
 
 // session is one established data stream. Each has a reader goroutine and a
 // writer goroutine. Replies go back on the stream their request came on:
@@ -50,6 +64,8 @@ type session struct {
 	wake       chan struct{} // capacity 1: control frames are queued
 	data       chan *chunk   // sync data from Serve goroutines to the writer (unbuffered: back-pressure)
 	link       *link         // outbound: the queue the writer drains
+	addrKey    string        // inbound: the source address (addrKey), for the per-address bound
+	lastRecv   atomic.Int64  // unix nanoseconds of the last frame received (keepalive)
 
 	closeOnce sync.Once
 
@@ -61,6 +77,8 @@ type session struct {
 	err       error
 	ackWanted bool
 	hint      bool
+	pong      bool          // a ping arrived: answer it
+	probeNow  bool          // ping the peer now (someone else claims its name)
 	bye       chan struct{} // non-nil: write a bye frame, then close it
 	credits   map[uint64]uint64
 	requests  []syncRequest
@@ -68,7 +86,10 @@ type session struct {
 	cancels   []uint64
 	nextID    uint64
 	pulls     map[uint64]*pull  // our requests on this stream
-	serves    map[uint64]*serve // the peer's requests on this stream
+	serves    map[uint64]*serve // the peer's requests on this stream: serving and waiting
+	serving   *serve            // the one being served (it holds a node-wide slot)
+	waiting   []*serve          // the others, in order (maxWaitingServes)
+	waitBytes int               // their digests' bytes (maxWaitingBytes)
 }
 
 type syncRequest struct {
@@ -96,11 +117,20 @@ func (g *Gossip) dial(ctx context.Context, p Peer) (*session, error) {
 		return nil, fmt.Errorf("gossip: dial %q: %w", p.Name, errFaultBlocked)
 	}
 	d := net.Dialer{Timeout: g.cfg.DialTimeout}
+	if g.localIP != nil {
+		// Leave from our bound address (peers check the source), unless
+		// the peer is of the other address family.
+		if host, _, err := net.SplitHostPort(p.DataAddr); err == nil {
+			if ip := net.ParseIP(host); ip != nil && (ip.To4() == nil) == (g.localIP.To4() == nil) {
+				d.LocalAddr = &net.TCPAddr{IP: g.localIP}
+			}
+		}
+	}
 	conn, err := d.DialContext(ctx, "tcp", p.DataAddr)
 	if err != nil {
 		return nil, err
 	}
-	_ = conn.SetDeadline(time.Now().Add(g.cfg.DialTimeout))
+	_ = conn.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	res, err := clientHandshake(conn, g.handshakeParams())
 	if !stop() && err == nil {
@@ -114,96 +144,17 @@ func (g *Gossip) dial(ctx context.Context, p Peer) (*session, error) {
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return g.newSession(conn, p, res, true)
+	sess := g.newSession(conn, p, res, true)
+	if err := g.register(sess); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return sess, nil
 }
 
-// acceptLoop accepts data streams until the listener is closed.
-func (g *Gossip) acceptLoop() {
-	defer g.wg.Done()
-	var pending atomic.Int32
-	delay := time.Duration(0)
-	for {
-		conn, err := g.ln.Accept()
-		if err != nil {
-			if g.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off, keep serving.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			g.log.Warn("gossip: accept failed", "err", err, "retry", delay)
-			if !waitCtx(g.ctx, delay) {
-				return
-			}
-			continue
-		}
-		delay = 0
-		if pending.Add(1) > maxPendingHandshakes {
-			pending.Add(-1)
-			_ = conn.Close()
-			g.stats.reject(rejectOverload)
-			continue
-		}
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			g.accept(conn, &pending)
-		}()
-	}
-}
-
-// accept runs the server handshake on an accepted connection.
-func (g *Gossip) accept(conn net.Conn, pending *atomic.Int32) {
-	_ = conn.SetDeadline(time.Now().Add(g.cfg.DialTimeout))
-	stop := context.AfterFunc(g.ctx, func() { _ = conn.Close() })
-	res, err := serverHandshake(conn, g.handshakeParams())
-	stop()
-	pending.Add(-1)
-	if err != nil {
-		_ = conn.Close()
-		reason := rejectHandshake
-		var rj *rejectError
-		switch {
-		case errors.As(err, &rj) && rj.status == hsClosing:
-			return
-		case errors.As(err, &rj) && rj.status == hsVersion:
-			reason = rejectVersion
-		case errors.As(err, &rj) && rj.status == hsLabel:
-			reason = rejectLabel
-		case errors.As(err, &rj) && rj.status == hsName:
-			reason = rejectName
-		case errors.Is(err, ErrAuth):
-			reason = rejectAuth
-		}
-		g.stats.reject(reason)
-		g.log.Warn("gossip: data stream refused", "remote", conn.RemoteAddr().String(), "reason", rejectNames[reason], "err", err)
-		return
-	}
-	if f := g.cfg.Faults; f != nil && f.blocked(res.peer, g.cfg.Name) {
-		_ = conn.Close()
-		return
-	}
-	_ = conn.SetDeadline(time.Time{})
-	s, err := g.newSession(conn, g.peer(res.peer), res, false)
-	if err != nil {
-		_ = conn.Close()
-		return
-	}
-	// A peer keeps one stream to us: older ones from it are half-open leftovers.
-	g.mu.RLock()
-	var stale []*session
-	for o := range g.sessions {
-		if o != s && !o.outbound && o.peer.Name == s.peer.Name {
-			stale = append(stale, o)
-		}
-	}
-	g.mu.RUnlock()
-	for _, o := range stale {
-		o.close(errors.New("gossip: replaced by a newer stream"))
-	}
-	s.start(nil)
-}
-
-func (g *Gossip) newSession(conn net.Conn, p Peer, res handshakeResult, outbound bool) (*session, error) {
+// newSession builds a session on an established stream; register adds it
+// to the tables, start runs it.
+func (g *Gossip) newSession(conn net.Conn, p Peer, res handshakeResult, outbound bool) *session {
 	s := &session{
 		g:          g,
 		peer:       p,
@@ -220,18 +171,11 @@ func (g *Gossip) newSession(conn net.Conn, p Peer, res handshakeResult, outbound
 		serves:     make(map[uint64]*serve),
 	}
 	s.ctx, s.cancel = context.WithCancel(g.ctx)
-	s.fr = frameReader{r: bufio.NewReaderSize(conn, 64<<10), aead: res.recv, max: g.cfg.MaxFrameBytes + sealOverhead}
+	s.fr = frameReader{r: bufio.NewReaderSize(conn, 64<<10), cs: res.recv, max: g.cfg.MaxFrameBytes + sealOverhead}
 	s.bw = bufio.NewWriterSize(conn, 64<<10)
-	s.fw = frameWriter{w: s.bw, aead: res.send}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closing.Load() {
-		s.cancel()
-		return nil, ErrClosed
-	}
-	g.sessions[s] = struct{}{}
-	g.stats.sessions.Add(1)
-	return s, nil
+	s.fw = frameWriter{w: s.bw, cs: res.send}
+	s.lastRecv.Store(time.Now().UnixNano())
+	return s
 }
 
 // start runs the session's loops; l is the link whose queue it drains (nil
@@ -269,6 +213,15 @@ func (s *session) queueHint() {
 	s.kick()
 }
 
+// probe makes the writer ping the peer now (unless a ping is outstanding):
+// a stream whose peer is gone is then closed within PingTimeout.
+func (s *session) probe() {
+	s.mu.Lock()
+	s.probeNow = true
+	s.mu.Unlock()
+	s.kick()
+}
+
 func (s *session) wantAck() {
 	s.mu.Lock()
 	s.ackWanted = true
@@ -281,10 +234,7 @@ func (s *session) wantAck() {
 func (s *session) finish() {
 	s.close(errPeerGone)
 	<-s.writerDone
-	s.g.mu.Lock()
-	delete(s.g.sessions, s)
-	s.g.mu.Unlock()
-	s.g.stats.sessions.Add(-1)
+	s.g.unregister(s)
 	s.mu.Lock()
 	pulls := s.pulls
 	s.pulls = map[uint64]*pull{}
@@ -305,6 +255,7 @@ func (s *session) readLoop() {
 	for {
 		t, body, wire, err := s.fr.next()
 		if err == nil {
+			s.lastRecv.Store(time.Now().UnixNano())
 			s.g.stats.bytesIn[t].Add(uint64(wire))
 			var f frame
 			if f, err = decodeFrame(t, body); err == nil {
@@ -312,9 +263,13 @@ func (s *session) readLoop() {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, ErrBadFrame) {
-				s.g.stats.reject(rejectFrame)
-				s.g.log.Warn("gossip: bad frame, closing data stream", "peer", s.peer.Name, "err", err)
+			if errors.Is(err, ErrBadFrame) || errors.Is(err, errFlood) {
+				reason := rejectFrame
+				if errors.Is(err, errFlood) {
+					reason = rejectFlood
+				}
+				s.g.stats.reject(reason)
+				s.g.logs.logf(slog.LevelWarn, s.peer.Name, rejectNames[reason], "gossip: closing data stream", "peer", s.peer.Name, "err", err)
 			} else if s.ctx.Err() == nil && !isClosedConn(err) {
 				s.g.log.Debug("gossip: data stream read failed", "peer", s.peer.Name, "err", err)
 			}
@@ -368,13 +323,25 @@ func (s *session) handle(f frame) error {
 	case frameSyncCancel:
 		s.mu.Lock()
 		if sv := s.serves[f.id]; sv != nil {
-			sv.cancel()
+			sv.cancel(errors.New("gossip: requester canceled"))
+			if i := slices.Index(s.waiting, sv); i >= 0 {
+				s.waiting = slices.Delete(s.waiting, i, i+1)
+				s.waitBytes -= len(sv.digest)
+				delete(s.serves, sv.id)
+			}
 		}
 		s.mu.Unlock()
 	case frameHint:
 		g.RequestSync(s.peer.Name)
 	case frameBye:
 		g.markLeaving(s.peer.Name)
+	case framePing:
+		s.mu.Lock()
+		s.pong = true
+		s.mu.Unlock()
+		s.kick()
+	case framePong:
+		// Its arrival is what counts (lastRecv).
 	}
 	return nil
 }
@@ -396,10 +363,22 @@ func (s *session) writeLoop() {
 	ack.Stop()
 	ackArmed := false
 	var lastAck time.Time
+	ka := keepalive{s: s, timer: time.NewTimer(cfg.IdleTimeout)}
+	defer ka.timer.Stop()
 	for {
 		if err := s.writeControl(); err != nil {
 			s.fail(err)
 			return
+		}
+		s.mu.Lock()
+		probe := s.probeNow
+		s.probeNow = false
+		s.mu.Unlock()
+		if probe {
+			if err := ka.ping(); err != nil {
+				s.fail(err)
+				return
+			}
 		}
 		// Acknowledge delivered batches, at most once per AckInterval.
 		s.mu.Lock()
@@ -481,10 +460,75 @@ func (s *session) writeLoop() {
 			if err := s.writeChunk(c); err != nil {
 				return
 			}
+		case <-ka.timer.C:
+			if err := ka.check(); err != nil {
+				s.fail(err)
+				return
+			}
 		case <-s.ctx.Done():
 			return
 		}
 	}
+}
+
+// keepalive is the writer's side of idle detection: a stream on which
+// nothing arrived for IdleTimeout is sent a ping, and closed if nothing
+// arrives within PingTimeout of it. Anything that arrives counts, not only
+// the pong. Owned by the writer goroutine.
+type keepalive struct {
+	s        *session
+	timer    *time.Timer
+	pingSent time.Time // zero: no ping outstanding
+}
+
+// errIdle closes a stream whose peer did not answer a ping.
+var errIdle = errors.New("gossip: keepalive ping not answered")
+
+// ping sends a ping now, unless one is outstanding.
+func (k *keepalive) ping() error {
+	if !k.pingSent.IsZero() {
+		return nil
+	}
+	if err := k.s.write(framePing, nil); err != nil {
+		return err
+	}
+	_ = k.s.conn.SetWriteDeadline(time.Now().Add(k.s.g.cfg.WriteTimeout))
+	if err := k.s.bw.Flush(); err != nil {
+		return err
+	}
+	k.pingSent = time.Now()
+	k.timer.Reset(min(k.s.g.cfg.PingTimeout, k.s.g.cfg.IdleTimeout))
+	return nil
+}
+
+// check runs when the timer fires: it closes the stream if a ping went
+// unanswered, pings if the stream has been idle, and re-arms the timer.
+func (k *keepalive) check() error {
+	cfg := k.s.g.cfg
+	now := time.Now()
+	last := time.Unix(0, k.s.lastRecv.Load())
+	if !k.pingSent.IsZero() {
+		if !last.After(k.pingSent) {
+			if wait := k.pingSent.Add(cfg.PingTimeout).Sub(now); wait > 0 {
+				// Look again by then, or sooner (the answer re-arms the
+				// idle wait).
+				k.timer.Reset(min(wait, cfg.IdleTimeout))
+				return nil
+			}
+			g := k.s.g
+			g.stats.idleClosed.Add(1)
+			g.log.Info("gossip: closing data stream: keepalive ping not answered", "peer", k.s.peer.Name,
+				"idle", now.Sub(last).Round(time.Millisecond), "ping_timeout", cfg.PingTimeout)
+			k.s.close(errIdle)
+			return errIdle
+		}
+		k.pingSent = time.Time{}
+	}
+	if idle := now.Sub(last); idle < cfg.IdleTimeout {
+		k.timer.Reset(cfg.IdleTimeout - idle)
+		return nil
+	}
+	return k.ping()
 }
 
 // writeChunk writes a sync data chunk for a Serve goroutine; on error the
@@ -525,8 +569,8 @@ func (s *session) send(t frameType, b []byte) error {
 // writeControl writes the queued control frames.
 func (s *session) writeControl() error {
 	s.mu.Lock()
-	reqs, ends, cancels, hint, bye := s.requests, s.ends, s.cancels, s.hint, s.bye
-	s.requests, s.ends, s.cancels, s.hint, s.bye = nil, nil, nil, false, nil
+	reqs, ends, cancels, hint, bye, pong := s.requests, s.ends, s.cancels, s.hint, s.bye, s.pong
+	s.requests, s.ends, s.cancels, s.hint, s.bye, s.pong = nil, nil, nil, false, nil, false
 	var credits map[uint64]uint64
 	if len(s.credits) > 0 {
 		credits = s.credits
@@ -555,6 +599,11 @@ func (s *session) writeControl() error {
 	}
 	if hint {
 		if err := s.write(frameHint, nil); err != nil {
+			return err
+		}
+	}
+	if pong {
+		if err := s.write(framePong, nil); err != nil {
 			return err
 		}
 	}
@@ -704,8 +753,9 @@ func (s *session) onSyncData(f frame) {
 // serve is one of the peer's anti-entropy requests being answered.
 type serve struct {
 	id       uint64
+	digest   []byte // the requester's (aliases its frame)
 	ctx      context.Context
-	cancel   context.CancelFunc
+	cancel   context.CancelCauseFunc
 	credit   uint64        // chunks we may still send; guarded by session.mu
 	creditCh chan struct{} // capacity 1
 }
@@ -727,30 +777,53 @@ func (s *session) startServe(f frame) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: duplicate sync request %d", ErrBadFrame, f.id)
 	}
-	if int(s.g.serves.Add(1)) > s.g.cfg.MaxConcurrentServes {
-		s.g.serves.Add(-1)
+	if len(s.ends) >= maxQueuedEnds {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %d sync answers unread", errFlood, len(s.ends))
+	}
+	sv := &serve{id: f.id, credit: min(f.n, maxWindow), creditCh: make(chan struct{}, 1), digest: f.data}
+	sv.ctx, sv.cancel = context.WithCancelCause(s.ctx)
+	// One request per stream is served at a time, so that one peer cannot
+	// hold every node-wide slot; a few more wait their turn.
+	switch {
+	case s.serving != nil && len(s.waiting) < maxWaitingServes && s.waitBytes+len(f.data) <= maxWaitingBytes:
+		s.serves[f.id] = sv
+		s.waiting = append(s.waiting, sv)
+		s.waitBytes += len(f.data)
+	case s.serving == nil && s.g.takeServeSlot():
+		s.serves[f.id] = sv
+		s.serving = sv
+		s.g.wg.Add(1)
+		go s.runServe(sv)
+	default:
+		sv.cancel(nil)
 		s.ends = append(s.ends, syncEnd{id: f.id, status: syncBusy})
 		s.mu.Unlock()
 		s.kick()
 		return nil
 	}
-	sv := &serve{id: f.id, credit: min(f.n, maxWindow), creditCh: make(chan struct{}, 1)}
-	sv.ctx, sv.cancel = context.WithCancel(s.ctx)
-	s.serves[f.id] = sv
 	s.mu.Unlock()
-	s.g.wg.Add(1)
-	go s.runServe(sv, f.data)
 	return nil
 }
 
-func (s *session) runServe(sv *serve, digest []byte) {
+// takeServeSlot takes one of the node's MaxConcurrentServes slots.
+func (g *Gossip) takeServeSlot() bool {
+	if int(g.serves.Add(1)) > g.cfg.MaxConcurrentServes {
+		g.serves.Add(-1)
+		return false
+	}
+	return true
+}
+
+// runServe answers one request, then hands the stream's slot to the next
+// request waiting on it, or gives it back.
+func (s *session) runServe(sv *serve) {
 	g := s.g
 	defer g.wg.Done()
-	defer g.serves.Add(-1)
-	defer sv.cancel()
-	g.h.PeerDigest(s.peer, slices.Clone(digest))
+	defer sv.cancel(nil)
+	g.h.PeerDigest(s.peer, slices.Clone(sv.digest))
 	w := &SyncWriter{s: s, sv: sv, limit: min(g.cfg.SyncChunkBytes, s.peerMax-frameOverhead)}
-	err := g.h.Serve(sv.ctx, s.peer, digest, w)
+	err := g.h.Serve(sv.ctx, s.peer, sv.digest, w)
 	if err == nil {
 		err = w.Flush()
 	}
@@ -764,7 +837,10 @@ func (s *session) runServe(sv *serve, digest []byte) {
 	default:
 		end.status, end.msg = syncFailed, err.Error()
 		g.stats.serves[1].Add(1)
-		if sv.ctx.Err() == nil {
+		switch cause := context.Cause(sv.ctx); {
+		case errors.Is(cause, errNoCredit):
+			g.logs.logf(slog.LevelWarn, s.peer.Name, "serve_credit_timeout", "gossip: serve canceled", "peer", s.peer.Name, "err", cause)
+		case sv.ctx.Err() == nil:
 			g.log.Warn("gossip: serving sync request failed", "peer", s.peer.Name, "err", err)
 		}
 	}
@@ -773,9 +849,25 @@ func (s *session) runServe(sv *serve, digest []byte) {
 	if !s.closed {
 		s.ends = append(s.ends, end)
 	}
+	s.serving = nil
+	if !s.closed && len(s.waiting) > 0 {
+		s.serving = s.waiting[0]
+		s.waiting = slices.Delete(s.waiting, 0, 1)
+		s.waitBytes -= len(s.serving.digest)
+	}
+	next := s.serving
 	s.mu.Unlock()
+	if next != nil {
+		g.wg.Add(1) // while this goroutine still counts: Close cannot have returned
+		go s.runServe(next)
+	} else {
+		g.serves.Add(-1)
+	}
 	s.kick()
 }
+
+// errNoCredit cancels a serve whose requester stopped crediting chunks.
+var errNoCredit = errors.New("gossip: requester stopped consuming sync data")
 
 // SyncWriter carries a Handler.Serve answer to the requesting peer, in
 // chunks of about Config.SyncChunkBytes, at most SyncWindow of them in flight:
@@ -814,6 +906,7 @@ func (w *SyncWriter) Flush() error {
 		return nil
 	}
 	s, sv := w.s, w.sv
+	var noCredit *time.Timer
 	for {
 		s.mu.Lock()
 		if sv.credit > 0 {
@@ -822,10 +915,20 @@ func (w *SyncWriter) Flush() error {
 			break
 		}
 		s.mu.Unlock()
+		if noCredit == nil {
+			noCredit = time.NewTimer(s.g.cfg.ServeCreditTimeout)
+			defer noCredit.Stop()
+		}
 		select {
 		case <-sv.creditCh:
+		case <-noCredit.C:
+			// The requester stopped consuming: free the slot.
+			s.g.stats.serveTimeouts.Add(1)
+			err := fmt.Errorf("%w: no credit for %v", errNoCredit, s.g.cfg.ServeCreditTimeout)
+			sv.cancel(err)
+			return err
 		case <-sv.ctx.Done():
-			return sv.ctx.Err()
+			return context.Cause(sv.ctx)
 		}
 	}
 	body := appendPayloads(binary.AppendUvarint(make([]byte, 0, w.size+2*binary.MaxVarintLen64), sv.id), w.pending)

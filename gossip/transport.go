@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,8 +14,10 @@ import (
 
 // transport wraps memberlist's NetTransport. It counts memberlist's bytes,
 // lets Close cancel dials in progress (a rejoin round must not hold Close
-// for TCPTimeout), and, when Config.Faults is set, drops or partitions
-// memberlist traffic between named nodes for tests.
+// for TCPTimeout), bounds the inbound TCP streams memberlist handles at
+// once (memberlist starts a goroutine per connection and holds it for
+// TCPTimeout, with no bound of its own), and, when Config.Faults is set,
+// drops or partitions memberlist traffic between named nodes for tests.
 type transport struct {
 	g       *Gossip
 	inner   *memberlist.NetTransport
@@ -27,9 +30,11 @@ type transport struct {
 	done       chan struct{} // stops the forwarding goroutines
 	wg         sync.WaitGroup
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{} // streams we dialed, closed on shutdown
-	shut  bool
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{} // streams we dialed, closed on shutdown
+	shut    bool
+	inOpen  map[string]int // inbound streams open, by source address (addrKey)
+	inTotal int
 }
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
@@ -43,6 +48,7 @@ func newTransport(g *Gossip, inner *memberlist.NetTransport) *transport {
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
 		conns:    make(map[net.Conn]struct{}),
+		inOpen:   make(map[string]int),
 	}
 	t.dialCtx, t.dialCancel = context.WithCancel(context.Background())
 	t.wg.Add(2)
@@ -150,16 +156,49 @@ func (t *transport) forwardStreams() {
 	for {
 		select {
 		case c := <-t.inner.StreamCh():
+			ip := remoteIP(c)
+			key := addrKey(ip)
+			if !t.enterStream(key) {
+				_ = c.Close()
+				t.g.stats.reject(rejectGossipOverload)
+				t.g.logs.logf(slog.LevelWarn, key, rejectNames[rejectGossipOverload], "gossip: memberlist stream refused: too many open",
+					"remote", ip.String(), "reason", rejectNames[rejectGossipOverload])
+				continue
+			}
 			cc := &countingConn{Conn: c, in: &t.g.stats.mlStreamIn, out: &t.g.stats.mlStreamOut}
+			cc.release = func() { t.leaveStream(key) }
 			select {
 			case t.streams <- cc:
 			case <-t.stopping:
-				_ = c.Close()
+				_ = cc.Close()
 			}
 		case <-t.done:
 			return
 		}
 	}
+}
+
+// enterStream admits an inbound memberlist stream from the address key:
+// at most MaxPendingPerAddr from one address and MaxPendingHandshakes in all
+// are open at once (legitimate ones are short push/pull exchanges).
+func (t *transport) enterStream(key string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.inOpen[key] >= t.g.cfg.MaxPendingPerAddr || t.inTotal >= t.g.cfg.MaxPendingHandshakes {
+		return false
+	}
+	t.inOpen[key]++
+	t.inTotal++
+	return true
+}
+
+func (t *transport) leaveStream(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.inOpen[key]--; t.inOpen[key] <= 0 {
+		delete(t.inOpen, key)
+	}
+	t.inTotal--
 }
 
 // countingConn counts the bytes of a memberlist stream.
