@@ -9,11 +9,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/shoaldb/shoal/node"
+	"github.com/shoaldb/shoal/node/client"
+	"github.com/shoaldb/shoal/node/httpapi"
 )
 
 // clientCommand is one subcommand of the CLI client: the client side of one
@@ -33,7 +38,9 @@ type clientCommand struct {
 // clientCmd holds what every client command shares: the flags common to all
 // of them and where to write.
 type clientCmd struct {
-	Client  *Client
+	// api is the client of the node's HTTP API, using the command's
+	// context; nil when no address was given (see client).
+	api     *client.Client
 	Output  string // "human" or "json"
 	Stdin   io.Reader
 	Stdout  io.Writer
@@ -215,18 +222,68 @@ func (m *Main) runClientCommand(ctx context.Context, cc *clientCommand, args []s
 	if c.Output != "human" && c.Output != "json" {
 		return usageError("-o: want human or json, got %q", c.Output)
 	}
-	hc, err := newHTTPClient(c.caFile, c.insecure)
-	if err != nil {
-		return err
-	}
-	defer hc.CloseIdleConnections()
-	c.Client = &Client{Addr: c.addr, Token: c.token, HTTP: hc}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
 	}
+	if strings.TrimRight(c.addr, "/") != "" {
+		// The CLI's watch ends when its stream does (a script restarts it
+		// with --after), so subscriptions do not reconnect.
+		api, err := client.New(c.addr, &client.Options{Token: c.token, CAFile: c.caFile,
+			InsecureSkipVerify: c.insecure, MaxReconnects: -1})
+		if err != nil {
+			return err
+		}
+		defer api.Close()
+		c.api = api.WithContext(ctx)
+	}
 	return cc.run(ctx, c, args)
+}
+
+// client returns the client of the node's HTTP API. Without an address the
+// error comes when the command first needs the node, after its own
+// argument checks.
+func (c *clientCmd) client() (*client.Client, error) {
+	if c.api == nil {
+		return nil, errors.New("no server address (--addr or SHOAL_ADDR)")
+	}
+	return c.api, nil
+}
+
+// valueJSON is what -o json prints for a key: the API's answer to the key
+// endpoints ({"key","type","value"}, with the siblings when asked).
+type valueJSON struct {
+	Key      string          `json:"key"`
+	Type     string          `json:"type"`
+	Value    json.RawMessage `json:"value,omitempty"`
+	Siblings []siblingJSON   `json:"siblings,omitempty"`
+}
+
+type siblingJSON struct {
+	Value  json.RawMessage `json:"value"`
+	Origin string          `json:"origin"`
+	Time   string          `json:"time"`
+}
+
+// dataJSON is the JSON of a value read through the client (what the API
+// sent: the client's Go values encode back to the same bytes).
+func dataJSON(data any) json.RawMessage {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// kvPath is the API path of a key and an action; the key travels escaped
+// as one path segment.
+func kvPath(key string, action ...string) string {
+	p := "/v1/kv/" + url.PathEscape(key)
+	for _, a := range action {
+		p += "/" + a
+	}
+	return p
 }
 
 // printJSON writes v (or raw JSON bytes) compactly on one line.
@@ -280,7 +337,7 @@ func humanValue(typ string, v json.RawMessage) string {
 	return string(v)
 }
 
-func (c *clientCmd) printValue(a *ValueAnswer) error {
+func (c *clientCmd) printValue(a *valueJSON) error {
 	if c.Output == "json" {
 		return c.printJSON(a)
 	}
@@ -292,7 +349,7 @@ func (c *clientCmd) printValue(a *ValueAnswer) error {
 	return err
 }
 
-func (c *clientCmd) printOK(a *ValueAnswer) error {
+func (c *clientCmd) printOK(a *valueJSON) error {
 	if c.Output == "json" {
 		return c.printJSON(a)
 	}
@@ -301,11 +358,30 @@ func (c *clientCmd) printOK(a *ValueAnswer) error {
 }
 
 func runGet(ctx context.Context, c *clientCmd, args []string) error {
-	a, err := c.Client.Get(ctx, args[0], c.siblings)
+	api, err := c.client()
 	if err != nil {
 		return err
 	}
-	if c.Output == "json" || !c.siblings {
+	if !c.siblings {
+		v, err := api.Get(args[0])
+		if err != nil {
+			return err
+		}
+		return c.printValue(&valueJSON{Key: v.Key, Type: string(v.Type), Value: dataJSON(v.Data)})
+	}
+	sibs, err := api.Siblings(args[0])
+	if err != nil {
+		return err
+	}
+	a := &valueJSON{Key: args[0], Type: string(node.TypeRegister)}
+	for i, s := range sibs {
+		if i == 0 {
+			a.Value = dataJSON(s.Data) // the winner: what a plain read returns
+		}
+		a.Siblings = append(a.Siblings, siblingJSON{Value: dataJSON(s.Data), Origin: s.Origin,
+			Time: s.Time.UTC().Format(time.RFC3339Nano)})
+	}
+	if c.Output == "json" {
 		return c.printValue(a)
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
@@ -340,21 +416,30 @@ func runPut(ctx context.Context, c *clientCmd, args []string) error {
 	} else {
 		text = args[1]
 	}
-	a, err := c.Client.Put(ctx, args[0], parseValue(text, c.asString))
+	api, err := c.client()
 	if err != nil {
 		return err
 	}
-	return c.printOK(a)
+	value := parseValue(text, c.asString)
+	if err := api.Put(args[0], value); err != nil {
+		return err
+	}
+	// The API answers a PUT with the value as sent.
+	return c.printOK(&valueJSON{Key: args[0], Type: string(node.TypeRegister), Value: value})
 }
 
 func runDel(ctx context.Context, c *clientCmd, args []string) error {
-	if err := c.Client.Delete(ctx, args[0]); err != nil {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	if err := api.Delete(args[0]); err != nil {
 		return err
 	}
 	if c.Output == "json" {
 		return c.printJSON(map[string]any{"key": args[0], "deleted": true})
 	}
-	_, err := fmt.Fprintln(c.Stdout, "OK")
+	_, err = fmt.Fprintln(c.Stdout, "OK")
 	return err
 }
 
@@ -367,26 +452,31 @@ func runIncr(ctx context.Context, c *clientCmd, args []string) error {
 		}
 		by = n
 	}
-	a, err := c.Client.Incr(ctx, args[0], by)
+	api, err := c.client()
 	if err != nil {
 		return err
 	}
-	return c.printValue(a)
+	n, err := api.Incr(args[0], by)
+	if err != nil {
+		return err
+	}
+	return c.printValue(&valueJSON{Key: args[0], Type: string(node.TypeCounter), Value: dataJSON(n)})
 }
 
+// runSetOp and runPatch print the API's answer (the key's value after the
+// write), which the client's methods, like the node's, do not return: they
+// send their requests with Do.
 func runSetOp(op string) func(context.Context, *clientCmd, []string) error {
 	return func(ctx context.Context, c *clientCmd, args []string) error {
-		var a *ValueAnswer
-		var err error
-		if op == "add" {
-			a, err = c.Client.SetAdd(ctx, args[0], args[1:]...)
-		} else {
-			a, err = c.Client.SetRemove(ctx, args[0], args[1:]...)
-		}
+		api, err := c.client()
 		if err != nil {
 			return err
 		}
-		return c.printOK(a)
+		var a valueJSON
+		if err := api.Do(http.MethodPost, kvPath(args[0], op), nil, map[string][]string{"members": args[1:]}, &a); err != nil {
+			return err
+		}
+		return c.printOK(&a)
 	}
 }
 
@@ -458,11 +548,15 @@ func runPatch(ctx context.Context, c *clientCmd, args []string) error {
 			return err
 		}
 	}
-	a, err := c.Client.Patch(ctx, args[0], body)
+	api, err := c.client()
 	if err != nil {
 		return err
 	}
-	return c.printOK(a)
+	var a valueJSON
+	if err := api.Do(http.MethodPatch, kvPath(args[0]), nil, body, &a); err != nil {
+		return err
+	}
+	return c.printOK(&a)
 }
 
 func runKeys(ctx context.Context, c *clientCmd, args []string) error {
@@ -470,15 +564,24 @@ func runKeys(ctx context.Context, c *clientCmd, args []string) error {
 	if len(args) == 1 {
 		prefix = args[0]
 	}
-	keys, err := c.Client.Keys(ctx, prefix, c.limit)
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	keys, err := api.Keys(prefix, c.limit)
 	if err != nil {
 		return err
 	}
 	if c.Output == "json" {
-		if keys == nil {
-			keys = []KeyInfoAnswer{}
+		type keyJSON struct {
+			Key  string `json:"key"`
+			Type string `json:"type"`
 		}
-		return c.printJSON(map[string]any{"keys": keys})
+		out := make([]keyJSON, len(keys))
+		for i, k := range keys {
+			out[i] = keyJSON{k.Key, string(k.Type)}
+		}
+		return c.printJSON(map[string]any{"keys": out})
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
 	for _, k := range keys {
@@ -487,51 +590,89 @@ func runKeys(ctx context.Context, c *clientCmd, args []string) error {
 	return tw.Flush()
 }
 
-// errWatchDone stops a watch after --count events.
-var errWatchDone = errors.New("watch: done")
+// eventJSON is what watch -o json prints for an event: the data of the
+// API's change event.
+type eventJSON struct {
+	Key     string `json:"key"`
+	Type    string `json:"type,omitempty"`
+	Value   any    `json:"value,omitempty"`
+	Deleted bool   `json:"deleted,omitempty"`
+	Origin  string `json:"origin"`
+	Offset  uint64 `json:"offset"`
+}
 
 func runWatch(ctx context.Context, c *clientCmd, args []string) error {
-	o := WatchOptions{LastEventID: c.watchAfter}
+	prefix := ""
 	if len(args) == 1 {
-		o.Prefix = args[0]
+		prefix = args[0]
 	}
-	if c.from >= 0 {
-		f := uint64(c.from)
-		o.From = &f
+	// Interrupted (not timed out): the watch just stops.
+	stopped := func(err error) error {
+		if ctx.Err() != nil && c.Timeout == 0 {
+			return nil
+		}
+		return err
 	}
-	n := 0
-	err := c.Client.Watch(ctx, o, func(ev Event) error {
-		if c.Output == "json" {
-			if err := c.printJSON(ev.Raw); err != nil {
-				return err
-			}
-		} else {
-			var line string
-			if ev.Deleted {
-				line = fmt.Sprintf("%d\tdel\t%s", ev.Offset, ev.Key)
-			} else {
-				v := strings.ReplaceAll(humanValue(ev.Type, ev.Value), "\n", " ")
-				if ev.Type == "map" {
-					var buf bytes.Buffer
-					if json.Compact(&buf, ev.Value) == nil {
-						v = buf.String()
-					}
-				}
-				line = fmt.Sprintf("%d\t%s\t%s\t%s", ev.Offset, ev.Type, ev.Key, v)
-			}
-			if _, err := fmt.Fprintln(c.Stdout, line); err != nil {
-				return err
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	var sub *client.Subscription
+	switch {
+	case c.watchAfter != "":
+		// The event id is the WAL offset of the record it ends.
+		id := strings.TrimSpace(c.watchAfter)
+		after, perr := strconv.ParseUint(id, 10, 64)
+		if perr != nil {
+			return fmt.Errorf("bad request: Last-Event-ID %q is not a WAL offset", id)
+		}
+		sub, err = api.SubscribeFrom(ctx, prefix, after+1)
+	case c.from >= 0:
+		sub, err = api.SubscribeFrom(ctx, prefix, uint64(c.from))
+	default:
+		sub, err = api.Subscribe(ctx, prefix)
+	}
+	if err != nil {
+		return stopped(err)
+	}
+	defer sub.Close()
+	for n := 0; c.count <= 0 || n < c.count; n++ {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			return stopped(err)
+		}
+		if err := c.printEvent(ev); err != nil {
+			return stopped(err)
+		}
+	}
+	return nil
+}
+
+// printEvent prints a change: as the API's JSON, or as one line for
+// people (offset, type or del, key, value).
+func (c *clientCmd) printEvent(ev node.Event) error {
+	var value json.RawMessage
+	if ev.Data != nil {
+		value = dataJSON(ev.Data)
+	}
+	if c.Output == "json" {
+		return c.printJSON(eventJSON{Key: ev.Key, Type: string(ev.Type), Value: ev.Data, Deleted: ev.Deleted,
+			Origin: ev.Origin, Offset: ev.Offset})
+	}
+	var line string
+	if ev.Deleted {
+		line = fmt.Sprintf("%d\tdel\t%s", ev.Offset, ev.Key)
+	} else {
+		v := strings.ReplaceAll(humanValue(string(ev.Type), value), "\n", " ")
+		if ev.Type == node.TypeMap {
+			var buf bytes.Buffer
+			if json.Compact(&buf, value) == nil {
+				v = buf.String()
 			}
 		}
-		n++
-		if c.count > 0 && n >= c.count {
-			return errWatchDone
-		}
-		return nil
-	})
-	if errors.Is(err, errWatchDone) || (err != nil && ctx.Err() != nil && c.Timeout == 0) {
-		return nil
+		line = fmt.Sprintf("%d\t%s\t%s\t%s", ev.Offset, ev.Type, ev.Key, v)
 	}
+	_, err := fmt.Fprintln(c.Stdout, line)
 	return err
 }
 
@@ -559,8 +700,12 @@ func (c *clientCmd) printFields(m map[string]any) error {
 }
 
 func runStatus(ctx context.Context, c *clientCmd, _ []string) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
 	var raw json.RawMessage
-	if err := c.Client.Do(ctx, http.MethodGet, "/v1/status", nil, nil, &raw); err != nil {
+	if err := api.Do(http.MethodGet, "/v1/status", nil, nil, &raw); err != nil {
 		return err
 	}
 	if c.Output == "json" {
@@ -620,8 +765,12 @@ func (c *clientCmd) printTable(rows []map[string]any, first ...string) error {
 }
 
 func runMembers(ctx context.Context, c *clientCmd, _ []string) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
 	var raw json.RawMessage
-	if err := c.Client.Do(ctx, http.MethodGet, "/v1/members", nil, nil, &raw); err != nil {
+	if err := api.Do(http.MethodGet, "/v1/members", nil, nil, &raw); err != nil {
 		return err
 	}
 	if c.Output == "json" {
@@ -637,8 +786,12 @@ func runMembers(ctx context.Context, c *clientCmd, _ []string) error {
 }
 
 func runSync(ctx context.Context, c *clientCmd, _ []string) error {
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
 	var raw json.RawMessage
-	if err := c.Client.Do(ctx, http.MethodGet, "/v1/sync", nil, nil, &raw); err != nil {
+	if err := api.Do(http.MethodGet, "/v1/sync", nil, nil, &raw); err != nil {
 		return err
 	}
 	if c.Output == "json" {
@@ -654,12 +807,21 @@ func runSync(ctx context.Context, c *clientCmd, _ []string) error {
 }
 
 func runWaitSynced(ctx context.Context, c *clientCmd, args []string) error {
-	a, err := c.Client.WaitSynced(ctx, args, c.waitUntil)
+	api, err := c.client()
 	if err != nil {
 		return err
 	}
+	wait := c.waitUntil
+	if wait <= 0 {
+		wait = httpapi.DefaultWaitSyncedTimeout
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := api.WaitSynced(wctx, args...); err != nil {
+		return err
+	}
 	if c.Output == "json" {
-		return c.printJSON(a)
+		return c.printJSON(map[string]any{"synced": true})
 	}
 	_, err = fmt.Fprintln(c.Stdout, "synced")
 	return err

@@ -66,7 +66,7 @@ func TestE2EDamagedLogLosesNothing(t *testing.T) {
 			acked := map[string]string{}
 			put := func(n *agentProc, key string) {
 				val := fmt.Sprintf(`"%s written on %s"`, key, n.name)
-				if _, err := n.client.Put(ctx, key, json.RawMessage(val)); err != nil {
+				if err := n.client.Put(key, json.RawMessage(val)); err != nil {
 					t.Fatalf("PUT %s on %s: %v", key, n.name, err)
 				}
 				acked[key] = val
@@ -132,7 +132,7 @@ func TestE2EDamagedLogLosesNothing(t *testing.T) {
 				}
 				for _, n := range []*agentProc{n1, n2} {
 					for _, prefix := range []string{"k/", "a/", "b/"} {
-						keys, err := n.client.Keys(ctx, prefix, 0)
+						keys, err := n.client.Keys(prefix, 0)
 						if err != nil {
 							return false, err.Error()
 						}
@@ -151,8 +151,8 @@ func TestE2EDamagedLogLosesNothing(t *testing.T) {
 			})
 			for key, val := range acked {
 				for _, n := range []*agentProc{n1, n2} {
-					a, err := n.client.Get(ctx, key, false)
-					if err != nil || string(a.Value) != val {
+					a, err := n.client.Get(key)
+					if got, _ := json.Marshal(a.Data); err != nil || string(got) != val {
 						t.Fatalf("%s on %s = %v, %v; want %s", key, n.name, a, err, val)
 					}
 				}

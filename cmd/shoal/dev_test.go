@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoaldb/shoal/node/client"
 )
 
 // TestDevCluster runs `shoal dev` in process: three nodes that replicate,
@@ -30,15 +32,23 @@ func TestDevCluster(t *testing.T) {
 			t.Fatalf("output does not name %s:\n%s", a.URL(), out.String())
 		}
 	}
-	ctx := context.Background()
-	first, last := &Client{Addr: agents[0].URL()}, &Client{Addr: agents[2].URL()}
-	if _, err := first.Put(ctx, "hello", json.RawMessage(`"world"`)); err != nil {
+	first, err := client.New(agents[0].URL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	last, err := client.New(agents[2].URL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer last.Close()
+	if err := first.Put("hello", json.RawMessage(`"world"`)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		a, err := last.Get(ctx, "hello", false)
-		if err == nil && string(a.Value) == `"world"` {
+		a, err := last.Get("hello")
+		if err == nil && a.Data == "world" {
 			break
 		}
 		if time.Now().After(deadline) {

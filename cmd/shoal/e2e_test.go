@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoaldb/shoal/node"
+	"github.com/shoaldb/shoal/node/client"
 )
 
 // End-to-end tests with real shoal processes on loopback: the test builds
@@ -62,7 +65,7 @@ type agentProc struct {
 	exitErr          error
 	logPath          string
 	extra            []string
-	client           *Client
+	client           *client.Client
 	mu               sync.Mutex
 	stopped          bool
 }
@@ -79,9 +82,12 @@ func newAgentProc(t *testing.T, bin, root, name string, join []string, extra ...
 	}
 	p := &agentProc{t: t, bin: bin, name: name, dir: filepath.Join(root, name), httpAddr: h, gossip: g,
 		join: join, url: "http://" + h, logPath: filepath.Join(root, name+".log"), extra: extra}
-	p.client = &Client{Addr: p.url, HTTP: &http.Client{Timeout: 10 * time.Second}}
+	p.client, err = client.New(p.url, &client.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		p.client.HTTP.CloseIdleConnections()
+		_ = p.client.Close()
 		p.kill()
 	})
 	return p
@@ -201,7 +207,9 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 }
 
 func statusOf(p *agentProc) (map[string]any, error) {
-	return p.client.Status(context.Background())
+	var st map[string]any
+	err := p.client.Do(http.MethodGet, "/v1/status", nil, nil, &st)
+	return st, err
 }
 
 // converged reports whether every node answers with the same digest and
@@ -247,10 +255,10 @@ func TestE2EThreeNodeCluster(t *testing.T) {
 	if _, err := n1.cli("put", "greeting", "hello"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n2.client.Put(ctx, "doc", json.RawMessage(`{"by":"n2"}`)); err != nil {
+	if err := n2.client.Put("doc", json.RawMessage(`{"by":"n2"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n3.client.SetAdd(ctx, "tags", "from-n3"); err != nil {
+	if err := n3.client.SetAdd("tags", "from-n3"); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
@@ -267,16 +275,26 @@ func TestE2EThreeNodeCluster(t *testing.T) {
 	}
 
 	// A watch on n3 sees writes made on n1.
-	events := make(chan Event, 100)
+	events := make(chan node.Event, 100)
 	wctx, wcancel := context.WithCancel(ctx)
+	sub, err := n3.client.Subscribe(wctx, "w/")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = n3.client.Watch(wctx, WatchOptions{Prefix: "w/"}, func(ev Event) error { events <- ev; return nil })
+		for {
+			ev, err := sub.Next(wctx)
+			if err != nil {
+				return
+			}
+			events <- ev
+		}
 	}()
 	eventually(t, 10*time.Second, "watch open", func() (bool, string) {
-		_, _ = n1.client.Put(ctx, "w/probe", json.RawMessage(`0`))
+		_ = n1.client.Put("w/probe", json.RawMessage(`0`))
 		select {
 		case ev := <-events:
 			return ev.Key == "w/probe", ev.Key
@@ -284,47 +302,51 @@ func TestE2EThreeNodeCluster(t *testing.T) {
 			return false, "no event yet"
 		}
 	})
-	if _, err := n1.client.Put(ctx, "w/1", json.RawMessage(`1`)); err != nil {
+	if err := n1.client.Put("w/1", json.RawMessage(`1`)); err != nil {
 		t.Fatal(err)
 	}
-	var lastID string
+	var last node.Event
 	timeout := time.After(20 * time.Second)
-	for lastID == "" {
+	for last.Key == "" {
 		select {
 		case ev := <-events:
 			if ev.Key == "w/probe" {
 				continue // more probes of the loop above
 			}
-			if ev.Key != "w/1" || ev.ID == "" || ev.Origin == "" {
-				t.Fatalf("event on n3: %s (id %q)", ev.Raw, ev.ID)
+			if ev.Key != "w/1" || ev.Offset == 0 || ev.Origin == "" {
+				t.Fatalf("event on n3: %+v", ev)
 			}
-			lastID = ev.ID
+			last = ev
 		case <-timeout:
 			t.Fatal("no event on n3 for a write on n1")
 		}
 	}
 	wcancel()
 	wg.Wait()
-	// While no one watches, more writes land; resuming after lastID gets
-	// each of them.
+	_ = sub.Close()
+	// While no one watches, more writes land; resuming after the last
+	// event's record gets each of them.
 	for i := 2; i <= 4; i++ {
-		if _, err := n1.client.Put(ctx, fmt.Sprintf("w/%d", i), json.RawMessage(fmt.Sprint(i))); err != nil {
+		if err := n1.client.Put(fmt.Sprintf("w/%d", i), json.RawMessage(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	eventually(t, 20*time.Second, "writes reach n3", func() (bool, string) { return converged(nodes...) })
 	got := map[string]bool{}
 	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
-	err := n3.client.Watch(rctx, WatchOptions{Prefix: "w/", LastEventID: lastID}, func(ev Event) error {
-		got[ev.Key] = true
-		if got["w/2"] && got["w/3"] && got["w/4"] {
-			return errWatchDone
+	sub, err = n3.client.SubscribeFrom(rctx, "w/", last.Offset+1)
+	for err == nil && !(got["w/2"] && got["w/3"] && got["w/4"]) {
+		var ev node.Event
+		if ev, err = sub.Next(rctx); err == nil {
+			got[ev.Key] = true
 		}
-		return nil
-	})
+	}
+	if sub != nil {
+		_ = sub.Close()
+	}
 	rcancel()
-	if !errors.Is(err, errWatchDone) || got["w/1"] || got["w/probe"] {
-		t.Fatalf("resume after %s: got %v, err %v", lastID, got, err)
+	if err != nil || got["w/1"] || got["w/probe"] {
+		t.Fatalf("resume after offset %d: got %v, err %v", last.Offset, got, err)
 	}
 
 	// SIGKILL n2, keep writing on the others, restart it: it catches up.
@@ -334,27 +356,27 @@ func TestE2EThreeNodeCluster(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		n := nodes[[]int{0, 2}[i%2]]
 		key := fmt.Sprintf("k/%02d", i)
-		if _, err := n.client.Put(ctx, key, json.RawMessage(fmt.Sprintf(`"v%d"`, i))); err == nil {
+		if err := n.client.Put(key, json.RawMessage(fmt.Sprintf(`"v%d"`, i))); err == nil {
 			acked[key] = fmt.Sprintf("v%d", i)
 		}
-		if _, err := n.client.Incr(ctx, "hits", 1); err == nil {
+		if _, err := n.client.Incr("hits", 1); err == nil {
 			incrs++
 		}
 	}
 	n2.start()
 	eventually(t, 30*time.Second, "restarted n2 converges", func() (bool, string) { return converged(nodes...) })
-	keys, err := n2.client.Keys(ctx, "k/", 0)
+	keys, err := n2.client.Keys("k/", 0)
 	if err != nil || len(keys) != len(acked) {
 		t.Fatalf("n2 holds %d of %d acknowledged keys (%v)", len(keys), len(acked), err)
 	}
 	for key, v := range acked {
-		a, err := n2.client.Get(ctx, key, false)
-		if err != nil || string(a.Value) != fmt.Sprintf("%q", v) {
+		a, err := n2.client.Get(key)
+		if err != nil || a.Data != v {
 			t.Fatalf("n2 %s = %v %v, want %q", key, a, err, v)
 		}
 	}
-	if a, err := n2.client.Get(ctx, "hits", false); err != nil || string(a.Value) != fmt.Sprint(6+incrs) {
-		t.Fatalf("hits on n2 = %s, want %d (%v)", a.Value, 6+incrs, err)
+	if a, err := n2.client.Get("hits"); err != nil || a.Data != 6+incrs {
+		t.Fatalf("hits on n2 = %v, want %d (%v)", a.Data, 6+incrs, err)
 	}
 	if out, err := n2.cli("wait-synced", "--wait", "20s"); err != nil || out != "synced\n" {
 		t.Fatalf("wait-synced on n2: %q %v", out, err)

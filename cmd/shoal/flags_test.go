@@ -119,26 +119,6 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func TestReadSSE(t *testing.T) {
-	stream := ": keep-alive\n\n" +
-		"id: 7\nevent: change\ndata: {\"key\":\"a\",\"type\":\"register\",\"value\":1,\"offset\":7}\n\n" +
-		"id: 8\ndata: {\"key\":\"b\",\"type\":\"set\",\n" + "data: \"deleted\":true,\"offset\":8}\n\n" +
-		"event: error\ndata: {\"error\":\"node: slow subscriber\"}\n\n"
-	var got []Event
-	err := readSSE(stringsReader(stream), func(ev Event) error { got = append(got, ev); return nil })
-	var apiErr *APIError
-	if !errors.As(err, &apiErr) || apiErr.Message != "node: slow subscriber" {
-		t.Fatalf("err = %v, want the server's error event", err)
-	}
-	if len(got) != 2 || got[0].ID != "7" || got[0].Key != "a" || got[1].ID != "8" || !got[1].Deleted || got[1].Offset != 8 {
-		t.Fatalf("events = %+v", got)
-	}
-	// A stream that just ends is an unexpected EOF (the client reconnects).
-	if err := readSSE(stringsReader("id: 1\ndata: {\"key\":\"a\"}\n\n"), func(Event) error { return nil }); !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
-	}
-}
-
 // TestVersion: the version comes from the build information, not a
 // constant ("dev" was printed for installed binaries).
 func TestVersion(t *testing.T) {

@@ -1,29 +1,31 @@
 // Command follow keeps a local, always-current copy of the keys under a
-// prefix of a shoal node, using nothing but the HTTP API and net/http: it
-// reads the changes as Server-Sent Events from GET /v1/watch and, when the
-// connection drops (a network blip, the node restarting), reconnects with
-// the id of the last event it fully received (Last-Event-ID) so that no
-// change is missed. This is how a cache, a search indexer or a UI backend
-// would tail shoal.
+// prefix of a shoal node, using nothing but the HTTP API through its Go
+// client (package node/client): it reads the changes from GET /v1/watch
+// and, when the connection drops (a network blip, the node restarting),
+// the subscription reconnects after the last change it fully received, so
+// that no change is missed. When the subscription ends (the node shut
+// down, or is unreachable for good), the follower subscribes again from
+// the offset after the last change it applied. This is how a cache, a
+// search indexer or a UI backend would tail shoal.
 //
 //	follow -addr http://127.0.0.1:7070 -prefix users/
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/shoaldb/shoal/node"
+	"github.com/shoaldb/shoal/node/client"
 )
 
 func main() {
@@ -34,11 +36,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	f := &Follower{Addr: *addr, Prefix: *prefix, Token: *token, Log: os.Stderr,
-		OnChange: func(c Change) {
-			if c.Deleted {
-				fmt.Printf("%s deleted\n", c.Key)
+		OnChange: func(ev node.Event) {
+			if ev.Deleted {
+				fmt.Printf("%s deleted\n", ev.Key)
 			} else {
-				fmt.Printf("%s = %s\n", c.Key, c.Value)
+				fmt.Printf("%s = %s\n", ev.Key, valueJSON(ev.Data))
 			}
 		}}
 	if err := f.Run(ctx); err != nil && ctx.Err() == nil {
@@ -47,28 +49,30 @@ func main() {
 	}
 }
 
-// Change is one change event of GET /v1/watch.
-type Change struct {
-	Key     string          `json:"key"`
-	Type    string          `json:"type"`
-	Value   json.RawMessage `json:"value"`
-	Deleted bool            `json:"deleted"`
-	Origin  string          `json:"origin"`
-	Offset  uint64          `json:"offset"`
+// valueJSON is the JSON of a value as the client returns it.
+func valueJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return json.RawMessage(strconv.Quote(err.Error()))
+	}
+	return b
 }
 
-// Follower mirrors the keys under Prefix. The first connection replays the
-// node's log from offset 0 (every key's current value once), later ones
-// resume after the last event received.
+// Follower mirrors the keys under Prefix. The first subscription replays
+// the node's log from offset 0 (every key's current value once), later ones
+// resume after the last change applied.
 type Follower struct {
 	Addr, Prefix, Token string
-	OnChange            func(Change) // called in order, from Run's goroutine
-	Log                 io.Writer    // reconnect notices; nil = none
-	Backoff             time.Duration
+	OnChange            func(node.Event) // called in order, from Run's goroutine
+	Log                 io.Writer        // resubscription notices; nil = none
+	// Backoff is the wait before a reconnection or a new subscription;
+	// 0 = 500ms.
+	Backoff time.Duration
 
-	mu     sync.Mutex
-	lastID string
-	view   map[string]json.RawMessage
+	mu   sync.Mutex
+	next uint64 // the offset after the last change applied
+	seen bool   // a change was applied
+	view map[string]json.RawMessage
 }
 
 // View returns a copy of the mirrored keys and values.
@@ -93,19 +97,25 @@ func (f *Follower) Keys() []string {
 	return keys
 }
 
-// Run follows until ctx ends, reconnecting after every error.
+// Run follows until ctx ends, subscribing again whenever a subscription
+// ends.
 func (f *Follower) Run(ctx context.Context) error {
 	backoff := f.Backoff
 	if backoff == 0 {
 		backoff = 500 * time.Millisecond
 	}
+	c, err := client.New(f.Addr, &client.Options{Token: f.Token, ReconnectDelay: backoff})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	for {
-		err := f.stream(ctx)
+		err := f.follow(ctx, c)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if f.Log != nil {
-			fmt.Fprintf(f.Log, "follow: stream ended (%v); resuming after event %q\n", err, f.lastEventID())
+			fmt.Fprintf(f.Log, "follow: subscription ended (%v); resuming after event %q\n", err, f.lastEventID())
 		}
 		select {
 		case <-ctx.Done():
@@ -115,88 +125,52 @@ func (f *Follower) Run(ctx context.Context) error {
 	}
 }
 
+// lastEventID is the WAL offset of the last change applied (the SSE id a
+// browser would resume after), "" before the first.
 func (f *Follower) lastEventID() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.lastID
+	if !f.seen {
+		return ""
+	}
+	return strconv.FormatUint(f.next-1, 10)
 }
 
-// stream reads one SSE connection until it ends.
-func (f *Follower) stream(ctx context.Context) error {
-	q := url.Values{"prefix": {f.Prefix}}
-	last := f.lastEventID()
-	if last == "" {
-		q.Set("from", "0") // first time: replay what the log holds
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(f.Addr, "/")+"/v1/watch?"+q.Encode(), nil)
+// follow applies the changes of one subscription until it ends.
+func (f *Follower) follow(ctx context.Context, c *client.Client) error {
+	f.mu.Lock()
+	from := f.next
+	f.mu.Unlock()
+	sub, err := c.SubscribeFrom(ctx, f.Prefix, from)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "text/event-stream")
-	if last != "" {
-		req.Header.Set("Last-Event-ID", last)
-	}
-	if f.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+f.Token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("watch: %s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	var id, event, data string
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "": // end of an event
-			if event == "error" {
-				return fmt.Errorf("server: %s", data)
-			}
-			if data != "" {
-				var c Change
-				if err := json.Unmarshal([]byte(data), &c); err != nil {
-					return fmt.Errorf("bad event %q: %w", data, err)
-				}
-				f.apply(c, id)
-			}
-			id, event, data = "", "", ""
-		case strings.HasPrefix(line, "id: "):
-			id = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			event = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			data += line[6:]
+	defer sub.Close()
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			return err
 		}
+		f.apply(ev)
 	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
-	return io.ErrUnexpectedEOF
 }
 
-// apply updates the view; an id marks the end of a WAL record, the point
-// to resume after.
-func (f *Follower) apply(c Change, id string) {
+// apply updates the view. The client hands out a WAL record's changes only
+// once all of them arrived, so after any change the next subscription may
+// start at the offset after it.
+func (f *Follower) apply(ev node.Event) {
 	f.mu.Lock()
 	if f.view == nil {
 		f.view = map[string]json.RawMessage{}
 	}
-	if c.Deleted {
-		delete(f.view, c.Key)
+	if ev.Deleted {
+		delete(f.view, ev.Key)
 	} else {
-		f.view[c.Key] = c.Value
+		f.view[ev.Key] = valueJSON(ev.Data)
 	}
-	if id != "" {
-		f.lastID = id
-	}
+	f.next, f.seen = ev.Offset+1, true
 	f.mu.Unlock()
 	if f.OnChange != nil {
-		f.OnChange(c)
+		f.OnChange(ev)
 	}
 }

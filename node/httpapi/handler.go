@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,43 +123,66 @@ var (
 	errHTTPKeyTooLong   = fmt.Errorf("%w: key longer than %d bytes", node.ErrTooLarge, node.MaxKeyBytes)
 )
 
-// httpErrorStatuses maps error kinds to HTTP statuses, in one place. The first
-// match wins; anything else is a 500.
+// httpErrorStatuses maps error kinds to HTTP statuses and to the
+// machine-readable codes of error answers, in one place. The first match
+// wins; anything else is a 500 with code "internal". Codes are part of the
+// API: never rename one (clients map them back to node's sentinel errors).
 var httpErrorStatuses = []struct {
 	err    error
 	status int
+	code   string
 }{
-	{errHTTPBadRequest, http.StatusBadRequest},
-	{node.ErrInvalidKey, http.StatusBadRequest},
-	{node.ErrInvalidValue, http.StatusBadRequest},
-	{errHTTPUnauthorized, http.StatusUnauthorized},
-	{node.ErrNotFound, http.StatusNotFound},
-	{errHTTPNoEndpoint, http.StatusNotFound},
-	{errHTTPMethod, http.StatusMethodNotAllowed},
-	{node.ErrWrongType, http.StatusConflict},
-	{node.ErrOffline, http.StatusConflict},
-	{node.ErrOverflow, http.StatusConflict},
-	{node.ErrOffsetUnavailable, http.StatusGone},
-	{node.ErrTooLarge, http.StatusRequestEntityTooLarge},
-	{errHTTPDraining, http.StatusServiceUnavailable},
-	{node.ErrClosed, http.StatusServiceUnavailable},
-	{node.ErrReadOnly, http.StatusServiceUnavailable},
-	{node.ErrSlowSubscriber, http.StatusServiceUnavailable},
-	{context.DeadlineExceeded, http.StatusGatewayTimeout},
+	{errHTTPBadRequest, http.StatusBadRequest, "bad_request"},
+	{node.ErrInvalidKey, http.StatusBadRequest, "invalid_key"},
+	{node.ErrInvalidValue, http.StatusBadRequest, "invalid_value"},
+	{errHTTPUnauthorized, http.StatusUnauthorized, "unauthorized"},
+	{node.ErrNotFound, http.StatusNotFound, "not_found"},
+	{errHTTPNoEndpoint, http.StatusNotFound, "no_endpoint"},
+	{errHTTPMethod, http.StatusMethodNotAllowed, "method_not_allowed"},
+	{node.ErrWrongType, http.StatusConflict, "wrong_type"},
+	{node.ErrOffline, http.StatusConflict, "offline"},
+	{node.ErrOverflow, http.StatusConflict, "overflow"},
+	{node.ErrOffsetUnavailable, http.StatusGone, "offset_unavailable"},
+	{node.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
+	{errHTTPDraining, http.StatusServiceUnavailable, "shutting_down"},
+	{node.ErrClosed, http.StatusServiceUnavailable, "closed"},
+	{node.ErrReadOnly, http.StatusServiceUnavailable, "read_only"},
+	{node.ErrSlowSubscriber, http.StatusServiceUnavailable, "slow_subscriber"},
+	{context.DeadlineExceeded, http.StatusGatewayTimeout, "timeout"},
 }
 
 // ErrorStatus is the HTTP status the API answers err with.
 func ErrorStatus(err error) int {
+	status, _ := errorKind(err)
+	return status
+}
+
+// ErrorCode is the machine-readable code of err in the API's error answers
+// (their "code" field): "not_found", "wrong_type", ... from the same table
+// as ErrorStatus, "internal" for an error it does not know.
+func ErrorCode(err error) string {
+	_, code := errorKind(err)
+	return code
+}
+
+func errorKind(err error) (status int, code string) {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return http.StatusRequestEntityTooLarge
+		return http.StatusRequestEntityTooLarge, "too_large"
 	}
 	for _, e := range httpErrorStatuses {
 		if errors.Is(err, e.err) {
-			return e.status
+			return e.status, e.code
 		}
 	}
-	return http.StatusInternalServerError
+	return http.StatusInternalServerError, "internal"
+}
+
+// httpErrorBody is the body of an error answer and the data of the SSE
+// event that ends a watch stream.
+type httpErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
 }
 
 // httpBadRequest wraps a message as a 400.
@@ -167,7 +191,7 @@ func httpBadRequest(format string, args ...any) error {
 }
 
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status := ErrorStatus(err)
+	status, code := errorKind(err)
 	msg := err.Error()
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
@@ -179,9 +203,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
 	}
-	httpWriteJSON(w, status, struct {
-		Error string `json:"error"`
-	}{msg})
+	httpWriteJSON(w, status, httpErrorBody{Error: msg, Code: code})
 }
 
 // httpWriteJSON writes v as the JSON body of a status answer.
@@ -350,7 +372,36 @@ type httpValueAnswer struct {
 	Key      string        `json:"key"`
 	Type     string        `json:"type"`
 	Value    any           `json:"value"`
+	Sets     [][]string    `json:"sets,omitempty"`
 	Siblings []httpSibling `json:"siblings,omitempty"`
+}
+
+// setPaths lists the paths of the set fields of a map value, sorted: in
+// JSON a set field and a register field holding an array of strings look
+// alike, so answers and events carry them ("sets") for clients that
+// decode values into the Go types of node.Value.Data. Only sets are
+// []string there (registers decode to []any), so the Go types tell them
+// apart. nil for other values and maps without set fields.
+func setPaths(data any) [][]string {
+	m, ok := data.(map[string]any)
+	if !ok {
+		return nil
+	}
+	var out [][]string
+	var walk func(m map[string]any, path []string)
+	walk = func(m map[string]any, path []string) {
+		for f, v := range m {
+			switch x := v.(type) {
+			case []string:
+				out = append(out, append(slices.Clone(path), f))
+			case map[string]any:
+				walk(x, append(path, f))
+			}
+		}
+	}
+	walk(m, nil)
+	slices.SortFunc(out, slices.Compare)
+	return out
 }
 
 type httpSibling struct {
@@ -364,7 +415,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string) e
 	if err != nil {
 		return err
 	}
-	a := httpValueAnswer{Key: key, Type: string(v.Type), Value: v.Data}
+	a := httpValueAnswer{Key: key, Type: string(v.Type), Value: v.Data, Sets: setPaths(v.Data)}
 	if sib, _ := strconv.ParseBool(r.URL.Query().Get("siblings")); sib {
 		sibs, err := h.n.Siblings(key)
 		if err != nil {
@@ -578,7 +629,7 @@ func (h *Handler) answerCurrent(w http.ResponseWriter, key, typ string) error {
 	v, err := h.n.Get(key)
 	switch {
 	case err == nil:
-		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: string(v.Type), Value: v.Data})
+		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: string(v.Type), Value: v.Data, Sets: setPaths(v.Data)})
 	case errors.Is(err, node.ErrNotFound):
 		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: typ})
 	default:
@@ -927,12 +978,13 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) error {
 
 // httpEvent is the data of one SSE change event.
 type httpEvent struct {
-	Key     string `json:"key"`
-	Type    string `json:"type,omitempty"`
-	Value   any    `json:"value,omitempty"`
-	Deleted bool   `json:"deleted,omitempty"`
-	Origin  string `json:"origin"`
-	Offset  uint64 `json:"offset"`
+	Key     string     `json:"key"`
+	Type    string     `json:"type,omitempty"`
+	Value   any        `json:"value,omitempty"`
+	Sets    [][]string `json:"sets,omitempty"`
+	Deleted bool       `json:"deleted,omitempty"`
+	Origin  string     `json:"origin"`
+	Offset  uint64     `json:"offset"`
 }
 
 // serveWatch streams change events as Server-Sent Events. Each event's data
@@ -1020,7 +1072,7 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 		}
 		if err != nil && pending != nil && errors.Is(err, context.Canceled) && ctx.Err() == nil {
 			// Nothing more queued: flush pending as the end of its record.
-			buf = appendSSE(buf[:0], pending, true)
+			buf = AppendEvent(buf[:0], pending, true)
 			pending = nil
 			if _, werr := w.Write(buf); werr != nil || rc.Flush() != nil {
 				return nil
@@ -1029,7 +1081,7 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 		}
 		if err != nil {
 			if pending != nil {
-				buf = appendSSE(buf[:0], pending, true)
+				buf = AppendEvent(buf[:0], pending, true)
 				_, _ = w.Write(buf)
 			}
 			if ctx.Err() == nil || (h.isDraining() && r.Context().Err() == nil) {
@@ -1038,14 +1090,13 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 				if ctx.Err() != nil {
 					err = errHTTPDraining
 				}
-				msg, _ := json.Marshal(map[string]string{"error": err.Error()})
-				_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", msg)
+				_, _ = w.Write(AppendErrorEvent(buf[:0], err))
 			}
 			_ = rc.Flush()
 			return nil
 		}
 		if pending != nil {
-			buf = appendSSE(buf[:0], pending, pending.Offset != ev.Offset)
+			buf = AppendEvent(buf[:0], pending, pending.Offset != ev.Offset)
 			if _, werr := w.Write(buf); werr != nil {
 				return nil
 			}
@@ -1054,21 +1105,33 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-// appendSSE appends one SSE event; withID adds its id line.
-func appendSSE(b []byte, ev *node.Event, withID bool) []byte {
+// AppendEvent appends a change event to b as the watch stream sends it
+// (Server-Sent Events): an "id:" line with the WAL offset when withID (the
+// last event of its record), then one "data:" line of JSON.
+func AppendEvent(b []byte, ev *node.Event, withID bool) []byte {
 	if withID {
 		b = append(b, "id: "...)
 		b = strconv.AppendUint(b, ev.Offset, 10)
 		b = append(b, '\n')
 	}
 	data, err := json.Marshal(httpEvent{
-		Key: ev.Key, Type: string(ev.Type), Value: ev.Data, Deleted: ev.Deleted,
+		Key: ev.Key, Type: string(ev.Type), Value: ev.Data, Sets: setPaths(ev.Data), Deleted: ev.Deleted,
 		Origin: ev.Origin, Offset: ev.Offset,
 	})
 	if err != nil {
 		data, _ = json.Marshal(map[string]any{"key": ev.Key, "offset": ev.Offset, "error": err.Error()})
 	}
 	b = append(b, "data: "...)
+	b = append(b, data...)
+	return append(b, '\n', '\n')
+}
+
+// AppendErrorEvent appends to b the event that ends a watch stream because
+// of err: "event: error" with the error answer's JSON as data
+// ({"error", "code"}).
+func AppendErrorEvent(b []byte, err error) []byte {
+	data, _ := json.Marshal(httpErrorBody{Error: err.Error(), Code: ErrorCode(err)})
+	b = append(b, "event: error\ndata: "...)
 	b = append(b, data...)
 	return append(b, '\n', '\n')
 }

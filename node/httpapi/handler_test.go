@@ -67,6 +67,9 @@ func want(t testing.TB, h http.Handler, status int, method, path, body string, h
 		if e, ok := m["error"].(string); !ok || e == "" {
 			t.Fatalf("%s %s: error answer without an error message: %q", method, path, out)
 		}
+		if c, ok := m["code"].(string); !ok || c == "" {
+			t.Fatalf("%s %s: error answer without a code: %q", method, path, out)
+		}
 	}
 	return m
 }
@@ -125,7 +128,7 @@ func TestHTTPEveryType(t *testing.T) {
 	jsonEq(t, m["value"], `["a","c"]`)
 
 	m = want(t, h, 200, "PATCH", "/v1/kv/doc", `{"set": {"title": "x", "meta": {"a": 1}}, "incr": {"views": 3}, "add": {"tags": ["t1"]}, "enable": ["pinned"]}`)
-	jsonEq(t, m, `{"key":"doc","type":"map","value":{"meta":{"a":1},"pinned":true,"tags":["t1"],"title":"x","views":3}}`)
+	jsonEq(t, m, `{"key":"doc","type":"map","value":{"meta":{"a":1},"pinned":true,"tags":["t1"],"title":"x","views":3},"sets":[["tags"]]}`)
 	m = want(t, h, 200, "PATCH", "/v1/kv/doc", `{"delete": ["meta", "pinned"], "nested": {"author": {"set": {"name": "ann"}}}}`)
 	jsonEq(t, m["value"], `{"author":{"name":"ann"},"tags":["t1"],"title":"x","views":3}`)
 
@@ -202,6 +205,56 @@ func TestHTTPErrorStatuses(t *testing.T) {
 	}
 	// Nothing of the refused writes is visible.
 	want(t, h, 404, "GET", "/v1/kv/x", "")
+}
+
+// TestHTTPErrorCodes: error answers carry the machine-readable code of the
+// same table as their status, a distinct code per kind of error.
+func TestHTTPErrorCodes(t *testing.T) {
+	n := newHTTPTestNode(t, nil)
+	h := NewHandler(n, nil)
+	want(t, h, 200, "PUT", "/v1/kv/reg", `1`)
+	for _, tt := range []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{"GET", "/v1/kv?limit=x", "", 400, "bad_request"},
+		{"PUT", "/v1/kv/%FF", "1", 400, "invalid_key"},
+		{"PUT", "/v1/kv/x", "{", 400, "invalid_value"},
+		{"GET", "/v1/kv/nope", "", 404, "not_found"},
+		{"GET", "/v2", "", 404, "no_endpoint"},
+		{"DELETE", "/v1/status", "", 405, "method_not_allowed"},
+		{"POST", "/v1/kv/reg/incr", `{"by":1}`, 409, "wrong_type"},
+		{"POST", "/v1/sync/wait", "", 409, "offline"},
+		{"GET", "/v1/watch?from=999", "", 410, "offset_unavailable"},
+		{"GET", "/v1/kv/" + strings.Repeat("k", node.MaxKeyBytes+1), "", 413, "too_large"},
+	} {
+		if m := want(t, h, tt.status, tt.method, tt.path, tt.body); m["code"] != tt.code {
+			t.Errorf("%s %s: code %v, want %s", tt.method, tt.path, m["code"], tt.code)
+		}
+	}
+	seen := map[string]bool{"internal": true}
+	for _, e := range httpErrorStatuses {
+		if seen[e.code] {
+			t.Errorf("code %q used twice", e.code)
+		}
+		seen[e.code] = true
+	}
+}
+
+// TestHTTPSetPaths: answers for a map name its set fields, nested ones
+// too, and not a register field holding an array of strings.
+func TestHTTPSetPaths(t *testing.T) {
+	n := newHTTPTestNode(t, nil)
+	h := NewHandler(n, nil)
+	m := want(t, h, 200, "PATCH", "/v1/kv/d", `{"set":{"arr":["x"],"obj":{"s":["y"]}},"add":{"t":["a"]},"nested":{"sub":{"add":{"s":["b"]},"incr":{"c":1}}}}`)
+	jsonEq(t, m["sets"], `[["sub","s"],["t"]]`)
+	m = want(t, h, 200, "GET", "/v1/kv/d", "")
+	jsonEq(t, m["sets"], `[["sub","s"],["t"]]`)
+	want(t, h, 200, "POST", "/v1/kv/s/add", `{"members":["a"]}`)
+	if m = want(t, h, 200, "GET", "/v1/kv/s", ""); m["sets"] != nil {
+		t.Fatalf("a set answer names set fields: %v", m)
+	}
 }
 
 func TestHTTPToken(t *testing.T) {

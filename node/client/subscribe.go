@@ -1,0 +1,392 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoaldb/shoal/node"
+)
+
+// maxPendingEvents bounds the events of one WAL record a subscription
+// holds back until the record's last event (the one with its id) arrives;
+// a larger record is delivered in parts (then a resume within it repeats
+// the part already delivered).
+const maxPendingEvents = 1 << 16
+
+// errBadEvent: a watch event that does not decode. It ends the
+// subscription (reconnecting would read it again).
+var errBadEvent = errors.New("client: watch: malformed event")
+
+// Subscription delivers the changes of the keys under a prefix, in the
+// server's WAL order, like node.Subscription, across dropped connections:
+// it reconnects (with a bounded, jittered backoff; see Options) and resumes
+// after the last WAL record it received whole (Last-Event-ID), so nothing
+// is missed and nothing repeated: the events of a record are delivered
+// only once all of them arrived. It ends on an error event from the server
+// (a slow reader dropped, the server shutting down), an error answer
+// (4xx, such as an unavailable resume offset), its context or the
+// client's ending, or Close. Next may be called from one goroutine at a
+// time; Close from any.
+//
+// Goroutines: Subscribe starts one reader, which reads the stream into a
+// bounded queue (when it is full the reader waits, and the server drops
+// the subscription if it falls too far behind); Close stops it and waits.
+type Subscription struct {
+	c      *Client
+	prefix string
+	parent context.Context // Subscribe's ctx
+	ctx    context.Context // the stream's: ends with parent, the client's ctx, or Close
+	cancel context.CancelFunc
+	groups chan []node.Event // complete records, from the reader
+	done   chan struct{}     // closed when the reader has ended
+	closed atomic.Bool
+	cur    []node.Event // the rest of the record Next is handing out
+
+	mu  sync.Mutex
+	err error
+
+	// The reader's own.
+	from   uint64 // where the first connection started (resume)
+	resume bool
+	lastID string        // SSE id of the last record received whole
+	delay  time.Duration // the first reconnection delay
+}
+
+// Subscribe delivers the changes of the keys starting with prefix ("" =
+// all keys) made from now on, until ctx ends, the subscription is closed,
+// or it ends for one of the reasons in Subscription's documentation. The
+// first connection is made before it returns: its failure is Subscribe's
+// error. Unless Options.MaxReconnects is negative it first asks for the
+// node's WAL end, so as to resume from there after a drop that comes
+// before any event.
+func (c *Client) Subscribe(ctx context.Context, prefix string) (*Subscription, error) {
+	return c.subscribe(ctx, prefix, 0, false)
+}
+
+// SubscribeFrom is Subscribe that first catches up from the WAL offset
+// from (as carried by node.Event.Offset), as node.Node.SubscribeFrom does:
+// one event per key under prefix that a record at offset >= from changed,
+// with the key's current value, then live. An offset the WAL no longer
+// holds is an error wrapping node.ErrOffsetUnavailable.
+func (c *Client) SubscribeFrom(ctx context.Context, prefix string, from uint64) (*Subscription, error) {
+	return c.subscribe(ctx, prefix, from, true)
+}
+
+func (c *Client) subscribe(ctx context.Context, prefix string, from uint64, resume bool) (*Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.context(), cancel)
+	s := &Subscription{c: c, prefix: prefix, parent: ctx, ctx: sctx, cancel: func() { stop(); cancel() },
+		groups: make(chan []node.Event, 16), done: make(chan struct{}),
+		from: from, resume: resume, delay: c.retry.delay}
+	if !resume && c.retry.max >= 0 {
+		st, err := c.WithContext(sctx).status()
+		if err != nil {
+			s.cancel()
+			return nil, err
+		}
+		s.from, s.resume = st.NextOffset, true
+	}
+	conn, err := s.connect()
+	if err != nil {
+		s.cancel()
+		return nil, err
+	}
+	if !c.addSub(s) {
+		conn.close()
+		s.cancel()
+		return nil, errClientClosed
+	}
+	go s.run(conn)
+	return s, nil
+}
+
+func (c *Client) addSub(s *Subscription) bool {
+	c.state.mu.Lock()
+	defer c.state.mu.Unlock()
+	if c.state.closed {
+		return false
+	}
+	c.state.subs[s] = struct{}{}
+	return true
+}
+
+func (c *Client) removeSub(s *Subscription) {
+	c.state.mu.Lock()
+	defer c.state.mu.Unlock()
+	delete(c.state.subs, s)
+}
+
+// Next returns the next event, waiting for one. Once the subscription
+// ended it returns the events already received, then the error that ended
+// it (after Close: at once, an error wrapping node.ErrClosed). It returns
+// ctx's error when ctx ends first; that does not end the subscription.
+func (s *Subscription) Next(ctx context.Context) (node.Event, error) {
+	for {
+		if s.closed.Load() {
+			return node.Event{}, s.Err()
+		}
+		if len(s.cur) > 0 {
+			ev := s.cur[0]
+			s.cur[0] = node.Event{}
+			s.cur = s.cur[1:]
+			return ev, nil
+		}
+		select {
+		case g, ok := <-s.groups:
+			if !ok {
+				return node.Event{}, s.Err()
+			}
+			s.cur = g
+		case <-ctx.Done():
+			return node.Event{}, ctx.Err()
+		}
+	}
+}
+
+// Err returns why the subscription ended, or nil while it is open.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Done is closed when the subscription has ended (events it received
+// before may still be waiting for Next).
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Close ends the subscription and waits for its reader; Next then returns
+// an error wrapping node.ErrClosed. Safe to call more than once.
+func (s *Subscription) Close() error {
+	s.closed.Store(true)
+	s.setErr(fmt.Errorf("%w: subscription closed", node.ErrClosed))
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+func (s *Subscription) setErr(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+}
+
+// watchConn is one open watch stream.
+type watchConn struct {
+	body   io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (w *watchConn) close() {
+	w.cancel()
+	w.body.Close()
+}
+
+// connect opens a stream: after the last record received whole, or at the
+// start. Options.Timeout bounds the wait for the answer's headers.
+func (s *Subscription) connect() (*watchConn, error) {
+	q := url.Values{}
+	if s.prefix != "" {
+		q.Set("prefix", s.prefix)
+	}
+	if s.lastID == "" && s.resume {
+		q.Set("from", strconv.FormatUint(s.from, 10))
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	req, err := s.c.newRequest(ctx, http.MethodGet, "/v1/watch", q, nil)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if s.lastID != "" {
+		req.Header.Set("Last-Event-ID", s.lastID)
+	}
+	var timer *time.Timer
+	if s.c.timeout > 0 {
+		timer = time.AfterFunc(s.c.timeout, cancel)
+	}
+	resp, err := s.c.hc.Do(req)
+	if timer != nil && !timer.Stop() {
+		if err == nil {
+			resp.Body.Close()
+		}
+		cancel()
+		return nil, fmt.Errorf("client: watch: no answer within %s: %w", s.c.timeout, context.DeadlineExceeded)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		err := readAPIError(resp)
+		resp.Body.Close()
+		cancel()
+		return nil, err
+	}
+	return &watchConn{body: resp.Body, cancel: cancel}, nil
+}
+
+// run is the reader: it reads streams, reconnecting after drops, until
+// the subscription ends.
+func (s *Subscription) run(conn *watchConn) {
+	defer close(s.done)
+	delay, attempts := s.delay, 0
+	for {
+		delivered, err := s.read(conn)
+		conn.close()
+		if delivered {
+			delay, attempts = s.delay, 0
+		}
+		for {
+			if s.final(err) {
+				s.end(err)
+				return
+			}
+			retries := s.c.retry.max
+			if retries < 0 || (retries > 0 && attempts >= retries) {
+				s.end(err)
+				return
+			}
+			attempts++
+			if !s.sleep(delay) {
+				s.end(s.ctx.Err())
+				return
+			}
+			delay = min(2*delay, s.c.retry.maxDelay)
+			if conn, err = s.connect(); err == nil {
+				break
+			}
+		}
+	}
+}
+
+// final reports whether err ends the subscription rather than calling
+// for a reconnection.
+func (s *Subscription) final(err error) bool {
+	if s.ctx.Err() != nil || errors.Is(err, errBadEvent) || errors.Is(err, errEventTooLarge) || errors.Is(err, errClientClosed) {
+		return true
+	}
+	var ae *APIError
+	return errors.As(err, &ae) && (ae.Status == 0 || ae.Status >= 400 && ae.Status < 500)
+}
+
+// end records why the subscription ended and lets Next see it.
+func (s *Subscription) end(err error) {
+	if s.ctx.Err() != nil {
+		// Ended from outside: by Close (whose error is already set) or by
+		// a context.
+		if cerr := s.parent.Err(); cerr != nil {
+			err = cerr
+		} else if cerr := s.c.context().Err(); cerr != nil {
+			err = cerr
+		}
+	}
+	s.setErr(err)
+	close(s.groups)
+	s.cancel()
+	s.c.removeSub(s)
+}
+
+// sleep waits about d (jittered), or until the subscription ends.
+func (s *Subscription) sleep(d time.Duration) bool {
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// read delivers the events of one stream until it ends; delivered reports
+// whether at least one record was.
+func (s *Subscription) read(conn *watchConn) (delivered bool, err error) {
+	r := newSSEReader(conn.body)
+	var pending []node.Event // the record being received
+	for {
+		sse, err := r.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // the server ended the stream
+			}
+			return delivered, err
+		}
+		if r.retry > 0 {
+			s.delay = min(r.retry, s.c.retry.maxDelay)
+		}
+		switch sse.Type {
+		case "error":
+			return delivered, eventError(sse.Data)
+		case "message":
+		default:
+			continue
+		}
+		ev, err := decodeEvent(sse.Data)
+		if err != nil {
+			return delivered, err
+		}
+		pending = append(pending, ev)
+		// The server sends an id on the last event of each record.
+		if !sse.IDSet && len(pending) < maxPendingEvents {
+			continue
+		}
+		select {
+		case s.groups <- pending:
+		case <-s.ctx.Done():
+			return delivered, s.ctx.Err()
+		}
+		if sse.IDSet {
+			s.lastID = sse.ID
+		}
+		pending, delivered = nil, true
+	}
+}
+
+// eventData is the JSON of a change event.
+type eventData struct {
+	Key     string          `json:"key"`
+	Type    node.Type       `json:"type"`
+	Value   json.RawMessage `json:"value"`
+	Sets    [][]string      `json:"sets"`
+	Deleted bool            `json:"deleted"`
+	Origin  string          `json:"origin"`
+	Offset  uint64          `json:"offset"`
+	Error   string          `json:"error"` // the server could not encode the value
+}
+
+// decodeEvent decodes the data of a change event into a node.Event.
+func decodeEvent(data string) (node.Event, error) {
+	var d eventData
+	if err := json.Unmarshal([]byte(data), &d); err != nil {
+		return node.Event{}, fmt.Errorf("%w: %.200q: %v", errBadEvent, data, err)
+	}
+	if d.Error != "" {
+		return node.Event{}, fmt.Errorf("%w: key %q at offset %d: the server could not send it: %s", errBadEvent, d.Key, d.Offset, d.Error)
+	}
+	ev := node.Event{Key: d.Key, Type: d.Type, Deleted: d.Deleted, Origin: d.Origin, Offset: d.Offset}
+	if !d.Deleted {
+		v, err := decodeData(d.Type, d.Value, d.Sets)
+		if err != nil {
+			return node.Event{}, fmt.Errorf("%w: key %q at offset %d: %v", errBadEvent, d.Key, d.Offset, err)
+		}
+		ev.Data = v
+	}
+	return ev, nil
+}
