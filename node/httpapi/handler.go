@@ -34,6 +34,14 @@ const (
 	// DefaultWatchKeepAlive is the period of the SSE comment line that keeps
 	// idle watch connections (and proxies) alive.
 	DefaultWatchKeepAlive = 15 * time.Second
+	// DefaultMaxWatchers bounds the open watch streams.
+	DefaultMaxWatchers = 1024
+	// DefaultWriteTimeout bounds how long one answer, or one event of a
+	// watch stream, may take to reach a client that does not read.
+	DefaultWriteTimeout = 30 * time.Second
+	// maxLoggedError bounds an error's text in the log (the value it
+	// quotes may be a megabyte).
+	maxLoggedError = 512
 )
 
 // Options configure NewHandler. The zero value (and nil) means
@@ -57,6 +65,13 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// WatchKeepAlive is the SSE keep-alive period; 0 = DefaultWatchKeepAlive.
 	WatchKeepAlive time.Duration
+	// MaxWatchers bounds the open watch streams: one more is answered 503.
+	// 0 = DefaultMaxWatchers.
+	MaxWatchers int
+	// WriteTimeout bounds the writing of one answer or one watch event to
+	// a client; a client that does not read is disconnected after it.
+	// 0 = DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// Logger receives one line per failed request that is the server's
 	// fault (5xx); nil = off.
 	Logger *slog.Logger
@@ -93,6 +108,12 @@ func NewHandler(n *node.Node, opts *Options) *Handler {
 	if o.WatchKeepAlive <= 0 {
 		o.WatchKeepAlive = DefaultWatchKeepAlive
 	}
+	if o.MaxWatchers <= 0 {
+		o.MaxWatchers = DefaultMaxWatchers
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -120,6 +141,7 @@ var (
 	errHTTPNoEndpoint   = errors.New("no such endpoint")
 	errHTTPMethod       = errors.New("method not allowed")
 	errHTTPDraining     = errors.New("node: shutting down")
+	errHTTPTooBusy      = errors.New("too many open watch streams")
 	errHTTPKeyTooLong   = fmt.Errorf("%w: key longer than %d bytes", node.ErrTooLarge, node.MaxKeyBytes)
 )
 
@@ -198,7 +220,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		msg = fmt.Sprintf("request body larger than %d bytes", mbe.Limit)
 	}
 	if status >= 500 && status != http.StatusServiceUnavailable {
-		h.opts.Logger.Error("http request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+		h.opts.Logger.Error("http request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", truncate(msg, maxLoggedError))
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
@@ -206,9 +228,40 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	httpWriteJSON(w, status, httpErrorBody{Error: msg, Code: code})
 }
 
+// truncate cuts s to at most n bytes (on a rune boundary), saying so.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes more)", s[:cut], len(s)-cut)
+}
+
+// marshal encodes v as JSON without HTML escaping ("<", ">" and "&" stay
+// themselves, as the node stores them). No trailing newline.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+}
+
+// rawValue is a value as the node's canonical JSON (no number rounded, no
+// HTML escaping), for an answer's "value".
+func rawValue(v any) (json.RawMessage, error) {
+	b, err := node.EncodeValue(v)
+	return json.RawMessage(b), err
+}
+
 // httpWriteJSON writes v as the JSON body of a status answer.
 func httpWriteJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
 		b, _ = json.Marshal(map[string]string{"error": "encoding the answer: " + err.Error()})
@@ -245,6 +298,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.authorized(r) {
 		h.writeError(w, r, errHTTPUnauthorized)
 		return
+	}
+	if path != "/v1/watch" && path != "/v1/sync/wait" {
+		// A client that does not read its answer holds a goroutine and a
+		// buffer only this long (watch and wait set their own deadlines).
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
 	}
 	var err error
 	switch {
@@ -369,11 +427,11 @@ func (h *Handler) serveKey(w http.ResponseWriter, r *http.Request, rest string) 
 
 // httpValueAnswer is the answer of the key endpoints.
 type httpValueAnswer struct {
-	Key      string        `json:"key"`
-	Type     string        `json:"type"`
-	Value    any           `json:"value"`
-	Sets     [][]string    `json:"sets,omitempty"`
-	Siblings []httpSibling `json:"siblings,omitempty"`
+	Key      string          `json:"key"`
+	Type     string          `json:"type"`
+	Value    json.RawMessage `json:"value"`
+	Sets     [][]string      `json:"sets,omitempty"`
+	Siblings []httpSibling   `json:"siblings,omitempty"`
 }
 
 // setPaths lists the paths of the set fields of a map value, sorted: in
@@ -405,25 +463,44 @@ func setPaths(data any) [][]string {
 }
 
 type httpSibling struct {
-	Value  any    `json:"value"`
-	Origin string `json:"origin"`
-	Time   string `json:"time"`
+	Value  json.RawMessage `json:"value"`
+	Origin string          `json:"origin"`
+	Time   string          `json:"time"`
 }
 
 func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string) error {
-	v, err := h.n.Get(key)
+	var a httpValueAnswer
+	// A register answers its stored bytes as they are; other types (whose
+	// set fields the answer names) their view, encoded the same way.
+	typ, raw, err := h.n.GetJSON(key)
 	if err != nil {
 		return err
 	}
-	a := httpValueAnswer{Key: key, Type: string(v.Type), Value: v.Data, Sets: setPaths(v.Data)}
+	if typ == node.TypeRegister {
+		a = httpValueAnswer{Key: key, Type: string(typ), Value: raw}
+	} else {
+		v, err := h.n.Get(key)
+		if err != nil {
+			return err
+		}
+		val, err := rawValue(v.Data)
+		if err != nil {
+			return err
+		}
+		a = httpValueAnswer{Key: key, Type: string(v.Type), Value: val, Sets: setPaths(v.Data)}
+	}
 	if sib, _ := strconv.ParseBool(r.URL.Query().Get("siblings")); sib {
 		sibs, err := h.n.Siblings(key)
 		if err != nil {
 			return err
 		}
 		for _, s := range sibs {
+			val, err := rawValue(s.Data)
+			if err != nil {
+				return err
+			}
 			a.Siblings = append(a.Siblings, httpSibling{
-				Value: s.Data, Origin: s.Origin, Time: s.Time.UTC().Format(time.RFC3339Nano),
+				Value: val, Origin: s.Origin, Time: s.Time.UTC().Format(time.RFC3339Nano),
 			})
 		}
 	}
@@ -510,13 +587,12 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) e
 		return err
 	}
 	// The node parses and canonicalises the JSON itself (malformed JSON is
-	// ErrInvalidValue, a 400), so the body is handed over as is.
-	if err := h.n.Put(key, json.RawMessage(b)); err != nil {
+	// ErrInvalidValue, a 400), so the body is handed over as is, and the
+	// answer is the value as stored (canonical), spliced in.
+	val, err := h.n.PutJSON(key, b)
+	if err != nil {
 		return err
 	}
-	// Answer with the value as written. Put accepted it, so it is valid
-	// JSON: splice it in rather than parse and encode it again.
-	val := bytes.TrimSpace(b)
 	op := httpBufPool.Get().(*[]byte)
 	defer httpBufPool.Put(op)
 	out := append((*op)[:0], `{"key":`...)
@@ -588,7 +664,7 @@ func (h *Handler) serveIncr(w http.ResponseWriter, r *http.Request, key string) 
 	if err != nil {
 		return err
 	}
-	httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: "counter", Value: v})
+	httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: "counter", Value: strconv.AppendInt(nil, v, 10)})
 	return nil
 }
 
@@ -629,7 +705,11 @@ func (h *Handler) answerCurrent(w http.ResponseWriter, key, typ string) error {
 	v, err := h.n.Get(key)
 	switch {
 	case err == nil:
-		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: string(v.Type), Value: v.Data, Sets: setPaths(v.Data)})
+		val, err := rawValue(v.Data)
+		if err != nil {
+			return err
+		}
+		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: string(v.Type), Value: val, Sets: setPaths(v.Data)})
 	case errors.Is(err, node.ErrNotFound):
 		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: typ})
 	default:
@@ -864,6 +944,10 @@ type httpWaitBody struct {
 // DefaultWaitSyncedTimeout bounds POST /v1/sync/wait without a timeout.
 const DefaultWaitSyncedTimeout = 30 * time.Second
 
+// MaxWaitSyncedTimeout bounds the timeout a client may ask of
+// POST /v1/sync/wait (each waiting request holds a goroutine).
+const MaxWaitSyncedTimeout = 10 * time.Minute
+
 // serveWaitSynced waits until peers hold every write this node made before
 // the request: 200 {"synced": true}, or 504 when the timeout passes first.
 func (h *Handler) serveWaitSynced(w http.ResponseWriter, r *http.Request) error {
@@ -879,10 +963,12 @@ func (h *Handler) serveWaitSynced(w http.ResponseWriter, r *http.Request) error 
 	}
 	timeout := DefaultWaitSyncedTimeout
 	if body.Timeout != "" {
-		if timeout, err = time.ParseDuration(body.Timeout); err != nil || timeout <= 0 {
-			return httpBadRequest("timeout %q is not a positive duration like 5s", body.Timeout)
+		if timeout, err = time.ParseDuration(body.Timeout); err != nil || timeout <= 0 || timeout > MaxWaitSyncedTimeout {
+			return httpBadRequest("timeout %q is not a positive duration up to %s, like 5s", body.Timeout, MaxWaitSyncedTimeout)
 		}
 	}
+	// Answer within WriteTimeout once the wait is over.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + h.opts.WriteTimeout))
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	stop := context.AfterFunc(h.drainCtx, cancel)
@@ -978,13 +1064,14 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) error {
 
 // httpEvent is the data of one SSE change event.
 type httpEvent struct {
-	Key     string     `json:"key"`
-	Type    string     `json:"type,omitempty"`
-	Value   any        `json:"value,omitempty"`
-	Sets    [][]string `json:"sets,omitempty"`
-	Deleted bool       `json:"deleted,omitempty"`
-	Origin  string     `json:"origin"`
-	Offset  uint64     `json:"offset"`
+	Kind    string          `json:"kind,omitempty"` // "" (a change), "reset", "state", "synced"
+	Key     string          `json:"key"`
+	Type    string          `json:"type,omitempty"`
+	Value   json.RawMessage `json:"value,omitempty"`
+	Sets    [][]string      `json:"sets,omitempty"`
+	Deleted bool            `json:"deleted,omitempty"`
+	Origin  string          `json:"origin"`
+	Offset  uint64          `json:"offset"`
 }
 
 // serveWatch streams change events as Server-Sent Events. Each event's data
@@ -1015,6 +1102,11 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 	if h.isDraining() {
 		return errHTTPDraining
 	}
+	if h.watchers.Add(1) > int64(h.opts.MaxWatchers) {
+		h.watchers.Add(-1)
+		return fmt.Errorf("%w (at most %d)", errHTTPTooBusy, h.opts.MaxWatchers)
+	}
+	defer h.watchers.Add(-1)
 	// The stream ends with the request or when the handler drains.
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -1031,10 +1123,11 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer sub.Close()
-	h.watchers.Add(1)
-	defer h.watchers.Add(-1)
 
 	rc := http.NewResponseController(w)
+	// Every write must reach the client within WriteTimeout: a watcher
+	// that stops reading is disconnected, not waited for.
+	w = &deadlineWriter{w: w, rc: rc, timeout: h.opts.WriteTimeout}
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("Cache-Control", "no-cache")
@@ -1105,21 +1198,54 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-// AppendEvent appends a change event to b as the watch stream sends it
-// (Server-Sent Events): an "id:" line with the WAL offset when withID (the
-// last event of its record), then one "data:" line of JSON.
+// deadlineWriter sets the connection's write deadline before each write.
+type deadlineWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (d *deadlineWriter) Header() http.Header         { return d.w.Header() }
+func (d *deadlineWriter) WriteHeader(code int)        { d.w.WriteHeader(code) }
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.w }
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.w.Write(p)
+}
+
+// AppendEvent appends an event to b as the watch stream sends it
+// (Server-Sent Events): an "id:" line when withID (the last event of its
+// record: the record's WAL offset), then one "data:" line of JSON. Events
+// of a full resend (reset, state) never carry an id, since a resume from
+// the middle of one would miss keys; the synced event that ends a
+// catch-up carries the offset before it (none when that is the log's
+// start).
 func AppendEvent(b []byte, ev *node.Event, withID bool) []byte {
-	if withID {
+	id, hasID := ev.Offset, withID
+	switch ev.Kind {
+	case node.EventReset, node.EventState:
+		hasID = false
+	case node.EventSynced:
+		hasID = withID && ev.Offset > 0
+		id = ev.Offset - 1
+	}
+	if hasID {
 		b = append(b, "id: "...)
-		b = strconv.AppendUint(b, ev.Offset, 10)
+		b = strconv.AppendUint(b, id, 10)
 		b = append(b, '\n')
 	}
-	data, err := json.Marshal(httpEvent{
-		Key: ev.Key, Type: string(ev.Type), Value: ev.Data, Sets: setPaths(ev.Data), Deleted: ev.Deleted,
-		Origin: ev.Origin, Offset: ev.Offset,
-	})
+	e := httpEvent{Kind: string(ev.Kind), Key: ev.Key, Type: string(ev.Type), Sets: setPaths(ev.Data),
+		Deleted: ev.Deleted, Origin: ev.Origin, Offset: ev.Offset}
+	var err error
+	if ev.Data != nil {
+		e.Value, err = rawValue(ev.Data)
+	}
+	var data []byte
+	if err == nil {
+		data, err = marshal(e)
+	}
 	if err != nil {
-		data, _ = json.Marshal(map[string]any{"key": ev.Key, "offset": ev.Offset, "error": err.Error()})
+		data, _ = marshal(map[string]any{"key": ev.Key, "offset": ev.Offset, "error": truncate(err.Error(), maxLoggedError)})
 	}
 	b = append(b, "data: "...)
 	b = append(b, data...)
