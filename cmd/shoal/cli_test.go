@@ -1,9 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/shoaldb/shoal/node"
+	"github.com/shoaldb/shoal/node/httpapi"
 )
 
 // TestCLIOutputsExact pins, byte for byte, the outputs the CLI builds from
@@ -57,13 +67,86 @@ func TestCLIOutputsExact(t *testing.T) {
 			t.Errorf("shoal %q:\n got %q\nwant %q", tt.args, got, want)
 		}
 	}
-	sib := sh("get", "html", "--siblings", "-o", "json")
-	if !regexp.MustCompile(`^\{"key":"html","type":"register","value":"\\u003ca href=\\"x\\"\\u003e\\u0026\\u003c/a\\u003e","siblings":\[\{"value":"\\u003ca href=\\"x\\"\\u003e\\u0026\\u003c/a\\u003e","origin":"` +
-		replica + `","time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"\}\]\}\n$`).MatchString(sib) {
-		t.Errorf("get --siblings -o json: %q", sib)
+	// With --siblings, the API's answer as it is.
+	resp, err := http.Get(a.URL() + "/v1/kv/html?siblings=true")
+	if err != nil {
+		t.Fatal(err)
 	}
-	r := runShoal(t, nil, "", "watch", "--after", "abc", "--addr", a.URL())
-	if r.code != 1 || r.err != "Error: bad request: Last-Event-ID \"abc\" is not a WAL offset\n" {
-		t.Errorf("watch --after abc: %+v", r)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var api bytes.Buffer
+	_ = json.Compact(&api, body)
+	if got := sh("get", "html", "--siblings", "-o", "json"); got != api.String()+"\n" || !strings.Contains(got, `"time":"`) {
+		t.Errorf("get --siblings -o json:\n got %q\nwant %q", got, api.String())
+	}
+	for _, tt := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"watch", "--after", "abc"}, "Error: bad request: Last-Event-ID \"abc\" is not a WAL offset\n"},
+		{[]string{"watch", "--timeout", "100ms"}, "Error: context deadline exceeded\n"},
+	} {
+		if r := runShoal(t, nil, "", append(tt.args, "--addr", a.URL())...); r.code != 1 || r.err != tt.err {
+			t.Errorf("shoal %q: %+v, want exit 1 and %q", tt.args, r, tt.err)
+		}
+	}
+	// --wait 0 is the server's default wait (no peers here: at once).
+	if got := sh("wait-synced", "--wait", "0"); got != "synced\n" {
+		t.Errorf("wait-synced --wait 0: %q", got)
+	}
+}
+
+// TestCLIWatchEnds: an interrupted watch exits 0; a dropped stream ends
+// it with exit 1 (it does not reconnect: a script restarts it with
+// --after).
+func TestCLIWatchEnds(t *testing.T) {
+	n, err := node.Open(t.TempDir(), &node.Options{Sync: node.SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	h := httpapi.NewHandler(n, nil)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	watch := func(ctx context.Context) <-chan cliResult {
+		done := make(chan cliResult, 1)
+		go func() {
+			var out, errb bytes.Buffer
+			m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: noEnv}
+			code := m.Main(ctx, []string{"watch", "--addr", srv.URL})
+			done <- cliResult{out.String(), errb.String(), code}
+		}()
+		deadline := time.Now().Add(20 * time.Second)
+		for h.Watchers() == 0 && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
+		return done
+	}
+	result := func(done <-chan cliResult) cliResult {
+		t.Helper()
+		select {
+		case r := <-done:
+			return r
+		case <-time.After(20 * time.Second):
+			t.Fatal("the watch did not end")
+			return cliResult{}
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := watch(ctx)
+	cancel()
+	if r := result(done); r.code != 0 || r.err != "" {
+		t.Errorf("interrupted: %+v", r)
+	}
+
+	deadline := time.Now().Add(20 * time.Second)
+	for h.Watchers() > 0 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond) // the first stream's end reaches the server
+	}
+	done = watch(context.Background())
+	srv.CloseClientConnections()
+	if r := result(done); r.code != 1 || r.err != "Error: unexpected EOF\n" {
+		t.Errorf("dropped: %+v", r)
 	}
 }

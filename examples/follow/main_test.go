@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,4 +101,98 @@ func TestFollowerMissesNothingAcrossDisconnects(t *testing.T) {
 	if err := <-done; err != context.Canceled {
 		t.Fatalf("Run: %v", err)
 	}
+}
+
+// TestFollowerResubscribesAfterTheStreamEnds: when the node ends the
+// subscription (here: its HTTP API shuts down, and another takes its
+// place), the follower subscribes again from the change after the last it
+// applied: every change arrives, none twice.
+func TestFollowerResubscribesAfterTheStreamEnds(t *testing.T) {
+	n, err := node.Open(t.TempDir(), &node.Options{Sync: node.SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	api := &swappableAPI{h: httpapi.NewHandler(n, nil)}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+
+	var mu sync.Mutex
+	changes := map[string]int{}
+	var log strings.Builder
+	f := &Follower{Addr: srv.URL, Backoff: time.Millisecond, Log: &syncWriter{mu: &mu, w: &log},
+		OnChange: func(ev node.Event) {
+			mu.Lock()
+			changes[ev.Key]++
+			mu.Unlock()
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+
+	const rounds, perRound = 3, 10
+	for round := range rounds {
+		h := api.current()
+		waitFor(t, "the follower's stream", func() bool { return h.Watchers() == 1 }, func() string { return log.String() })
+		for i := range perRound {
+			if err := n.Put(fmt.Sprintf("k%d/%d", round, i), i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if round < rounds-1 {
+			api.replace(httpapi.NewHandler(n, nil)) // ends the follower's stream
+		}
+	}
+	waitFor(t, "every change", func() bool { return len(f.View()) == rounds*perRound }, func() string {
+		return fmt.Sprintf("%d of %d keys", len(f.View()), rounds*perRound)
+	})
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	for k, c := range changes {
+		if c != 1 {
+			t.Errorf("%s: %d changes, want 1", k, c)
+		}
+	}
+	if got := strings.Count(log.String(), "shutting down"); got != rounds-1 {
+		t.Fatalf("the follower resubscribed %d times, want %d: %q", got, rounds-1, log.String())
+	}
+}
+
+// swappableAPI serves the HTTP API through a handler that replace drains
+// (ending its streams) and swaps for another.
+type swappableAPI struct {
+	mu sync.Mutex
+	h  *httpapi.Handler
+}
+
+func (a *swappableAPI) current() *httpapi.Handler {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.h
+}
+
+func (a *swappableAPI) replace(h *httpapi.Handler) {
+	a.mu.Lock()
+	old := a.h
+	a.h = h
+	a.mu.Unlock()
+	old.Drain()
+}
+
+func (a *swappableAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.current().ServeHTTP(w, r)
+}
+
+type syncWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
 }

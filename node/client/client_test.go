@@ -117,6 +117,9 @@ func paritySteps() []storeStep {
 		{"Update remove a set field's members", func(s node.Store) (any, error) {
 			return nil, s.Update("doc", node.Patch{Remove: map[string][]string{"empty": {"z"}}, Disable: []string{"nope"}})
 		}},
+		{"Update disable a flag", func(s node.Store) (any, error) {
+			return nil, s.Update("doc", node.Patch{Disable: []string{"pinned"}, Enable: []string{"on"}})
+		}},
 		{"Update empty", func(s node.Store) (any, error) { return nil, s.Update("doc", node.Patch{}) }},
 		{"Update a register", func(s node.Store) (any, error) { return nil, s.Update("str", node.Patch{Delete: []string{"x"}}) }},
 		{"Update bad field", func(s node.Store) (any, error) { return nil, s.Update("doc", node.Patch{Set: map[string]any{"": 1}}) }},
@@ -147,6 +150,17 @@ func paritySteps() []storeStep {
 		{"Siblings", func(s node.Store) (any, error) { return s.Siblings("object") }},
 		{"Siblings of a counter", func(s node.Store) (any, error) { return s.Siblings("c") }},
 		{"Siblings missing", func(s node.Store) (any, error) { return s.Siblings("missing") }},
+		{"Siblings empty key", func(s node.Store) (any, error) { return s.Siblings("") }},
+		put("odd ?%25#/../key", "odd"),
+		get("odd ?%25#/../key"),
+		{"Incr odd key", func(s node.Store) (any, error) { return s.Incr("odd/incr?x=1#f", 2) }},
+		{"SetAdd odd key", func(s node.Store) (any, error) { return nil, s.SetAdd("odd%2F/add", "m") }},
+		{"Update odd key", func(s node.Store) (any, error) {
+			return nil, s.Update("odd /..%/doc", node.Patch{Set: map[string]any{"f": 1}})
+		}},
+		get("odd/incr?x=1#f"), get("odd%2F/add"), get("odd /..%/doc"),
+		{"Delete odd key", func(s node.Store) (any, error) { return nil, s.Delete("odd ?%25#/../key") }},
+		get("odd ?%25#/../key"),
 		{"WaitSynced offline", func(s node.Store) (any, error) { return nil, s.WaitSynced(context.Background()) }},
 	}
 }
@@ -267,6 +281,11 @@ func TestReadsEqualTheNode(t *testing.T) {
 	}
 	if _, err := ts.c.SyncStatus(); !errors.Is(err, node.ErrOffline) {
 		t.Errorf("SyncStatus offline: %v", err)
+	}
+	// Do gives the raw answer (here: what node.Status does not carry).
+	var raw json.RawMessage
+	if err := ts.c.Do("GET", "/v1/status", nil, nil, &raw); err != nil || !strings.Contains(string(raw), `"digest":"`+ts.n.Digest()+`"`) {
+		t.Errorf("Do into a json.RawMessage: %s %v", raw, err)
 	}
 }
 
@@ -450,12 +469,23 @@ func TestWaitSyncedAndSyncStatus(t *testing.T) {
 	if !reflect.DeepEqual(ms, nms) {
 		t.Fatalf("Members %+v, node's %+v", ms, nms)
 	}
-	// A wait cancelled while the server waits ends with the context's
-	// error (the server would wait for a peer that never comes).
-	wctx, wcancel := context.WithCancel(ctx)
+	// A wait cancelled while the server waits (for a peer that never
+	// comes) ends then, with the context's error; a wait with a context
+	// already done sends nothing.
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Hour)
 	stop := time.AfterFunc(50*time.Millisecond, wcancel)
 	defer stop.Stop()
-	if err := ts.c.WaitSynced(wctx, "ghost"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled wait: %v", err)
+	done := make(chan error, 1)
+	go func() { done <- ts.c.WaitSynced(wctx, "ghost") }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled wait: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("WaitSynced did not return when its context was cancelled")
+	}
+	if err := ts.c.WithContext(wctx).WaitSynced(wctx); !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "http") {
+		t.Fatalf("wait with a context already done: %v", err)
 	}
 }

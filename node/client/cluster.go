@@ -158,9 +158,5 @@ func (c *Client) WaitSynced(ctx context.Context, peers ...string) error {
 		}
 	})
 	defer stop()
-	err := c.do(reqCtx, http.MethodPost, "/v1/sync/wait", nil, body, nil)
-	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
-		return fmt.Errorf("client: wait synced: %w", ctx.Err())
-	}
-	return err
+	return c.do(reqCtx, http.MethodPost, "/v1/sync/wait", nil, body, nil)
 }

@@ -249,9 +249,6 @@ func (c *Client) Keys(prefix string, limit int) ([]node.KeyInfo, error) {
 	if err := c.Do(http.MethodGet, "/v1/kv", q, nil, &a); err != nil {
 		return nil, err
 	}
-	if a.Keys == nil {
-		a.Keys = []node.KeyInfo{}
-	}
 	return a.Keys, nil
 }
 

@@ -42,6 +42,7 @@ func TestSSEInterpretation(t *testing.T) {
 	}{
 		{"LF line ends", "data: a\n\n", []sseEvent{msg("a", "", false)}},
 		{"CRLF line ends", "data: a\r\n\r\ndata: b\r\n\r\n", []sseEvent{msg("a", "", false), msg("b", "", false)}},
+		{"CRLF is one line end", "data: a\r\ndata: b\r\nid: 1\r\n\r\n", []sseEvent{msg("a\nb", "1", true)}},
 		{"CR line ends", "data: a\r\rdata: b\r\r", []sseEvent{msg("a", "", false), msg("b", "", false)}},
 		{"mixed line ends", "data: a\rdata: b\r\n\ndata: c\n\r", []sseEvent{msg("a\nb", "", false), msg("c", "", false)}},
 		{"no space after the colon", "data:a\n\n", []sseEvent{msg("a", "", false)}},

@@ -44,8 +44,7 @@ var errBadEvent = errors.New("client: watch: malformed event")
 type Subscription struct {
 	c      *Client
 	prefix string
-	parent context.Context // Subscribe's ctx
-	ctx    context.Context // the stream's: ends with parent, the client's ctx, or Close
+	ctx    context.Context // the stream's: ends with Subscribe's ctx, the client's, or Close
 	cancel context.CancelFunc
 	groups chan []node.Event // complete records, from the reader
 	done   chan struct{}     // closed when the reader has ended
@@ -86,9 +85,11 @@ func (c *Client) subscribe(ctx context.Context, prefix string, from uint64, resu
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(c.context(), cancel)
-	s := &Subscription{c: c, prefix: prefix, parent: ctx, ctx: sctx, cancel: func() { stop(); cancel() },
+	// The stream's context ends with ctx or the client's, its cause the
+	// error the subscription then ends with.
+	sctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(c.context(), func() { cancel(c.context().Err()) })
+	s := &Subscription{c: c, prefix: prefix, ctx: sctx, cancel: func() { stop(); cancel(nil) },
 		groups: make(chan []node.Event, 16), done: make(chan struct{}),
 		from: from, resume: resume, delay: c.retry.delay}
 	if !resume && c.retry.max >= 0 {
@@ -247,10 +248,14 @@ func (s *Subscription) run(conn *watchConn) {
 	defer close(s.done)
 	delay, attempts := s.delay, 0
 	for {
+		base := s.delay
 		delivered, err := s.read(conn)
 		conn.close()
 		if delivered {
-			delay, attempts = s.delay, 0
+			attempts = 0
+		}
+		if delivered || s.delay != base { // or the server sent "retry:"
+			delay = s.delay
 		}
 		for {
 			if s.final(err) {
@@ -290,11 +295,7 @@ func (s *Subscription) end(err error) {
 	if s.ctx.Err() != nil {
 		// Ended from outside: by Close (whose error is already set) or by
 		// a context.
-		if cerr := s.parent.Err(); cerr != nil {
-			err = cerr
-		} else if cerr := s.c.context().Err(); cerr != nil {
-			err = cerr
-		}
+		err = context.Cause(s.ctx)
 	}
 	s.setErr(err)
 	close(s.groups)
@@ -322,14 +323,14 @@ func (s *Subscription) read(conn *watchConn) (delivered bool, err error) {
 	var pending []node.Event // the record being received
 	for {
 		sse, err := r.next()
+		if r.retry > 0 {
+			s.delay = min(r.retry, s.c.retry.maxDelay)
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF // the server ended the stream
 			}
 			return delivered, err
-		}
-		if r.retry > 0 {
-			s.delay = min(r.retry, s.c.retry.maxDelay)
 		}
 		switch sse.Type {
 		case "error":

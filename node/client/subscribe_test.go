@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -325,6 +326,19 @@ func TestSubscribeEnds(t *testing.T) {
 			t.Fatalf("err %v", err)
 		}
 	})
+	t.Run("context deadline", func(t *testing.T) {
+		ts := newTestServer(t, serverOptions{})
+		sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		sub, err := ts.c.Subscribe(sctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		if _, err := sub.Next(ctx); err != context.DeadlineExceeded || sub.Err() != context.DeadlineExceeded {
+			t.Fatalf("after the deadline: %v (Err %v)", err, sub.Err())
+		}
+	})
 	t.Run("context", func(t *testing.T) {
 		ts := newTestServer(t, serverOptions{})
 		sctx, cancel := context.WithCancel(ctx)
@@ -345,16 +359,26 @@ func TestSubscribeEnds(t *testing.T) {
 		}
 	})
 	t.Run("client context", func(t *testing.T) {
-		ts := newTestServer(t, serverOptions{})
-		cctx, cancel := context.WithCancel(ctx)
-		sub, err := ts.c.WithContext(cctx).Subscribe(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sub.Close()
-		cancel()
-		if _, err := sub.Next(ctx); err != context.Canceled {
-			t.Fatalf("after the client's context: %v", err)
+		// The client's context ends while the stream is open, then while
+		// the subscription waits to reconnect: Next returns its error.
+		g := &gate{}
+		ts := newTestServer(t, serverOptions{wrap: func(_ *node.Node, h http.Handler) http.Handler { g.next = h; return g }})
+		for _, reconnecting := range []bool{false, true} {
+			cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+			g.watches.Store(0)
+			sub, err := ts.c.WithContext(cctx).Subscribe(ctx, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			if reconnecting {
+				g.status.Store(503)
+				dropStreams(ts)
+			}
+			if _, err := sub.Next(ctx); err != context.DeadlineExceeded {
+				t.Fatalf("reconnecting %t: after the client's context: %v", reconnecting, err)
+			}
 		}
 	})
 	t.Run("Close", func(t *testing.T) {
@@ -393,19 +417,36 @@ func TestSubscribeEnds(t *testing.T) {
 		}
 	})
 	t.Run("no reconnection", func(t *testing.T) {
-		ts := newTestServer(t, serverOptions{client: &Options{MaxReconnects: -1}})
-		sub, err := ts.c.Subscribe(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sub.Close()
-		_ = ts.n.Put("k", 1)
-		if ev, err := sub.Next(ctx); err != nil || ev.Key != "k" {
-			t.Fatalf("%+v %v", ev, err)
-		}
-		dropStreams(ts)
-		if _, err := sub.Next(ctx); !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Fatalf("after a drop: %v", err)
+		// The server ends streams cleanly when endStreams is cancelled.
+		endStreams, endNow := context.WithCancel(ctx)
+		defer endNow()
+		ts := newTestServer(t, serverOptions{client: &Options{MaxReconnects: -1},
+			wrap: func(_ *node.Node, h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					rctx, cancel := context.WithCancel(r.Context())
+					defer cancel()
+					defer context.AfterFunc(endStreams, cancel)()
+					h.ServeHTTP(w, r.WithContext(rctx))
+				})
+			}})
+		for _, end := range []string{"dropped", "ended"} {
+			sub, err := ts.c.Subscribe(ctx, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			_ = ts.n.Put("k", 1)
+			if ev, err := sub.Next(ctx); err != nil || ev.Key != "k" {
+				t.Fatalf("%+v %v", ev, err)
+			}
+			if end == "dropped" {
+				dropStreams(ts)
+			} else {
+				endNow()
+			}
+			if _, err := sub.Next(ctx); !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("stream %s: %v", end, err)
+			}
 		}
 	})
 	t.Run("bounded reconnections", func(t *testing.T) {
@@ -460,7 +501,7 @@ func TestTimeoutBoundsCallsNotStreams(t *testing.T) {
 		client: &Options{Timeout: timeout},
 		wrap: func(_ *node.Node, h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/v1/kv/slow" {
+				if r.URL.Path == "/v1/kv/slow" || r.URL.Query().Get("prefix") == "slow" {
 					<-r.Context().Done()
 					return
 				}
@@ -472,6 +513,9 @@ func TestTimeoutBoundsCallsNotStreams(t *testing.T) {
 		t.Fatalf("slow call: %v", err)
 	}
 	ctx := context.Background()
+	if _, err := ts.c.Subscribe(ctx, "slow"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a watch that does not answer: %v", err)
+	}
 	sub, err := ts.c.Subscribe(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -492,5 +536,37 @@ func TestTimeoutBoundsCallsNotStreams(t *testing.T) {
 	}
 	if _, err := ts.c.Get("k"); err != nil {
 		t.Fatalf("the original client keeps its context: %v", err)
+	}
+}
+
+// TestSubscribeHonoursRetry: a server's "retry:" field replaces the
+// reconnection delay (here an hour, which the test would not survive).
+func TestSubscribeHonoursRetry(t *testing.T) {
+	var watches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		if watches.Add(1) == 1 {
+			fmt.Fprint(w, "retry: 1\n\n") // then the stream ends
+			return
+		}
+		fmt.Fprint(w, "id: 5\ndata: {\"key\":\"k\",\"type\":\"counter\",\"value\":1,\"origin\":\"o\",\"offset\":5}\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL, &Options{ReconnectDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub, err := c.SubscribeFrom(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if ev, err := sub.Next(ctx); err != nil || ev.Key != "k" || ev.Data != int64(1) || ev.Offset != 5 {
+		t.Fatalf("%+v %v", ev, err)
 	}
 }

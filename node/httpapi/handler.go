@@ -1174,7 +1174,11 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 		}
 		if err != nil {
 			if pending != nil {
-				buf = AppendEvent(buf[:0], pending, true)
+				// Without an id: the subscription may have ended in the
+				// middle of pending's record (a slow reader's queue is
+				// dropped), so a client resuming after the previous id
+				// must get the whole record again.
+				buf = AppendEvent(buf[:0], pending, false)
 				_, _ = w.Write(buf)
 			}
 			if ctx.Err() == nil || (h.isDraining() && r.Context().Err() == nil) {

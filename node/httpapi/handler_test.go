@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -211,7 +212,7 @@ func TestHTTPErrorStatuses(t *testing.T) {
 // same table as their status, a distinct code per kind of error.
 func TestHTTPErrorCodes(t *testing.T) {
 	n := newHTTPTestNode(t, nil)
-	h := NewHandler(n, nil)
+	h := NewHandler(n, &Options{MaxBodyBytes: 64})
 	want(t, h, 200, "PUT", "/v1/kv/reg", `1`)
 	for _, tt := range []struct {
 		method, path, body string
@@ -228,6 +229,7 @@ func TestHTTPErrorCodes(t *testing.T) {
 		{"POST", "/v1/sync/wait", "", 409, "offline"},
 		{"GET", "/v1/watch?from=999", "", 410, "offset_unavailable"},
 		{"GET", "/v1/kv/" + strings.Repeat("k", node.MaxKeyBytes+1), "", 413, "too_large"},
+		{"PUT", "/v1/kv/x", `"` + strings.Repeat("a", 100) + `"`, 413, "too_large"},
 	} {
 		if m := want(t, h, tt.status, tt.method, tt.path, tt.body); m["code"] != tt.code {
 			t.Errorf("%s %s: code %v, want %s", tt.method, tt.path, m["code"], tt.code)
@@ -524,5 +526,78 @@ func BenchmarkHTTPHandlerPut(b *testing.B) {
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
 		})
+	}
+}
+
+// blockingWriter is a ResponseWriter whose Write of a chunk holding one of
+// its block markers waits until that marker's release is closed (its
+// blocked is closed when it starts waiting).
+type blockingWriter struct {
+	header http.Header
+	blocks map[string]*writeBlock
+	mu     sync.Mutex
+	out    strings.Builder
+}
+
+type writeBlock struct{ blocked, release chan struct{} }
+
+func (w *blockingWriter) Header() http.Header { return w.header }
+func (w *blockingWriter) WriteHeader(int)     {}
+func (w *blockingWriter) Flush()              {}
+func (w *blockingWriter) Write(b []byte) (int, error) {
+	for marker, blk := range w.blocks {
+		if strings.Contains(string(b), marker) {
+			close(blk.blocked)
+			<-blk.release
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.out.Write(b)
+}
+
+// TestHTTPWatchEndsMidRecordWithoutID: a stream that ends (here: a slow
+// reader dropped) while an event of a record is held back sends it without
+// an id, so a client resuming after the last id gets the whole record.
+func TestHTTPWatchEndsMidRecordWithoutID(t *testing.T) {
+	n := newHTTPTestNode(t, &node.Options{Sync: node.SyncNever, SubscriberBuffer: 3})
+	h := NewHandler(n, nil)
+	blockZ := &writeBlock{make(chan struct{}), make(chan struct{})}
+	blockA := &writeBlock{make(chan struct{}), make(chan struct{})}
+	w := &blockingWriter{header: http.Header{}, blocks: map[string]*writeBlock{`"key":"z"`: blockZ, `"key":"a"`: blockA}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/v1/watch", nil).WithContext(ctx))
+	}()
+	for deadline := time.Now().Add(10 * time.Second); h.Watchers() != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream did not open")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	commit := func(keys ...string) {
+		var b node.Batch
+		for _, k := range keys {
+			b.Put(k, 1)
+		}
+		if err := n.Commit(&b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit("z") // offset 0: the handler writes it and waits in the write
+	<-blockZ.blocked
+	commit("a", "b", "c") // offset 1, queued whole while the handler waits
+	close(blockZ.release)
+	<-blockA.blocked      // the handler writes a and holds b back
+	commit("d", "e", "f") // overflows the queue: the subscription ends
+	close(blockA.release)
+	<-done
+	out := w.out.String()
+	if strings.Count(out, "id:") != 1 || !strings.Contains(out, "id: 0\n") || !strings.Contains(out, `"key":"b"`) ||
+		!strings.HasSuffix(out, "\"code\":\"slow_subscriber\"}\n\n") {
+		t.Fatalf("stream:\n%s", out)
 	}
 }
