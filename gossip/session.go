@@ -534,7 +534,12 @@ func (k *keepalive) check() error {
 // writeChunk writes a sync data chunk for a Serve goroutine; on error the
 // session is failed.
 func (s *session) writeChunk(c *chunk) error {
-	err := s.write(frameSyncData, c.body)
+	// Control frames queued before the chunk go first: the end of a serve
+	// reaches the peer before the data of the next one on this stream.
+	err := s.writeControl()
+	if err == nil {
+		err = s.write(frameSyncData, c.body)
+	}
 	c.done <- err
 	if err != nil {
 		s.fail(err)

@@ -238,22 +238,24 @@ func (s *Subscription) finish(err error) bool {
 	return true
 }
 
-// push queues a live event; false means the reader is too far behind.
-func (s *Subscription) push(ev Event) bool {
+// push queues live events together (a reader sees all of a record's
+// events or none of them yet: the watch stream tells a record's last
+// event by what follows it); false means the reader is too far behind.
+func (s *Subscription) push(evs []Event) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return true
 	}
-	if len(s.queue)-s.head >= s.limit {
+	if len(s.queue)-s.head+len(evs) > s.limit {
 		return false
 	}
-	if s.head > 0 && len(s.queue) == cap(s.queue) {
+	if s.head > 0 && len(s.queue)+len(evs) > cap(s.queue) {
 		n := copy(s.queue, s.queue[s.head:])
 		clear(s.queue[n:])
 		s.queue, s.head = s.queue[:n], 0
 	}
-	s.queue = append(s.queue, ev)
+	s.queue = append(s.queue, evs...)
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -324,16 +326,17 @@ func (h *hub) publish(evs []Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var slow []*Subscription
+	var mine []Event
 	for s := range h.subs {
+		mine = mine[:0]
 		for i := range evs {
 			ev := &evs[i]
-			if ev.Offset < s.minOffset || !strings.HasPrefix(ev.Key, s.prefix) {
-				continue
+			if ev.Offset >= s.minOffset && strings.HasPrefix(ev.Key, s.prefix) {
+				mine = append(mine, *ev)
 			}
-			if !s.push(*ev) {
-				slow = append(slow, s)
-				break
-			}
+		}
+		if len(mine) > 0 && !s.push(mine) {
+			slow = append(slow, s)
 		}
 	}
 	for _, s := range slow {

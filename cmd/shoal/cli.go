@@ -266,10 +266,10 @@ type siblingJSON struct {
 	Time   string          `json:"time"`
 }
 
-// dataJSON is the JSON of a value read through the client (what the API
-// sent: the client's Go values encode back to the same bytes).
+// dataJSON is the JSON of a value read through the client, encoded as the
+// node stores it (what the API sent: no HTML escaping, no number rounded).
 func dataJSON(data any) json.RawMessage {
-	b, err := json.Marshal(data)
+	b, err := node.EncodeValue(data)
 	if err != nil {
 		return nil
 	}
@@ -298,10 +298,13 @@ func (c *clientCmd) printJSON(v any) error {
 			b = buf.Bytes()
 		}
 	default:
-		var err error
-		if b, err = json.Marshal(v); err != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // as the API answers
+		if err := enc.Encode(v); err != nil {
 			return err
 		}
+		b = bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
 	}
 	_, err := fmt.Fprintf(c.Stdout, "%s\n", b)
 	return err
@@ -424,8 +427,12 @@ func runPut(ctx context.Context, c *clientCmd, args []string) error {
 	if err := api.Put(args[0], value); err != nil {
 		return err
 	}
-	// The API answers a PUT with the value as sent.
-	return c.printOK(&valueJSON{Key: args[0], Type: string(node.TypeRegister), Value: value})
+	// The value as stored (canonical), as the API answers a PUT.
+	stored, err := node.EncodeValue(value)
+	if err != nil {
+		return err
+	}
+	return c.printOK(&valueJSON{Key: args[0], Type: string(node.TypeRegister), Value: stored})
 }
 
 func runDel(ctx context.Context, c *clientCmd, args []string) error {

@@ -19,7 +19,8 @@ import (
 // TestCLIOutputsExact pins, byte for byte, the outputs the CLI builds from
 // the client's values rather than printing the server's answer (events,
 // siblings, key lists, a register holding null, a map with set fields, a
-// value as typed), as the CLI printed them when it had its own HTTP client.
+// value as stored), as the API answers them: no HTML escaping, no number
+// rounded, a PUT answered with the canonical value.
 func TestCLIOutputsExact(t *testing.T) {
 	a := startAgent(t, t.TempDir())
 	sh := func(args ...string) string { t.Helper(); return mustShoal(t, append(args, "--addr", a.URL())...) }
@@ -41,24 +42,24 @@ func TestCLIOutputsExact(t *testing.T) {
 	}{
 		{[]string{"get", "nul", "-o", "json"}, `{"key":"nul","type":"register","value":null}` + "\n"},
 		{[]string{"get", "nul"}, "null\n"},
-		{[]string{"get", "html", "-o", "json"}, `{"key":"html","type":"register","value":"\u003ca href=\"x\"\u003e\u0026\u003c/a\u003e"}` + "\n"},
-		{[]string{"get", "big"}, "1.2345678901234568e+29\n"},
+		{[]string{"get", "html", "-o", "json"}, `{"key":"html","type":"register","value":"<a href=\"x\">&</a>"}` + "\n"},
+		{[]string{"get", "big"}, "123456789012345678901234567890\n"}, // every digit, as stored
 		{[]string{"get", "doc"}, "{\n  \"pinned\": true,\n  \"sub\": {\n    \"n\": null,\n    \"s\": [\n      \"q\"\n    ]\n  },\n  \"tags\": [\n    \"x\"\n  ],\n  \"title\": \"Hello\"\n}\n"},
 		{[]string{"keys", "zzz", "-o", "json"}, `{"keys":[]}` + "\n"},
 		{[]string{"keys", "h"}, "hits  counter\nhtml  register\n"},
 		{[]string{"watch", "--from", "0", "--count", "7"}, "0\tregister\tnul\t\n1\tregister\thtml\t<a href=\"x\">&</a>\n" +
-			"2\tregister\tbig\t1.2345678901234568e+29\n3\tcounter\thits\t6\n5\tdel\ttags\n" +
+			"2\tregister\tbig\t123456789012345678901234567890\n3\tcounter\thits\t6\n5\tdel\ttags\n" +
 			"7\tmap\tdoc\t{\"pinned\":true,\"sub\":{\"n\":null,\"s\":[\"q\"]},\"tags\":[\"x\"],\"title\":\"Hello\"}\n9\tdel\tgone\n"},
 		{[]string{"watch", "--from", "0", "--count", "7", "-o", "json"}, `{"key":"nul","type":"register","origin":"R","offset":0}
-{"key":"html","type":"register","value":"\u003ca href=\"x\"\u003e\u0026\u003c/a\u003e","origin":"R","offset":1}
-{"key":"big","type":"register","value":1.2345678901234568e+29,"origin":"R","offset":2}
+{"key":"html","type":"register","value":"<a href=\"x\">&</a>","origin":"R","offset":1}
+{"key":"big","type":"register","value":123456789012345678901234567890,"origin":"R","offset":2}
 {"key":"hits","type":"counter","value":6,"origin":"R","offset":3}
 {"key":"tags","deleted":true,"origin":"R","offset":5}
 {"key":"doc","type":"map","value":{"pinned":true,"sub":{"n":null,"s":["q"]},"tags":["x"],"title":"Hello"},"origin":"R","offset":7}
 {"key":"gone","deleted":true,"origin":"R","offset":9}
 `},
 		// Writes last: the replays above show each key's latest change.
-		{[]string{"put", "-o", "json", "j", `{"b":1, "a":2}`}, `{"key":"j","type":"register","value":{"b":1,"a":2}}` + "\n"},
+		{[]string{"put", "-o", "json", "j", `{"b":1, "a":2}`}, `{"key":"j","type":"register","value":{"a":2,"b":1}}` + "\n"}, // as stored
 		{[]string{"incr", "hits", "0", "-o", "json"}, `{"key":"hits","type":"counter","value":6}` + "\n"},
 		{[]string{"watch", "--after", "5", "--count", "1"}, "7\tmap\tdoc\t{\"pinned\":true,\"sub\":{\"n\":null,\"s\":[\"q\"]},\"tags\":[\"x\"],\"title\":\"Hello\"}\n"},
 	} {

@@ -37,9 +37,14 @@ func main() {
 	defer stop()
 	f := &Follower{Addr: *addr, Prefix: *prefix, Token: *token, Log: os.Stderr,
 		OnChange: func(ev node.Event) {
-			if ev.Deleted {
+			switch {
+			case ev.Kind == node.EventReset:
+				fmt.Printf("(resending every key under %q)\n", ev.Key)
+			case ev.Kind == node.EventSynced:
+				fmt.Printf("(in sync up to offset %d)\n", ev.Offset)
+			case ev.Deleted:
 				fmt.Printf("%s deleted\n", ev.Key)
-			} else {
+			default:
 				fmt.Printf("%s = %s\n", ev.Key, valueJSON(ev.Data))
 			}
 		}}
@@ -158,17 +163,30 @@ func (f *Follower) follow(ctx context.Context, c *client.Client) error {
 // apply updates the view. The client hands out a WAL record's changes only
 // once all of them arrived, so after any change the next subscription may
 // start at the offset after it.
+//
+// A catch-up from far back arrives as a full resend instead (reset, the
+// state of every key, synced): the view is rebuilt from it, and the next
+// subscription starts after it only once synced arrived.
 func (f *Follower) apply(ev node.Event) {
 	f.mu.Lock()
 	if f.view == nil {
 		f.view = map[string]json.RawMessage{}
 	}
-	if ev.Deleted {
-		delete(f.view, ev.Key)
-	} else {
+	switch ev.Kind {
+	case node.EventReset:
+		clear(f.view)
+	case node.EventSynced:
+		f.next, f.seen = ev.Offset, ev.Offset > 0
+	case node.EventState:
 		f.view[ev.Key] = valueJSON(ev.Data)
+	default:
+		if ev.Deleted {
+			delete(f.view, ev.Key)
+		} else {
+			f.view[ev.Key] = valueJSON(ev.Data)
+		}
+		f.next, f.seen = ev.Offset+1, true
 	}
-	f.next, f.seen = ev.Offset+1, true
 	f.mu.Unlock()
 	if f.OnChange != nil {
 		f.OnChange(ev)

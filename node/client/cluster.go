@@ -123,9 +123,9 @@ func (c *Client) SyncStatus() (node.SyncStatus, error) {
 // up on the server.
 const waitSyncedGrace = 5 * time.Second
 
-// noDeadlineWait is the server-side timeout of a WaitSynced whose ctx has
-// no deadline: in effect none (the request ends when ctx is cancelled).
-const noDeadlineWait = 100 * 365 * 24 * time.Hour
+// maxWaitRound is the longest wait one request asks of the server (its
+// bound, httpapi.MaxWaitSyncedTimeout).
+const maxWaitRound = 10 * time.Minute
 
 // WaitSynced returns once the named peers (default: every member alive at
 // the call) hold every write the server's node made before the call, or
@@ -134,24 +134,41 @@ const noDeadlineWait = 100 * 365 * 24 * time.Hour
 // when that node has no gossip. Options.Timeout does not bound it; the
 // client's context (WithContext) does.
 func (c *Client) WaitSynced(ctx context.Context, peers ...string) error {
+	// The server bounds one wait (maxWaitRound): a longer
+	// or unbounded ctx waits in rounds until synced or ctx ends.
+	for {
+		err := c.waitSyncedOnce(ctx, peers)
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= 0 {
+			return err
+		}
+	}
+}
+
+func (c *Client) waitSyncedOnce(ctx context.Context, peers []string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("client: wait synced: %w", err)
 	}
+	round := maxWaitRound
 	body := struct {
 		Peers   []string `json:"peers,omitempty"`
 		Timeout string   `json:"timeout"`
-	}{Peers: peers, Timeout: noDeadlineWait.String()}
-	// The server waits until ctx's deadline and answers 504 then, so that
-	// its message reaches the caller; the request itself lives a little
-	// longer, and ends at once if ctx is cancelled.
+	}{Peers: peers, Timeout: round.String()}
+	// The server waits until the deadline (ctx's, or the end of a round)
+	// and answers 504 then, so that its message reaches the caller; the
+	// request itself lives a little longer, and ends at once if ctx is
+	// cancelled.
 	reqCtx, cancel := context.WithCancel(c.context())
 	defer cancel()
-	if deadline, ok := ctx.Deadline(); ok {
-		body.Timeout = max(time.Until(deadline), time.Millisecond).String()
-		var cancelDeadline context.CancelFunc
-		reqCtx, cancelDeadline = context.WithDeadline(reqCtx, deadline.Add(waitSyncedGrace))
-		defer cancelDeadline()
+	deadline := time.Now().Add(round)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
+	body.Timeout = max(time.Until(deadline), time.Millisecond).String()
+	reqCtx, cancelDeadline := context.WithDeadline(reqCtx, deadline.Add(waitSyncedGrace))
+	defer cancelDeadline()
 	stop := context.AfterFunc(ctx, func() {
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			cancel()

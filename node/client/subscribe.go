@@ -57,8 +57,11 @@ type Subscription struct {
 	// The reader's own.
 	from   uint64 // where the first connection started (resume)
 	resume bool
-	lastID string        // SSE id of the last record received whole
-	delay  time.Duration // the first reconnection delay
+	lastID string // SSE id of the last record received whole
+	// syncedSeen: the EventSynced of the catch-up SubscribeFrom asked for
+	// was delivered (Subscribe asks for none).
+	syncedSeen bool
+	delay      time.Duration // the first reconnection delay
 }
 
 // Subscribe delivers the changes of the keys starting with prefix ("" =
@@ -91,7 +94,7 @@ func (c *Client) subscribe(ctx context.Context, prefix string, from uint64, resu
 	stop := context.AfterFunc(c.context(), func() { cancel(c.context().Err()) })
 	s := &Subscription{c: c, prefix: prefix, ctx: sctx, cancel: func() { stop(); cancel(nil) },
 		groups: make(chan []node.Event, 16), done: make(chan struct{}),
-		from: from, resume: resume, delay: c.retry.delay}
+		from: from, resume: resume, delay: c.retry.delay, syncedSeen: !resume}
 	if !resume && c.retry.max >= 0 {
 		st, err := c.WithContext(sctx).status()
 		if err != nil {
@@ -343,9 +346,22 @@ func (s *Subscription) read(conn *watchConn) (delivered bool, err error) {
 		if err != nil {
 			return delivered, err
 		}
+		if ev.Kind == node.EventSynced {
+			// Only the end of the catch-up the caller asked for
+			// (SubscribeFrom) is news; the ones ending the catch-ups of
+			// reconnections are not.
+			if s.syncedSeen {
+				if sse.IDSet {
+					s.lastID = sse.ID
+				}
+				continue
+			}
+			s.syncedSeen = true
+		}
 		pending = append(pending, ev)
-		// The server sends an id on the last event of each record.
-		if !sse.IDSet && len(pending) < maxPendingEvents {
+		// The server sends an id on the last event of each record; the
+		// events of a catch-up's resend (no record, no id) go out at once.
+		if !sse.IDSet && len(pending) < maxPendingEvents && ev.Kind == node.EventChange {
 			continue
 		}
 		select {
@@ -360,8 +376,9 @@ func (s *Subscription) read(conn *watchConn) (delivered bool, err error) {
 	}
 }
 
-// eventData is the JSON of a change event.
+// eventData is the JSON of a watch event.
 type eventData struct {
+	Kind    node.EventKind  `json:"kind"`
 	Key     string          `json:"key"`
 	Type    node.Type       `json:"type"`
 	Value   json.RawMessage `json:"value"`
@@ -381,7 +398,14 @@ func decodeEvent(data string) (node.Event, error) {
 	if d.Error != "" {
 		return node.Event{}, fmt.Errorf("%w: key %q at offset %d: the server could not send it: %s", errBadEvent, d.Key, d.Offset, d.Error)
 	}
-	ev := node.Event{Key: d.Key, Type: d.Type, Deleted: d.Deleted, Origin: d.Origin, Offset: d.Offset}
+	ev := node.Event{Kind: d.Kind, Key: d.Key, Type: d.Type, Deleted: d.Deleted, Origin: d.Origin, Offset: d.Offset}
+	switch d.Kind {
+	case node.EventChange, node.EventState:
+	case node.EventReset, node.EventSynced:
+		return ev, nil // no value
+	default:
+		return node.Event{}, fmt.Errorf("%w: unknown event kind %q", errBadEvent, d.Kind)
+	}
 	if !d.Deleted {
 		v, err := decodeData(d.Type, d.Value, d.Sets)
 		if err != nil {

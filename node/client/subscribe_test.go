@@ -176,7 +176,7 @@ func TestSubscribeResumesAcrossDrops(t *testing.T) {
 	seen := map[string]node.Event{}
 	var order []node.Event
 	for len(seen) < len(want) {
-		ev, err := sub.Next(ctx)
+		ev, err := nextChange(ctx, sub)
 		if err != nil {
 			missing := []string{}
 			for k := range want {
@@ -214,7 +214,7 @@ func TestSubscribeResumesAcrossDrops(t *testing.T) {
 	if err := ts.n.Put("last", 1); err != nil {
 		t.Fatal(err)
 	}
-	if ev, err := sub.Next(ctx); err != nil || ev.Key != "last" {
+	if ev, err := nextChange(ctx, sub); err != nil || ev.Key != "last" {
 		t.Fatalf("after the rest: %+v %v", ev, err)
 	}
 }
@@ -261,13 +261,13 @@ func TestSubscribeRetriesServerErrorsEndsOnClientErrors(t *testing.T) {
 	eventually(t, "retries answered 503", func() bool { return g.watches.Load() >= 4 })
 	g.status.Store(0)
 	_ = ts.n.Put("k", 1)
-	if ev, err := sub.Next(ctx); err != nil || ev.Key != "k" {
+	if ev, err := nextChange(ctx, sub); err != nil || ev.Key != "k" {
 		t.Fatalf("after 503s: %+v %v", ev, err)
 	}
 
 	g.status.Store(403)
 	dropStreams(ts)
-	_, err = sub.Next(ctx)
+	_, err = nextChange(ctx, sub)
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Status != 403 || sub.Err() != err {
 		t.Fatalf("after a 403: %v (Err %v)", err, sub.Err())
@@ -294,10 +294,10 @@ func TestSubscribeEnds(t *testing.T) {
 		ts.h.Drain()
 		<-sub.Done()
 		// The event received before the end comes first, then the error.
-		if ev, err := sub.Next(ctx); err != nil || ev.Key != "before" {
+		if ev, err := nextChange(ctx, sub); err != nil || ev.Key != "before" {
 			t.Fatalf("first: %+v %v", ev, err)
 		}
-		_, err = sub.Next(ctx)
+		_, err = nextChange(ctx, sub)
 		var ae *APIError
 		if !errors.Is(err, node.ErrClosed) || !errors.As(err, &ae) || ae.Code != "shutting_down" || sub.Err() != err {
 			t.Fatalf("after drain: %v", err)
@@ -318,7 +318,7 @@ func TestSubscribeEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 		for {
-			if _, err = sub.Next(ctx); err != nil {
+			if _, err = nextChange(ctx, sub); err != nil {
 				break
 			}
 		}
@@ -335,7 +335,7 @@ func TestSubscribeEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer sub.Close()
-		if _, err := sub.Next(ctx); err != context.DeadlineExceeded || sub.Err() != context.DeadlineExceeded {
+		if _, err := nextChange(ctx, sub); err != context.DeadlineExceeded || sub.Err() != context.DeadlineExceeded {
 			t.Fatalf("after the deadline: %v (Err %v)", err, sub.Err())
 		}
 	})
@@ -349,12 +349,12 @@ func TestSubscribeEnds(t *testing.T) {
 		defer sub.Close()
 		// Next's own context ending does not end the subscription.
 		nctx, ncancel := context.WithTimeout(ctx, 10*time.Millisecond)
-		if _, err := sub.Next(nctx); !errors.Is(err, context.DeadlineExceeded) || sub.Err() != nil {
+		if _, err := nextChange(nctx, sub); !errors.Is(err, context.DeadlineExceeded) || sub.Err() != nil {
 			t.Fatalf("Next with a short context: %v (Err %v)", err, sub.Err())
 		}
 		ncancel()
 		cancel()
-		if _, err := sub.Next(ctx); err != context.Canceled || sub.Err() != context.Canceled {
+		if _, err := nextChange(ctx, sub); err != context.Canceled || sub.Err() != context.Canceled {
 			t.Fatalf("after cancel: %v (Err %v)", err, sub.Err())
 		}
 	})
@@ -376,7 +376,7 @@ func TestSubscribeEnds(t *testing.T) {
 				g.status.Store(503)
 				dropStreams(ts)
 			}
-			if _, err := sub.Next(ctx); err != context.DeadlineExceeded {
+			if _, err := nextChange(ctx, sub); err != context.DeadlineExceeded {
 				t.Fatalf("reconnecting %t: after the client's context: %v", reconnecting, err)
 			}
 		}
@@ -394,7 +394,7 @@ func TestSubscribeEnds(t *testing.T) {
 		}
 		_ = sub.Close()
 		// Close drops what was not read.
-		if _, err := sub.Next(ctx); !errors.Is(err, node.ErrClosed) {
+		if _, err := nextChange(ctx, sub); !errors.Is(err, node.ErrClosed) {
 			t.Fatalf("after Close: %v", err)
 		}
 		eventually(t, "the server sees the stream end", func() bool { return ts.h.Watchers() == 0 })
@@ -406,7 +406,7 @@ func TestSubscribeEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = ts.c.Close()
-		if _, err := sub.Next(ctx); !errors.Is(err, node.ErrClosed) {
+		if _, err := nextChange(ctx, sub); !errors.Is(err, node.ErrClosed) {
 			t.Fatalf("after the client's Close: %v", err)
 		}
 		if _, err := ts.c.Get("k"); !errors.Is(err, node.ErrClosed) {
@@ -436,7 +436,7 @@ func TestSubscribeEnds(t *testing.T) {
 			}
 			defer sub.Close()
 			_ = ts.n.Put("k", 1)
-			if ev, err := sub.Next(ctx); err != nil || ev.Key != "k" {
+			if ev, err := nextChange(ctx, sub); err != nil || ev.Key != "k" {
 				t.Fatalf("%+v %v", ev, err)
 			}
 			if end == "dropped" {
@@ -444,7 +444,7 @@ func TestSubscribeEnds(t *testing.T) {
 			} else {
 				endNow()
 			}
-			if _, err := sub.Next(ctx); !errors.Is(err, io.ErrUnexpectedEOF) {
+			if _, err := nextChange(ctx, sub); !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Fatalf("stream %s: %v", end, err)
 			}
 		}
@@ -462,7 +462,7 @@ func TestSubscribeEnds(t *testing.T) {
 		defer sub.Close()
 		g.status.Store(503)
 		dropStreams(ts)
-		_, err = sub.Next(ctx)
+		_, err = nextChange(ctx, sub)
 		var ae *APIError
 		if !errors.As(err, &ae) || ae.Status != 503 || g.watches.Load() != 4 {
 			t.Fatalf("err %v after %d watch requests, want the 503 after 1+3", err, g.watches.Load())
@@ -484,7 +484,7 @@ func TestSubscribeFrom(t *testing.T) {
 	}
 	defer sub.Close()
 	for _, want := range []string{"k1", "k2"} {
-		if ev, err := sub.Next(ctx); err != nil || ev.Key != want || ev.Data != int64(want[1]-'0') {
+		if ev, err := nextChange(ctx, sub); err != nil || ev.Key != want || ev.Data != int64(want[1]-'0') {
 			t.Fatalf("%+v %v, want %s", ev, err, want)
 		}
 	}
@@ -525,7 +525,7 @@ func TestTimeoutBoundsCallsNotStreams(t *testing.T) {
 	if err := ts.c.Put("k", 1); err != nil {
 		t.Fatal(err)
 	}
-	if ev, err := sub.Next(ctx); err != nil || ev.Key != "k" {
+	if ev, err := nextChange(ctx, sub); err != nil || ev.Key != "k" {
 		t.Fatalf("after the timeout: %+v %v", ev, err)
 	}
 	// A cancelled client context ends calls.
@@ -566,7 +566,99 @@ func TestSubscribeHonoursRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	if ev, err := sub.Next(ctx); err != nil || ev.Key != "k" || ev.Data != int64(1) || ev.Offset != 5 {
+	if ev, err := nextChange(ctx, sub); err != nil || ev.Key != "k" || ev.Data != int64(1) || ev.Offset != 5 {
 		t.Fatalf("%+v %v", ev, err)
 	}
+}
+
+// nextChange returns the next event but the end of a catch-up (which
+// SubscribeFrom delivers once, before the live changes).
+func nextChange(ctx context.Context, s *Subscription) (node.Event, error) {
+	for {
+		ev, err := s.Next(ctx)
+		if err != nil || ev.Kind != node.EventSynced {
+			return ev, err
+		}
+	}
+}
+
+// TestSubscribeFullResend: a catch-up from far back arrives as a reset,
+// the state of every key, then synced (once), then live changes; the
+// resend carries no resume point, so a stream cut in its middle starts it
+// over rather than skipping keys.
+func TestSubscribeFullResend(t *testing.T) {
+	var cut atomic.Bool
+	ts := newTestServer(t, serverOptions{
+		node: &node.Options{Sync: node.SyncNever, SubscriberBuffer: 8},
+		wrap: func(_ *node.Node, h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/v1/watch" && cut.CompareAndSwap(true, false) {
+					// Cut this stream after a few events of the resend.
+					h.ServeHTTP(&limitWriter{ResponseWriter: w, left: 600}, r)
+					return
+				}
+				h.ServeHTTP(w, r)
+			})
+		},
+	})
+	for i := 0; i < 50; i++ {
+		ts.n.Put(fmt.Sprintf("k%02d", i), i)
+	}
+	cut.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sub, err := ts.c.SubscribeFrom(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	seen := map[string]bool{}
+	resets, synced := 0, 0
+	for synced == 0 {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ev.Kind {
+		case node.EventReset:
+			resets++
+			clear(seen)
+		case node.EventState:
+			seen[ev.Key] = true
+		case node.EventSynced:
+			synced++
+		default:
+			t.Fatalf("a change before the resend ended: %+v", ev)
+		}
+	}
+	if len(seen) != 50 || resets < 2 {
+		t.Fatalf("after the resend: %d keys, %d resets (want 50 keys, and a second reset after the cut)", len(seen), resets)
+	}
+	ts.n.Put("live", 1)
+	ev, err := sub.Next(ctx)
+	if err != nil || ev.Kind != node.EventChange || ev.Key != "live" {
+		t.Fatalf("live event %+v, %v", ev, err)
+	}
+}
+
+// limitWriter ends a response after left bytes (the stream breaks), each
+// write flushed to the client.
+type limitWriter struct {
+	http.ResponseWriter
+	left int
+}
+
+func (w *limitWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *limitWriter) Flush()                      { w.ResponseWriter.(http.Flusher).Flush() }
+func (w *limitWriter) Write(b []byte) (int, error) {
+	if w.left <= 0 {
+		panic(http.ErrAbortHandler)
+	}
+	if len(b) > w.left {
+		b = b[:w.left]
+	}
+	w.left -= len(b)
+	n, err := w.ResponseWriter.Write(b)
+	w.Flush() // what was written reaches the client before the cut
+	return n, err
 }
