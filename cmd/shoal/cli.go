@@ -15,6 +15,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/shoaldb/shoal/node"
 	"github.com/shoaldb/shoal/node/client"
@@ -592,7 +593,7 @@ func runKeys(ctx context.Context, c *clientCmd, args []string) error {
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\n", k.Key, k.Type)
+		fmt.Fprintf(tw, "%s\t%s\n", printable(k.Key), k.Type)
 	}
 	return tw.Flush()
 }
@@ -600,12 +601,13 @@ func runKeys(ctx context.Context, c *clientCmd, args []string) error {
 // eventJSON is what watch -o json prints for an event: the data of the
 // API's change event.
 type eventJSON struct {
-	Key     string `json:"key"`
-	Type    string `json:"type,omitempty"`
-	Value   any    `json:"value,omitempty"`
-	Deleted bool   `json:"deleted,omitempty"`
-	Origin  string `json:"origin"`
-	Offset  uint64 `json:"offset"`
+	Kind    string          `json:"kind,omitempty"`
+	Key     string          `json:"key"`
+	Type    string          `json:"type,omitempty"`
+	Value   json.RawMessage `json:"value,omitempty"`
+	Deleted bool            `json:"deleted,omitempty"`
+	Origin  string          `json:"origin"`
+	Offset  uint64          `json:"offset"`
 }
 
 func runWatch(ctx context.Context, c *clientCmd, args []string) error {
@@ -655,6 +657,21 @@ func runWatch(ctx context.Context, c *clientCmd, args []string) error {
 	return nil
 }
 
+// printable is key as it is when every character of it prints, else
+// quoted (Go syntax): a key holding ESC, CR or LF must not drive the
+// terminal or forge output lines.
+func printable(key string) string {
+	for _, r := range key {
+		if !unicode.IsPrint(r) || r == '\t' {
+			return strconv.Quote(key)
+		}
+	}
+	if strings.HasPrefix(key, `"`) {
+		return strconv.Quote(key) // so that a quoted key is never ambiguous
+	}
+	return key
+}
+
 // printEvent prints a change: as the API's JSON, or as one line for
 // people (offset, type or del, key, value).
 func (c *clientCmd) printEvent(ev node.Event) error {
@@ -663,13 +680,18 @@ func (c *clientCmd) printEvent(ev node.Event) error {
 		value = dataJSON(ev.Data)
 	}
 	if c.Output == "json" {
-		return c.printJSON(eventJSON{Key: ev.Key, Type: string(ev.Type), Value: ev.Data, Deleted: ev.Deleted,
+		return c.printJSON(eventJSON{Kind: string(ev.Kind), Key: ev.Key, Type: string(ev.Type), Value: value, Deleted: ev.Deleted,
 			Origin: ev.Origin, Offset: ev.Offset})
 	}
 	var line string
-	if ev.Deleted {
-		line = fmt.Sprintf("%d\tdel\t%s", ev.Offset, ev.Key)
-	} else {
+	switch {
+	case ev.Kind == node.EventReset:
+		line = fmt.Sprintf("-\treset\t%s", printable(ev.Key))
+	case ev.Kind == node.EventSynced:
+		line = fmt.Sprintf("%d\tsynced", ev.Offset)
+	case ev.Deleted:
+		line = fmt.Sprintf("%d\tdel\t%s", ev.Offset, printable(ev.Key))
+	default:
 		v := strings.ReplaceAll(humanValue(string(ev.Type), value), "\n", " ")
 		if ev.Type == node.TypeMap {
 			var buf bytes.Buffer
@@ -677,7 +699,11 @@ func (c *clientCmd) printEvent(ev node.Event) error {
 				v = buf.String()
 			}
 		}
-		line = fmt.Sprintf("%d\t%s\t%s\t%s", ev.Offset, ev.Type, ev.Key, v)
+		off := strconv.FormatUint(ev.Offset, 10)
+		if ev.Kind == node.EventState {
+			off = "-" // part of a full resend: no record of its own
+		}
+		line = fmt.Sprintf("%s\t%s\t%s\t%s", off, ev.Type, printable(ev.Key), v)
 	}
 	_, err := fmt.Fprintln(c.Stdout, line)
 	return err

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +150,28 @@ func TestCLIWatchEnds(t *testing.T) {
 	srv.CloseClientConnections()
 	if r := result(done); r.code != 1 || r.err != "Error: unexpected EOF\n" {
 		t.Errorf("dropped: %+v", r)
+	}
+}
+
+// TestCLIQuotesUnprintableKeys: a key holding ESC, CR or LF is printed
+// quoted, never raw to the terminal; printable keys print as they are.
+func TestCLIQuotesUnprintableKeys(t *testing.T) {
+	a := startAgent(t, t.TempDir())
+	evil := "k\x1b[2J\r\nFAKE\tline"
+	for _, k := range []string{evil, "plain", `"quoted"`} {
+		mustShoal(t, "put", k, "1", "--addr", a.URL())
+	}
+	out := mustShoal(t, "keys", "--addr", a.URL())
+	if strings.ContainsAny(out, "\x1b\r") || strings.Contains(out, "\nFAKE") {
+		t.Fatalf("keys printed a control character raw: %q", out)
+	}
+	for _, want := range []string{strconv.Quote(evil), "plain ", strconv.Quote(`"quoted"`)} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("keys output %q lacks %q", out, want)
+		}
+	}
+	out = mustShoal(t, "watch", "--from", "0", "--count", "4", "--addr", a.URL())
+	if strings.ContainsAny(out, "\x1b\r") || !strings.Contains(out, strconv.Quote(evil)) || !strings.Contains(out, "\tsynced") {
+		t.Fatalf("watch output %q", out)
 	}
 }

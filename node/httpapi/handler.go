@@ -167,6 +167,7 @@ var httpErrorStatuses = []struct {
 	{node.ErrOffsetUnavailable, http.StatusGone, "offset_unavailable"},
 	{node.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{errHTTPDraining, http.StatusServiceUnavailable, "shutting_down"},
+	{errHTTPTooBusy, http.StatusServiceUnavailable, "too_busy"},
 	{node.ErrClosed, http.StatusServiceUnavailable, "closed"},
 	{node.ErrReadOnly, http.StatusServiceUnavailable, "read_only"},
 	{node.ErrSlowSubscriber, http.StatusServiceUnavailable, "slow_subscriber"},
