@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -156,4 +159,49 @@ func TestAgentReloadKeys(t *testing.T) {
 	if err := plain.ReloadKeys(); err == nil {
 		t.Fatal("ReloadKeys on an unkeyed agent succeeded")
 	}
+}
+
+// TestAgentHTTPBounds: a client that sends its body too slowly is cut off
+// after --http-read-timeout, and --max-connections bounds the connections
+// served at once.
+func TestAgentHTTPBounds(t *testing.T) {
+	a := startAgent(t, t.TempDir(), "--http-read-timeout", "300ms", "--max-connections", "2")
+	host := strings.TrimPrefix(a.URL(), "http://")
+	slow, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fmt.Fprintf(slow, "PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n1")
+	_ = slow.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadAll(slow); err != nil {
+		t.Fatalf("the slow body's connection was not closed by the server: %v", err)
+	}
+	// Two idle connections take both places: a third waits.
+	var idle []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		br := bufio.NewReader(c)
+		if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "200") {
+			t.Fatalf("connection %d: %q %v", i, line, err)
+		}
+		idle = append(idle, c)
+	}
+	hc := &http.Client{Timeout: 500 * time.Millisecond}
+	if resp, err := hc.Get(a.URL() + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatal("a third connection was served while two were open")
+	}
+	idle[0].Close()
+	hc.Timeout = 30 * time.Second
+	resp, err := hc.Get(a.URL() + "/healthz")
+	if err != nil {
+		t.Fatalf("a connection after one closed: %v", err)
+	}
+	resp.Body.Close()
 }
