@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// goalCheck is one of the project's performance goals (issue 11) next to
+// what a run measured. The bench reports it; nothing fails on it.
+type goalCheck struct {
+	Goal     string  `json:"goal"`
+	Measured float64 `json:"measured"`
+	Cmp      string  `json:"cmp"` // ">=" or "<="
+	Target   float64 `json:"target"`
+	Unit     string  `json:"unit,omitempty"`
+	Met      bool    `json:"met"`
+}
+
+func newGoal(goal string, measured float64, cmp string, target float64, unit string) goalCheck {
+	met := measured >= target
+	if cmp == "<=" {
+		met = measured <= target
+	}
+	return goalCheck{Goal: goal, Measured: measured, Cmp: cmp, Target: target, Unit: unit, Met: met}
+}
+
+// The goals, by what they measure.
+
+// httpGoals: durable PUT over HTTP from 256 connections (closed loop)
+// against the no-op net/http server under the same load.
+func httpGoals(c *benchConfig, ratios map[string]float64) []goalCheck {
+	v, ok := ratios["put"]
+	if !ok || c.rate > 0 || c.conns != 256 {
+		return nil
+	}
+	return []goalCheck{newGoal("HTTP durable PUT, 256 conns: shoal/no-op", v, ">=", 0.7, "")}
+}
+
+// printGoals prints goals as a table, each measure beside its goal.
+func printGoals(w io.Writer, goals []goalCheck) error {
+	if len(goals) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "goals:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, g := range goals {
+		verdict := "met"
+		if !g.Met {
+			verdict = "NOT MET"
+		}
+		fmt.Fprintf(tw, "  %s\t%s%s\tgoal %s %s%s\t%s\n", g.Goal, fmtFigure(g.Measured), g.Unit, g.Cmp, fmtFigure(g.Target), g.Unit, verdict)
+	}
+	return tw.Flush()
+}
+
+// fmtFigure prints a figure with three significant digits or more:
+// 0.43, 12.5, 248, 5,000.
+func fmtFigure(v float64) string {
+	switch a := math.Abs(v); {
+	case a < 10:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	case a < 100:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return fmtCount(v)
+}
+
+// fmtCount prints v rounded, with thousands separators.
+func fmtCount(v float64) string {
+	s := strconv.FormatFloat(v, 'f', 0, 64)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
