@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-const benchUsage = `Usage: shoal bench http [flags]
+const benchUsage = `Usage: shoal bench put|http [flags]
        shoal bench noop-server [--http ADDR]
 
 Measurements to run on your own machine. Each figure is printed next to its
@@ -26,6 +26,8 @@ baseline, measured in the same run (a shared machine's drift then hits both
 alike), as a table or as JSON (-o json), and beside the goal it is held to
 where the project has one (met or not met: a run never fails on a goal).
 
+  put      embedded durable Put against a raw group-commit loop (write +
+           fdatasync on a plain file) and bbolt, at several writer counts
   http     the HTTP API against a no-op net/http server, closed loop (each
            connection waits for its answer) or open loop at a fixed --rate
 
@@ -38,17 +40,19 @@ func (m *Main) runBench(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
 		fmt.Fprint(m.Stdout, benchUsage)
 		if len(args) == 0 {
-			return usageError("bench: say which: http or noop-server")
+			return usageError("bench: say which: put, http or noop-server")
 		}
 		return nil
 	}
 	switch args[0] {
+	case "put":
+		return m.runBenchPut(ctx, args[1:])
 	case "http":
 		return m.runBenchHTTP(ctx, args[1:])
 	case "noop-server":
 		return m.runNoopServer(ctx, args[1:])
 	}
-	return usageError("bench: unknown benchmark %q (want http or noop-server)", args[0])
+	return usageError("bench: unknown benchmark %q (want put, http or noop-server)", args[0])
 }
 
 // writeJSON writes v as indented JSON, the -o json of every bench.

@@ -30,6 +30,24 @@ func newGoal(goal string, measured float64, cmp string, target float64, unit str
 
 // The goals, by what they measure.
 
+// putGoals: embedded durable Put of 256 B against the raw group commit at
+// the same writer count.
+func putGoals(valueSize int, ratios []putRatio) []goalCheck {
+	var out []goalCheck
+	if valueSize != 256 {
+		return nil
+	}
+	for _, r := range ratios {
+		switch r.Writers {
+		case 256:
+			out = append(out, newGoal("embedded durable Put 256 B, 256 writers: shoal/raw", r.ShoalRaw, ">=", 0.5, ""))
+		case 1:
+			out = append(out, newGoal("embedded durable Put 256 B, 1 writer: shoal/raw", r.ShoalRaw, ">=", 0.9, ""))
+		}
+	}
+	return out
+}
+
 // httpGoals: durable PUT over HTTP from 256 connections (closed loop)
 // against the no-op net/http server under the same load.
 func httpGoals(c *benchConfig, ratios map[string]float64) []goalCheck {
