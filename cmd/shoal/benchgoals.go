@@ -58,6 +58,24 @@ func httpGoals(c *benchConfig, ratios map[string]float64) []goalCheck {
 	return []goalCheck{newGoal("HTTP durable PUT, 256 conns: shoal/no-op", v, ">=", 0.7, "")}
 }
 
+// clusterGoals: sustained rate and ack-to-visible-on-all p99 of real
+// agents at an offered rate.
+func clusterGoals(r *clusterReport) []goalCheck {
+	var out []goalCheck
+	at := fmt.Sprintf("%d agents, %s writes/s offered", r.Nodes, fmtCount(r.OfferedRate))
+	switch {
+	case r.Nodes == 10 && r.OfferedRate == 5000:
+		// "Sustained" allows 2% for the window's edges.
+		out = append(out, newGoal(at+": sustained rate", r.AchievedRate, ">=", 0.98*r.OfferedRate, "/s"))
+		out = append(out, newGoal(at+": ack→visible-on-all p99", r.Visible.P99, "<=", 25, "ms"))
+	case r.Nodes == 10 && r.OfferedRate == 1000:
+		out = append(out, newGoal(at+": ack→visible-on-all p99", r.Visible.P99, "<=", 10, "ms"))
+	case r.Nodes == 3 && r.OfferedRate == 5000:
+		out = append(out, newGoal(at+": ack→visible-on-all p99", r.Visible.P99, "<=", 10, "ms"))
+	}
+	return out
+}
+
 // printGoals prints goals as a table, each measure beside its goal.
 func printGoals(w io.Writer, goals []goalCheck) error {
 	if len(goals) == 0 {
