@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-const benchUsage = `Usage: shoal bench put|http|cluster [flags]
+const benchUsage = `Usage: shoal bench put|http|cluster|all [flags]
        shoal bench noop-server [--http ADDR]
 
 Measurements to run on your own machine. Each figure is printed next to its
@@ -32,6 +32,7 @@ where the project has one (met or not met: a run never fails on a goal).
            connection waits for its answer) or open loop at a fixed --rate
   cluster  N agent processes on loopback at an offered write rate: sustained
            rate, ack-to-visible-on-all latency, wire bytes and CPU per write
+  all      every figure and plot the README shows (--svg DIR writes the plots)
 
 bench noop-server runs only the no-op reference server of bench http.
 
@@ -42,7 +43,7 @@ func (m *Main) runBench(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
 		fmt.Fprint(m.Stdout, benchUsage)
 		if len(args) == 0 {
-			return usageError("bench: say which: put, http, cluster or noop-server")
+			return usageError("bench: say which: put, http, cluster, all or noop-server")
 		}
 		return nil
 	}
@@ -53,10 +54,12 @@ func (m *Main) runBench(ctx context.Context, args []string) error {
 		return m.runBenchHTTP(ctx, args[1:])
 	case "cluster":
 		return m.runBenchCluster(ctx, args[1:])
+	case "all":
+		return m.runBenchAll(ctx, args[1:])
 	case "noop-server":
 		return m.runNoopServer(ctx, args[1:])
 	}
-	return usageError("bench: unknown benchmark %q (want put, http, cluster or noop-server)", args[0])
+	return usageError("bench: unknown benchmark %q (want put, http, cluster, all or noop-server)", args[0])
 }
 
 // writeJSON writes v as indented JSON, the -o json of every bench.
