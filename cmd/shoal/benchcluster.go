@@ -32,12 +32,17 @@ A receiver per node reads that node's watch stream (GET /v1/watch) and
 timestamps each key's arrival. A write's convergence latency runs from the
 acknowledgement of its PUT to its arrival on the last node.
 
-The report gives, for the writes due in the --duration window after
---warmup:
-  sustained rate         acknowledged writes/s, beside the offered rate
-  ack                    due time to acknowledgement (queueing included)
-  ack→visible-on-all     p50, p99, max (0 when a write showed everywhere
-                         before its acknowledgement reached the bench)
+The report gives, for the --duration window after --warmup:
+  sustained rate         writes/s acknowledged in the window, beside the
+                         offered rate
+  due→ack                of the writes due in the window: due time to
+                         acknowledgement, queueing included
+  ack→visible-on-all     of the writes acknowledged in the window: p50,
+                         p99, max (0 when a write showed everywhere before
+                         its acknowledgement reached the bench)
+  ack→nodeK              the same on each node; (w) marks the nodes that
+                         took writes, whose figure is the watch stream's
+                         own delay
   wire bytes/op          shoal_gossip_sent_bytes_total summed over the
                          nodes (replication streams; memberlist's own
                          probes are not counted), per acknowledged write
@@ -45,7 +50,10 @@ The report gives, for the writes due in the --duration window after
                          per acknowledged write; it includes serving the
                          bench's watch streams
 Both per-op figures cover the whole run, warmup included. The bench runs on
-the same machine and shares its cores with the agents.
+the same machine and shares its cores with the agents: the report gives its
+own CPU use too. When the cluster cannot keep up with the offered rate the
+writer falls behind (writes due are never sent), and the latency goals are
+reported as not met.
 
 Every child is stopped on exit, on Ctrl-C too.
 `
@@ -139,20 +147,37 @@ type clusterReport struct {
 	Errors       int64   `json:"errors"`    // of those, failed
 	Unsent       int64   `json:"unsent"`    // of those, never sent: the writer fell behind
 	KeptUp       bool    `json:"kept_up"`
-	SeenOnAll    int64   `json:"seen_on_all"` // acknowledged writes that showed on every node
-	NotSeen      int64   `json:"not_seen"`    // acknowledged writes that some node never showed within --drain
+	// AckedInWindow counts the writes whose acknowledgement arrived in the
+	// window (whenever due): Visible's population, SeenOnAll of them showed
+	// on every node, NotSeen did not within --drain.
+	AckedInWindow int64 `json:"acked_in_window"`
+	SeenOnAll     int64 `json:"seen_on_all"`
+	NotSeen       int64 `json:"not_seen"`
 	// VisibleBeforeAck counts writes that showed on every node before
 	// their acknowledgement reached the bench (latency 0).
 	VisibleBeforeAck int64         `json:"visible_before_ack"`
-	Ack              latencyReport `json:"ack_ms"`            // due time to acknowledgement
-	Visible          latencyReport `json:"visible_on_all_ms"` // acknowledgement to visible on every node
-	// Per acknowledged write of the whole run (warmup included).
+	Ack              latencyReport `json:"ack_ms"`            // due time to acknowledgement, of the writes due in the window
+	Visible          latencyReport `json:"visible_on_all_ms"` // acknowledgement to visible on every node, of the writes acknowledged in the window
+	// PerNode is acknowledgement to visible on each node (a writer's own
+	// shows the watch stream's delay alone).
+	PerNode []nodeVisibility `json:"per_node"`
+	// The whole run (warmup included): writes acknowledged, and of those
+	// seen on every node; the costs are per acknowledged write.
 	RunAcked       int64           `json:"run_acked"`
+	RunSeenOnAll   int64           `json:"run_seen_on_all"`
 	WireBytesPerOp float64         `json:"wire_bytes_per_op"`
 	CPUMicrosPerOp float64         `json:"cpu_us_per_op"`
 	AgentCores     float64         `json:"agent_cores"` // the agents' CPU seconds per second of the run
+	BenchCores     float64         `json:"bench_cores"` // the bench process's (writer and watchers); 0 where unknown
 	Goals          []goalCheck     `json:"goals"`
 	latencies      []time.Duration // ack to visible, sorted, for the CDF
+}
+
+// nodeVisibility is the ack-to-visible latency on one node.
+type nodeVisibility struct {
+	Node    string        `json:"node"`
+	Writer  bool          `json:"writer"` // the node took writes
+	Visible latencyReport `json:"visible_ms"`
 }
 
 func (r *clusterReport) label() string {
@@ -372,6 +397,7 @@ func runClusterBench(ctx context.Context, c *clusterBenchConfig) (rep *clusterRe
 		return nil, err
 	}
 	runStart := time.Now()
+	benchCPUBefore := processCPUSeconds()
 
 	tr := &http.Transport{MaxIdleConnsPerHost: c.conns, MaxConnsPerHost: c.conns, DisableCompression: true,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}
@@ -432,6 +458,7 @@ drain:
 		}
 	}
 	runSeconds := time.Since(runStart).Seconds()
+	benchCPU := processCPUSeconds() - benchCPUBefore
 	after, err := scrapeCluster(ctx, agents)
 	if err != nil {
 		return nil, err
@@ -445,13 +472,21 @@ drain:
 	rep = &clusterReport{Nodes: c.nodes, WritersOn: c.writersOn, Conns: c.conns, ValueSize: c.valueSize,
 		OfferedRate: st.Offered(), AchievedRate: st.Achieved(), Seconds: st.Window.Seconds(),
 		Scheduled: st.Scheduled, Acked: st.OK, Errors: st.Errors, Unsent: st.Unsent(), KeptUp: st.KeptUp(),
-		Ack: summarize(st.Latencies), RunAcked: acked.Load()}
+		Ack: summarize(st.Latencies), RunAcked: acked.Load(), RunSeenOnAll: complete.Load()}
+	from, to := int64(st.WindowStart.Sub(base))+1, int64(st.WindowEnd.Sub(base))+1
 	var lat []time.Duration
-	for i := st.FirstMeasured; i < st.EndMeasured && i < int64(total); i++ {
-		if ackAt[i] == 0 {
+	perNode := make([][]time.Duration, c.nodes)
+	for i := range ackAt {
+		if ackAt[i] < from || ackAt[i] >= to { // not acknowledged in the window
 			continue
 		}
+		rep.AckedInWindow++
 		var last int64
+		for n := range seen {
+			if seen[n][i] != 0 {
+				perNode[n] = append(perNode[n], time.Duration(max(0, seen[n][i]-ackAt[i])))
+			}
+		}
 		for n := range seen {
 			if seen[n][i] == 0 {
 				last = 0
@@ -473,11 +508,15 @@ drain:
 	}
 	rep.Visible = summarize(lat) // sorts lat
 	rep.latencies = lat
+	for n, l := range perNode {
+		rep.PerNode = append(rep.PerNode, nodeVisibility{Node: agents[n].name, Writer: n < c.writersOn, Visible: summarize(l)})
+	}
 	if n := float64(rep.RunAcked); n > 0 {
 		rep.WireBytesPerOp = (after.sentBytes - before.sentBytes) / n
 		rep.CPUMicrosPerOp = (after.cpuSeconds - before.cpuSeconds) / n * 1e6
 	}
 	rep.AgentCores = (after.cpuSeconds - before.cpuSeconds) / runSeconds
+	rep.BenchCores = benchCPU / runSeconds
 	rep.Goals = clusterGoals(rep)
 	return rep, nil
 }
@@ -570,7 +609,14 @@ func printClusterReport(w io.Writer, r *clusterReport) error {
 	}{{"due→ack", r.Ack}, {"ack→visible-all", r.Visible}} {
 		fmt.Fprintf(w, "  %-16s %10.2f %10.2f %10.2f %10.2f %10.2f\n", l.name, l.r.P50, l.r.P90, l.r.P99, l.r.P999, l.r.Max)
 	}
-	fmt.Fprintf(w, "  seen on all      %d of %d acknowledged writes", r.SeenOnAll, r.Acked)
+	for _, n := range r.PerNode {
+		name := "ack→" + n.Node
+		if n.Writer {
+			name += " (w)"
+		}
+		fmt.Fprintf(w, "  %-16s %10.2f %10.2f %10.2f %10.2f %10.2f\n", name, n.Visible.P50, n.Visible.P90, n.Visible.P99, n.Visible.P999, n.Visible.Max)
+	}
+	fmt.Fprintf(w, "  seen on all      %d of %d writes acknowledged in the window", r.SeenOnAll, r.AckedInWindow)
 	if r.NotSeen > 0 {
 		fmt.Fprintf(w, " (%d never showed on some node)", r.NotSeen)
 	}
@@ -578,7 +624,7 @@ func printClusterReport(w io.Writer, r *clusterReport) error {
 		fmt.Fprintf(w, "; %d showed everywhere before their ack arrived", r.VisibleBeforeAck)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  per write        %s wire bytes (all nodes), %.0f µs CPU (all agents; %.2f cores busy)\n",
-		fmtCount(r.WireBytesPerOp), r.CPUMicrosPerOp, r.AgentCores)
+	fmt.Fprintf(w, "  per write        %s wire bytes (all nodes), %s µs CPU (all agents)\n", fmtCount(r.WireBytesPerOp), fmtCount(r.CPUMicrosPerOp))
+	fmt.Fprintf(w, "  cores busy       %.2f agents, %.2f this bench (writer and watchers)\n", r.AgentCores, r.BenchCores)
 	return printGoals(w, r.Goals)
 }

@@ -18,6 +18,7 @@ type goalCheck struct {
 	Target   float64 `json:"target"`
 	Unit     string  `json:"unit,omitempty"`
 	Met      bool    `json:"met"`
+	Note     string  `json:"note,omitempty"` // why a figure within the target is not met
 }
 
 func newGoal(goal string, measured float64, cmp string, target float64, unit string) goalCheck {
@@ -63,15 +64,26 @@ func httpGoals(c *benchConfig, ratios map[string]float64) []goalCheck {
 func clusterGoals(r *clusterReport) []goalCheck {
 	var out []goalCheck
 	at := fmt.Sprintf("%d agents, %s writes/s offered", r.Nodes, fmtCount(r.OfferedRate))
+	// A latency is held to its goal at the offered rate only: one measured
+	// while the writer fell behind is of a lighter load.
+	p99 := func(target float64) goalCheck {
+		g := newGoal(at+": ack→visible-on-all p99", r.Visible.P99, "<=", target, "ms")
+		switch {
+		case r.Visible.Count == 0:
+			g.Met, g.Note = false, "no write measured"
+		case !r.KeptUp:
+			g.Met, g.Note = false, "the offered rate was not sustained"
+		}
+		return g
+	}
 	switch {
 	case r.Nodes == 10 && r.OfferedRate == 5000:
 		// "Sustained" allows 2% for the window's edges.
-		out = append(out, newGoal(at+": sustained rate", r.AchievedRate, ">=", 0.98*r.OfferedRate, "/s"))
-		out = append(out, newGoal(at+": ack→visible-on-all p99", r.Visible.P99, "<=", 25, "ms"))
+		out = append(out, newGoal(at+": sustained rate", r.AchievedRate, ">=", 0.98*r.OfferedRate, "/s"), p99(25))
 	case r.Nodes == 10 && r.OfferedRate == 1000:
-		out = append(out, newGoal(at+": ack→visible-on-all p99", r.Visible.P99, "<=", 10, "ms"))
+		out = append(out, p99(10))
 	case r.Nodes == 3 && r.OfferedRate == 5000:
-		out = append(out, newGoal(at+": ack→visible-on-all p99", r.Visible.P99, "<=", 10, "ms"))
+		out = append(out, p99(10))
 	}
 	return out
 }
@@ -87,6 +99,9 @@ func printGoals(w io.Writer, goals []goalCheck) error {
 		verdict := "met"
 		if !g.Met {
 			verdict = "NOT MET"
+		}
+		if g.Note != "" {
+			verdict += " (" + g.Note + ")"
 		}
 		fmt.Fprintf(tw, "  %s\t%s%s\tgoal %s %s%s\t%s\n", g.Goal, fmtFigure(g.Measured), g.Unit, g.Cmp, fmtFigure(g.Target), g.Unit, verdict)
 	}

@@ -35,6 +35,8 @@ type openLoopStats struct {
 	// window, whenever they were due: the achieved rate's numerator.
 	CompletedInWindow int64
 	Window            time.Duration
+	// WindowStart and WindowEnd are the window's bounds.
+	WindowStart, WindowEnd time.Time
 	// FirstMeasured and EndMeasured bound the indexes of the requests
 	// due in the window: [FirstMeasured, EndMeasured).
 	FirstMeasured, EndMeasured int64
@@ -175,7 +177,7 @@ wait:
 		return nil, err
 	}
 	st := &openLoopStats{Sent: sent.Load(), OK: ok.Load(), Errors: errs.Load(),
-		CompletedInWindow: inWin.Load(), Window: p.duration, Latencies: all}
+		CompletedInWindow: inWin.Load(), Window: p.duration, WindowStart: measureFrom, WindowEnd: stopAt, Latencies: all}
 	st.FirstMeasured = -1
 	for i := int64(0); due(i).Before(stopAt); i++ {
 		if measured(due(i)) {

@@ -23,3 +23,12 @@ func onTmpfs(dir string) bool {
 	const tmpfsMagic = 0x01021994
 	return syscall.Statfs(dir, &st) == nil && st.Type == tmpfsMagic
 }
+
+// processCPUSeconds is the CPU time (user and system) this process used.
+func processCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
