@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-const benchAllUsage = `Usage: shoal bench all [--svg DIR] [-o json] [--scale F]
+const benchAllUsage = `Usage: shoal bench all [--svg DIR] [--json FILE] [-o json] [--scale F]
 
 Runs every measurement the README shows, one after the other, at modest
 durations (about two minutes in all), prints each report and then every goal
@@ -22,9 +22,9 @@ beside its figure:
            writes/s, 5 s each after 1 s of warmup
 
 --svg DIR writes put-writers.svg, cluster-cdf-3.svg and cluster-cdf-10.svg
-there. The README's plots come from:
+there, --json FILE the figures. The README's come from:
 
-  go build -o /tmp/shoal ./cmd/shoal && /tmp/shoal bench all --svg docs/bench
+  go build -o /tmp/shoal ./cmd/shoal && /tmp/shoal bench all --svg docs/bench --json docs/bench/bench.json
 `
 
 // benchAllReport is the JSON of bench all.
@@ -41,6 +41,7 @@ func (m *Main) runBenchAll(ctx context.Context, args []string) error {
 	svgDir := fs.String("svg", "", "write the plots into this directory")
 	output := fs.String("output", "human", "report format: human or json")
 	fs.StringVar(output, "o", "human", "shorthand for --output")
+	jsonPath := fs.String("json", "", "also write the JSON report to this file (the tables still print)")
 	scale := fs.Float64("scale", 1, "multiply every measured duration (0.2 for a quick look, 3 for steadier figures)")
 	dir := fs.String("dir", "", "where the temporary data goes (default: the system's temporary directory)")
 	pos, err := parseArgs(fs, args, m.Getenv)
@@ -143,6 +144,9 @@ func (m *Main) runBenchAll(ctx context.Context, args []string) error {
 		}
 	}
 
+	if err := saveJSON(*jsonPath, &out); err != nil {
+		return err
+	}
 	if !human {
 		return writeJSON(m.Stdout, &out)
 	}

@@ -86,6 +86,8 @@ func (m *Main) runBenchCluster(ctx context.Context, args []string) error {
 	fs.IntVar(&c.valueSize, "value-size", 256, "bytes per value (a JSON string)")
 	fs.StringVar(&c.output, "output", "human", "report format: human or json")
 	fs.StringVar(&c.output, "o", "human", "shorthand for --output")
+	var jsonPath string
+	fs.StringVar(&jsonPath, "json", "", "also write the JSON report to this file (the table still prints)")
 	fs.StringVar(&c.svgDir, "svg", "", "write cluster-cdf-N.svg (the convergence latency CDF) into this directory")
 	fs.StringVar(&c.dir, "dir", "", "where the temporary data directories go (default: the system's temporary directory)")
 	fs.StringVar(&c.agentArgs, "agent-args", "", "extra flags for every agent, space separated (e.g. \"--sync interval\")")
@@ -124,6 +126,9 @@ func (m *Main) runBenchCluster(ctx context.Context, args []string) error {
 		if err := writeCDFPlot(path, title, []cdfSeries{{label: rep.label(), lat: rep.latencies}}); err != nil {
 			return err
 		}
+	}
+	if err := saveJSON(jsonPath, rep); err != nil {
+		return err
 	}
 	if c.output == "json" {
 		return writeJSON(m.Stdout, rep)

@@ -77,6 +77,8 @@ func (m *Main) runBenchHTTP(ctx context.Context, args []string) error {
 	fs.IntVar(&c.keys, "keys", 10000, "number of distinct keys (and counters) written")
 	fs.StringVar(&c.output, "output", "human", "report format: human or json")
 	fs.StringVar(&c.output, "o", "human", "shorthand for --output")
+	var jsonPath string
+	fs.StringVar(&jsonPath, "json", "", "also write the JSON report to this file (the table still prints)")
 	fs.StringVar(&c.agentArgs, "agent-args", "", "extra flags for the throwaway agent, space separated (e.g. \"--sync interval\")")
 	if _, err := parseArgs(fs, args, m.Getenv); err != nil {
 		return err
@@ -101,6 +103,9 @@ func (m *Main) runBenchHTTP(ctx context.Context, args []string) error {
 	}
 	results, err := runHTTPBench(ctx, m.Stderr, exe, &c)
 	if err != nil {
+		return err
+	}
+	if err := saveJSON(jsonPath, newHTTPReport(&c, results)); err != nil {
 		return err
 	}
 	return printBenchReport(m.Stdout, &c, results)

@@ -63,6 +63,8 @@ func (m *Main) runBenchPut(ctx context.Context, args []string) error {
 	fs.IntVar(&c.keys, "keys", 100_000, "distinct keys written")
 	fs.StringVar(&c.output, "output", "human", "report format: human or json")
 	fs.StringVar(&c.output, "o", "human", "shorthand for --output")
+	var jsonPath string
+	fs.StringVar(&jsonPath, "json", "", "also write the JSON report to this file (the table still prints)")
 	fs.StringVar(&c.svgDir, "svg", "", "write put-writers.svg (ops/s against writers) into this directory")
 	fs.StringVar(&c.dir, "dir", "", "where the temporary data goes (default: the system's temporary directory)")
 	pos, err := parseArgs(fs, args, m.Getenv)
@@ -89,6 +91,9 @@ func (m *Main) runBenchPut(ctx context.Context, args []string) error {
 		if err := writePutPlot(filepath.Join(c.svgDir, "put-writers.svg"), rep); err != nil {
 			return err
 		}
+	}
+	if err := saveJSON(jsonPath, rep); err != nil {
+		return err
 	}
 	if c.output == "json" {
 		return writeJSON(m.Stdout, rep)
