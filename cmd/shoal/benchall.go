@@ -115,6 +115,7 @@ func (m *Main) runBenchAll(ctx context.Context, args []string) error {
 
 	// Clusters.
 	cdfs := map[int][]cdfSeries{}
+	cdfGoals := map[int][]cdfGoal{}
 	for _, run := range []struct {
 		nodes int
 		rate  float64
@@ -128,6 +129,7 @@ func (m *Main) runBenchAll(ctx context.Context, args []string) error {
 		out.Cluster = append(out.Cluster, rep)
 		out.Goals = append(out.Goals, rep.Goals...)
 		cdfs[run.nodes] = append(cdfs[run.nodes], cdfSeries{label: fmt.Sprintf("%s writes/s", fmtCount(run.rate)), lat: rep.latencies})
+		cdfGoals[run.nodes] = append(cdfGoals[run.nodes], rep.cdfGoals()...)
 		if human {
 			section(fmt.Sprintf("bench cluster --nodes %d --rate %.0f", run.nodes, run.rate))
 			if err := printClusterReport(m.Stdout, rep); err != nil {
@@ -138,7 +140,7 @@ func (m *Main) runBenchAll(ctx context.Context, args []string) error {
 	if *svgDir != "" {
 		for _, n := range []int{3, 10} {
 			title := fmt.Sprintf("Convergence of %d agents: ack to visible on all", n)
-			if err := writeCDFPlot(filepath.Join(*svgDir, fmt.Sprintf("cluster-cdf-%d.svg", n)), title, cdfs[n]); err != nil {
+			if err := writeCDFPlot(filepath.Join(*svgDir, fmt.Sprintf("cluster-cdf-%d.svg", n)), title, cdfs[n], cdfGoals[n]); err != nil {
 				return err
 			}
 		}

@@ -123,7 +123,7 @@ func (m *Main) runBenchCluster(ctx context.Context, args []string) error {
 	if c.svgDir != "" {
 		path := filepath.Join(c.svgDir, fmt.Sprintf("cluster-cdf-%d.svg", c.nodes))
 		title := fmt.Sprintf("Convergence of %d agents at %s writes/s offered", c.nodes, fmtCount(c.rate))
-		if err := writeCDFPlot(path, title, []cdfSeries{{label: rep.label(), lat: rep.latencies}}); err != nil {
+		if err := writeCDFPlot(path, title, []cdfSeries{{label: rep.label(), lat: rep.latencies}}, rep.cdfGoals()); err != nil {
 			return err
 		}
 	}
@@ -187,6 +187,17 @@ type nodeVisibility struct {
 
 func (r *clusterReport) label() string {
 	return fmt.Sprintf("%d agents, %s writes/s offered", r.Nodes, fmtCount(r.OfferedRate))
+}
+
+// cdfGoals are the latency goals of the run, for its CDF plot.
+func (r *clusterReport) cdfGoals() []cdfGoal {
+	var out []cdfGoal
+	for _, g := range r.Goals {
+		if g.Unit == "ms" {
+			out = append(out, cdfGoal{label: fmt.Sprintf("p99 goal at %s/s", fmtCount(r.OfferedRate)), ms: g.Target})
+		}
+	}
+	return out
 }
 
 // benchAgent is one agent process of the cluster bench.

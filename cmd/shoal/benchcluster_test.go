@@ -167,11 +167,17 @@ func TestCDFPlot(t *testing.T) {
 		lat[i] = time.Duration(i) * 10 * time.Microsecond
 	}
 	path := filepath.Join(t.TempDir(), "sub", "cdf.svg")
-	err := writeCDFPlot(path, "test plot", []cdfSeries{{"all", lat}, {"zeros", make([]time.Duration, 3)}, {"none", nil}})
+	err := writeCDFPlot(path, "test plot", []cdfSeries{{"all", lat}, {"zeros", make([]time.Duration, 3)}, {"none", nil}},
+		[]cdfGoal{{"p99 goal", 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkSVG(t, path, "test plot", "all", "zeros")
+	checkSVG(t, path, "test plot", "all", "zeros", "p99 goal")
+	// Nothing to draw is still a plot.
+	if err := writeCDFPlot(path, "empty", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkSVG(t, path, "empty")
 	if pts := cdfPoints(lat, 100); len(pts) > 102 || pts[len(pts)-1].Y != 1 || pts[0].X != minPlotMs {
 		t.Errorf("%d points, last %v, first %v", len(pts), pts[len(pts)-1], pts[0])
 	}

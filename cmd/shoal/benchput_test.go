@@ -61,6 +61,12 @@ func TestBenchPut(t *testing.T) {
 		t.Errorf("goals %+v", rep.Goals)
 	}
 	checkSVG(t, filepath.Join(svgDir, "put-writers.svg"), "shoal node.Put", "raw group commit", "bbolt")
+	// A report with nothing measured is still a plot.
+	empty := filepath.Join(svgDir, "empty.svg")
+	if err := writePutPlot(empty, &putReport{ValueSize: 256}); err != nil {
+		t.Fatal(err)
+	}
+	checkSVG(t, empty, "Durable 256 B writes")
 }
 
 // TestBenchPutFlags: bad flags are usage errors.
