@@ -142,9 +142,10 @@ func writeCDFPlot(path, title string, series []cdfSeries, goals []cdfGoal) error
 	return savePlot(p, path)
 }
 
-// minPlotMs is where the log-scale axis starts: smaller latencies are
-// drawn there.
-const minPlotMs = 0.01
+// minPlotMs is where the log-scale axis starts at the least: smaller
+// latencies (a write can show everywhere before its acknowledgement
+// reaches the bench: 0) are drawn there.
+const minPlotMs = 0.1
 
 // cdfPoints samples the CDF of sorted latencies at up to n points, each
 // (latency in ms, fraction of latencies at or below it).
@@ -174,14 +175,21 @@ type log125Ticks struct {
 	label func(float64) string
 }
 
+// Over more than three decades only the powers of ten are labelled.
 func (t log125Ticks) Ticks(lo, hi float64) []plot.Tick {
 	var ticks []plot.Tick
+	wide := hi/lo > 1000
 	for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
 		for _, m := range []float64{1, 2, 5} {
 			v := m * math.Pow(10, e)
-			if v >= lo && v <= hi {
-				ticks = append(ticks, plot.Tick{Value: v, Label: t.label(v)})
+			if v < lo || v > hi {
+				continue
 			}
+			tick := plot.Tick{Value: v}
+			if m == 1 || !wide {
+				tick.Label = t.label(v)
+			}
+			ticks = append(ticks, tick)
 		}
 	}
 	return ticks
