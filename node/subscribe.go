@@ -247,7 +247,10 @@ func (s *Subscription) push(evs []Event) bool {
 	if s.err != nil {
 		return true
 	}
-	if len(s.queue)-s.head+len(evs) > s.limit {
+	// Behind is what the reader had not taken before this group: a group
+	// (one record can hold MaxBatchOperations changes, a remote delivery
+	// many records) is never itself a reason to drop a reader that kept up.
+	if len(s.queue)-s.head >= s.limit {
 		return false
 	}
 	if s.head > 0 && len(s.queue)+len(evs) > cap(s.queue) {
