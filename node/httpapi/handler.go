@@ -88,10 +88,16 @@ type Handler struct {
 	drainCtx context.Context // cancelled by Drain
 	drain    context.CancelFunc
 	watchers atomic.Int64 // open watch streams
+
+	watchResumes atomic.Int64 // watch streams that went on from the log after falling behind
 }
 
 // Watchers is the number of open watch (SSE) streams.
 func (h *Handler) Watchers() int { return int(h.watchers.Load()) }
+
+// WatchResumes is how many times a watch stream fell behind the live feed
+// and went on from the log instead of ending.
+func (h *Handler) WatchResumes() int64 { return h.watchResumes.Load() }
 
 // NewHandler returns the HTTP API handler of n.
 func NewHandler(n *node.Node, opts *Options) *Handler {
@@ -1145,6 +1151,10 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 	cancelNowait()
 	var buf []byte
 	var pending *node.Event
+	// Where a resume would start: after the last id written, else at the
+	// first live event's record.
+	var resumeAt uint64
+	canResume := false
 	for {
 		var ev node.Event
 		var err error
@@ -1173,6 +1183,19 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 			}
 			continue
 		}
+		if err != nil && errors.Is(err, node.ErrSlowSubscriber) && canResume && ctx.Err() == nil {
+			// The reader fell behind the live feed: go on from the log,
+			// as a client reconnecting with Last-Event-ID would (the
+			// catch-up sends each changed key's current value, then
+			// synced), instead of ending the stream. pending was not
+			// written; its record comes again.
+			if next, rerr := h.n.SubscribeFrom(ctx, prefix, resumeAt); rerr == nil {
+				sub.Close()
+				sub, pending = next, nil
+				h.watchResumes.Add(1)
+				continue
+			}
+		}
 		if err != nil {
 			if pending != nil {
 				// Without an id: the subscription may have ended in the
@@ -1194,13 +1217,31 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		if pending != nil {
-			buf = AppendEvent(buf[:0], pending, pending.Offset != ev.Offset)
+			withID := pending.Offset != ev.Offset
+			buf = AppendEvent(buf[:0], pending, withID)
 			if _, werr := w.Write(buf); werr != nil {
 				return nil
 			}
+			if id, ok := eventID(pending, withID); ok {
+				resumeAt, canResume = id+1, true
+			}
+		}
+		if !canResume && ev.Kind == node.EventChange {
+			resumeAt, canResume = ev.Offset, true
 		}
 		pending = &ev
 	}
+}
+
+// eventID is the id AppendEvent writes for ev, if any.
+func eventID(ev *node.Event, withID bool) (uint64, bool) {
+	switch ev.Kind {
+	case node.EventReset, node.EventState:
+		return 0, false
+	case node.EventSynced:
+		return ev.Offset - 1, withID && ev.Offset > 0
+	}
+	return ev.Offset, withID
 }
 
 // deadlineWriter sets the connection's write deadline before each write.
@@ -1226,15 +1267,7 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 // catch-up carries the offset before it (none when that is the log's
 // start).
 func AppendEvent(b []byte, ev *node.Event, withID bool) []byte {
-	id, hasID := ev.Offset, withID
-	switch ev.Kind {
-	case node.EventReset, node.EventState:
-		hasID = false
-	case node.EventSynced:
-		hasID = withID && ev.Offset > 0
-		id = ev.Offset - 1
-	}
-	if hasID {
+	if id, hasID := eventID(ev, withID); hasID {
 		b = append(b, "id: "...)
 		b = strconv.AppendUint(b, id, 10)
 		b = append(b, '\n')
