@@ -469,3 +469,45 @@ func TestPushesArrivingDuringADeliveryShareTheNext(t *testing.T) {
 	default:
 	}
 }
+
+// Isolate cuts one node off from all the others and Reconnect brings it
+// back, leaving a cut between two other nodes in place (Heal would not).
+func TestIsolateReconnect(t *testing.T) {
+	faults := NewFaultNet()
+	nodes := startCluster(t, 3, faults, nil)
+	faults.Cut("n1", "n2")
+	faults.Isolate("n0")
+	for i, nd := range nodes {
+		if _, err := nd.store.write(nd.g, fmt.Appendf(nil, "w%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nothing crosses a cut: each node holds only its own write.
+	eventually(t, 20*time.Second, func() bool {
+		for _, nd := range nodes {
+			for _, m := range nd.g.Members() {
+				if !m.Self && m.Connected {
+					return false
+				}
+			}
+		}
+		return true
+	}, "streams still up after the cuts: %s", describe(nodes))
+	for _, nd := range nodes {
+		if nd.store.count() != 1 {
+			t.Fatalf("%s holds %d payloads through the cuts: %s", nd.cfg.Name, nd.store.count(), describe(nodes))
+		}
+	}
+	faults.Reconnect("n0")
+	// n0 gets both writes and hands each to the node that lacks it; the
+	// n1-n2 cut stays, so their link never comes back.
+	waitConverged(t, 30*time.Second, nodes, 3)
+	if faults.blocked("n1", "n0") || !faults.blocked("n1", "n2") {
+		t.Fatal("Reconnect(n0) removed the wrong cuts")
+	}
+	for _, m := range nodes[1].g.Members() {
+		if m.Name == "n2" && m.Connected {
+			t.Fatalf("n1-n2 data stream came back through a cut: %s", describe(nodes))
+		}
+	}
+}

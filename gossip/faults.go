@@ -101,6 +101,36 @@ func (f *FaultNet) cut(a, b string, c cut) {
 	}
 }
 
+// Isolate cuts node name off from every other node of the FaultNet
+// (memberlist and data), as if its network went down: it keeps working
+// alone. Nodes that attach later are not cut. Reconnect undoes it.
+func (f *FaultNet) Isolate(name string) {
+	f.mu.Lock()
+	var others []string
+	for other := range f.nodes {
+		if other != name {
+			others = append(others, other)
+		}
+	}
+	f.mu.Unlock()
+	for _, other := range others {
+		f.cut(name, other, cutGossip|cutData)
+	}
+}
+
+// Reconnect removes every cut between node name and the other nodes; cuts
+// between other nodes stay (unlike Heal). The node finds its peers again
+// by the rejoin loop and re-dials its data streams.
+func (f *FaultNet) Reconnect(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k := range f.cuts {
+		if k[0] == name || k[1] == name {
+			delete(f.cuts, k)
+		}
+	}
+}
+
 // Heal removes every cut (not the drop rate).
 func (f *FaultNet) Heal() {
 	f.mu.Lock()
