@@ -64,13 +64,29 @@ func (k *Keyspace) Get(key string) (View, bool) {
 // Siblings returns the concurrent values of the register at key, the
 // visible one (highest time, then replica ID, then seq) first. Errors:
 // ErrNotFound, ErrWrongType when the key's visible type is not register.
-func (k *Keyspace) Siblings(key string) ([]Sibling, error) {
+func (k *Keyspace) Siblings(key string) ([]Sibling, error) { return k.FieldSiblings(key) }
+
+// FieldSiblings is Siblings for the register at a field of a map (a
+// document): path names the field, then the fields of the maps under it;
+// an empty path is the key itself. Errors: ErrNotFound when the key or a
+// field of the path does not exist, ErrWrongType when a step of the path
+// is not a map or the field is not a register.
+func (k *Keyspace) FieldSiblings(key string, path ...string) ([]Sibling, error) {
 	e := k.keys[key]
 	if e == nil {
 		return nil, fmt.Errorf("siblings of %q: %w", key, ErrNotFound)
 	}
+	for i, field := range path {
+		if t := e.visibleType(); t != TypeMap {
+			return nil, fmt.Errorf("siblings of %q %q: %q is a %v: %w", key, path, path[:i], t, ErrWrongType)
+		}
+		e = e.Map[field]
+		if e == nil || e.visibleType() == 0 {
+			return nil, fmt.Errorf("siblings of %q %q: %w", key, path[:i+1], ErrNotFound)
+		}
+	}
 	if t := e.visibleType(); t != TypeRegister {
-		return nil, fmt.Errorf("siblings of %q (a %v): %w", key, t, ErrWrongType)
+		return nil, fmt.Errorf("siblings of %q %q (a %v): %w", key, path, t, ErrWrongType)
 	}
 	regs := slices.Clone(e.Reg)
 	slices.SortFunc(regs, func(a, b RegValue) int { return -compareReg(&a, &b) })

@@ -273,13 +273,22 @@ func TestRegisterWinnerProperty(t *testing.T) {
 		if v, _ := ks.Get("m"); string(v.Map["f"].Register) != string(want[0].Value) {
 			t.Fatalf("field reads %q, want %q of %v", v.Map["f"].Register, want[0].Value, want[0].Dot)
 		}
-		sibs, err := ks.Siblings("k")
-		if err != nil || len(sibs) != len(want) {
-			t.Fatalf("siblings: %d, %v; want %d", len(sibs), err, len(want))
+		keySibs, err := ks.Siblings("k")
+		if err != nil {
+			t.Fatal(err)
 		}
-		for i, s := range sibs {
-			if s.Dot != want[i].Dot {
-				t.Fatalf("sibling %d is %v, want %v", i, s.Dot, want[i].Dot)
+		fieldSibs, err := ks.FieldSiblings("m", "f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for what, sibs := range map[string][]Sibling{"key": keySibs, "field": fieldSibs} {
+			if len(sibs) != len(want) {
+				t.Fatalf("%s siblings: %d, want %d", what, len(sibs), len(want))
+			}
+			for i, s := range sibs {
+				if s.Dot != want[i].Dot || string(s.Value) != string(want[i].Value) {
+					t.Fatalf("%s sibling %d is %v %q, want %v %q", what, i, s.Dot, s.Value, want[i].Dot, want[i].Value)
+				}
 			}
 		}
 	})
@@ -551,5 +560,53 @@ func TestJoinRange(t *testing.T) {
 	sameState(t, "after the transfer", src, dst)
 	if !dst.Applied().Equal(src.Applied()) {
 		t.Fatal("applied sets differ after the transfer")
+	}
+}
+
+// FieldSiblings shows the concurrent writes of a document's register field
+// (winner first), and a write that has seen them replaces them all; a path
+// through a field that is not a map, to a field that is not a register, or
+// to a field that does not exist is an error.
+func TestFieldSiblings(t *testing.T) {
+	c := newCluster(t, 2)
+	base := c.do(0, update("card", &Patch{Set: map[string][]byte{"title": []byte(`"a"`)}, Incr: map[string]int64{"votes": 1},
+		Nested: map[string]*Patch{"meta": {Set: map[string][]byte{"by": []byte(`"ann"`)}}}}))
+	c.sync(base)
+	d0 := c.do(0, update("card", &Patch{Set: map[string][]byte{"title": []byte(`"from 0"`)}}))
+	d1 := c.do(1, update("card", &Patch{Set: map[string][]byte{"title": []byte(`"from 1"`)}}))
+	c.sync(d0, d1)
+	for i := range c.rs {
+		sibs, err := c.rs[i].ks.FieldSiblings("card", "title")
+		if err != nil || len(sibs) != 2 {
+			t.Fatalf("replica %d: siblings %+v, %v", i, sibs, err)
+		}
+		v, _ := c.get(i, "card")
+		if string(sibs[0].Value) != string(v.Map["title"].Register) || string(sibs[0].Value) == string(sibs[1].Value) {
+			t.Fatalf("replica %d: winner %q not first in %+v", i, v.Map["title"].Register, sibs)
+		}
+	}
+	if sibs, err := c.rs[0].ks.FieldSiblings("card", "meta", "by"); err != nil || len(sibs) != 1 || string(sibs[0].Value) != `"ann"` {
+		t.Fatalf("nested field: %+v, %v", sibs, err)
+	}
+	c.sync(c.do(1, update("card", &Patch{Set: map[string][]byte{"title": []byte(`"kept"`)}})))
+	if sibs, _ := c.rs[0].ks.FieldSiblings("card", "title"); len(sibs) != 1 || string(sibs[0].Value) != `"kept"` {
+		t.Fatalf("after an observing write: %+v", sibs)
+	}
+	for _, tt := range []struct {
+		path []string
+		want error
+	}{
+		{[]string{"votes"}, ErrWrongType},
+		{[]string{"votes", "x"}, ErrWrongType},
+		{[]string{"nope"}, ErrNotFound},
+		{[]string{"meta", "nope"}, ErrNotFound},
+		{nil, ErrWrongType}, // the key itself is a map
+	} {
+		if _, err := c.rs[0].ks.FieldSiblings("card", tt.path...); !errors.Is(err, tt.want) {
+			t.Errorf("FieldSiblings(card, %q): %v, want %v", tt.path, err, tt.want)
+		}
+	}
+	if _, err := c.rs[0].ks.FieldSiblings("absent", "title"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("absent key: %v", err)
 	}
 }

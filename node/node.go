@@ -271,7 +271,14 @@ func (n *Node) Get(key string) (Value, error) {
 
 // Siblings returns the concurrent values of the register at key, the
 // winner (what Get returns) first. ErrWrongType if key is not a register.
-func (n *Node) Siblings(key string) ([]Sibling, error) {
+func (n *Node) Siblings(key string) ([]Sibling, error) { return n.FieldSiblings(key) }
+
+// FieldSiblings is Siblings for the register at a field of the map
+// (document) at key: path names the field, then the fields of the maps
+// under it (an empty path is the key itself). ErrNotFound when the key or
+// a field of the path is absent, ErrWrongType when a step is not a map or
+// the field is not a register.
+func (n *Node) FieldSiblings(key string, path ...string) ([]Sibling, error) {
 	if n.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -279,7 +286,7 @@ func (n *Node) Siblings(key string) ([]Sibling, error) {
 		return nil, keyError("siblings", key)
 	}
 	sh := n.mu.rlock()
-	sibs, err := n.ks.Siblings(key)
+	sibs, err := n.ks.FieldSiblings(key, path...)
 	n.mu.runlock(sh)
 	if err != nil {
 		return nil, mapError("siblings", key, err)

@@ -497,7 +497,9 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string) e
 		a = httpValueAnswer{Key: key, Type: string(v.Type), Value: val, Sets: setPaths(v.Data)}
 	}
 	if sib, _ := strconv.ParseBool(r.URL.Query().Get("siblings")); sib {
-		sibs, err := h.n.Siblings(key)
+		// field=F (repeated for a nested path) names a register field of
+		// a map: its concurrent values.
+		sibs, err := h.n.FieldSiblings(key, r.URL.Query()["field"]...)
 		if err != nil {
 			return err
 		}

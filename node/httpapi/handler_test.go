@@ -101,6 +101,20 @@ func TestHTTPEveryType(t *testing.T) {
 	if len(sibs) != 1 {
 		t.Fatalf("siblings = %v, want one", m["siblings"])
 	}
+	// A register field of a document: field=F, repeated for a nested path.
+	want(t, h, 200, "PATCH", "/v1/kv/card", `{"set": {"title": "t"}, "incr": {"votes": 1}, "nested": {"meta": {"set": {"by": "ann"}}}}`)
+	m = want(t, h, 200, "GET", "/v1/kv/card?siblings=true&field=title", "")
+	jsonEq(t, m["value"], `{"meta":{"by":"ann"},"title":"t","votes":1}`)
+	if sibs, _ := m["siblings"].([]any); len(sibs) != 1 || sibs[0].(map[string]any)["value"] != "t" {
+		t.Fatalf("title siblings = %v", m["siblings"])
+	}
+	m = want(t, h, 200, "GET", "/v1/kv/card?siblings=true&field=meta&field=by", "")
+	if sibs, _ := m["siblings"].([]any); len(sibs) != 1 || sibs[0].(map[string]any)["value"] != "ann" {
+		t.Fatalf("meta.by siblings = %v", m["siblings"])
+	}
+	want(t, h, 409, "GET", "/v1/kv/card?siblings=true&field=votes", "")
+	want(t, h, 409, "GET", "/v1/kv/card?siblings=true", "")
+	want(t, h, 404, "GET", "/v1/kv/card?siblings=true&field=nope", "")
 
 	// Keys holding '/', spaces, '%' and non-ASCII travel escaped.
 	for _, key := range []string{"a/b/c", "with space", "100%", "ключ", "..", "x/incr", `quo"te\<&>`} {
