@@ -61,6 +61,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fset.Parse(args); err != nil {
 		return err
 	}
+	if *nodes < 1 {
+		return fmt.Errorf("--nodes %d: want at least 1", *nodes)
+	}
 	b, err := Start(ctx, Options{Nodes: *nodes, Port: *port, Dir: *dir})
 	if err != nil {
 		return err

@@ -13,8 +13,6 @@ const state = {
   siblings: new Map(), // id -> concurrent titles, winner first (only when more than one)
   sibGen: new Map(),   // id -> generation of the last siblings request
   editing: null,       // id of the card whose edit form is open
-  drafts: {},          // the edit form's values
-  tagDrafts: {},       // id -> what is typed in the card's tag field
   synced: false,       // the watch stream's catch-up ended
 };
 
@@ -200,16 +198,24 @@ async function readAll() {
 }
 
 // --- rendering --------------------------------------------------------
+//
+// render builds the board afresh and morphs the live DOM into it: elements
+// that did not change stay as they are (a click or a half-typed tag is not
+// lost when a change arrives), and cards are matched by id, never by
+// position. Buttons carry a data-action; one listener dispatches them.
 
 function el(tag, props, ...children) {
   const e = document.createElement(tag);
-  Object.assign(e, props || {});
+  for (const [k, v] of Object.entries(props || {})) {
+    if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
   for (const c of children) if (c !== null && c !== undefined) e.append(c);
   return e;
 }
 
-function button(text, title, cls, onclick) {
-  return el("button", { textContent: text, title, className: cls, type: "button", onclick });
+function button(text, title, action, extra) {
+  return el("button", Object.assign({ textContent: text, title, type: "button", className: action, "data-action": action }, extra || {}));
 }
 
 function columnOf(doc) {
@@ -217,42 +223,30 @@ function columnOf(doc) {
 }
 
 function render() {
-  const board = $("board");
-  const focused = document.activeElement && document.activeElement.dataset.draft;
-  board.replaceChildren();
+  const next = el("main", { id: "board" });
   const ids = [...state.cards.keys()].sort();
   COLUMNS.forEach(([col, label], ci) => {
-    const column = el("section", { className: "column" }, el("h2", { textContent: label }));
-    column.dataset.column = col;
+    const column = el("section", { className: "column", "data-key": "col-" + col, "data-column": col }, el("h2", { textContent: label }));
     for (const id of ids) {
       const doc = state.cards.get(id);
       if (columnOf(doc) === col) column.append(renderCard(id, doc, ci));
     }
-    board.append(column);
+    next.append(column);
   });
-  if (focused) {
-    const f = board.querySelector(`[data-draft="${focused}"]`);
-    if (f) f.focus();
-  }
+  morph($("board"), next);
 }
 
 function renderCard(id, doc, ci) {
-  const card = el("article", { className: "card" });
-  card.dataset.id = id;
-  const title = typeof doc.title === "string" ? doc.title : "(untitled)";
+  const card = el("article", { className: "card", "data-key": "card-" + id, "data-id": id });
+  const text = (v) => (typeof v === "string" ? v : "");
   if (state.editing === id) {
-    const t = el("input", { className: "edit-title", value: state.drafts.title, maxLength: MAX_TITLE });
-    t.dataset.draft = "title";
-    t.oninput = () => { state.drafts.title = t.value; };
-    const n = el("textarea", { className: "edit-notes", value: state.drafts.notes, rows: 3 });
-    n.dataset.draft = "notes";
-    n.oninput = () => { state.drafts.notes = n.value; };
-    card.append(t, n, el("div", { className: "actions" },
-      button("Save", "save the title and notes", "save", () => save(id, doc)),
-      button("Cancel", "", "cancel", () => { state.editing = null; render(); })));
+    card.append(
+      el("input", { className: "edit-title", value: text(doc.title), maxLength: MAX_TITLE, "data-key": "edit-title" }),
+      el("textarea", { className: "edit-notes", value: text(doc.notes), rows: 3, "data-key": "edit-notes" }),
+      el("div", { className: "actions" }, button("Save", "save the title and notes", "save"), button("Cancel", "", "cancel")));
     return card;
   }
-  card.append(el("div", { className: "title", textContent: title }));
+  card.append(el("div", { className: "title", textContent: typeof doc.title === "string" ? doc.title : "(untitled)" }));
   const sibs = state.siblings.get(id);
   if (sibs) {
     const list = el("ul");
@@ -261,11 +255,11 @@ function renderCard(id, doc, ci) {
       list.append(el("li", { className: "sibling" },
         el("span", { className: "sibling-value", textContent: v }),
         ` (${i === 0 ? "shown" : "lost"}, by ${String(s.origin).slice(0, 6)}) `,
-        button("Keep", "make this the title", "keep", () => write("keeping a title", () => patch(id, { set: { title: s.value } })))));
+        button("Keep", "make this the title", "keep", { "data-index": String(i) })));
     });
     card.append(el("div", { className: "conflict" }, "Concurrent titles:", list));
   }
-  if (typeof doc.notes === "string" && doc.notes !== "") card.append(el("div", { className: "notes", textContent: doc.notes }));
+  if (text(doc.notes) !== "") card.append(el("div", { className: "notes", textContent: doc.notes }));
   if (doc.column === undefined) {
     // Only a delete concurrent with an edit leaves a card without a
     // column: the edit's fields survive, the rest went with the delete.
@@ -273,43 +267,118 @@ function renderCard(id, doc, ci) {
   }
   const tags = el("div", { className: "tags" });
   for (const tag of Array.isArray(doc.tags) ? doc.tags : []) {
-    tags.append(el("span", { className: "tag" }, tag,
-      button("×", "remove the tag", "untag", () => write("removing a tag", () => patch(id, { remove: { tags: [tag] } })))));
+    tags.append(el("span", { className: "tag", "data-key": "tag-" + tag, "data-tag": tag }, tag, button("×", "remove the tag", "untag")));
   }
-  const tagInput = el("input", { className: "tag-input", placeholder: "tag", maxLength: MAX_TAG, size: 8 });
-  tagInput.dataset.draft = "tag-" + id;
-  tagInput.value = state.tagDrafts[id] || "";
-  tagInput.oninput = () => { state.tagDrafts[id] = tagInput.value; };
-  const addTag = () => write("adding a tag", async () => {
-    await patch(id, { add: { tags: [checkText("a tag", tagInput.value, MAX_TAG)] } });
-    delete state.tagDrafts[id];
-    render();
-  });
-  tagInput.onkeydown = (e) => { if (e.key === "Enter") addTag(); };
   card.append(tags, el("div", { className: "actions" },
-    button(`▲ ${Number(doc.votes) || 0}`, "vote", "vote", () => write("voting", () => patch(id, { incr: { votes: 1 } }))),
-    tagInput,
-    button("+", "add the tag", "tag", addTag),
-    ci > 0 ? button("◀", "move left", "left", () => write("moving", () => patch(id, { set: { column: COLUMNS[ci - 1][0] } }))) : null,
-    ci < COLUMNS.length - 1 ? button("▶", "move right", "right", () => write("moving", () => patch(id, { set: { column: COLUMNS[ci + 1][0] } }))) : null,
-    button("✎", "edit the title and notes", "edit", () => {
-      state.editing = id;
-      state.drafts = { title: typeof doc.title === "string" ? doc.title : "", notes: typeof doc.notes === "string" ? doc.notes : "" };
-      render();
-    }),
-    button("🗑", "delete the card", "delete", () => write("deleting", () => api("DELETE", keyURL(id))))));
+    button(`▲ ${Number(doc.votes) || 0}`, "vote", "vote"),
+    el("input", { className: "tag-input", placeholder: "tag", maxLength: MAX_TAG, size: 8, "data-key": "tag-input" }),
+    button("+", "add the tag", "add-tag"),
+    ci > 0 ? button("◀", "move left", "left") : null,
+    ci < COLUMNS.length - 1 ? button("▶", "move right", "right") : null,
+    button("✎", "edit the title and notes", "edit"),
+    button("Delete", "delete the card", "delete")));
   return card;
 }
 
+// morph makes the live node from look like to, keeping what did not
+// change. Children with a data-key are matched by key; the others by
+// position. The value of a live input is the user's: left alone.
+function morph(from, to) {
+  if (from.nodeType !== to.nodeType || from.nodeName !== to.nodeName) {
+    from.replaceWith(to);
+    return;
+  }
+  if (from.nodeType !== Node.ELEMENT_NODE) {
+    if (from.nodeValue !== to.nodeValue) from.nodeValue = to.nodeValue;
+    return;
+  }
+  for (const a of [...from.attributes]) if (!to.hasAttribute(a.name)) from.removeAttribute(a.name);
+  for (const a of [...to.attributes]) if (from.getAttribute(a.name) !== a.value) from.setAttribute(a.name, a.value);
+  const keyed = new Map();
+  for (const c of from.childNodes) if (c.dataset && c.dataset.key) keyed.set(c.dataset.key, c);
+  const wanted = [...to.childNodes];
+  let i = 0;
+  for (const t of wanted) {
+    const key = t.dataset && t.dataset.key;
+    let f = key ? keyed.get(key) : from.childNodes[i];
+    if (f && !key && f.dataset && f.dataset.key) f = undefined; // a keyed node is not reused by position
+    if (f) {
+      keyed.delete(key);
+      if (from.childNodes[i] !== f) from.insertBefore(f, from.childNodes[i] || null);
+      morph(f, t);
+    } else {
+      from.insertBefore(t, from.childNodes[i] || null);
+    }
+    i++;
+  }
+  while (from.childNodes.length > i) from.lastChild.remove();
+}
+
+$("board").addEventListener("click", (e) => {
+  const b = e.target.closest("button[data-action]");
+  const card = b && b.closest(".card");
+  if (!card) return;
+  const id = card.dataset.id;
+  const doc = state.cards.get(id);
+  if (!doc) return;
+  const ci = COLUMNS.findIndex(([c]) => c === columnOf(doc));
+  switch (b.dataset.action) {
+    case "vote":
+      return write("voting", () => patch(id, { incr: { votes: 1 } }));
+    case "add-tag": {
+      const input = card.querySelector(".tag-input");
+      return write("adding a tag", async () => {
+        await patch(id, { add: { tags: [checkText("a tag", input.value, MAX_TAG)] } });
+        input.value = "";
+      });
+    }
+    case "untag": {
+      const tag = b.closest(".tag").dataset.tag;
+      return write("removing a tag", () => patch(id, { remove: { tags: [tag] } }));
+    }
+    case "left":
+    case "right": {
+      const to = COLUMNS[ci + (b.dataset.action === "left" ? -1 : 1)];
+      if (to) write("moving", () => patch(id, { set: { column: to[0] } }));
+      return;
+    }
+    case "delete":
+      return write("deleting", () => api("DELETE", keyURL(id)));
+    case "edit":
+      state.editing = id;
+      render();
+      card.querySelector(".edit-title").focus();
+      return;
+    case "cancel":
+      state.editing = null;
+      render();
+      return;
+    case "save":
+      return save(id, doc, card);
+    case "keep": {
+      const s = (state.siblings.get(id) || [])[Number(b.dataset.index)];
+      if (s) write("keeping a title", () => patch(id, { set: { title: s.value } }));
+      return;
+    }
+  }
+});
+
+$("board").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && e.target.classList.contains("tag-input")) {
+    e.target.closest(".card").querySelector("button.add-tag").click();
+  }
+});
+
 // save writes only the fields that changed, so that a concurrent edit of
 // the other one is not overwritten.
-function save(id, doc) {
+function save(id, doc, card) {
   write("saving", async () => {
     const set = {};
-    const title = checkText("the title", state.drafts.title, MAX_TITLE);
+    const title = checkText("the title", card.querySelector(".edit-title").value, MAX_TITLE);
+    const notes = card.querySelector(".edit-notes").value;
     if (title !== doc.title) set.title = title;
-    if (state.drafts.notes.length > MAX_NOTES) throw new Error(`the notes are longer than ${MAX_NOTES} characters`);
-    if (state.drafts.notes !== (doc.notes || "")) set.notes = state.drafts.notes;
+    if (notes.length > MAX_NOTES) throw new Error(`the notes are longer than ${MAX_NOTES} characters`);
+    if (notes !== (doc.notes || "")) set.notes = notes;
     if (Object.keys(set).length > 0) await patch(id, { set });
     state.editing = null;
     render();
@@ -351,6 +420,7 @@ async function loadBoard() {
     document.title = "shoal board · " + b.name;
     $("offline").checked = b.offline;
     $("offline-note").hidden = !b.offline;
+    document.body.dataset.offline = b.offline ? "1" : "0";
   } catch (e) {
     showError("reading the board: " + e.message);
   }
