@@ -354,6 +354,11 @@ func TestBoardInBrowser(t *testing.T) {
 		return ta
 	}
 
+	// Bad input gets a message in the page, and nothing is written.
+	a.do("add an empty card", chromedp.Click(chromedp.CSS("#add-button")))
+	a.waitJS("the error", `!document.getElementById("error").hidden && /the title is empty/.test(document.getElementById("error-text").textContent)`)
+	a.do("dismiss the error", chromedp.Click(chromedp.CSS("#error-close")))
+
 	// Online: both pages add, vote, tag, move and delete at once.
 	alpha := a.addCard("Alpha")
 	beta := bb.addCard("Beta")
