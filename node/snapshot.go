@@ -374,6 +374,10 @@ func (n *Node) maybeSnapshot() {
 
 // snapshotRequest starts the snapshot Node.Snapshot asked for.
 func (n *Node) snapshotRequest(r *request) {
+	if r.backup != nil {
+		n.backupRequest(r)
+		return
+	}
 	r.snapDone = make(chan error, 1)
 	job, err := n.prepareSnapshot(r.snapDone)
 	switch {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/shoaldb/shoal/node"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/shoaldb/shoal/node"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -75,6 +76,9 @@ type Options struct {
 	// Logger receives one line per failed request that is the server's
 	// fault (5xx); nil = off.
 	Logger *slog.Logger
+	// Registerer, when set, receives shoal_http_request_duration_seconds
+	// (by route and status code).
+	Registerer prometheus.Registerer
 }
 
 // Handler serves the HTTP API of one node (see the design's HTTP API
@@ -90,7 +94,53 @@ type Handler struct {
 	watchers atomic.Int64 // open watch streams
 
 	watchResumes atomic.Int64 // watch streams that went on from the log after falling behind
+
+	durations *prometheus.HistogramVec // nil without Options.Registerer
 }
+
+// routes are the route labels of the request metrics: fixed names, never
+// a key (one series per key would be unbounded).
+var routes = []string{"kv", "kv_list", "watch", "status", "members", "batch", "sync", "sync_wait", "backup", "metrics", "healthz", "other"}
+
+func routeOf(path string) string {
+	switch {
+	case path == "/v1/kv" || path == "/v1/kv/":
+		return "kv_list"
+	case strings.HasPrefix(path, "/v1/kv/"):
+		return "kv"
+	case path == "/v1/sync/wait":
+		return "sync_wait"
+	case path == "/metrics":
+		return "metrics"
+	case path == "/healthz":
+		return "healthz"
+	case strings.HasPrefix(path, "/v1/") && slices.Contains(routes, path[len("/v1/"):]):
+		return path[len("/v1/"):]
+	}
+	return "other"
+}
+
+// statusWriter records the status code of an answer for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // Watchers is the number of open watch (SSE) streams.
 func (h *Handler) Watchers() int { return int(h.watchers.Load()) }
@@ -128,8 +178,67 @@ func NewHandler(n *node.Node, opts *Options) *Handler {
 	if o.Gatherer != nil {
 		h.metrics = promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})
 	}
+	if o.Registerer != nil {
+		h.durations = registerDurations(o.Registerer, o.Logger)
+	}
 	return h
 }
+
+// registerDurations registers the request duration histogram, or finds
+// the one an earlier handler registered on the same registry.
+func registerDurations(reg prometheus.Registerer, log *slog.Logger) *prometheus.HistogramVec {
+	d := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "shoal_http_request_duration_seconds",
+		Help:    "Duration of HTTP API requests, by route and status code (watch streams and waits last as long as they are open).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"route", "code"})
+	if err := reg.Register(d); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(*prometheus.HistogramVec); ok {
+				return old
+			}
+		}
+		log.Error("http metrics not registered", "err", err)
+		return nil
+	}
+	// Every route shows from the start, not after its first request.
+	for _, r := range routes {
+		d.WithLabelValues(r, "200")
+	}
+	return d
+}
+
+// serveBackup streams a consistent backup of the node (node.Backup). Each
+// write must reach the client within WriteTimeout, not the whole backup.
+func (h *Handler) serveBackup(w http.ResponseWriter, r *http.Request) error {
+	rc := http.NewResponseController(w)
+	dw := &deadlineWriter{w: w, rc: rc, timeout: h.opts.WriteTimeout}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="shoal-%s-%s.backup"`, h.n.ReplicaID(), time.Now().UTC().Format("20060102T150405Z")))
+	started := false
+	lw := writerFunc(func(p []byte) (int, error) {
+		started = true
+		return dw.Write(p)
+	})
+	info, err := h.n.Backup(r.Context(), lw)
+	if err != nil && !started {
+		return err
+	}
+	if err != nil {
+		// The answer is under way: it ends without the backup's trailer,
+		// which every reader of a backup refuses.
+		h.opts.Logger.Warn("backup cut off", "err", truncate(err.Error(), maxLoggedError))
+		return nil
+	}
+	h.opts.Logger.Info("backup sent", "keys", info.Keys, "bytes", info.Bytes)
+	return nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // Drain starts a graceful shutdown: from now on writes are refused with 503,
 // /healthz answers 503 and open watch streams end, so that an http.Server's
@@ -297,6 +406,20 @@ func (h *Handler) authorized(r *http.Request) bool {
 // routing reads the escaped path itself instead of a cleaned one: a key may
 // hold '/', "..", '%' or spaces.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.durations == nil {
+		h.serve(w, r)
+		return
+	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	h.serve(sw, r)
+	if sw.code == 0 {
+		sw.code = http.StatusOK
+	}
+	h.durations.WithLabelValues(routeOf(r.URL.EscapedPath()), strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
 	if path == "/healthz" {
 		h.serveHealth(w, r)
@@ -306,7 +429,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, errHTTPUnauthorized)
 		return
 	}
-	if path != "/v1/watch" && path != "/v1/sync/wait" {
+	if path != "/v1/watch" && path != "/v1/sync/wait" && path != "/v1/backup" {
 		// A client that does not read its answer holds a goroutine and a
 		// buffer only this long (watch and wait set their own deadlines).
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
@@ -339,6 +462,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.only(r, http.MethodGet, func() error { return h.serveSync(w) })
 	case path == "/v1/sync/wait":
 		err = h.only(r, http.MethodPost, func() error { return h.serveWaitSynced(w, r) })
+	case path == "/v1/backup":
+		err = h.only(r, http.MethodGet, func() error { return h.serveBackup(w, r) })
 	default:
 		err = fmt.Errorf("%w: %s", errHTTPNoEndpoint, r.URL.Path)
 	}
