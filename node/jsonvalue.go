@@ -44,7 +44,7 @@ func (n *Node) GetJSON(key string) (Type, []byte, error) {
 		return "", nil, keyError("get", key)
 	}
 	sh := n.mu.rlock()
-	v, ok := n.ks.Get(key)
+	v, ok := n.ks.Get(key, n.readTime())
 	n.mu.runlock(sh)
 	if !ok {
 		return "", nil, fmt.Errorf("%w: %q", ErrNotFound, key)

@@ -219,6 +219,7 @@ func (n *Node) buildInto(g *group, r *request) {
 		}
 		next, ahead := crdt.WitnessTimestamp(n.clock, r.op.Time, now, n.opts.MaxClockDrift.Milliseconds())
 		n.clock = next
+		n.hlc.Store(uint64(next))
 		if ahead {
 			n.m.clockAhead.Inc()
 		}
@@ -232,6 +233,8 @@ func (n *Node) buildInto(g *group, r *request) {
 	}
 	tx := n.tx
 	n.clock = crdt.NextTimestamp(n.clock, now)
+	n.hlc.Store(uint64(n.clock))
+	tx.SetTime(n.clock) // a key expired at this time gets a fresh value
 	cp := tx.Checkpoint()
 	n.mu.RLock() // the transaction reads the state the committer writes
 	d, err := n.build(tx, r, n.clock)
@@ -345,7 +348,7 @@ func (n *Node) applyGroup(g *group) {
 		e.r.offset = off
 		changes := n.applyOp(e.op)
 		if e.r.kind == reqIncr {
-			if v, ok := n.ks.Get(e.r.key); ok {
+			if v, ok := n.ks.Get(e.r.key, 0); ok { // the value just written
 				e.r.n = v.Counter
 			}
 		}
@@ -459,13 +462,14 @@ next:
 // keys someone subscribed to. Called under n.mu, after the record applied,
 // so each event carries the value right after its record.
 func (n *Node) appendEvents(evs []Event, changes []crdt.Change, origin crdt.ReplicaID, off uint64) []Event {
+	now := n.readTime()
 	for _, c := range changes {
 		if !n.hub.interested(c.Key) {
 			continue
 		}
 		ev := Event{Key: c.Key, Origin: origin.String(), Offset: off, Deleted: true}
 		if !c.Deleted {
-			if v, ok := n.ks.Get(c.Key); ok {
+			if v, ok := n.ks.Get(c.Key, now); ok {
 				data, err := convertView(&v)
 				if err != nil {
 					n.log.Warn("event for undecodable value", "key", c.Key, "err", err)

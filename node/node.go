@@ -47,6 +47,10 @@ type Node struct {
 	keys     atomic.Int64                // ks.Len(), for Status without the lock
 	readOnly atomic.Pointer[readOnlyErr] // set once by the first WAL failure
 
+	// hlc is the loop's clock as of its last operation, for readers: they
+	// see expiries at max(wall clock, hlc) (readTime).
+	hlc atomic.Uint64
+
 	// lastSeq is the highest seq of this replica that is durable in the
 	// state (the committer raises it; the loop begins transactions above it).
 	lastSeq atomic.Uint64
@@ -251,7 +255,7 @@ func (n *Node) Get(key string) (Value, error) {
 		return Value{}, keyError("get", key)
 	}
 	sh := n.mu.rlock()
-	v, ok := n.ks.Get(key)
+	v, ok := n.ks.Get(key, n.readTime())
 	n.mu.runlock(sh)
 	if !ok {
 		return Value{}, fmt.Errorf("%w: %q", ErrNotFound, key)
@@ -266,7 +270,7 @@ func (n *Node) Get(key string) (Value, error) {
 	if err != nil {
 		return Value{}, fmt.Errorf("node: get %q: %w", key, err)
 	}
-	return Value{Key: key, Type: typeOf(v.Type), Data: data}, nil
+	return Value{Key: key, Type: typeOf(v.Type), Data: data, Expires: expiresTime(v.Expires)}, nil
 }
 
 // Siblings returns the concurrent values of the register at key, the
@@ -279,7 +283,7 @@ func (n *Node) Siblings(key string) ([]Sibling, error) {
 		return nil, keyError("siblings", key)
 	}
 	sh := n.mu.rlock()
-	sibs, err := n.ks.Siblings(key)
+	sibs, err := n.ks.Siblings(key, n.readTime())
 	n.mu.runlock(sh)
 	if err != nil {
 		return nil, mapError("siblings", key, err)
@@ -304,7 +308,7 @@ func (n *Node) Keys(prefix string, limit int) ([]KeyInfo, error) {
 	// Keyspace.Keys sorts newly added keys into its index on demand, so it
 	// writes: it takes the write lock, not the read lock.
 	n.mu.Lock()
-	infos := n.ks.Keys(prefix, limit)
+	infos := n.ks.Keys(prefix, limit, n.readTime())
 	n.mu.Unlock()
 	out := make([]KeyInfo, len(infos))
 	for i, ki := range infos {
@@ -356,6 +360,21 @@ func (n *Node) Status() Status {
 		st.FirstOffset, st.NextOffset, st.WALBytes = n.wal.FirstOffset(), n.wal.NextOffset(), n.wal.Size()
 	}
 	return st
+}
+
+// readTime is the time reads see expiries at: the node's hybrid logical
+// clock, which is at least the wall clock and may run ahead of it (by at
+// most MaxClockDrift) after a peer's write from the future.
+func (n *Node) readTime() crdt.Timestamp {
+	return max(crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0), crdt.Timestamp(n.hlc.Load()))
+}
+
+// expiresTime turns a key's expiry into Value.Expires (zero: none).
+func expiresTime(at crdt.Timestamp) time.Time {
+	if at == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(at.Physical()).UTC()
 }
 
 // ReplicaID returns this replica's ID (16 hex digits).

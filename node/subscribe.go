@@ -179,9 +179,10 @@ func (n *Node) readPass(p *fullPass, limit int) []Event {
 	evs := make([]Event, 0, chunk)
 	// Keys sorts newly added keys into the index: the write lock.
 	n.mu.Lock()
-	infos := n.ks.KeysAfter(p.prefix, p.cursor, chunk)
+	now := n.readTime()
+	infos := n.ks.KeysAfter(p.prefix, p.cursor, chunk, 0) // the cursor moves over expired keys too
 	for _, ki := range infos {
-		v, ok := n.ks.Get(ki.Key)
+		v, ok := n.ks.Get(ki.Key, now)
 		if !ok {
 			continue
 		}
@@ -461,12 +462,13 @@ func (n *Node) catchUp(s *Subscription, from uint64) error {
 		return nil
 	}
 	evs := make([]Event, 0, len(touched))
+	now := n.readTime()
 	for key, t := range touched {
 		if t.offset >= cut {
 			continue // applied after the cut: a live event follows
 		}
 		ev := Event{Key: key, Origin: t.origin.String(), Offset: t.offset}
-		if v, ok := n.ks.Get(key); ok {
+		if v, ok := n.ks.Get(key, now); ok {
 			data, err := convertView(&v)
 			if err != nil {
 				n.log.Warn("subscription catch-up: undecodable value", "key", truncateKey(key), "err", err)
