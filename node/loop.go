@@ -35,6 +35,7 @@ type groupEntry struct {
 // and applied by the committer.
 type group struct {
 	reqs     []*request // every request to answer, failed ones included
+	sweep    bool       // the applier runs a sweep step after it (expiry.go)
 	entries  []groupEntry
 	bytes    int
 	lastSeq  uint64         // the loop's last issued seq after this group
@@ -84,6 +85,8 @@ func (n *Node) run() {
 	go n.appendLoop()
 	go n.applyLoop()
 	defer close(n.groups)
+	sweep := time.NewTicker(n.opts.SweepInterval)
+	defer sweep.Stop()
 	var g *group // the open group, not yet handed over
 	for {
 		if g == nil {
@@ -92,6 +95,10 @@ func (n *Node) run() {
 				g = n.add(nil, r)
 			case <-n.gate.timeout():
 				g = n.giveUpTransfer(nil)
+			case <-sweep.C:
+				g = n.markSweep(nil)
+			case <-n.sweepAgain:
+				g = n.markSweep(nil)
 			case <-n.closing:
 				n.drain(nil)
 				return
@@ -106,6 +113,10 @@ func (n *Node) run() {
 			g = n.add(g, r)
 		case <-n.gate.timeout():
 			g = n.giveUpTransfer(g)
+		case <-sweep.C:
+			g = n.markSweep(g)
+		case <-n.sweepAgain:
+			g = n.markSweep(g)
 		case <-n.closing:
 			n.drain(g)
 			return
@@ -158,10 +169,7 @@ func (n *Node) add(g *group, r *request) *group {
 		g = nil
 	}
 	if g == nil {
-		g = &group{}
-		if n.readOnly.Load() == nil {
-			n.transaction() // only between groups: see above
-		}
+		g = n.newGroup()
 	}
 	g.reqs = append(g.reqs, r)
 	if n.readOnly.Load() != nil || n.tx == nil {
@@ -172,6 +180,24 @@ func (n *Node) add(g *group, r *request) *group {
 	if len(n.gate.released) > 0 { // after the record that closed a transfer
 		g = n.releaseHeld(g)
 	}
+	return g
+}
+
+// newGroup opens a group.
+func (n *Node) newGroup() *group {
+	if n.readOnly.Load() == nil {
+		n.transaction() // only between groups: see above
+	}
+	return &group{}
+}
+
+// markSweep asks for a sweep step after the open group g (opening one, to
+// hold nothing else, when there is none).
+func (n *Node) markSweep(g *group) *group {
+	if g == nil {
+		g = n.newGroup()
+	}
+	g.sweep = true
 	return g
 }
 
@@ -186,6 +212,9 @@ func (n *Node) waitCommitted() {
 // on the current state when the old one may read stale values, is long,
 // or can be replaced for free (everything it did is applied).
 func (n *Node) transaction() {
+	if n.swept.Swap(false) {
+		n.txStale = true
+	}
 	if n.tx != nil && (n.txStale || n.txOps >= maxTxOps || n.committed.Load() == n.sent) {
 		n.waitCommitted()
 		n.txSeq = max(n.txSeq, n.tx.LastSeq())
@@ -317,6 +346,9 @@ func (n *Node) applyLoop() {
 			n.m.readOnlyErrors.Add(float64(len(g.reqs)))
 		case len(g.entries) > 0:
 			n.applyGroup(g)
+		}
+		if g.sweep {
+			n.sweepStep()
 		}
 		for _, r := range g.reqs {
 			r.done <- struct{}{}
@@ -504,7 +536,26 @@ func (n *Node) build(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, e
 }
 
 func buildOne(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, error) {
+	if r.ttl > 0 && r.kind != reqExpire { // a write with a TTL: the write, then its expiry
+		d, err := buildWrite(tx, r, ts)
+		if err != nil {
+			return nil, err
+		}
+		x, err := tx.Expire(r.key, expiryAt(ts, r.ttl))
+		if err != nil {
+			return nil, err
+		}
+		return crdt.JoinDeltas(d, x), nil
+	}
+	return buildWrite(tx, r, ts)
+}
+
+func buildWrite(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, error) {
 	switch r.kind {
+	case reqExpire:
+		return tx.Expire(r.key, expiryAt(ts, r.ttl))
+	case reqPersist:
+		return tx.Persist(r.key)
 	case reqPut:
 		return tx.Put(r.key, r.value, ts)
 	case reqDelete:

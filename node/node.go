@@ -76,11 +76,15 @@ type Node struct {
 	appended  chan *group   // appender -> applier
 	committed atomic.Uint64 // groups the applier finished
 	groupDone chan struct{} // applier -> loop: a group finished (cap 1)
-	closing   chan struct{} // closed by Close: the loop stops
-	loopDone  chan struct{} // closed when every stage has exited
-	closed    atomic.Bool
-	close     sync.Once
-	closeErr  error
+	// sweepAgain: applier -> loop, a sweep step found more to do (cap 1);
+	// swept: a sweep step reclaimed keys under the rolling transaction.
+	sweepAgain chan struct{}
+	swept      atomic.Bool
+	closing    chan struct{} // closed by Close: the loop stops
+	loopDone   chan struct{} // closed when every stage has exited
+	closed     atomic.Bool
+	close      sync.Once
+	closeErr   error
 
 	hub   hub
 	index dotIndex
@@ -106,15 +110,16 @@ func Open(dir string, opts *Options) (*Node, error) {
 		return nil, fmt.Errorf("node: open %s: %w", dir, err)
 	}
 	n := &Node{
-		dir:       dir,
-		opts:      o,
-		log:       o.Logger,
-		reqs:      make(chan *request, o.MaxBatchOps),
-		groups:    make(chan *group), // unbuffered: a group is handed over only when the appender is free
-		appended:  make(chan *group, 1),
-		groupDone: make(chan struct{}, 1),
-		closing:   make(chan struct{}),
-		loopDone:  make(chan struct{}),
+		dir:        dir,
+		opts:       o,
+		log:        o.Logger,
+		reqs:       make(chan *request, o.MaxBatchOps),
+		groups:     make(chan *group), // unbuffered: a group is handed over only when the appender is free
+		appended:   make(chan *group, 1),
+		groupDone:  make(chan struct{}, 1),
+		sweepAgain: make(chan struct{}, 1),
+		closing:    make(chan struct{}),
+		loopDone:   make(chan struct{}),
 	}
 	n.m = newMetrics(func() float64 { return float64(len(n.reqs)) })
 	n.hub.init(n.m)

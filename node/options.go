@@ -83,6 +83,11 @@ type Options struct {
 	// hybrid logical clock ahead of the wall clock; 0 = DefaultMaxClockDrift.
 	MaxClockDrift time.Duration
 
+	// SweepInterval is how often an idle node looks for expired keys to
+	// report (EventExpired) and reclaim; 0 = DefaultSweepInterval. Reads
+	// hide an expired key at once whatever it is.
+	SweepInterval time.Duration
+
 	// Logger receives recovery, snapshot and failure events; nil = off.
 	Logger *slog.Logger
 	// Registerer receives the node's metrics (shoal_node_*); nil = off. To
@@ -144,6 +149,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.MaxClockDrift <= 0 {
 		c.MaxClockDrift = DefaultMaxClockDrift
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = DefaultSweepInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -32,6 +32,12 @@ const (
 	// EventSynced ends a catch-up: everything up to Offset (exclusive) has
 	// been reported; live changes follow. Resume with SubscribeFrom(Offset).
 	EventSynced EventKind = "synced"
+	// EventExpired: the key expired (Deleted is set). It is reported by
+	// the node's sweep, shortly after reads stopped finding the key, on
+	// every replica by itself; Offset is where the WAL was then (no record
+	// made it). A catch-up reports an expired key as a deleted
+	// EventChange.
+	EventExpired EventKind = "expired"
 )
 
 // Event is one change of one key, made by a local or a remote write, or a
