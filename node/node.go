@@ -338,7 +338,7 @@ func (n *Node) Digest() string {
 type Status struct {
 	Replica     string // this replica's ID (16 hex digits)
 	Incarnation uint64 // how many replica IDs this directory has had
-	Keys        int
+	Keys        int    // keys in memory: expired keys count until the sweep reclaims them
 	ReadOnly    bool   // a WAL failure stopped writes
 	Error       string // the cause when ReadOnly
 	Closed      bool
