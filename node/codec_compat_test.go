@@ -34,3 +34,31 @@ func TestDecodeRecordWithoutExpiry(t *testing.T) {
 		t.Fatalf("a record without expiry items encodes differently now:\n%x\n%x", again, rec)
 	}
 }
+
+// wal dump (DescribeOp) shows expiry items: the time of an expiry, or a
+// persist.
+func TestDescribeExpiry(t *testing.T) {
+	ks := crdt.NewKeyspace()
+	tx := ks.Begin(crdt.ReplicaID(7), 0)
+	ts := crdt.MakeTimestamp(1_700_000_000_000, 0)
+	put, err := tx.Put("k", []byte(`1`), ts)
+	must(t, err)
+	exp, err := tx.Expire("k", ts+1<<20)
+	must(t, err)
+	per, err := tx.Persist("k")
+	must(t, err)
+	for _, c := range []struct {
+		d       *crdt.Delta
+		typ     string
+		persist bool
+	}{{crdt.JoinDeltas(put, exp), "register+expiry", false}, {per, "expiry", true}} {
+		lines := DescribeOp(0, &Op{V: OpVersion, Kind: OpDelta, Origin: 7, Time: ts, Delta: c.d}, "")
+		if len(lines) != 1 || lines[0].Type != c.typ {
+			t.Fatalf("lines %+v, want one of type %s", lines, c.typ)
+		}
+		xs, _ := (*lines[0].Delta)["expiry"].([]map[string]any)
+		if len(xs) != 1 || xs[0]["persist"] != c.persist || (!c.persist && xs[0]["expires_hlc"] != uint64(ts+1<<20)) {
+			t.Fatalf("expiry rendered as %+v", (*lines[0].Delta)["expiry"])
+		}
+	}
+}
