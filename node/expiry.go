@@ -156,9 +156,10 @@ func (n *Node) sweepStep() (expiredKeys, reclaimedKeys int) {
 	n.mu.Lock()
 	expired, reclaimed := n.ks.Sweep(now, horizon, sweepLimit)
 	if len(expired) > 0 && n.hub.active() {
+		at := max(n.applied, 1) - 1 // the last record applied: resuming after it misses nothing
 		for _, key := range expired {
 			if n.hub.interested(key) {
-				evs = append(evs, Event{Kind: EventExpired, Key: key, Deleted: true, Offset: n.applied})
+				evs = append(evs, Event{Kind: EventExpired, Key: key, Deleted: true, Offset: at})
 			}
 		}
 	}

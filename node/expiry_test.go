@@ -274,8 +274,26 @@ func TestWatchExpired(t *testing.T) {
 	if ev.Kind != EventExpired || ev.Key != "w/a" || !ev.Deleted || ev.Data != nil {
 		t.Fatalf("after the expiry: %+v", ev)
 	}
+	// No record made it: its Offset is the last record's, so a resume at
+	// Offset+1 misses nothing.
+	if last := n.Status().NextOffset - 1; ev.Offset != last {
+		t.Fatalf("expired event at offset %d, want the last record's %d", ev.Offset, last)
+	}
+	// A subscription that caught up to the end still gets expiries, though
+	// their offset is below where its live events start.
+	must(t, n.PutWith("r/a", 1, WriteOptions{TTL: time.Second}))
+	r, err := n.SubscribeFrom(ctx, "r/", n.Status().NextOffset)
+	must(t, err)
+	defer r.Close()
+	if ev, err := r.Next(ctx); err != nil || ev.Kind != EventSynced {
+		t.Fatalf("resumed subscription: %+v %v", ev, err)
+	}
+	clk.Advance(time.Second)
+	if ev, err := r.Next(ctx); err != nil || ev.Kind != EventExpired || ev.Key != "r/a" {
+		t.Fatalf("resumed subscription after the expiry: %+v %v", ev, err)
+	}
 	eventually(t, "both expiries counted", func() bool {
-		return gatherCounter(t, reg, "shoal_node_keys_expired_total") == 2
+		return gatherCounter(t, reg, "shoal_node_keys_expired_total") == 3
 	})
 }
 

@@ -34,9 +34,10 @@ const (
 	EventSynced EventKind = "synced"
 	// EventExpired: the key expired (Deleted is set). It is reported by
 	// the node's sweep, shortly after reads stopped finding the key, on
-	// every replica by itself; Offset is where the WAL was then (no record
-	// made it). A catch-up reports an expired key as a deleted
-	// EventChange.
+	// every replica by itself. No record made it: Offset is the last
+	// record applied before it, so resuming at Offset+1 misses nothing
+	// (the watch stream sends it without an id). A catch-up reports an
+	// expired key as a deleted EventChange.
 	EventExpired EventKind = "expired"
 )
 
@@ -338,7 +339,9 @@ func (h *hub) publish(evs []Event) {
 		mine = mine[:0]
 		for i := range evs {
 			ev := &evs[i]
-			if ev.Offset >= s.minOffset && strings.HasPrefix(ev.Key, s.prefix) {
+			// An expiry comes from no record: the catch-up never
+			// delivered it (and reports the key deleted if it looked).
+			if (ev.Offset >= s.minOffset || ev.Kind == EventExpired) && strings.HasPrefix(ev.Key, s.prefix) {
 				mine = append(mine, *ev)
 			}
 		}

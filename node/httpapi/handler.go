@@ -1301,7 +1301,10 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		if pending != nil {
-			buf = AppendEvent(buf[:0], pending, pending.Offset != ev.Offset)
+			// pending ends its record unless ev is of the same record (an
+			// expiry belongs to none, whatever its Offset).
+			last := pending.Offset != ev.Offset || ev.Kind == node.EventExpired
+			buf = AppendEvent(buf[:0], pending, last)
 			if _, werr := w.Write(buf); werr != nil {
 				return nil
 			}
@@ -1336,7 +1339,7 @@ func AppendEvent(b []byte, ev *node.Event, withID bool) []byte {
 	id, hasID := ev.Offset, withID
 	switch ev.Kind {
 	case node.EventReset, node.EventState, node.EventExpired:
-		// An expiry comes from no record: its Offset is the next one's.
+		// An expiry comes from no record (its Offset is the last one's).
 		hasID = false
 	case node.EventSynced:
 		hasID = withID && ev.Offset > 0
