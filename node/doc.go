@@ -47,7 +47,7 @@
 // it. Reads compare it with the node's hybrid logical clock (never below
 // the wall clock), so an expired key is absent for every read at once. The
 // write pipeline's applier runs a sweep step every Options.SweepInterval,
-// and at once again while there is more: at most 1,024 keys per step, so
+// and at once again while there is more: at most 256 keys per step, so
 // writes wait for a bounded step, never for a pass over the keyspace. It
 // reports keys that expired to subscribers (EventExpired) and drops keys
 // that expired more than MaxClockDrift ago from memory; the next snapshot

@@ -19,7 +19,7 @@ const DefaultSweepInterval = 250 * time.Millisecond
 // sweepLimit bounds the keys one sweep step reports and reclaims: one step
 // holds the state lock for O(sweepLimit log n), whatever the number of
 // keys expiring at once, so writes never wait for a whole pass.
-const sweepLimit = 1024
+const sweepLimit = 256
 
 // WriteOptions modify a write (PutWith, UpdateWith). The zero value is a
 // plain write.
