@@ -81,6 +81,9 @@ type Options struct {
 
 	// MaxClockDrift bounds how far a remote timestamp may move the local
 	// hybrid logical clock ahead of the wall clock; 0 = DefaultMaxClockDrift.
+	// It is also how long an expired key stays in memory before the sweep
+	// reclaims it: replicas whose clocks differ by at most this much all
+	// find it expired by then. Give every replica the same value.
 	MaxClockDrift time.Duration
 
 	// SweepInterval is how often an idle node looks for expired keys to
