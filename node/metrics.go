@@ -28,7 +28,9 @@ type metrics struct {
 	subDropped     prometheus.Counter
 	readOnly       prometheus.Gauge
 	clockAhead     prometheus.Counter
-	transferHeld   prometheus.Gauge // remote deltas held back by a state transfer (transfer.go)
+	keysExpired    prometheus.Counter // keys the sweep found expired (expiry.go)
+	keysReclaimed  prometheus.Counter // expired keys dropped from the state
+	transferHeld   prometheus.Gauge   // remote deltas held back by a state transfer (transfer.go)
 	queueDepthFunc prometheus.GaugeFunc
 
 	registered prometheus.Registerer // where register put them, for unregister
@@ -87,10 +89,14 @@ func newMetrics(queueDepth func() float64) *metrics {
 			Name: "read_only", Help: "1 when a WAL failure made the node read-only."}),
 		transferHeld: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "transfer_held_records", Help: "Remote deltas held back until the state transfer in progress ends (at most 4096)."}),
+		keysExpired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "keys_expired_total", Help: "Keys found expired by the sweep (reported to subscribers as expired)."}),
+		keysReclaimed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "keys_reclaimed_total", Help: "Expired keys dropped from memory, MaxClockDrift after they expired."}),
 		clockAhead: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "clock_ahead_total", Help: "Remote timestamps further ahead of the local clock than MaxClockDrift (accepted, clock clamped)."}),
 	}
-	for k := reqPut; k <= reqUpdate; k++ {
+	for k := reqPut; k <= reqPersist; k++ {
 		m.opsBy[k] = m.ops.WithLabelValues(k.String())
 	}
 	m.opsBy[reqBatch] = m.ops.WithLabelValues(reqBatch.String())
@@ -110,7 +116,7 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.ops, m.opErrors, m.remote, m.walBytes, m.walRecords,
 		m.appendSeconds, m.fsyncSeconds, m.batchOps, m.snapshotSecs, m.snapshots, m.snapshotBytes,
 		m.replaySeconds, m.replayRecords, m.keys, m.subscribers, m.subDropped,
-		m.readOnly, m.clockAhead, m.transferHeld, m.queueDepthFunc}
+		m.readOnly, m.clockAhead, m.keysExpired, m.keysReclaimed, m.transferHeld, m.queueDepthFunc}
 }
 
 // register registers every collector, or none.

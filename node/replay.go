@@ -68,6 +68,7 @@ func (n *Node) recover() error {
 	}
 	n.noteSeq(maxSeq(n.ks.Context(), n.replica))
 	n.durableClock = n.clock
+	n.hlc.Store(uint64(n.clock))
 	n.applied = next
 	n.keys.Store(int64(n.ks.Len()))
 	n.m.keys.Set(float64(n.ks.Len()))

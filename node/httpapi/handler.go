@@ -514,14 +514,14 @@ func httpPathKey(escaped string) (string, error) {
 	return key, nil
 }
 
-// serveKey serves /v1/kv/{key} and /v1/kv/{key}/{incr,add,remove}. For POST
+// serveKey serves /v1/kv/{key} and /v1/kv/{key}/{incr,add,remove,expire}. For POST
 // the last path segment is the action, so a key may itself hold '/'.
 func (h *Handler) serveKey(w http.ResponseWriter, r *http.Request, rest string) error {
 	action := ""
 	if r.Method == http.MethodPost {
 		i := strings.LastIndexByte(rest, '/')
 		if i < 0 {
-			return fmt.Errorf("%w: POST %s (want .../incr, .../add or .../remove)", errHTTPMethod, r.URL.Path)
+			return fmt.Errorf("%w: POST %s (want .../incr, .../add, .../remove or .../expire)", errHTTPMethod, r.URL.Path)
 		}
 		rest, action = rest[:i], rest[i+1:]
 	}
@@ -551,8 +551,10 @@ func (h *Handler) serveKey(w http.ResponseWriter, r *http.Request, rest string) 
 			return h.serveIncr(w, r, key)
 		case "add", "remove":
 			return h.serveSetOp(w, r, key, action)
+		case "expire":
+			return h.serveExpire(w, r, key)
 		}
-		return fmt.Errorf("%w: POST .../%s (want incr, add or remove)", errHTTPNoEndpoint, action)
+		return fmt.Errorf("%w: POST .../%s (want incr, add, remove or expire)", errHTTPNoEndpoint, action)
 	}
 	return fmt.Errorf("%w: %s %s", errHTTPMethod, r.Method, r.URL.Path)
 }
@@ -563,7 +565,39 @@ type httpValueAnswer struct {
 	Type     string          `json:"type"`
 	Value    json.RawMessage `json:"value"`
 	Sets     [][]string      `json:"sets,omitempty"`
+	Expires  string          `json:"expires,omitempty"` // RFC 3339, UTC; absent when the key does not expire
 	Siblings []httpSibling   `json:"siblings,omitempty"`
+}
+
+// httpTime formats an expiry for an answer: RFC 3339 with nanoseconds, UTC;
+// "" for none.
+func httpTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// parseTTL reads a TTL given as a Go duration ("30s", "1h30m"). A TTL
+// that is not one, or not in (0, node.MaxTTL], is a 400 naming the limit.
+func parseTTL(s string) (time.Duration, error) {
+	ttl, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: ttl %q is not a duration such as \"30s\" or \"1h30m\" (positive, at most %v)", node.ErrInvalidValue, s, node.MaxTTL)
+	}
+	if err := node.CheckTTL(ttl); err != nil {
+		return 0, err
+	}
+	return ttl, nil
+}
+
+// queryTTL reads the optional ?ttl= of a write (0: none given).
+func queryTTL(r *http.Request) (time.Duration, error) {
+	q := r.URL.Query()
+	if !q.Has("ttl") {
+		return 0, nil
+	}
+	return parseTTL(q.Get("ttl"))
 }
 
 // setPaths lists the paths of the set fields of a map value, sorted: in
@@ -604,12 +638,12 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string) e
 	var a httpValueAnswer
 	// A register answers its stored bytes as they are; other types (whose
 	// set fields the answer names) their view, encoded the same way.
-	typ, raw, err := h.n.GetJSON(key)
+	rv, err := h.n.GetRaw(key)
 	if err != nil {
 		return err
 	}
-	if typ == node.TypeRegister {
-		a = httpValueAnswer{Key: key, Type: string(typ), Value: raw}
+	if rv.Type == node.TypeRegister {
+		a = httpValueAnswer{Key: key, Type: string(rv.Type), Value: rv.JSON, Expires: httpTime(rv.Expires)}
 	} else {
 		v, err := h.n.Get(key)
 		if err != nil {
@@ -619,7 +653,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string) e
 		if err != nil {
 			return err
 		}
-		a = httpValueAnswer{Key: key, Type: string(v.Type), Value: val, Sets: setPaths(v.Data)}
+		a = httpValueAnswer{Key: key, Type: string(v.Type), Value: val, Sets: setPaths(v.Data), Expires: httpTime(v.Expires)}
 	}
 	if sib, _ := strconv.ParseBool(r.URL.Query().Get("siblings")); sib {
 		sibs, err := h.n.Siblings(key)
@@ -710,6 +744,10 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) e
 	if h.isDraining() {
 		return errHTTPDraining
 	}
+	ttl, err := queryTTL(r)
+	if err != nil {
+		return err
+	}
 	// PUT is the hot path of write-heavy clients: its buffers are pooled
 	// (Put copies what it keeps, and the answer is copied by the writer).
 	bp := httpBufPool.Get().(*[]byte)
@@ -721,7 +759,7 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) e
 	// The node parses and canonicalises the JSON itself (malformed JSON is
 	// ErrInvalidValue, a 400), so the body is handed over as is, and the
 	// answer is the value as stored (canonical), spliced in.
-	val, err := h.n.PutJSON(key, b)
+	val, err := h.n.PutJSONWith(key, b, node.WriteOptions{TTL: ttl})
 	if err != nil {
 		return err
 	}
@@ -841,7 +879,7 @@ func (h *Handler) answerCurrent(w http.ResponseWriter, key, typ string) error {
 		if err != nil {
 			return err
 		}
-		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: string(v.Type), Value: val, Sets: setPaths(v.Data)})
+		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: string(v.Type), Value: val, Sets: setPaths(v.Data), Expires: httpTime(v.Expires)})
 	case errors.Is(err, node.ErrNotFound):
 		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: typ})
 	default:
@@ -902,6 +940,10 @@ func (h *Handler) servePatch(w http.ResponseWriter, r *http.Request, key string)
 	if h.isDraining() {
 		return errHTTPDraining
 	}
+	ttl, err := queryTTL(r)
+	if err != nil {
+		return err
+	}
 	b, err := httpReadBody(w, r, h.opts.MaxBodyBytes, false)
 	if err != nil {
 		return err
@@ -917,10 +959,57 @@ func (h *Handler) servePatch(w http.ResponseWriter, r *http.Request, key string)
 	if err != nil {
 		return err
 	}
-	if err := h.n.Update(key, p); err != nil {
+	if err := h.n.UpdateWith(key, p, node.WriteOptions{TTL: ttl}); err != nil {
 		return err
 	}
 	return h.answerCurrent(w, key, "map")
+}
+
+// httpExpireBody is the body of POST /v1/kv/{key}/expire: a ttl, or
+// persist to remove the expiry.
+type httpExpireBody struct {
+	TTL     *string `json:"ttl"`
+	Persist bool    `json:"persist"`
+}
+
+// parse returns the TTL of an expire body, 0 for a persist.
+func (e *httpExpireBody) parse() (time.Duration, error) {
+	switch {
+	case e.TTL != nil && e.Persist:
+		return 0, httpBadRequest(`give either "ttl" or "persist": true, not both`)
+	case e.Persist:
+		return 0, nil
+	case e.TTL == nil:
+		return 0, httpBadRequest(`give "ttl" (such as "30s", at most %v) or "persist": true`, node.MaxTTL)
+	}
+	return parseTTL(*e.TTL)
+}
+
+func (h *Handler) serveExpire(w http.ResponseWriter, r *http.Request, key string) error {
+	if h.isDraining() {
+		return errHTTPDraining
+	}
+	b, err := httpReadBody(w, r, h.opts.MaxBodyBytes, false)
+	if err != nil {
+		return err
+	}
+	var body httpExpireBody
+	if err := httpDecodeObject(b, &body); err != nil {
+		return err
+	}
+	ttl, err := body.parse()
+	if err != nil {
+		return err
+	}
+	if ttl == 0 {
+		err = h.n.Persist(key)
+	} else {
+		err = h.n.Expire(key, ttl)
+	}
+	if err != nil {
+		return err
+	}
+	return h.answerCurrent(w, key, "")
 }
 
 type httpKeyInfo struct {
@@ -1117,12 +1206,13 @@ func (h *Handler) serveWaitSynced(w http.ResponseWriter, r *http.Request) error 
 
 // httpBatchOp is one operation of POST /v1/batch.
 type httpBatchOp struct {
-	Op      string          `json:"op"` // put, delete, incr, add, remove, patch
+	Op      string          `json:"op"` // put, delete, incr, add, remove, patch, expire, persist
 	Key     string          `json:"key"`
 	Value   json.RawMessage `json:"value"`   // put
 	By      *int64          `json:"by"`      // incr; default 1
 	Members []string        `json:"members"` // add, remove
 	Patch   *httpPatchBody  `json:"patch"`   // patch
+	TTL     *string         `json:"ttl"`     // expire; put and patch: optional
 }
 
 type httpBatchBody struct {
@@ -1151,12 +1241,29 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) error {
 		if len(op.Key) > node.MaxKeyBytes {
 			return fmt.Errorf("ops[%d]: %w", i, errHTTPKeyTooLong)
 		}
+		var ttl time.Duration
+		if op.TTL != nil {
+			if op.Op != "put" && op.Op != "patch" && op.Op != "expire" {
+				return httpBadRequest("ops[%d]: %s takes no ttl (put, patch and expire do)", i, op.Op)
+			}
+			var err error
+			if ttl, err = parseTTL(*op.TTL); err != nil {
+				return fmt.Errorf("ops[%d]: %w", i, err)
+			}
+		}
 		switch op.Op {
 		case "put":
 			if len(op.Value) == 0 {
 				return httpBadRequest("ops[%d]: put needs a value", i)
 			}
-			batch.Put(op.Key, op.Value)
+			batch.PutWith(op.Key, op.Value, node.WriteOptions{TTL: ttl})
+		case "expire":
+			if op.TTL == nil {
+				return httpBadRequest("ops[%d]: expire needs a ttl (such as \"30s\", at most %v)", i, node.MaxTTL)
+			}
+			batch.Expire(op.Key, ttl)
+		case "persist":
+			batch.Persist(op.Key)
 		case "delete", "del":
 			batch.Delete(op.Key)
 		case "incr":
@@ -1182,9 +1289,9 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return fmt.Errorf("ops[%d]: %w", i, err)
 			}
-			batch.Update(op.Key, p)
+			batch.UpdateWith(op.Key, p, node.WriteOptions{TTL: ttl})
 		default:
-			return httpBadRequest("ops[%d]: unknown op %q (want put, delete, incr, add, remove or patch)", i, op.Op)
+			return httpBadRequest("ops[%d]: unknown op %q (want put, delete, incr, add, remove, patch, expire or persist)", i, op.Op)
 		}
 	}
 	if err := h.n.Commit(&batch); err != nil {
@@ -1196,7 +1303,7 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) error {
 
 // httpEvent is the data of one SSE change event.
 type httpEvent struct {
-	Kind    string          `json:"kind,omitempty"` // "" (a change), "reset", "state", "synced"
+	Kind    string          `json:"kind,omitempty"` // "" (a change), "reset", "state", "synced", "expired"
 	Key     string          `json:"key"`
 	Type    string          `json:"type,omitempty"`
 	Value   json.RawMessage `json:"value,omitempty"`
@@ -1342,7 +1449,9 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		if pending != nil {
-			withID := pending.Offset != ev.Offset
+			// pending ends its record unless ev is of the same record (an
+			// expiry belongs to none, whatever its Offset).
+			withID := pending.Offset != ev.Offset || ev.Kind == node.EventExpired
 			buf = AppendEvent(buf[:0], pending, withID)
 			if _, werr := w.Write(buf); werr != nil {
 				return nil
@@ -1361,7 +1470,8 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 // eventID is the id AppendEvent writes for ev, if any.
 func eventID(ev *node.Event, withID bool) (uint64, bool) {
 	switch ev.Kind {
-	case node.EventReset, node.EventState:
+	case node.EventReset, node.EventState, node.EventExpired:
+		// An expiry comes from no record (its Offset is the last one's).
 		return 0, false
 	case node.EventSynced:
 		return ev.Offset - 1, withID && ev.Offset > 0
