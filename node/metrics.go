@@ -21,6 +21,7 @@ type metrics struct {
 	snapshotSecs   prometheus.Histogram
 	snapshots      *prometheus.CounterVec // by result
 	snapshotBytes  prometheus.Gauge
+	snapshotTime   prometheus.Gauge
 	replaySeconds  prometheus.Gauge
 	replayRecords  prometheus.Gauge
 	keys           prometheus.Gauge
@@ -75,6 +76,8 @@ func newMetrics(queueDepth func() float64) *metrics {
 			Name: "snapshots_total", Help: "Snapshots written, by result."}, []string{"result"}),
 		snapshotBytes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "snapshot_bytes", Help: "Size of the newest snapshot."}),
+		snapshotTime: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "snapshot_timestamp_seconds", Help: "Unix time of the newest snapshot (0: none); its age is time() minus this."}),
 		replaySeconds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "replay_seconds", Help: "Duration of the recovery at Open (snapshot load and WAL replay)."}),
 		replayRecords: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
@@ -107,6 +110,8 @@ func newMetrics(queueDepth func() float64) *metrics {
 	m.remoteHeldDropped = m.remote.WithLabelValues("held_dropped")
 	m.remoteRefused = m.remote.WithLabelValues("refused")
 	m.readOnlyErrors = m.opErrors.WithLabelValues("read_only")
+	m.snapshots.WithLabelValues("ok")
+	m.snapshots.WithLabelValues("error")
 	m.queueDepthFunc = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 		Name: "write_queue_depth", Help: "Write requests waiting for the commit loop."}, queueDepth)
 	return m
@@ -114,7 +119,7 @@ func newMetrics(queueDepth func() float64) *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.ops, m.opErrors, m.remote, m.walBytes, m.walRecords,
-		m.appendSeconds, m.fsyncSeconds, m.batchOps, m.snapshotSecs, m.snapshots, m.snapshotBytes,
+		m.appendSeconds, m.fsyncSeconds, m.batchOps, m.snapshotSecs, m.snapshots, m.snapshotBytes, m.snapshotTime,
 		m.replaySeconds, m.replayRecords, m.keys, m.subscribers, m.subDropped,
 		m.readOnly, m.clockAhead, m.keysExpired, m.keysReclaimed, m.transferHeld, m.queueDepthFunc}
 }

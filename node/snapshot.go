@@ -335,6 +335,7 @@ func (s *snapshotter) write(job *snapJob) error {
 	}
 	n.m.snapshots.WithLabelValues("ok").Inc()
 	n.m.snapshotBytes.Set(float64(size))
+	n.m.snapshotTime.Set(float64(time.Now().UnixNano()) / 1e9)
 	n.m.snapshotSecs.Observe(time.Since(start).Seconds())
 	n.log.Info("snapshot written", "offset", job.body.Offset, "bytes", size, "duration", time.Since(start))
 	offs, err := listSnapshots(dir)
