@@ -67,6 +67,8 @@ type clientCmd struct {
 	waitUntil  time.Duration
 	watchAfter string
 	ttl        string // --ttl of put and patch: a Go duration; "" = none
+	prefix     string // export --prefix
+	batchSize  int    // import --batch
 }
 
 // ttlFlag adds --ttl to a write command.
