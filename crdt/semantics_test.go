@@ -48,7 +48,7 @@ func (c *cluster) sync(ds ...*Delta) {
 	}
 }
 
-func (c *cluster) get(i int, key string) (View, bool) { return c.rs[i].ks.Get(key) }
+func (c *cluster) get(i int, key string) (View, bool) { return c.rs[i].ks.Get(key, 0) }
 
 func put(key, v string, ts Timestamp) func(*Tx) (*Delta, error) {
 	return func(tx *Tx) (*Delta, error) { return tx.Put(key, []byte(v), ts) }
@@ -195,7 +195,7 @@ func TestLWW(t *testing.T) {
 			if string(v.Register) != vals[tt.wantWinner] {
 				t.Fatalf("read %q, want %q", v.Register, vals[tt.wantWinner])
 			}
-			sibs, err := c.rs[1].ks.Siblings("k")
+			sibs, err := c.rs[1].ks.Siblings("k", 0)
 			if err != nil || len(sibs) != 2 {
 				t.Fatalf("siblings: %v, %v", sibs, err)
 			}
@@ -204,7 +204,7 @@ func TestLWW(t *testing.T) {
 			}
 			// A write that has seen both replaces both.
 			c.sync(c.do(0, put("k", "z", tt.ts0)))
-			if sibs, _ := c.rs[1].ks.Siblings("k"); len(sibs) != 1 || string(sibs[0].Value) != "z" {
+			if sibs, _ := c.rs[1].ks.Siblings("k", 0); len(sibs) != 1 || string(sibs[0].Value) != "z" {
 				t.Fatalf("after an observing write: %+v", sibs)
 			}
 		})
@@ -267,17 +267,17 @@ func TestRegisterWinnerProperty(t *testing.T) {
 			},
 			Ctx: Context{Cloud: sortDots(dots)},
 		})
-		if v, _ := ks.Get("k"); string(v.Register) != string(want[0].Value) {
+		if v, _ := ks.Get("k", 0); string(v.Register) != string(want[0].Value) {
 			t.Fatalf("key reads %q, want %q of %v", v.Register, want[0].Value, want[0].Dot)
 		}
-		if v, _ := ks.Get("m"); string(v.Map["f"].Register) != string(want[0].Value) {
+		if v, _ := ks.Get("m", 0); string(v.Map["f"].Register) != string(want[0].Value) {
 			t.Fatalf("field reads %q, want %q of %v", v.Map["f"].Register, want[0].Value, want[0].Dot)
 		}
-		keySibs, err := ks.Siblings("k")
+		keySibs, err := ks.Siblings("k", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fieldSibs, err := ks.FieldSiblings("m", "f")
+		fieldSibs, err := ks.FieldSiblings("m", 0, "f")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -388,7 +388,7 @@ func TestTypeConflict(t *testing.T) {
 				if v.Type != tt.want {
 					t.Fatalf("replica %d sees a %v, want %v", i, v.Type, tt.want)
 				}
-				if ks := c.rs[i].ks.Keys("k", 0); len(ks) != 1 || ks[0].Type != tt.want {
+				if ks := c.rs[i].ks.Keys("k", 0, 0); len(ks) != 1 || ks[0].Type != tt.want {
 					t.Fatalf("Keys: %v", ks)
 				}
 				// An op of the hidden type is refused, on both sides.
@@ -519,7 +519,7 @@ func TestRemovalBeforeItsCause(t *testing.T) {
 	if c.rs[2].ks.Covers(x) {
 		t.Fatal("x counted as a duplicate though replica 2 never applied it")
 	}
-	if sibs, _ := c.rs[2].ks.Siblings("k"); len(sibs) != 2 {
+	if sibs, _ := c.rs[2].ks.Siblings("k", 0); len(sibs) != 2 {
 		t.Fatalf("before x: %d siblings, want w and y", len(sibs))
 	}
 	missing := c.rs[2].ks.Applied().Missing(c.rs[1].ks.Applied())
@@ -527,7 +527,7 @@ func TestRemovalBeforeItsCause(t *testing.T) {
 		t.Fatalf("missing %v, want %v", missing, want)
 	}
 	c.sync(x, y)
-	if sibs, _ := c.rs[2].ks.Siblings("k"); len(sibs) != 1 || string(sibs[0].Value) != "y" {
+	if sibs, _ := c.rs[2].ks.Siblings("k", 0); len(sibs) != 1 || string(sibs[0].Value) != "y" {
 		t.Fatalf("after x: %+v", sibs)
 	}
 }
@@ -548,7 +548,7 @@ func TestJoinRange(t *testing.T) {
 	if want := []Change{{Key: "b", Deleted: true}}; fmt.Sprint(ch) != fmt.Sprint(want) {
 		t.Fatalf("changes %v, want %v", ch, want)
 	}
-	if _, ok := dst.Get("d"); !ok {
+	if _, ok := dst.Get("d", 0); !ok {
 		t.Fatal("a key outside the range was touched")
 	}
 	ch = dst.JoinRange("c", "", src.KeyState("c"), ctx)
@@ -576,7 +576,7 @@ func TestFieldSiblings(t *testing.T) {
 	d1 := c.do(1, update("card", &Patch{Set: map[string][]byte{"title": []byte(`"from 1"`)}}))
 	c.sync(d0, d1)
 	for i := range c.rs {
-		sibs, err := c.rs[i].ks.FieldSiblings("card", "title")
+		sibs, err := c.rs[i].ks.FieldSiblings("card", 0, "title")
 		if err != nil || len(sibs) != 2 {
 			t.Fatalf("replica %d: siblings %+v, %v", i, sibs, err)
 		}
@@ -585,11 +585,11 @@ func TestFieldSiblings(t *testing.T) {
 			t.Fatalf("replica %d: winner %q not first in %+v", i, v.Map["title"].Register, sibs)
 		}
 	}
-	if sibs, err := c.rs[0].ks.FieldSiblings("card", "meta", "by"); err != nil || len(sibs) != 1 || string(sibs[0].Value) != `"ann"` {
+	if sibs, err := c.rs[0].ks.FieldSiblings("card", 0, "meta", "by"); err != nil || len(sibs) != 1 || string(sibs[0].Value) != `"ann"` {
 		t.Fatalf("nested field: %+v, %v", sibs, err)
 	}
 	c.sync(c.do(1, update("card", &Patch{Set: map[string][]byte{"title": []byte(`"kept"`)}})))
-	if sibs, _ := c.rs[0].ks.FieldSiblings("card", "title"); len(sibs) != 1 || string(sibs[0].Value) != `"kept"` {
+	if sibs, _ := c.rs[0].ks.FieldSiblings("card", 0, "title"); len(sibs) != 1 || string(sibs[0].Value) != `"kept"` {
 		t.Fatalf("after an observing write: %+v", sibs)
 	}
 	for _, tt := range []struct {
@@ -602,11 +602,11 @@ func TestFieldSiblings(t *testing.T) {
 		{[]string{"meta", "nope"}, ErrNotFound},
 		{nil, ErrWrongType}, // the key itself is a map
 	} {
-		if _, err := c.rs[0].ks.FieldSiblings("card", tt.path...); !errors.Is(err, tt.want) {
+		if _, err := c.rs[0].ks.FieldSiblings("card", 0, tt.path...); !errors.Is(err, tt.want) {
 			t.Errorf("FieldSiblings(card, %q): %v, want %v", tt.path, err, tt.want)
 		}
 	}
-	if _, err := c.rs[0].ks.FieldSiblings("absent", "title"); !errors.Is(err, ErrNotFound) {
+	if _, err := c.rs[0].ks.FieldSiblings("absent", 0, "title"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("absent key: %v", err)
 	}
 }

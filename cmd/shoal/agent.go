@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -395,6 +396,7 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 	c.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo(),
 	)
 	opts := &node.Options{
 		Sync:               policy,
@@ -424,6 +426,7 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 		Token:        token,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Gatherer:     c.registry,
+		Registerer:   c.registry,
 		Logger:       log,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -578,4 +581,16 @@ func withPprof(api http.Handler, token string) http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// buildInfo is shoal_build_info: 1, labelled with the version and the Go
+// toolchain, so dashboards can show which build each node runs.
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "shoal_build_info",
+		Help:        "1, labelled with the shoal version and the Go version that built it.",
+		ConstLabels: prometheus.Labels{"version": versionString(), "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	return g
 }

@@ -77,6 +77,7 @@ Client (talks to a node's HTTP API, --addr, default http://127.0.0.1:7070):
 Tools:
   wal verify    check every segment, index and snapshot of a data directory
   wal dump      print the decoded operations of a data directory as JSON lines
+  restore       create a data directory from a backup (shoal backup FILE)
   bench put     embedded durable writes against raw group commit and bbolt
   bench http    the HTTP API against a no-op server (closed or open loop)
   bench cluster N agents on loopback: sustained rate, convergence latency

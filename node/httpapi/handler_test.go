@@ -486,8 +486,9 @@ func TestHTTPWatchAndResume(t *testing.T) {
 func FuzzHTTPBodies(f *testing.F) {
 	for _, s := range []string{``, `1`, `"x"`, `{"by":1}`, `{"members":["a"]}`, `{"set":{"a":1},"delete":["b"],"incr":{"c":1}}`,
 		`{"ops":[{"op":"put","key":"a","value":1}]}`, `{"nested":{"a":{"nested":{"b":{"set":{"c":null}}}}}}`, `[[[[[[]]]]]]`,
-		`{"by":9223372036854775807}`, `{"ops":[{"op":"patch","key":"k","patch":{"add":{"s":["x"]}}}]}`, "\xff", `{"a":1e400}`} {
-		for ep := 0; ep < 6; ep++ {
+		`{"by":9223372036854775807}`, `{"ops":[{"op":"patch","key":"k","patch":{"add":{"s":["x"]}}}]}`, "\xff", `{"a":1e400}`,
+		`{"ttl":"30s"}`, `{"persist":true}`, `{"ttl":"-1s"}`, `{"ops":[{"op":"expire","key":"f","ttl":"1m"},{"op":"persist","key":"f"}]}`} {
+		for ep := 0; ep < 8; ep++ {
 			f.Add(uint8(ep), s)
 		}
 	}
@@ -496,6 +497,7 @@ func FuzzHTTPBodies(f *testing.F) {
 	eps := []struct{ method, path string }{
 		{"PUT", "/v1/kv/f"}, {"POST", "/v1/kv/c/incr"}, {"POST", "/v1/kv/s/add"},
 		{"POST", "/v1/kv/s/remove"}, {"PATCH", "/v1/kv/d"}, {"POST", "/v1/batch"},
+		{"POST", "/v1/kv/f/expire"}, {"PUT", "/v1/kv/f?ttl=1h"},
 	}
 	f.Fuzz(func(t *testing.T, ep uint8, body string) {
 		e := eps[int(ep)%len(eps)]
