@@ -32,6 +32,7 @@ type Store interface {
 	Commit(b *Batch) error
 	Keys(prefix string, limit int) ([]KeyInfo, error)
 	Siblings(key string) ([]Sibling, error)
+	FieldSiblings(key string, path ...string) ([]Sibling, error)
 	WaitSynced(ctx context.Context, peers ...string) error
 }
 

@@ -37,7 +37,7 @@ type storeStep struct {
 
 // messageDiffers names the steps whose errors match the same sentinels
 // but whose messages differ: the server reads the key before its siblings.
-var messageDiffers = map[string]bool{"Siblings missing": true}
+var messageDiffers = map[string]bool{"Siblings missing": true, "FieldSiblings of a register": true, "FieldSiblings missing field": true}
 
 // paritySteps exercise every method of node.Store, with valid and invalid
 // arguments.
@@ -151,6 +151,11 @@ func paritySteps() []storeStep {
 		{"Siblings of a counter", func(s node.Store) (any, error) { return s.Siblings("c") }},
 		{"Siblings missing", func(s node.Store) (any, error) { return s.Siblings("missing") }},
 		{"Siblings empty key", func(s node.Store) (any, error) { return s.Siblings("") }},
+		{"FieldSiblings", func(s node.Store) (any, error) { return s.FieldSiblings("doc", "title") }},
+		{"FieldSiblings nested", func(s node.Store) (any, error) { return s.FieldSiblings("doc", "sub", "deep", "n") }},
+		{"FieldSiblings of a set field", func(s node.Store) (any, error) { return s.FieldSiblings("doc", "tags") }},
+		{"FieldSiblings missing field", func(s node.Store) (any, error) { return s.FieldSiblings("doc", "nope") }},
+		{"FieldSiblings of a register", func(s node.Store) (any, error) { return s.FieldSiblings("str", "x") }},
 		put("odd ?%25#/../key", "odd"),
 		get("odd ?%25#/../key"),
 		{"Incr odd key", func(s node.Store) (any, error) { return s.Incr("odd/incr?x=1#f", 2) }},

@@ -324,12 +324,20 @@ func (c *Client) Keys(prefix string, limit int) ([]node.KeyInfo, error) {
 // winner (what Get returns) first; an error wrapping node.ErrWrongType if
 // key is not a register. Sibling.Time is in the local time zone, as an
 // embedded node's.
-func (c *Client) Siblings(key string) ([]node.Sibling, error) {
+func (c *Client) Siblings(key string) ([]node.Sibling, error) { return c.FieldSiblings(key) }
+
+// FieldSiblings is Siblings for the register at a field of the map at key
+// (path: the field, then the fields of nested maps), as node.FieldSiblings.
+func (c *Client) FieldSiblings(key string, path ...string) ([]node.Sibling, error) {
 	if err := checkKey("siblings", key); err != nil {
 		return nil, err
 	}
+	q := url.Values{"siblings": {"true"}}
+	for _, f := range path {
+		q.Add("field", f)
+	}
 	var a valueAnswer
-	if err := c.Do(http.MethodGet, keyPath(key), url.Values{"siblings": {"true"}}, nil, &a); err != nil {
+	if err := c.Do(http.MethodGet, keyPath(key), q, nil, &a); err != nil {
 		return nil, err
 	}
 	out := make([]node.Sibling, len(a.Siblings))
