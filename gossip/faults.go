@@ -10,7 +10,8 @@ import (
 var errFaultBlocked = errors.New("gossip: traffic blocked by fault injection")
 
 // FaultNet injects network faults between the nodes of one process that share
-// it through Config.Faults, for tests: random loss of memberlist packets, and
+// it through Config.Faults, for tests and demos (examples/board's offline
+// switch isolates one replica): random loss of memberlist packets, and
 // cuts between named nodes of memberlist traffic, data streams, or both. A
 // cut closes the data streams between the two nodes at once and makes new
 // dials fail, and drops memberlist packets and stream dials between them in
