@@ -221,8 +221,8 @@ type conn struct {
 	s      *Server
 	nc     net.Conn
 	rd     *redcon.Reader
-	o      out        // replies, flushed after each round of commands
-	temp   out        // replies held until a write commits
+	o      out // replies, flushed after each round of commands
+	temp   out // replies held until a write commits
 	id     int64
 	authed bool
 	name   string
