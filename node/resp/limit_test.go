@@ -1,0 +1,116 @@
+package resp
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRESPProtocolErrors: a malformed or oversized request is answered
+// with a protocol error and closes that connection only; what came
+// before it in the same pipeline is served.
+func TestRESPProtocolErrors(t *testing.T) {
+	ts := startServer(t, nil, &Options{MaxBulkBytes: 100, MaxArgs: 4, MaxCommandBytes: 300})
+	other := dial(t, ts.addr)
+	for _, tc := range []struct{ name, req, want string }{
+		{"bad multibulk", "*x\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"bad bulk", "*1\r\n$x\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+		{"no dollar", "*1\r\n+PING\r\n", "-ERR Protocol error: expected '$', got '+'\r\n"},
+		{"bulk over the limit", "*2\r\n$3\r\nGET\r\n$101\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+		{"huge bulk", "*2\r\n$3\r\nGET\r\n$99999999999999999999\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+		{"too many args", "*5\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"command too large", encode("MSET", strings.Repeat("k", 100), strings.Repeat("v", 100), strings.Repeat("w", 100)),
+			"-ERR Protocol error: command too large\r\n"},
+		{"served before the bad one", encode("PING") + "*9\r\n", "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"},
+		{"inline too long", strings.Repeat("a", maxInlineBytes+1), "-ERR Protocol error: too big inline request\r\n"},
+	} {
+		c := dial(t, ts.addr)
+		got := c.send(tc.req)
+		for got != "<closed>" && !strings.HasSuffix(got, "\r\n-ERR Protocol error: "+strings.TrimPrefix(tc.want, "-ERR Protocol error: ")) && got != tc.want {
+			more := c.read()
+			if more == "<closed>" {
+				break
+			}
+			got += more
+		}
+		if got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+		if after := c.read(); after != "<closed>" {
+			t.Errorf("%s: the connection stayed open (%q)", tc.name, after)
+		}
+		if got := other.cmd("PING"); got != "+PONG\r\n" {
+			t.Fatalf("%s: another connection broke: %q", tc.name, got)
+		}
+	}
+	// Inline commands (telnet) work.
+	c := dial(t, ts.addr)
+	if got := c.send("SET k \"a b\"\r\n"); got != "+OK\r\n" {
+		t.Fatalf("inline SET = %q", got)
+	}
+	if got := c.send("GET k\r\n"); got != "$3\r\na b\r\n" {
+		t.Fatalf("inline GET = %q", got)
+	}
+	// A large pipeline of small commands is not "too large": the limit
+	// is per command.
+	var b strings.Builder
+	for i := range 1000 {
+		b.WriteString(encode("SET", fmt.Sprint("p", i), "v"))
+	}
+	got := c.send(b.String())
+	for strings.Count(got, "+OK\r\n") < 1000 {
+		more := c.read()
+		if more == "<closed>" {
+			t.Fatalf("closed after %d replies", strings.Count(got, "+OK\r\n"))
+		}
+		got += more
+	}
+}
+
+func TestRESPMaxConnections(t *testing.T) {
+	ts := startServer(t, nil, &Options{MaxConnections: 2})
+	a, b := dial(t, ts.addr), dial(t, ts.addr)
+	a.cmd("PING")
+	b.cmd("PING")
+	c := dial(t, ts.addr)
+	if got := c.read(); got != "-ERR max number of clients reached\r\n" {
+		t.Fatalf("third connection: %q", got)
+	}
+	b.nc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for ts.s.Conns() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the closed connection was not released")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	d := dial(t, ts.addr)
+	if got := d.cmd("PING"); got != "+PONG\r\n" {
+		t.Fatalf("after one closed: %q", got)
+	}
+}
+
+// FuzzLimitReader: whatever the bytes, the server answers or closes;
+// it never panics and never buffers beyond the limits.
+func FuzzLimitReader(f *testing.F) {
+	f.Add([]byte(encode("SET", "k", "v")))
+	f.Add([]byte("*2\r\n$3\r\nGET\r\n$99\r\n"))
+	f.Add([]byte("PING\r\n*1\r\n$4\r\nPING\r\n"))
+	f.Add([]byte("*-1\r\n*0\r\n$-1\r\n"))
+	ts := startServer(f, nil, &Options{MaxBulkBytes: 64, MaxArgs: 8, MaxCommandBytes: 256})
+	f.Fuzz(func(t *testing.T, req []byte) {
+		c := dial(t, ts.addr)
+		_ = c.nc.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := c.nc.Write(req); err != nil {
+			return
+		}
+		buf := make([]byte, 4096)
+		for {
+			if _, err := c.nc.Read(buf); err != nil {
+				break
+			}
+		}
+		c.nc.Close()
+	})
+}
