@@ -91,8 +91,9 @@ func TestRESPMaxConnections(t *testing.T) {
 	}
 }
 
-// FuzzLimitReader: whatever the bytes, the server answers or closes;
-// it never panics and never buffers beyond the limits.
+// FuzzLimitReader: whatever the bytes, the server answers or closes the
+// connection, and never panics (a panic in a connection's goroutine ends
+// the test binary).
 func FuzzLimitReader(f *testing.F) {
 	f.Add([]byte(encode("SET", "k", "v")))
 	f.Add([]byte("*2\r\n$3\r\nGET\r\n$99\r\n"))

@@ -232,7 +232,7 @@ type conn struct {
 	dirty  bool       // a command queued in MULTI was refused: EXEC aborts
 	queued [][][]byte // the commands queued in MULTI
 
-	inflight []inflight // writes submitted, replies not yet written
+	round    round // blind writes submitted or to submit, replies not yet written
 	cursors  cursors
 }
 
