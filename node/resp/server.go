@@ -232,8 +232,8 @@ type conn struct {
 	dirty  bool       // a command queued in MULTI was refused: EXEC aborts
 	queued [][][]byte // the commands queued in MULTI
 
-	round    round // blind writes submitted or to submit, replies not yet written
-	cursors  cursors
+	round   round // blind writes submitted or to submit, replies not yet written
+	cursors cursors
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
