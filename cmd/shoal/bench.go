@@ -22,6 +22,7 @@ import (
 )
 
 const benchUsage = `Usage: shoal bench http [flags]
+       shoal bench resp [flags]
        shoal bench noop-server [--http ADDR]
 
 bench http drives a node's HTTP API with --conns concurrent connections, one
@@ -36,6 +37,9 @@ also starts a no-op net/http server (bench noop-server: drains the body and
 answers a small constant JSON) in a separate process and puts the same load
 on it right before each workload: that is the HTTP ceiling on this machine,
 measured in the same run, and the report gives shoal's ratio to it.
+
+bench resp compares the RESP endpoint with Redis under redis-benchmark (see
+shoal bench resp --help).
 
 bench noop-server runs only that reference server.
 `
@@ -60,17 +64,19 @@ func (m *Main) runBench(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
 		fmt.Fprint(m.Stdout, benchUsage)
 		if len(args) == 0 {
-			return usageError("bench: say which: http or noop-server")
+			return usageError("bench: say which: http, resp or noop-server")
 		}
 		return nil
 	}
 	switch args[0] {
 	case "http":
 		return m.runBenchHTTP(ctx, args[1:])
+	case "resp":
+		return m.runBenchRESP(ctx, args[1:])
 	case "noop-server":
 		return m.runNoopServer(ctx, args[1:])
 	}
-	return usageError("bench: unknown benchmark %q (want http or noop-server)", args[0])
+	return usageError("bench: unknown benchmark %q (want http, resp or noop-server)", args[0])
 }
 
 func (m *Main) runBenchHTTP(ctx context.Context, args []string) error {

@@ -5,6 +5,7 @@
 //	shoal get|put|del|...      the client side of the HTTP API
 //	shoal wal verify|dump DIR  check or print a data directory offline
 //	shoal bench http           load the HTTP API and report ops/s and latency
+//	shoal bench resp           redis-benchmark against the RESP endpoint and Redis
 //
 // Run "shoal help" or "shoal COMMAND --help" for details.
 package main
@@ -78,6 +79,7 @@ Tools:
   wal verify    check every segment, index and snapshot of a data directory
   wal dump      print the decoded operations of a data directory as JSON lines
   bench http    drive the HTTP API with concurrent connections, report ops/s
+  bench resp    redis-benchmark against shoal's RESP endpoint and Redis, same run
   version       print the version
 
 Run "shoal COMMAND --help" for the flags of a command.

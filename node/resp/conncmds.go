@@ -210,14 +210,32 @@ func port(addr string) string {
 	return addr
 }
 
-// config answers CONFIG GET with an empty list: redis-benchmark and other
-// tools ask for settings that have no meaning here, and go on without.
+// config answers CONFIG GET for the few settings tools read
+// (redis-benchmark asks for save and appendonly), mapped from the node:
+// no RDB snapshots, always an append-only log, and its sync policy as
+// appendfsync. Nothing can be set.
 func (c *conn) config(a [][]byte) {
-	if strings.EqualFold(string(a[1]), "GET") {
-		c.o.mapHeader(0)
+	if !strings.EqualFold(string(a[1]), "GET") || len(a) < 3 {
+		c.o.err("ERR CONFIG " + strings.ToUpper(printable(a[1])) + " is not supported by shoal")
 		return
 	}
-	c.o.err("ERR CONFIG " + strings.ToUpper(printable(a[1])) + " is not supported by shoal")
+	fsync := map[string]string{"always": "always", "interval": "everysec", "never": "no"}[c.s.n.Status().Sync]
+	params := [][2]string{{"appendfsync", fsync}, {"appendonly", "yes"}, {"databases", "1"},
+		{"maxclients", strconv.Itoa(c.s.opts.MaxConnections)}, {"save", ""}}
+	var match [][2]string
+	for _, p := range params {
+		for _, pat := range a[2:] {
+			if globMatch([]byte(strings.ToLower(string(pat))), []byte(p[0])) {
+				match = append(match, p)
+				break
+			}
+		}
+	}
+	c.o.mapHeader(len(match))
+	for _, p := range match {
+		c.o.bulkString(p[0])
+		c.o.bulkString(p[1])
+	}
 }
 
 // commandCmd is COMMAND, COMMAND COUNT, COMMAND INFO and COMMAND DOCS:

@@ -138,7 +138,9 @@ func TestRESPCommands(t *testing.T) {
 		{[]any{"WATCH", "k"}, "ERR WATCH is not supported..."},
 		{[]any{"EXEC"}, "ERR EXEC without MULTI"},
 		{[]any{"DISCARD"}, "ERR DISCARD without MULTI"},
-		{[]any{"CONFIG", "GET", "save"}, "[]"},
+		{[]any{"CONFIG", "GET", "save"}, "[save ]"},
+		{[]any{"CONFIG", "GET", "append*"}, "[appendfsync no appendonly yes]"},
+		{[]any{"CONFIG", "SET", "save", ""}, "ERR CONFIG SET is not supported by shoal"},
 		{[]any{"HELLO", "4"}, "NOPROTO unsupported protocol version"},
 	})
 	info, err := c.Info(ctx, "server").Result()
