@@ -17,6 +17,7 @@ type exec struct {
 	o    *out
 	n    *node.Node
 	b    node.Batch
+	keep bool // keep loaded values in vals: the command or transaction writes
 	vals map[string]*val
 }
 
@@ -30,6 +31,9 @@ func (x *exec) load(key []byte) *val {
 	if err != nil {
 		x.o.err(nodeError(err))
 		return nil
+	}
+	if !x.keep {
+		return v // a read-only command reads each key once
 	}
 	if x.vals == nil {
 		x.vals = make(map[string]*val)

@@ -329,7 +329,7 @@ func (c *conn) runData(cmd *command, a [][]byte) {
 	unlock := c.s.locks.lock(cmd.keys(a))
 	defer unlock()
 	c.temp.reset()
-	x := exec{c: c, o: &c.temp, n: c.s.n}
+	x := exec{c: c, o: &c.temp, n: c.s.n, keep: true}
 	cmd.run(&x, a)
 	if x.b.Len() > 0 || x.b.Err() != nil {
 		if err := c.s.n.Commit(&x.b); err != nil {

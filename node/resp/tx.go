@@ -73,7 +73,7 @@ func (c *conn) execCmd(a [][]byte) {
 	unlock := c.s.locks.lock(keys)
 	defer unlock()
 	c.temp.reset()
-	x := exec{c: c, o: &c.temp, n: c.s.n}
+	x := exec{c: c, o: &c.temp, n: c.s.n, keep: true}
 	c.temp.array(len(c.queued))
 	for _, q := range c.queued {
 		cmd := lookup(q[0])
