@@ -83,6 +83,8 @@ func commandList() []*command {
 		cn("multi", 1, "transactions", "Starts a transaction.", false, (*conn).multiCmd),
 		cn("exec", 1, "transactions", "Commits the queued commands as one atomic record.", false, (*conn).execCmd),
 		cn("discard", 1, "transactions", "Discards the queued commands.", false, (*conn).discard),
+		cn("subscribe", -2, "pubsub", "Follows the changes of the keys under prefixes (the node's change feed).", false, (*conn).subscribe),
+		cn("unsubscribe", -1, "pubsub", "Stops following prefixes.", false, (*conn).unsubscribe),
 		cn("watch", -2, "transactions", "Not supported: leaderless, there is no global version to compare.", false, (*conn).watch),
 		cn("unwatch", 1, "transactions", "Does nothing (WATCH is not supported).", false, (*conn).unwatch),
 	}

@@ -52,7 +52,8 @@
 // Redis promises that leaderless replication cannot keep.
 //
 // MULTI/EXEC commits the transaction's writes as one atomic record (see
-// tx.go); there is no WATCH.
+// tx.go); there is no WATCH. SUBSCRIBE follows key prefixes through the
+// node's change feed (see subscribe.go).
 //
 // # Limits
 //

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,9 @@ const (
 	// DefaultMaxQueued bounds the commands queued in MULTI: a transaction
 	// is one batch, and the node bounds those.
 	DefaultMaxQueued = node.DefaultMaxBatchOperations
+	// DefaultMaxSubscriptions bounds the SUBSCRIBE prefixes of all
+	// connections, as the HTTP API bounds its watch streams.
+	DefaultMaxSubscriptions = 1024
 	// DefaultWriteTimeout bounds how long a client may take to read its
 	// replies before it is disconnected.
 	DefaultWriteTimeout = 30 * time.Second
@@ -58,6 +62,10 @@ type Options struct {
 	MaxCommandBytes int
 	// MaxQueued bounds the commands queued by MULTI; 0 = default.
 	MaxQueued int
+	// MaxSubscriptions bounds the prefixes followed by SUBSCRIBE on all
+	// connections (each holds a node subscription and its buffer); 0 =
+	// DefaultMaxSubscriptions.
+	MaxSubscriptions int
 	// WriteTimeout bounds the writing of one round of replies; 0 =
 	// default.
 	WriteTimeout time.Duration
@@ -83,6 +91,7 @@ type Server struct {
 	wg     sync.WaitGroup
 	ids    atomic.Int64
 	open   atomic.Int64
+	subs   atomic.Int64 // SUBSCRIBE prefixes followed
 }
 
 // New returns a server for n; Serve makes it listen.
@@ -105,6 +114,9 @@ func New(n *node.Node, opts *Options) *Server {
 	}
 	if o.MaxQueued <= 0 {
 		o.MaxQueued = DefaultMaxQueued
+	}
+	if o.MaxSubscriptions <= 0 {
+		o.MaxSubscriptions = DefaultMaxSubscriptions
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = DefaultWriteTimeout
@@ -232,7 +244,13 @@ type conn struct {
 	dirty  bool       // a command queued in MULTI was refused: EXEC aborts
 	queued [][][]byte // the commands queued in MULTI
 
-	round   round // blind writes submitted or to submit, replies not yet written
+	round round // blind writes submitted or to submit, replies not yet written
+
+	// wmu guards o (the reply buffer and the socket's writes) against the
+	// subscription goroutines; the connection's goroutine holds it while
+	// it runs a round of commands.
+	wmu     sync.Mutex
+	subs    []*subscription
 	cursors cursors
 }
 
@@ -248,18 +266,23 @@ func newConn(s *Server, nc net.Conn) *conn {
 // serve reads rounds of pipelined commands, runs them, and writes their
 // replies in one flush per round.
 func (c *conn) serve() {
-	defer c.nc.Close()
+	defer func() {
+		c.nc.Close() // first: a subscription blocked writing gives up
+		c.stopAllSubs()
+	}()
 	for !c.quit {
 		cmds, err := c.rd.ReadCommands()
+		c.wmu.Lock()
 		if err != nil {
 			if isProtocol(err) {
 				// What came before the bad request is answered first.
 				c.drain()
 				c.o.err("ERR " + err.Error())
-				c.flush()
+				c.flushLocked()
 			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				c.s.opts.Logger.Debug("resp: connection read failed", "remote", c.nc.RemoteAddr(), "err", err)
 			}
+			c.wmu.Unlock()
 			return
 		}
 		for _, cmd := range cmds {
@@ -269,19 +292,12 @@ func (c *conn) serve() {
 			}
 		}
 		c.drain()
-		if !c.flush() {
+		ok := c.flushLocked()
+		c.wmu.Unlock()
+		if !ok {
 			return
 		}
 	}
-}
-
-func (c *conn) flush() bool {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-	if err := c.o.w.Flush(); err != nil {
-		c.s.opts.Logger.Debug("resp: connection write failed", "remote", c.nc.RemoteAddr(), "err", err)
-		return false
-	}
-	return true
 }
 
 // run runs one command.
@@ -290,6 +306,10 @@ func (c *conn) run(a [][]byte) {
 	if !c.authed && (cmd == nil || (cmd.name != "auth" && cmd.name != "hello" && cmd.name != "quit")) {
 		c.drain()
 		c.o.err(errNoAuth)
+		return
+	}
+	if len(c.subs) > 0 && (cmd == nil || !subscribedOK(cmd.name)) {
+		c.o.err(errSubscribed(strings.ToLower(printable(a[0]))))
 		return
 	}
 	if c.multi && (cmd == nil || (cmd.name != "exec" && cmd.name != "discard" && cmd.name != "multi" &&
