@@ -51,8 +51,9 @@ func (l *limitReader) Read(p []byte) (int, error) {
 		return 0, l.pending
 	}
 	n, err := l.r.Read(p)
+	got := p[:n]
 	for i := 0; i < n; i++ {
-		if perr := l.scan(p, &i); perr != nil {
+		if perr := l.scan(got, &i); perr != nil {
 			// Hand redcon what came before the offending header (complete
 			// commands among it are still served), then the error.
 			l.pending = perr

@@ -2,9 +2,13 @@ package resp
 
 import (
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tidwall/redcon"
 )
 
 // TestRESPProtocolErrors: a malformed or oversized request is answered
@@ -114,4 +118,64 @@ func FuzzLimitReader(f *testing.F) {
 		}
 		c.nc.Close()
 	})
+}
+
+// chunky returns its data a few bytes at a time, into buffers larger than
+// what it returns.
+type chunky struct {
+	data []byte
+	rnd  *rand.Rand
+}
+
+func (c *chunky) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(c.data), 1+c.rnd.IntN(300))
+	copy(p, c.data[:n])
+	for i := n; i < min(len(p), n+64); i++ {
+		p[i] = '*' // garbage beyond what was read must not count
+	}
+	c.data = c.data[n:]
+	return n, nil
+}
+
+// TestLimitReaderFraming: valid streams cut at any byte pass through with
+// the limiter in step (no false protocol error), whatever the chunks.
+func TestLimitReaderFraming(t *testing.T) {
+	for seed := range uint64(20) {
+		rnd := rand.New(rand.NewPCG(seed, 1))
+		var b strings.Builder
+		want := 0
+		for range 100 {
+			if rnd.IntN(5) == 0 {
+				b.WriteString("PING inline\r\n")
+			} else {
+				// Some values longer than an inline line may be: a limiter
+				// out of step would read one as an inline command too long.
+				size := rnd.IntN(3000)
+				if rnd.IntN(10) == 0 {
+					size = maxInlineBytes + rnd.IntN(1000)
+				}
+				b.WriteString(encode("SET", fmt.Sprint("k", rnd.IntN(100)), strings.Repeat("v", size)))
+			}
+			want++
+		}
+		lr := &limitReader{r: &chunky{data: []byte(b.String()), rnd: rnd}, maxArgs: 3, maxBulk: 2 * maxInlineBytes, maxTotal: 3 * maxInlineBytes}
+		rd := redcon.NewReader(lr)
+		got := 0
+		for {
+			cmds, err := rd.ReadCommands()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("seed %d: after %d commands: %v", seed, got, err)
+			}
+			got += len(cmds)
+		}
+		if got != want {
+			t.Fatalf("seed %d: %d commands, want %d", seed, got, want)
+		}
+	}
 }

@@ -9,9 +9,12 @@ import (
 
 func newSeed() maphash.Seed { return maphash.MakeSeed() }
 
-// maxRoundOps bounds the operations of the batch one round of pipelined
-// blind writes builds before it is submitted.
-const maxRoundOps = 1024
+// maxRoundOps and maxRoundBytes bound the batch one round of pipelined
+// blind writes builds before it is submitted (a record is at most 16 MiB).
+const (
+	maxRoundOps   = 1024
+	maxRoundBytes = 1 << 20
+)
 
 // blind is one blind write of the current round.
 type blind struct {
@@ -29,6 +32,7 @@ type blind struct {
 // are written once it is durable (drain).
 type round struct {
 	b      *node.Batch
+	bytes  int // the values' bytes in b
 	blinds []blind
 	p      *node.Pending // the submitted batch, until drained
 	subs   []submitted   // earlier submitted batches of this round of reads
@@ -67,15 +71,17 @@ func (c *conn) fast(cmd *command, a [][]byte) bool {
 	switch cmd.name {
 	case "set":
 		r.b.Put(string(a[1]), storedString(a[2]))
+		r.bytes += len(a[1]) + len(a[2])
 	case "mset":
 		for i := 1; i < len(a); i += 2 {
 			r.b.Put(string(a[i]), storedString(a[i+1]))
+			r.bytes += len(a[i]) + len(a[i+1])
 		}
 	default:
 		r.b.Incr(string(a[1]), by)
 	}
 	r.blinds = append(r.blinds, blind{cmd: cmd, a: a, by: by})
-	if r.b.Len() >= maxRoundOps {
+	if r.b.Len() >= maxRoundOps || r.bytes >= maxRoundBytes {
 		c.submit()
 	}
 	return true
@@ -88,7 +94,7 @@ func (c *conn) submit() {
 		return
 	}
 	r.subs = append(r.subs, submitted{b: r.b, p: c.s.n.Submit(r.b), blinds: r.blinds})
-	r.b, r.blinds = nil, nil
+	r.b, r.blinds, r.bytes = nil, nil, 0
 }
 
 // drain submits what the round holds, waits for every submitted batch,

@@ -170,3 +170,24 @@ func groupCommits(t *testing.T, reg *prometheus.Registry) uint64 {
 	t.Fatal("no shoal_node_commit_batch_requests metric")
 	return 0
 }
+
+// TestRESPPipelineLargeValues: a round of large pipelined values is
+// split before it reaches the WAL's record limit.
+func TestRESPPipelineLargeValues(t *testing.T) {
+	ts := startServer(t, nil, nil)
+	c := ts.client(t, 2, "")
+	big := strings.Repeat("v", 900<<10)
+	cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range 24 { // 21 MiB in one pipeline
+			p.Set(ctx, fmt.Sprint("big", i), big, 0)
+		}
+		return nil
+	})
+	must(t, err)
+	if len(cmds) != 24 {
+		t.Fatalf("%d replies", len(cmds))
+	}
+	if n, _ := c.Exists(ctx, "big0", "big23").Result(); n != 2 {
+		t.Fatalf("EXISTS = %d", n)
+	}
+}
