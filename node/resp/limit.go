@@ -28,7 +28,6 @@ type limitReader struct {
 
 	state   uint8 // what the next byte is (see the states below)
 	num     int64 // the number being read
-	neg     bool
 	digits  int
 	args    int // arguments left in the current command
 	skip    int // bulk bytes (and CRLF) left to skip
@@ -75,7 +74,7 @@ func (l *limitReader) scan(p []byte, i *int) error {
 	case stStart:
 		l.total = 1
 		if b == '*' {
-			l.state, l.num, l.neg, l.digits = stArrayLen, 0, false, 0
+			l.state, l.num, l.digits = stArrayLen, 0, 0
 			return nil
 		}
 		l.state, l.inline = stInline, 0
@@ -90,20 +89,20 @@ func (l *limitReader) scan(p []byte, i *int) error {
 				return l.tooLong()
 			}
 			l.num = l.num*10 + int64(b-'0')
-		case b == '-' && l.digits == 0:
-			l.neg = true
-		case b == '\r':
+		case b == '\r' && l.digits > 0:
 		case b == '\n':
 			return l.endNumber()
 		default:
-			l.state = stStart // malformed: redcon rejects it
+			// Stricter than redcon (which takes "+5"): a count the
+			// limiter did not read exactly would put it out of step.
+			return l.tooLong()
 		}
 	case stBulkStart:
 		if b != '$' {
 			l.state = stStart // malformed: redcon rejects it
 			return nil
 		}
-		l.state, l.num, l.neg, l.digits = stBulkLen, 0, false, 0
+		l.state, l.num, l.digits = stBulkLen, 0, 0
 	case stBulkBody:
 		// Skip what this read holds of the body at once.
 		take := min(l.skip, len(p)-*i)
@@ -132,6 +131,7 @@ func (l *limitReader) scanInline(b byte) error {
 	return nil
 }
 
+// tooLong is the error for a count that is too long or not a number.
 func (l *limitReader) tooLong() error {
 	if l.state == stArrayLen {
 		return &errProtocol{"invalid multibulk length"}
@@ -140,9 +140,8 @@ func (l *limitReader) tooLong() error {
 }
 
 func (l *limitReader) endNumber() error {
-	if l.neg || l.digits == 0 {
-		l.state = stStart // redcon rejects it
-		return nil
+	if l.digits == 0 {
+		return l.tooLong()
 	}
 	if l.state == stArrayLen {
 		if l.num > int64(l.maxArgs) {
