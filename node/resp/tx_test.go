@@ -146,6 +146,28 @@ func TestRESPPipeline(t *testing.T) {
 	if set.Err() != nil || bad.Err() == nil || !strings.HasPrefix(bad.Err().Error(), "WRONGTYPE") || good.Val() != 7 {
 		t.Fatalf("mixed round: SET %v, INCR %v, INCRBY %d %v", set.Err(), bad.Err(), good.Val(), good.Err())
 	}
+	// Writes of one key in a round: the last value wins, each INCR
+	// answers its own value, and a key both incremented and SET is
+	// answered write by write.
+	var incrs2 []*redis.IntCmd
+	var last *redis.StringCmd
+	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "same", "1", 0)
+		p.MSet(ctx, "same", "2", "other", "o")
+		p.Set(ctx, "same", "3", 0)
+		incrs2 = append(incrs2, p.IncrBy(ctx, "mixed", 2), p.IncrBy(ctx, "mixed", 3))
+		p.Set(ctx, "mixed", "now a string", 0)
+		incrs2 = append(incrs2, p.Incr(ctx, "mixed2"))
+		last = p.Get(ctx, "same")
+		return nil
+	})
+	must(t, err)
+	if last.Val() != "3" || incrs2[0].Val() != 2 || incrs2[1].Val() != 5 || incrs2[2].Val() != 1 {
+		t.Fatalf("same-key round: GET %q, INCRs %d %d %d", last.Val(), incrs2[0].Val(), incrs2[1].Val(), incrs2[2].Val())
+	}
+	if v, _ := c.Get(ctx, "mixed").Result(); v != "now a string" {
+		t.Fatalf("mixed round: GET = %q", v)
+	}
 	// 600 pipelined blind writes: one record and one fsync each would
 	// take 600 of both; a round's writes share a record, and the rounds
 	// share group commits.
