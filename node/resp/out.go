@@ -13,19 +13,18 @@ type out struct {
 	proto int
 }
 
-func (o *out) ok()                   { o.w.WriteString("OK") }
-func (o *out) status(s string)       { o.w.WriteString(s) }
-func (o *out) err(msg string)        { o.w.WriteError(msg) }
-func (o *out) int(n int64)           { o.w.WriteInt64(n) }
-func (o *out) bulk(b []byte)         { o.w.WriteBulk(b) }
-func (o *out) bulkString(s string)   { o.w.WriteBulkString(s) }
-func (o *out) array(n int)           { o.w.WriteArray(n) }
-func (o *out) raw(b []byte)          { o.w.WriteRaw(b) }
-func (o *out) bool(b bool)           { o.int(boolInt(b)) }
-func (o *out) buffer() []byte        { return o.w.Buffer() }
-func (o *out) reset()                { o.w.SetBuffer(o.w.Buffer()[:0]) }
-func (o *out) bulkInt(n int64)       { o.w.WriteBulkString(strconv.FormatInt(n, 10)) }
-func (o *out) errf(prefix, s string) { o.w.WriteError(prefix + " " + s) }
+func (o *out) ok()                 { o.w.WriteString("OK") }
+func (o *out) status(s string)     { o.w.WriteString(s) }
+func (o *out) err(msg string)      { o.w.WriteError(msg) }
+func (o *out) int(n int64)         { o.w.WriteInt64(n) }
+func (o *out) bulk(b []byte)       { o.w.WriteBulk(b) }
+func (o *out) bulkString(s string) { o.w.WriteBulkString(s) }
+func (o *out) array(n int)         { o.w.WriteArray(n) }
+func (o *out) raw(b []byte)        { o.w.WriteRaw(b) }
+func (o *out) bool(b bool)         { o.int(boolInt(b)) }
+func (o *out) buffer() []byte      { return o.w.Buffer() }
+func (o *out) reset()              { o.w.SetBuffer(o.w.Buffer()[:0]) }
+func (o *out) bulkInt(n int64)     { o.w.WriteBulkString(strconv.FormatInt(n, 10)) }
 
 // null is a missing value.
 func (o *out) null() {

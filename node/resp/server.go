@@ -228,7 +228,8 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// conn is one client connection; only its goroutine touches it.
+// conn is one client connection. Its goroutine owns it; the goroutines
+// of its subscriptions only write to o, under wmu.
 type conn struct {
 	s      *Server
 	nc     net.Conn

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -228,13 +227,6 @@ func load(n *node.Node, key string) (*val, error) {
 		}
 	}
 	return v, nil
-}
-
-func (v *val) clone() *val {
-	c := *v
-	c.set = maps.Clone(v.set)
-	c.hash = maps.Clone(v.hash)
-	return &c
 }
 
 // redisType is what TYPE answers for a shoal type.
