@@ -66,8 +66,9 @@ type Options struct {
 	// connections (each holds a node subscription and its buffer); 0 =
 	// DefaultMaxSubscriptions.
 	MaxSubscriptions int
-	// WriteTimeout bounds the writing of one round of replies; 0 =
-	// default.
+	// WriteTimeout bounds the writing of one round of replies (a client
+	// that does not read is disconnected after between half of it and
+	// all of it); 0 = default.
 	WriteTimeout time.Duration
 	// Logger receives accept errors and connection failures; nil = off.
 	Logger *slog.Logger
@@ -250,9 +251,10 @@ type conn struct {
 	// wmu guards o (the reply buffer and the socket's writes) against the
 	// subscription goroutines; the connection's goroutine holds it while
 	// it runs a round of commands.
-	wmu     sync.Mutex
-	subs    []*subscription
-	cursors cursors
+	wmu      sync.Mutex
+	deadline time.Time // the write deadline set (under wmu)
+	subs     []*subscription
+	cursors  cursors
 }
 
 func newConn(s *Server, nc net.Conn) *conn {

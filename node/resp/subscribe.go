@@ -171,8 +171,14 @@ func errSubscribed(name string) string {
 	return "ERR Can't execute '" + name + "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
 }
 
-// flushLocked writes the buffered replies; the caller holds c.wmu.
+// flushLocked writes the buffered replies; the caller holds c.wmu. The
+// write deadline is moved only when half of it has passed: setting it is
+// a few percent of a small command's CPU.
 func (c *conn) flushLocked() bool {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+	now := time.Now()
+	if now.Add(c.s.opts.WriteTimeout / 2).After(c.deadline) {
+		c.deadline = now.Add(c.s.opts.WriteTimeout)
+		_ = c.nc.SetWriteDeadline(c.deadline)
+	}
 	return c.o.w.Flush() == nil
 }
