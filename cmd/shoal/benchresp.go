@@ -24,7 +24,7 @@ bench resp runs redis-benchmark (Debian's redis-tools) against shoal's RESP
 endpoint and against a Redis server with the same durability, in the same
 run, and prints both with shoal's ratio:
 
-  redis-benchmark -c CLIENTS -n REQUESTS -t TESTS -d VALUE-SIZE [-P N] --csv
+  redis-benchmark -c CLIENTS -n REQUESTS -t TESTS -d VALUE-SIZE [-P N] [-r KEYSPACE] --csv
 
 once per --pipelines value, Redis then shoal each time. Without --shoal-addr
 it starts a throwaway agent (this binary, --sync always, a temporary data
@@ -56,6 +56,7 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 	tests := fs.String("tests", "set,get,incr", "redis-benchmark -t: tests")
 	valueSize := fs.Int("value-size", 256, "redis-benchmark -d: value size in bytes")
 	pipelines := fs.String("pipelines", "1,16", "redis-benchmark -P values, comma list (1 = no pipelining)")
+	keyspace := fs.Int("keyspace", 0, "redis-benchmark -r: random keys out of this many (0 = one key per test, redis-benchmark's default)")
 	agentArgs := fs.String("agent-args", "", "extra flags for the throwaway agent, space separated")
 	output := fs.String("output", "human", "report format: human or json")
 	fs.StringVar(output, "o", "human", "shorthand for --output")
@@ -143,6 +144,9 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 				"-t", *tests, "-d", strconv.Itoa(*valueSize), "--csv"}
 			if p > 1 {
 				bargs = append(bargs, "-P", strconv.Itoa(p))
+			}
+			if *keyspace > 0 {
+				bargs = append(bargs, "-r", strconv.Itoa(*keyspace))
 			}
 			fmt.Fprintf(m.Stderr, "bench resp: %s: redis-benchmark %s\n", target.name, strings.Join(bargs, " "))
 			cmd := exec.CommandContext(ctx, *benchBin, bargs...)
