@@ -36,6 +36,8 @@ usable offline; peers that join it later sync with it.
 Every flag also reads SHOAL_<NAME> from the environment (--data-dir reads
 SHOAL_DATA_DIR); flags win over the environment, which wins over the defaults.
 Addresses default to loopback: pass e.g. --http 0.0.0.0:7070 to serve others.
+--resp 6380 also serves the Redis protocol (any Redis client; AUTH takes the
+API token).
 
 SIGINT or SIGTERM shuts down gracefully: stop accepting writes, end watches,
 leave the cluster, finish in-flight requests, flush and close the data

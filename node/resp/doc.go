@@ -38,11 +38,13 @@
 //
 // A write is answered once the node acknowledged it: under SyncAlways,
 // once it is on disk. The writes that need no read (plain SET, MSET, INCR
-// and its family) are submitted without waiting (node.Submit), so the
-// pipelined writes of one connection, and those of all connections at
-// the same moment, share one WAL append and one fsync; the replies follow
-// in order once durable. Any other command first waits for the
-// connection's submitted writes, so it reads them.
+// and its family) of one round of pipelined commands become one batch,
+// one atomic record (each key written once: its last value, or the sum
+// of its increments; see pipeline.go), submitted without waiting
+// (node.Submit), so the rounds of all connections share one WAL append
+// and one fsync; the replies follow in order once durable. Any other
+// command first waits for the connection's submitted writes, so it reads
+// them.
 //
 // Commands that read before they write (SET NX/XX/GET, GETDEL, SADD, SREM,
 // HSET, HDEL, HINCRBY, DEL, EXEC) hold a lock on their keys meanwhile, so
