@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/shoaldb/shoal/node"
@@ -463,10 +464,11 @@ func cmdKeys(x *exec, a [][]byte) {
 }
 
 // cmdScan walks the keys in order. The cursor is a number (clients parse
-// it as one) naming the last key returned, kept by the connection:
-// scanning needs no state on the node, and keys written meanwhile behind
-// the cursor are not seen (Redis's guarantee: every key present for the
-// whole scan is returned, none twice).
+// it as one) naming the last key returned, kept by the server (a client
+// may send the next SCAN on another pooled connection): scanning needs no
+// state on the node, and keys written meanwhile behind the cursor are not
+// seen (Redis's guarantee: every key present for the whole scan is
+// returned, none twice).
 func cmdScan(x *exec, a [][]byte) {
 	cur, err := strconv.ParseUint(string(a[1]), 10, 64)
 	if err != nil {
@@ -501,7 +503,7 @@ func cmdScan(x *exec, a [][]byte) {
 	after := ""
 	if cur != 0 {
 		var ok bool
-		if after, ok = x.c.cursors.get(cur); !ok {
+		if after, ok = x.c.s.cursors.get(cur); !ok {
 			x.o.err(errCursor)
 			return
 		}
@@ -513,7 +515,7 @@ func cmdScan(x *exec, a [][]byte) {
 	}
 	var next uint64
 	if len(keys) == count {
-		next = x.c.cursors.put(keys[len(keys)-1].Key)
+		next = x.c.s.cursors.put(keys[len(keys)-1].Key)
 	}
 	var out []string
 	for _, k := range keys {
@@ -532,13 +534,17 @@ func cmdScan(x *exec, a [][]byte) {
 // cursors maps SCAN cursors to the key they stop after. Bounded: the
 // oldest cursor is forgotten first (it then answers "invalid cursor").
 type cursors struct {
+	mu   sync.Mutex
 	next uint64
 	keys map[uint64]string
 }
 
-const maxCursors = 64
+// maxCursors bounds the cursors kept (each holds a key of at most 1 KiB).
+const maxCursors = 4096
 
 func (c *cursors) put(key string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.keys == nil {
 		c.keys = make(map[uint64]string)
 	}
@@ -549,6 +555,8 @@ func (c *cursors) put(key string) uint64 {
 }
 
 func (c *cursors) get(id uint64) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	k, ok := c.keys[id]
 	return k, ok
 }

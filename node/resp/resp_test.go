@@ -253,6 +253,13 @@ func TestRESPScan(t *testing.T) {
 	if len(seen) != len(want) || calls < 10 {
 		t.Fatalf("SCAN saw %d keys in %d calls", len(seen), calls)
 	}
+	// A cursor works on another connection (clients pool them).
+	_, cur, err := c.Scan(ctx, 0, "user:*", 10).Result()
+	must(t, err)
+	other := ts.client(t, 2, "")
+	if keys, _, err := other.Scan(ctx, cur, "user:*", 10).Result(); err != nil || len(keys) != 10 || keys[0] != "user:010" {
+		t.Fatalf("SCAN on another connection = %v, %v", keys, err)
+	}
 	keys, _, err := c.ScanType(ctx, 0, "*", 1000, "set").Result()
 	if err != nil || len(keys) != 95 {
 		t.Fatalf("SCAN TYPE set = %d keys, %v", len(keys), err)

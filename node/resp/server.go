@@ -81,9 +81,10 @@ type Options struct {
 // one goroutine per connection; Close stops accepting, closes every
 // connection and waits for their goroutines.
 type Server struct {
-	n     *node.Node
-	opts  Options
-	locks stripes
+	n       *node.Node
+	opts    Options
+	locks   stripes
+	cursors cursors // SCAN's
 
 	mu     sync.Mutex
 	lns    map[net.Listener]struct{}
@@ -254,7 +255,6 @@ type conn struct {
 	wmu      sync.Mutex
 	deadline time.Time // the write deadline set (under wmu)
 	subs     []*subscription
-	cursors  cursors
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
