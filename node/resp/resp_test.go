@@ -142,7 +142,23 @@ func TestRESPCommands(t *testing.T) {
 		{[]any{"CONFIG", "GET", "append*"}, "[appendfsync no appendonly yes]"},
 		{[]any{"CONFIG", "SET", "save", ""}, "ERR CONFIG SET is not supported by shoal"},
 		{[]any{"HELLO", "4"}, "NOPROTO unsupported protocol version"},
+		{[]any{"HELLO", "2"}, "[server shoal version dev proto 2 id ..."},
+		{[]any{"HMSET", "hm", "a", "1"}, "OK"},
+		{[]any{"CLIENT", "ID"}, "..."},
+		{[]any{"CLIENT", "SETINFO", "LIB-NAME", "x"}, "OK"},
+		{[]any{"COMMAND", "INFO", "get", "nosuch"}, "[[get 2 [readonly fast] 1 1 1 [] [] [] []] <nil>]"},
+		{[]any{"COMMAND", "DOCS", "incr"}, "[incr [summary Increments a counter by one. since 1.0.0 group string]]"},
+		{[]any{"COMMAND", "BOGUS"}, "ERR unknown subcommand 'BOGUS'. Try COMMAND HELP."},
+		{[]any{"UNWATCH"}, "OK"},
+		{[]any{"INFO", "keyspace"}, "# Keyspace\r\ndb0:keys=4,expires=0,avg_ttl=0\r\n"},
 	})
+	raw := dial(t, ts.addr)
+	if got := raw.cmd("QUIT"); got != "+OK\r\n" {
+		t.Fatalf("QUIT = %q", got)
+	}
+	if got := raw.read(); got != "<closed>" {
+		t.Fatalf("after QUIT: %q", got)
+	}
 	info, err := c.Info(ctx, "server").Result()
 	if err != nil || !strings.Contains(info, "shoal_digest:"+ts.n.Digest()) || !strings.Contains(info, "shoal_version:") {
 		t.Fatalf("INFO server = %q, %v", info, err)
