@@ -13,7 +13,7 @@ var candidateBounds = []string{"a", "a\x00", "b", "bb", "c", "d"}
 // keysIn returns the keys of k in [lo, hi) ("" = no end).
 func keysIn(k *Keyspace, lo, hi string) []string {
 	var out []string
-	for _, ki := range k.Keys("", 0) {
+	for _, ki := range k.Keys("", 0, 0) {
 		if ki.Key >= lo && (hi == "" || ki.Key < hi) {
 			out = append(out, ki.Key)
 		}

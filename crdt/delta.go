@@ -143,6 +143,16 @@ func checkEntry(e *Entry, ctx *Context, depth int) error {
 			return err
 		}
 	}
+	if len(e.Exp) > 0 {
+		if depth > 0 {
+			return fmt.Errorf("%w: expiry on a map field", ErrInvalid)
+		}
+		for i := range e.Exp {
+			if err := checkDot(e.Exp[i].Dot, ctx); err != nil {
+				return err
+			}
+		}
+	}
 	if len(e.Set) > 0 { // ranging over a nil map still costs an iterator
 		for _, ds := range e.Set {
 			for _, d := range ds {
@@ -270,7 +280,8 @@ func (d *Delta) clone() *Delta {
 	return out
 }
 
-// clone returns a deep copy of e (markers and hash included).
+// clone returns a deep copy of e (markers and hash included; not its place
+// in a keyspace's expiry queue).
 func (e *Entry) clone() *Entry {
 	c := &Entry{All: e.All, h: e.h}
 	if len(e.Reg) > 0 {
@@ -281,6 +292,7 @@ func (e *Entry) clone() *Entry {
 	}
 	c.Cnt = slices.Clone(e.Cnt)
 	c.Flag = slices.Clone(e.Flag)
+	c.Exp = slices.Clone(e.Exp)
 	if e.Set != nil {
 		c.Set = make(map[string][]Dot, len(e.Set))
 		for m, ds := range e.Set {
@@ -310,6 +322,9 @@ func (e *Entry) appendDots(out []Dot) []Dot {
 		out = append(out, e.Cnt[i].Dot)
 	}
 	out = append(out, e.Flag...)
+	for i := range e.Exp {
+		out = append(out, e.Exp[i].Dot)
+	}
 	for _, ds := range e.Set {
 		out = append(out, ds...)
 	}
@@ -326,7 +341,7 @@ func (e *Entry) hollow() bool {
 	if e == nil {
 		return true
 	}
-	if len(e.Reg) > 0 || len(e.Cnt) > 0 || len(e.Flag) > 0 {
+	if len(e.Reg) > 0 || len(e.Cnt) > 0 || len(e.Flag) > 0 || len(e.Exp) > 0 {
 		return false
 	}
 	for _, ds := range e.Set {
@@ -353,7 +368,10 @@ func (e *Entry) normalize(depth int) *Entry {
 	n.Reg = normSmall(e.Reg, regDot, cloneReg)
 	n.Cnt = normSmall(e.Cnt, cntDot, nil)
 	n.Flag = normSmall(e.Flag, idDot, nil)
-	n.h = sumItems(n.Reg, hashReg).add(sumItems(n.Cnt, hashCnt)).add(sumItems(n.Flag, hashFlag))
+	if depth == 0 { // expiry items live on keys only (Validate refuses others)
+		n.Exp = normSmall(e.Exp, expDot, nil)
+	}
+	n.h = sumItems(n.Reg, hashReg).add(sumItems(n.Cnt, hashCnt)).add(sumItems(n.Flag, hashFlag)).add(sumItems(n.Exp, hashExp))
 	for m, ds := range e.Set {
 		if len(ds) == 0 {
 			continue
@@ -441,7 +459,8 @@ func entryEqual(x, y *Entry, depth int) bool {
 		return false
 	}
 	if !slices.Equal(normSmall(x.Cnt, cntDot, nil), normSmall(y.Cnt, cntDot, nil)) ||
-		!slices.Equal(normSmall(x.Flag, idDot, nil), normSmall(y.Flag, idDot, nil)) {
+		!slices.Equal(normSmall(x.Flag, idDot, nil), normSmall(y.Flag, idDot, nil)) ||
+		!slices.Equal(normSmall(x.Exp, expDot, nil), normSmall(y.Exp, expDot, nil)) {
 		return false
 	}
 	n := 0

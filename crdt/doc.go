@@ -79,15 +79,114 @@
 // emptied. Until an operation settles the conflict, the hidden value stays
 // in the state (and in the digest).
 //
+// # Expiry
+//
+// A key may carry an expiry: an HLC time from which no read sees it. The
+// expiry is part of the key's CRDT state, a dot store of its own
+// (Entry.Exp): each item is (dot, At), At an HLC time, or Persisted (0).
+// Items are dotted values like any other, joined by the same rule, so the
+// join stays commutative, associative and idempotent (the law tests run
+// with expiries). The key's expiry is a function of its items (Expiry):
+// none when it has no item or one is a Persist, else the latest At.
+//
+//   - Tx.Expire replaces the items its replica has seen with one item;
+//     concurrent expiries both stay, and the latest time wins. Tx.Persist
+//     replaces them with a Persist item, which wins over every concurrent
+//     expiry. These are the rules of Redis Active-Active (concurrent
+//     EXPIREs: the longer TTL wins; PERSIST wins over them), here as state:
+//     they hold whatever the order of delivery, with no owner replica.
+//   - A write that sets no expiry (Put, Incr, SetAdd, SetRemove, Update)
+//     keeps the key's expiry, on every type alike. Redis keeps the TTL on
+//     INCR, SADD or HSET but clears it on SET (unless KEEPTTL); shoal keeps
+//     it on Put too. The rule is then the same for every type (a Put is a
+//     whole-value write only for registers, and a type-conflicted key
+//     could not tell which rule applies), and a TTL set on a session or a
+//     cache entry is not lost to a writer that did not pass one: clearing
+//     would let any concurrent writer make a key immortal, the failure that
+//     is hard to notice. To clear an expiry, Persist; to replace it, write
+//     with a TTL (Put then Expire in one Tx, as node does).
+//     The write sets the expiry again under a fresh dot: the items it has
+//     seen replaced by one item with the same time. That binds the value
+//     it writes to the expiry: a replica that no longer holds the old
+//     items (it reclaimed the key, or a fresh write removed them) still
+//     finds the value expiring. As a consequence, a write that kept an
+//     expiry counts as setting it concurrently: an Expire that shortened it
+//     concurrently loses to it (the latest time wins), a Persist does not.
+//   - Visibility: Keyspace.Get, Keys and Siblings take the caller's time
+//     (its HLC); a key whose expiry is at or before it does not exist for
+//     them. Replicas that hold the same state agree on visibility at equal
+//     times, and replicas whose clocks differ by at most d disagree about a
+//     key only during the d before its expiry.
+//   - A write to an expired key (its expiry at or before the Tx's time,
+//     Tx.SetTime) starts a fresh value: it first removes every dot of the
+//     key it has seen, values and expiry items, as Delete would, then acts
+//     on an absent key, and the fresh value gets a Persist item (it never
+//     expires until an Expire, whatever expiry a concurrent write kept).
+//     Nothing of the expired value it had seen shows again. The same holds
+//     for a key holding only expiry items (a concurrent operation removed
+//     its values), and a write that removes a key's last value removes its
+//     expiry items too, so a new value never inherits an old expiry.
+//     Delete, Expire and Persist of an expired key fail with ErrNotFound.
+//   - Type conflicts: an expired key holds no visible type, so a write of
+//     any type succeeds on it, and the fresh write removes the expired
+//     values of every type it has seen; only a value it had not seen (a
+//     concurrent write) can be left, and then the usual rule applies.
+//   - Expiry items live on keys only (a map field has none; Validate
+//     refuses them), and an entry holding only expiry items is a key that
+//     does not exist.
+//
+// What can show again. Once a key expired on a replica, its values are
+// visible there again only through operations made before that expiry on
+// another replica's clock, which an observed remove cannot undo: an
+// Expire or Persist made while the key was still live there and delivered
+// later extends it; and a value written before the expiry by a replica
+// that had not seen a later fresh write survives that write (as a write
+// concurrent with a delete survives it), visible with the fresh value. With
+// connected replicas both are at most MaxClockDrift plus a delivery delay
+// old. TestExpiredNeverReadableAgain checks exactly this: a value a replica
+// found expired is visible there again only after it applied an operation
+// whose causal past holds an operation made before the expiry that it had
+// not applied, or one made by a replica that had not seen the value.
+//
+// # Reclaiming expired keys
+//
+// Every replica computes visibility from the same expiry, so no removal
+// needs to be written: Keyspace.Sweep drops an expired key from the state
+// by itself, values and expiry items, once its expiry is at or before a
+// horizon the caller chooses (node: its clock minus MaxClockDrift, when
+// every replica whose clock is within the drift sees the key expired and
+// makes only fresh writes to it). Dropping keeps the dots in the causal
+// context, as a delete does, so
+//
+//   - a delta that carries them again later (a duplicate, a retransmission)
+//     changes nothing: the join finds them seen and not held, so removed;
+//   - a join with a replica that still holds them (a state transfer) removes
+//     them there: a reclaim is an inflation of the state, an observed
+//     remove without an operation;
+//   - a later operation made before the expiry (above) finds no value to
+//     extend on a replica that reclaimed the key; the key's expiry items
+//     alone are no value, and a later state comparison carries the removal
+//     to the replicas that still hold the values. So replicas converge to
+//     the key being gone.
+//
+// No tombstone is kept per key: the context keeps the dots as version
+// vectors do, compactly. Nothing is written, so there are no duplicate
+// removals from N replicas to avoid. The only state left behind is, rarely,
+// an entry holding only a Persist item (a Persist concurrent with the
+// removal of the key's last value), which the next write to the key
+// removes. The sweep is incremental: keys with an expiry wait in a heap by
+// expiry, and each Sweep step costs O(limit log n), never a pass over the
+// keyspace.
+//
 // # What the caller does
 //
 // A Keyspace is not safe for concurrent use. The node owns it and, like an
 // application of go.etcd.io/raft, does the I/O itself, in this order:
 //
-//  1. Local writes: tx := ks.Begin(replica, lastSeq); build one delta per
-//     operation (Put, Incr, SetAdd, SetRemove, Delete, Update); on a failed
-//     operation of a batch, Rollback to its Checkpoint. JoinDeltas makes a
-//     batch one delta.
+//  1. Local writes: tx := ks.Begin(replica, lastSeq); tx.SetTime(hlc);
+//     build one delta per operation (Put, Incr, SetAdd, SetRemove, Delete,
+//     Update, Expire, Persist); on a failed operation of a batch, Rollback
+//     to its Checkpoint. JoinDeltas makes a batch one delta.
 //  2. Persist the encoded delta (the WAL); only then publish its dots:
 //     remember tx.LastSeq() and never issue those seqs again.
 //  3. ks.Apply(delta) and hand the returned changes to subscribers.
@@ -99,6 +198,9 @@
 //     WAL, transfer state: JoinRange over key ranges of KeyState, then
 //     MergeContext(sender's Context) and MergeApplied(sender's Applied).
 //  7. Snapshots: Snapshot to save, FromSnapshot to load.
+//  8. Expiry: read with the node's HLC (Get(key, now), Keys, Siblings), and
+//     call Sweep(now, now - MaxClockDrift, limit) now and then, telling
+//     subscribers of the keys it reports expired.
 //
 // Every operation consumes at least one fresh dot, removals included, so a
 // new operation is never mistaken for a duplicate. Dedup and anti-entropy use

@@ -28,6 +28,14 @@ package crdt
 //     same rules; a field with no dot is absent.
 //   - Flag (Flag): enable-wins flag. Enable adds a fresh dot and drops the
 //     seen ones; disable drops the seen ones; enabled while any dot remains.
+//   - Expiry (Exp, keys only, never map fields): a multi-value register of
+//     expiry times. Setting one adds an item under a fresh dot and drops
+//     the items its replica has seen; concurrent items stay. The key's
+//     expiry is the latest At among them, or none when an item has At 0
+//     (a Persist) or there is no item (see Expiry and the package doc,
+//     "Expiry"). Expiry items are not a value: an entry holding only them
+//     is a key that does not exist (it is kept, invisible, until the sweep
+//     reclaims it or the next write removes them).
 //
 // Laws: with contexts, the join of entries is commutative, associative and
 // idempotent (tested by name per type: TestJoinIdempotent and friends).
@@ -44,9 +52,39 @@ type Entry struct {
 	Set  map[string][]Dot  `msgpack:"s,omitempty"` // set: member -> dots of its adds, sorted
 	Map  map[string]*Entry `msgpack:"m,omitempty"` // map: field -> field state
 	Flag []Dot             `msgpack:"f,omitempty"` // flag: dots of enables, sorted
+	Exp  []ExpValue        `msgpack:"e,omitempty"` // key only: expiry items, sorted by dot
 	All  bool              `msgpack:"a,omitempty"` // delta only: every path under this entry is touched
 
-	h sum128 // keyspace only: sum of the hashes of the entry's items
+	h  sum128    // keyspace only: sum of the hashes of the entry's items
+	hx int       // keyspace only: 1 + the entry's position in the expiry queue, 0 when not in it
+	ix Timestamp // keyspace only: the expiry the entry was last queued for (0: none)
+}
+
+// ExpValue is one expiry item of a key: set by the event Dot, the key
+// expires at At (an HLC time); At Persisted (0) means never (a Persist,
+// which wins over every concurrent expiry).
+type ExpValue struct {
+	Dot Dot       `msgpack:"d"`
+	At  Timestamp `msgpack:"t"`
+}
+
+// Persisted is the At of a Persist item, and the Expiry of a key that
+// never expires.
+const Persisted Timestamp = 0
+
+// Expiry returns the expiry the items xs give a key: 0 (none) when there
+// is no item or one of them is a Persist (At 0), else the latest At. It is
+// a function of the set of items, so every replica holding the same items
+// computes the same expiry.
+func Expiry(xs []ExpValue) Timestamp {
+	var at Timestamp
+	for _, x := range xs {
+		if x.At == 0 {
+			return 0
+		}
+		at = max(at, x.At)
+	}
+	return at
 }
 
 // RegValue is one register sibling: a value written at time Time by the
@@ -67,6 +105,7 @@ type CountValue struct {
 // View is a read-only copy of a key's (or field's) visible value.
 type View struct {
 	Type     Type
+	Expires  Timestamp       // keys only: when the key expires; 0 = never
 	Register []byte          // register: the winning value
 	Counter  int64           // counter: the sum of the contributions
 	Set      []string        // set: the members, sorted
@@ -88,7 +127,7 @@ type KeyInfo struct {
 }
 
 // Change reports that a key's state changed; Deleted when the key no
-// longer exists.
+// longer has a value (it may still hold expiry items, see Entry).
 type Change struct {
 	Key     string
 	Deleted bool

@@ -62,12 +62,12 @@ func Example() {
 	fmt.Println("together:", alice.Digest() == bob.Digest())
 
 	for _, ks := range []*crdt.Keyspace{alice, bob} {
-		list, _ := ks.Get("list")
-		title, _ := ks.Get("title")
-		visits, _ := ks.Get("visits")
+		list, _ := ks.Get("list", 0)
+		title, _ := ks.Get("title", 0)
+		visits, _ := ks.Get("visits", 0)
 		fmt.Println(list.Set, string(title.Register), visits.Counter)
 	}
-	siblings, _ := alice.Siblings("title")
+	siblings, _ := alice.Siblings("title", 0)
 	fmt.Println("concurrent titles:", len(siblings))
 	// Output:
 	// apart: false

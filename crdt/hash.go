@@ -60,6 +60,7 @@ const (
 	tagFlag  = 'f'
 	tagField = 'm'
 	tagKey   = 'k'
+	tagExp   = 'e'
 )
 
 func newHasher(tag byte) hasher {
@@ -130,6 +131,13 @@ func hashCnt(v *CountValue) sum128 {
 func hashFlag(d *Dot) sum128 {
 	h := newHasher(tagFlag)
 	h.dot(*d)
+	return h.sum()
+}
+
+func hashExp(v *ExpValue) sum128 {
+	h := newHasher(tagExp)
+	h.dot(v.Dot)
+	h.u64(uint64(v.At))
 	return h.sum()
 }
 

@@ -99,6 +99,36 @@ func (rp *replica) ts(r rnd) Timestamp {
 	return rp.last
 }
 
+// clock returns the replica's current HLC time (a read: it does not
+// advance the logical part).
+func (rp *replica) clock() Timestamp { return max(rp.last, MakeTimestamp(rp.now, 0)) }
+
+// begin starts a transaction of the replica at its current time.
+func (rp *replica) begin() *Tx {
+	tx := rp.ks.Begin(rp.id, rp.seq)
+	tx.SetTime(rp.clock())
+	return tx
+}
+
+// testDrift is the MaxClockDrift of the tests (milliseconds): replica
+// clocks differ by at most this much where a test bounds skew, and Sweep
+// reclaims a key this long after it expires.
+const testDrift = 8
+
+// expiryAt draws an expiry a few milliseconds ahead of the replica's
+// clock: the random histories advance clocks by 0-2 ms a step, so keys
+// expire during them.
+func (rp *replica) expiryAt(r rnd) Timestamp {
+	return MakeTimestamp(rp.now+1+int64(r.intn(15, "ttl")), 0)
+}
+
+// sweep runs a Sweep step on the replica at its clock, reclaiming what
+// expired testDrift ago.
+func (rp *replica) sweep(limit int) (expired, reclaimed []string) {
+	now := rp.clock()
+	return rp.ks.Sweep(now, MakeTimestamp(now.Physical()-testDrift, 0), limit)
+}
+
 func randomPatch(r rnd, rp *replica, m mode, depth int) *Patch {
 	p := &Patch{}
 	n := 1 + r.intn(3, "patch parts")
@@ -165,6 +195,14 @@ func randomOp(r rnd, rp *replica, tx *Tx, m mode) (*Delta, error) {
 	if r.intn(8, "delete?") == 0 {
 		return tx.Delete(key)
 	}
+	switch r.intn(10, "expiry?") {
+	case 0:
+		return tx.Expire(key, rp.expiryAt(r))
+	case 1:
+		if r.intn(3, "persist?") == 0 {
+			return tx.Persist(key)
+		}
+	}
 	switch kind {
 	case modeRegister:
 		return tx.Put(key, []byte(fmt.Sprintf("v%d", r.intn(6, "value"))), rp.ts(r))
@@ -200,7 +238,7 @@ func members(m mode) []string {
 // step runs a random transaction of one to three operations on rp,
 // applies it locally and returns its delta (nil when nothing happened).
 func step(t tb, r rnd, rp *replica, m mode) *Delta {
-	tx := rp.ks.Begin(rp.id, rp.seq)
+	tx := rp.begin()
 	n := 1
 	if r.intn(4, "batch?") == 0 {
 		n = 2 + r.intn(2, "batch size")
@@ -258,6 +296,9 @@ func history(t tb, r rnd, m mode, n, steps int, watch func(rp *replica, before *
 			to := pick(r, rs, "to")
 			to.ks.Apply(pick(r, log, "which"))
 		}
+		if r.intn(6, "sweep?") == 0 {
+			pick(r, rs, "sweeper").sweep(1 + r.intn(3, "sweep limit"))
+		}
 	}
 	return rs, log
 }
@@ -277,6 +318,9 @@ func dump(d *Delta) string {
 func dumpEntry(b *strings.Builder, e *Entry, ind string) {
 	if e.All {
 		fmt.Fprintf(b, "%sALL\n", ind)
+	}
+	for _, x := range normSmall(e.Exp, expDot, nil) {
+		fmt.Fprintf(b, "%sexpiry %v at=%d\n", ind, x.Dot, x.At)
 	}
 	for _, r := range normSmall(e.Reg, regDot, nil) {
 		fmt.Fprintf(b, "%sreg %v t=%d %q\n", ind, r.Dot, r.Time, r.Value)
@@ -311,20 +355,32 @@ func sameState(t tb, what string, a, b *Keyspace) {
 		if k.sum != k.recomputeSum() {
 			t.Fatalf("%s: incremental digest differs from a recomputed one\n%s", what, dump(k.Snapshot()))
 		}
-		if len(k.Keys("", 0)) != k.Len() {
-			t.Fatalf("%s: index lists %d keys, map holds %d", what, len(k.Keys("", 0)), k.Len())
+		if len(k.Keys("", 0, 0)) != k.Len() {
+			t.Fatalf("%s: index lists %d keys, map holds %d", what, len(k.Keys("", 0, 0)), k.Len())
 		}
 	}
-	if fmt.Sprint(views(a)) != fmt.Sprint(views(b)) {
-		t.Fatalf("%s: views differ: %v vs %v", what, views(a), views(b))
+	if fmt.Sprint(views(a, 0)) != fmt.Sprint(views(b, 0)) {
+		t.Fatalf("%s: views differ: %v vs %v", what, views(a, 0), views(b, 0))
+	}
+	// Equal states show the same keys at any time.
+	for _, now := range []Timestamp{MakeTimestamp(1000, 0), MakeTimestamp(1030, 0), MakeTimestamp(1200, 0), MakeTimestamp(5000, 0)} {
+		if fmt.Sprint(views(a, now)) != fmt.Sprint(views(b, now)) {
+			t.Fatalf("%s: views at %d differ: %v vs %v", what, now.Physical(), views(a, now), views(b, now))
+		}
 	}
 }
 
-func views(k *Keyspace) []string {
+// views renders every key's value as Get sees it at now (0: ignoring
+// expiries), with its expiry.
+func views(k *Keyspace, now Timestamp) []string {
 	var out []string
-	for _, ki := range k.Keys("", 0) {
-		v, _ := k.Get(ki.Key)
-		out = append(out, fmt.Sprintf("%s=%s", ki.Key, viewString(v)))
+	for _, ki := range k.Keys("", 0, now) {
+		v, ok := k.Get(ki.Key, now)
+		if !ok {
+			out = append(out, fmt.Sprintf("%s=(no value)", ki.Key))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s=%s@%d", ki.Key, viewString(v), v.Expires))
 	}
 	return out
 }

@@ -31,13 +31,16 @@ type joiner struct {
 	alias bool
 }
 
-// empty reports whether a normalized (state) entry holds no value.
+// empty reports whether a normalized (state) entry holds no dot: no value
+// and no expiry item. An entry holding only expiry items is not empty (it
+// stays in the state, see Entry) but has no value (visibleType is 0).
 func (e *Entry) empty() bool {
-	return len(e.Reg) == 0 && len(e.Cnt) == 0 && len(e.Set) == 0 && len(e.Map) == 0 && len(e.Flag) == 0
+	return len(e.Reg) == 0 && len(e.Cnt) == 0 && len(e.Set) == 0 && len(e.Map) == 0 && len(e.Flag) == 0 && len(e.Exp) == 0
 }
 
 func regDot(v *RegValue) Dot   { return v.Dot }
 func cntDot(v *CountValue) Dot { return v.Dot }
+func expDot(v *ExpValue) Dot   { return v.Dot }
 func idDot(d *Dot) Dot         { return *d }
 
 // entry joins b into a and reports whether a's dots changed. b may be nil
@@ -47,10 +50,11 @@ func (j *joiner) entry(a, b *Entry, full bool) bool {
 	var br []RegValue
 	var bn []CountValue
 	var bf []Dot
+	var bx []ExpValue
 	var bs map[string][]Dot
 	var bm map[string]*Entry
 	if b != nil {
-		br, bn, bf, bs, bm = b.Reg, b.Cnt, b.Flag, b.Set, b.Map
+		br, bn, bf, bx, bs, bm = b.Reg, b.Cnt, b.Flag, b.Exp, b.Set, b.Map
 		if b.All {
 			full = true
 			if j.keep {
@@ -67,7 +71,7 @@ func (j *joiner) entry(a, b *Entry, full bool) bool {
 		out, ch := joinSmall(a.Reg, br, regDot, j.actx, j.bctx, cp, j.alias)
 		if ch {
 			if j.hash {
-				if len(a.Cnt) == 0 && len(a.Flag) == 0 && len(a.Set) == 0 && len(a.Map) == 0 {
+				if len(a.Cnt) == 0 && len(a.Flag) == 0 && len(a.Exp) == 0 && len(a.Set) == 0 && len(a.Map) == 0 {
 					// a.h is the sum of a.Reg alone: spare hashing the
 					// old values again (their bytes are rarely in cache).
 					a.h = sumItems(out, hashReg)
@@ -94,6 +98,15 @@ func (j *joiner) entry(a, b *Entry, full bool) bool {
 				a.h = a.h.sub(sumItems(a.Flag, hashFlag)).add(sumItems(out, hashFlag))
 			}
 			a.Flag, changed = out, true
+		}
+	}
+	if len(a.Exp) > 0 || len(bx) > 0 {
+		out, ch := joinSmall(a.Exp, bx, expDot, j.actx, j.bctx, nil, j.alias)
+		if ch {
+			if j.hash {
+				a.h = a.h.sub(sumItems(a.Exp, hashExp)).add(sumItems(out, hashExp))
+			}
+			a.Exp, changed = out, true
 		}
 	}
 	if len(bs) > 0 || (full && len(a.Set) > 0) {

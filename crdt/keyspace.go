@@ -46,27 +46,44 @@ type Keyspace struct {
 	applied Context // dots of the operations whose effects the state includes
 	sum     sum128  // sum of the key hashes
 	index   keyIndex
+	waiting expiryQueue  // keys with an expiry not yet reported by Sweep (expiry.go)
+	expired reclaimQueue // keys reported by Sweep, until reclaimed
 }
 
 // NewKeyspace returns an empty keyspace.
 func NewKeyspace() *Keyspace { return &Keyspace{keys: make(map[string]*Entry)} }
 
-// Get returns a copy of the visible value of key; false when the key does
-// not exist.
-func (k *Keyspace) Get(key string) (View, bool) {
+// Get returns a copy of the visible value of key at time now (the caller's
+// HLC); false when the key does not exist or has expired (its expiry is at
+// or before now). now 0 ignores expiries. View.Expires is the key's
+// expiry (0: none).
+func (k *Keyspace) Get(key string, now Timestamp) (View, bool) {
 	e := k.keys[key]
-	if e == nil {
+	if e == nil || !e.live(now) {
 		return View{}, false
 	}
-	return e.view(), true
+	v := e.view()
+	v.Expires = Expiry(e.Exp)
+	return v, true
+}
+
+// live reports whether a keyspace entry holds a value that is visible at
+// now: it has one and has not expired (now 0: ignoring expiries).
+func (e *Entry) live(now Timestamp) bool {
+	if e.visibleType() == 0 {
+		return false
+	}
+	at := Expiry(e.Exp)
+	return now == 0 || at == 0 || now < at
 }
 
 // Siblings returns the concurrent values of the register at key, the
-// visible one (highest time, then replica ID, then seq) first. Errors:
-// ErrNotFound, ErrWrongType when the key's visible type is not register.
-func (k *Keyspace) Siblings(key string) ([]Sibling, error) {
+// visible one (highest time, then replica ID, then seq) first, as Get
+// sees the key at now. Errors: ErrNotFound (also once it has expired),
+// ErrWrongType when the key's visible type is not register.
+func (k *Keyspace) Siblings(key string, now Timestamp) ([]Sibling, error) {
 	e := k.keys[key]
-	if e == nil {
+	if e == nil || !e.live(now) {
 		return nil, fmt.Errorf("siblings of %q: %w", key, ErrNotFound)
 	}
 	if t := e.visibleType(); t != TypeRegister {
@@ -82,22 +99,17 @@ func (k *Keyspace) Siblings(key string) ([]Sibling, error) {
 }
 
 // Keys returns the keys that start with prefix and their visible types,
-// sorted by key; at most limit of them when limit > 0.
-func (k *Keyspace) Keys(prefix string, limit int) []KeyInfo {
-	ks := k.index.prefixed(prefix, k.keys)
-	if limit > 0 && len(ks) > limit {
-		ks = ks[:limit]
-	}
-	out := make([]KeyInfo, len(ks))
-	for i, key := range ks {
-		out[i] = KeyInfo{Key: key, Type: k.keys[key].visibleType()}
-	}
-	return out
+// sorted by key; at most limit of them when limit > 0. With now (the
+// caller's HLC) it lists the keys Get finds at now. With now 0 it lists
+// every key the state holds: expired keys not reclaimed yet, and keys
+// holding nothing but expiry items (Type 0), as a state transfer must.
+func (k *Keyspace) Keys(prefix string, limit int, now Timestamp) []KeyInfo {
+	return k.list(k.index.prefixed(prefix, k.keys), limit, now)
 }
 
 // KeysAfter is Keys for the keys after key after (all of them when after
 // is ""): a cursor for walking a prefix in chunks.
-func (k *Keyspace) KeysAfter(prefix, after string, limit int) []KeyInfo {
+func (k *Keyspace) KeysAfter(prefix, after string, limit int, now Timestamp) []KeyInfo {
 	ks := k.index.prefixed(prefix, k.keys)
 	if after != "" {
 		i, found := slices.BinarySearch(ks, after)
@@ -106,17 +118,32 @@ func (k *Keyspace) KeysAfter(prefix, after string, limit int) []KeyInfo {
 		}
 		ks = ks[i:]
 	}
-	if limit > 0 && len(ks) > limit {
-		ks = ks[:limit]
+	return k.list(ks, limit, now)
+}
+
+// list describes the keys of sorted ks that are live at now (all of them
+// when now is 0), at most limit when limit > 0.
+func (k *Keyspace) list(ks []string, limit int, now Timestamp) []KeyInfo {
+	n := len(ks)
+	if limit > 0 {
+		n = min(n, limit)
 	}
-	out := make([]KeyInfo, len(ks))
-	for i, key := range ks {
-		out[i] = KeyInfo{Key: key, Type: k.keys[key].visibleType()}
+	out := make([]KeyInfo, 0, n)
+	for _, key := range ks {
+		if limit > 0 && len(out) == limit {
+			break
+		}
+		e := k.keys[key]
+		if now != 0 && !e.live(now) {
+			continue
+		}
+		out = append(out, KeyInfo{Key: key, Type: e.visibleType()})
 	}
 	return out
 }
 
-// Len returns the number of keys.
+// Len returns the number of keys the state holds, expired keys not yet
+// reclaimed (see Sweep) included.
 func (k *Keyspace) Len() int { return len(k.keys) }
 
 // Context returns a copy of the causal context: every dot this keyspace
@@ -281,6 +308,7 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 		if had {
 			delete(k.keys, key)
 			k.index.note(key, k.keys)
+			k.unqueue(e)
 		}
 		return Change{Key: key, Deleted: true}, had
 	}
@@ -289,7 +317,8 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 		k.index.note(key, k.keys)
 	}
 	k.sum = k.sum.add(keyHash(key, e))
-	return Change{Key: key}, true
+	k.requeue(key, e)
+	return Change{Key: key, Deleted: e.visibleType() == 0}, true
 }
 
 func sortChanges(cs []Change) {
@@ -364,6 +393,7 @@ func FromSnapshot(d *Delta) (*Keyspace, error) {
 			k.keys[key] = n
 			k.index.notes = append(k.index.notes, key)
 			k.sum = k.sum.add(keyHash(key, n))
+			k.requeue(key, n)
 		}
 	}
 	return k, nil
@@ -448,7 +478,7 @@ func (k *Keyspace) recomputeSum() sum128 {
 
 // itemSum hashes a normalized entry from scratch.
 func (e *Entry) itemSum() sum128 {
-	s := sumItems(e.Reg, hashReg).add(sumItems(e.Cnt, hashCnt)).add(sumItems(e.Flag, hashFlag))
+	s := sumItems(e.Reg, hashReg).add(sumItems(e.Cnt, hashCnt)).add(sumItems(e.Flag, hashFlag)).add(sumItems(e.Exp, hashExp))
 	for m, ds := range e.Set {
 		s = s.add(hashMember(m, ds))
 	}

@@ -154,11 +154,12 @@ func TestTxBatchMatchesSequential(t *testing.T) {
 			r := mathRnd{rand.New(rand.NewPCG(seed, 1))}
 			var ds []*Delta
 			var errs []error
-			tx := rp.ks.Begin(rp.id, rp.seq)
+			tx := rp.begin()
 			for i := 0; i < n; i++ {
 				if !batch {
 					tx = rp.ks.Begin(rp.id, rp.seq)
 				}
+				tx.SetTime(rp.clock()) // each operation at the time it runs, in both
 				d, err := randomOp(r, &rp, tx, m)
 				errs = append(errs, err)
 				if err != nil {
@@ -198,8 +199,9 @@ func TestTxRollback(t *testing.T) {
 		seed := rapid.Uint64().Draw(t, "seed")
 		rp, rq := rs[0], *rs[0] // two clocks that move alike
 		r := rapidRnd{t}
-		tx := rp.ks.Begin(rp.id, rp.seq)
+		tx := rp.begin()
 		ref := rp.ks.Begin(rp.id, rp.seq)
+		ref.SetTime(rp.clock())
 		for i := 0; i < 2; i++ {
 			r2 := mathRnd{rand.New(rand.NewPCG(seed, uint64(i)))}
 			r3 := mathRnd{rand.New(rand.NewPCG(seed, uint64(i)))}

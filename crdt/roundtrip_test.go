@@ -128,10 +128,10 @@ func FuzzDecodeDelta(f *testing.F) {
 			if err != nil || k2.Digest() != k.Digest() {
 				t.Fatalf("snapshot of an accepted state: %v", err)
 			}
-			_ = k.Keys("", 0)
+			_ = k.Keys("", 0, 0)
 			for key := range d.Keys {
-				k.Get(key)
-				_, _ = k.Siblings(key)
+				k.Get(key, 0)
+				_, _ = k.Siblings(key, 0)
 			}
 		}
 		// Against a keyspace with some state.
@@ -153,7 +153,7 @@ func FuzzDecodeDelta(f *testing.F) {
 			_ = d.Dots()
 		}
 		tx := ks.Begin(9, 1000)
-		for _, key := range ks.Keys("", 3) {
+		for _, key := range ks.Keys("", 3, 0) {
 			_, _ = tx.Delete(key.Key)
 			_, _ = tx.Update(key.Key, &Patch{Delete: []string{"a"}, Set: map[string][]byte{"b": {1}}}, 1)
 			_, _ = tx.SetAdd(key.Key, "x")

@@ -48,7 +48,7 @@ func (c *cluster) sync(ds ...*Delta) {
 	}
 }
 
-func (c *cluster) get(i int, key string) (View, bool) { return c.rs[i].ks.Get(key) }
+func (c *cluster) get(i int, key string) (View, bool) { return c.rs[i].ks.Get(key, 0) }
 
 func put(key, v string, ts Timestamp) func(*Tx) (*Delta, error) {
 	return func(tx *Tx) (*Delta, error) { return tx.Put(key, []byte(v), ts) }
@@ -195,7 +195,7 @@ func TestLWW(t *testing.T) {
 			if string(v.Register) != vals[tt.wantWinner] {
 				t.Fatalf("read %q, want %q", v.Register, vals[tt.wantWinner])
 			}
-			sibs, err := c.rs[1].ks.Siblings("k")
+			sibs, err := c.rs[1].ks.Siblings("k", 0)
 			if err != nil || len(sibs) != 2 {
 				t.Fatalf("siblings: %v, %v", sibs, err)
 			}
@@ -204,7 +204,7 @@ func TestLWW(t *testing.T) {
 			}
 			// A write that has seen both replaces both.
 			c.sync(c.do(0, put("k", "z", tt.ts0)))
-			if sibs, _ := c.rs[1].ks.Siblings("k"); len(sibs) != 1 || string(sibs[0].Value) != "z" {
+			if sibs, _ := c.rs[1].ks.Siblings("k", 0); len(sibs) != 1 || string(sibs[0].Value) != "z" {
 				t.Fatalf("after an observing write: %+v", sibs)
 			}
 		})
@@ -267,13 +267,13 @@ func TestRegisterWinnerProperty(t *testing.T) {
 			},
 			Ctx: Context{Cloud: sortDots(dots)},
 		})
-		if v, _ := ks.Get("k"); string(v.Register) != string(want[0].Value) {
+		if v, _ := ks.Get("k", 0); string(v.Register) != string(want[0].Value) {
 			t.Fatalf("key reads %q, want %q of %v", v.Register, want[0].Value, want[0].Dot)
 		}
-		if v, _ := ks.Get("m"); string(v.Map["f"].Register) != string(want[0].Value) {
+		if v, _ := ks.Get("m", 0); string(v.Map["f"].Register) != string(want[0].Value) {
 			t.Fatalf("field reads %q, want %q of %v", v.Map["f"].Register, want[0].Value, want[0].Dot)
 		}
-		sibs, err := ks.Siblings("k")
+		sibs, err := ks.Siblings("k", 0)
 		if err != nil || len(sibs) != len(want) {
 			t.Fatalf("siblings: %d, %v; want %d", len(sibs), err, len(want))
 		}
@@ -379,7 +379,7 @@ func TestTypeConflict(t *testing.T) {
 				if v.Type != tt.want {
 					t.Fatalf("replica %d sees a %v, want %v", i, v.Type, tt.want)
 				}
-				if ks := c.rs[i].ks.Keys("k", 0); len(ks) != 1 || ks[0].Type != tt.want {
+				if ks := c.rs[i].ks.Keys("k", 0, 0); len(ks) != 1 || ks[0].Type != tt.want {
 					t.Fatalf("Keys: %v", ks)
 				}
 				// An op of the hidden type is refused, on both sides.
@@ -510,7 +510,7 @@ func TestRemovalBeforeItsCause(t *testing.T) {
 	if c.rs[2].ks.Covers(x) {
 		t.Fatal("x counted as a duplicate though replica 2 never applied it")
 	}
-	if sibs, _ := c.rs[2].ks.Siblings("k"); len(sibs) != 2 {
+	if sibs, _ := c.rs[2].ks.Siblings("k", 0); len(sibs) != 2 {
 		t.Fatalf("before x: %d siblings, want w and y", len(sibs))
 	}
 	missing := c.rs[2].ks.Applied().Missing(c.rs[1].ks.Applied())
@@ -518,7 +518,7 @@ func TestRemovalBeforeItsCause(t *testing.T) {
 		t.Fatalf("missing %v, want %v", missing, want)
 	}
 	c.sync(x, y)
-	if sibs, _ := c.rs[2].ks.Siblings("k"); len(sibs) != 1 || string(sibs[0].Value) != "y" {
+	if sibs, _ := c.rs[2].ks.Siblings("k", 0); len(sibs) != 1 || string(sibs[0].Value) != "y" {
 		t.Fatalf("after x: %+v", sibs)
 	}
 }
@@ -539,7 +539,7 @@ func TestJoinRange(t *testing.T) {
 	if want := []Change{{Key: "b", Deleted: true}}; fmt.Sprint(ch) != fmt.Sprint(want) {
 		t.Fatalf("changes %v, want %v", ch, want)
 	}
-	if _, ok := dst.Get("d"); !ok {
+	if _, ok := dst.Get("d", 0); !ok {
 		t.Fatal("a key outside the range was touched")
 	}
 	ch = dst.JoinRange("c", "", src.KeyState("c"), ctx)

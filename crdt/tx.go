@@ -27,8 +27,9 @@ type Tx struct {
 	ks      *Keyspace
 	replica ReplicaID
 	seq     uint64
-	pend    Delta    // join of the operations so far...
-	stale   []*Delta // ...except these steps, joined in before the next read
+	now     Timestamp // the time operations see expiries at (SetTime); 0: none expired
+	pend    Delta     // join of the operations so far...
+	stale   []*Delta  // ...except these steps, joined in before the next read
 	ops     []txOp
 }
 
@@ -44,6 +45,14 @@ func (k *Keyspace) Begin(replica ReplicaID, lastSeq uint64) *Tx {
 
 // LastSeq returns the last seq handed out so far.
 func (t *Tx) LastSeq() uint64 { return t.seq }
+
+// SetTime sets the time (the caller's HLC) at which the following
+// operations see expiries: a key whose expiry is at or before now is
+// expired, so an operation on it starts a fresh value (see the package
+// doc, "Expiry"). The zero time, the default, sees no key expired. The
+// time never goes back in practice (it is the node's clock); the Tx does
+// not require it.
+func (t *Tx) SetTime(now Timestamp) { t.now = now }
 
 // Checkpoint marks the current point of the transaction, for Rollback.
 func (t *Tx) Checkpoint() int { return len(t.ops) }
@@ -207,6 +216,39 @@ func (t *Tx) cnts(v ov) []CountValue {
 	return out
 }
 
+// exps returns the live expiry items of the key at v.
+func (t *Tx) exps(v ov) []ExpValue {
+	var out []ExpValue
+	if v.l != nil {
+		for _, x := range v.l.Exp {
+			if !t.pend.Ctx.Contains(x.Dot) {
+				out = append(out, x)
+			}
+		}
+	}
+	if v.p != nil {
+		out = append(out, v.p.Exp...)
+	}
+	return out
+}
+
+// expired reports whether the key whose live expiry items are xs has
+// expired at the Tx's time.
+func (t *Tx) expired(xs []ExpValue) bool {
+	if t.now == 0 || len(xs) == 0 {
+		return false
+	}
+	at := Expiry(xs)
+	return at != 0 && at <= t.now
+}
+
+func expDots(xs []ExpValue, out []Dot) []Dot {
+	for _, x := range xs {
+		out = append(out, x.Dot)
+	}
+	return out
+}
+
 func (t *Tx) liveDots(l, p []Dot, out []Dot) []Dot {
 	for _, d := range l {
 		if !t.pend.Ctx.Contains(d) {
@@ -364,8 +406,9 @@ func hasLive[T any](t *Tx, l, p *Entry, store func(*Entry) []T, dot func(*T) Dot
 	return false
 }
 
-// allDots appends every live dot under v.
+// allDots appends every live dot under v, expiry items included.
 func (t *Tx) allDots(v ov, out []Dot) []Dot {
+	out = expDots(t.exps(v), out)
 	for _, r := range t.regs(v) {
 		out = append(out, r.Dot)
 	}
@@ -467,6 +510,66 @@ func wrongType(op string, path []string, want, have Type) error {
 	return fmt.Errorf("%s %s: a %v, not a %v: %w", op, pathString(path), have, want, ErrWrongType)
 }
 
+// fresh starts a write to a key that has no live value for the Tx (it
+// expired at the Tx's time, or it holds nothing but expiry items that a
+// concurrent operation left): the write removes every dot of the key the
+// Tx has seen, as a Delete would, and then works on an absent key. So
+// nothing of an expired value (no sibling, member, field or counter
+// contribution, and not its expiry) shows again through the write, and a
+// new value never inherits an old expiry. A key without expiry items costs
+// a look at them.
+func (o *op) fresh(key string) bool {
+	t := o.t
+	path := []string{key}
+	v := t.at(path)
+	xs := t.exps(v)
+	if len(xs) == 0 || (!t.expired(xs) && t.typeOf(v) != 0) {
+		return false
+	}
+	o.at(path, &Entry{All: true}, t.allDots(v, nil))
+	return true
+}
+
+// keepExpiry ends a write that did not set an expiry itself (fresh: it
+// started a fresh value, see fresh).
+//
+// A write to a live key keeps the key's expiry: it sets it again under a
+// fresh dot (the items it has seen replaced by one with the same time).
+// Carrying it in the write's delta binds the written value to it: a
+// replica that no longer holds the old items (it reclaimed the key, or a
+// fresh write that had not seen this write removed them) still finds the
+// value expiring. A Persist among the items (no expiry) is left as it is.
+//
+// A fresh value gets a Persist item: it never expires (until an Expire),
+// and no expiry set concurrently on the old value (a write on another
+// replica that still found the key live keeps the old one) can hide it.
+//
+// A key the write left without a value (its last member or field
+// removed) loses its expiry items instead: a later write starts afresh.
+func (o *op) keepExpiry(key string, fresh bool) {
+	t := o.t
+	path := []string{key}
+	v := t.at(path)
+	xs := t.exps(v)
+	if len(xs) == 0 && !fresh {
+		return
+	}
+	if t.typeOf(v) == 0 {
+		if len(xs) > 0 {
+			o.at(path, &Entry{}, expDots(xs, nil))
+		}
+		return
+	}
+	at := Persisted
+	if !fresh {
+		if at = Expiry(xs); at == Persisted {
+			return
+		}
+	}
+	d := t.next()
+	o.at(path, &Entry{Exp: []ExpValue{{Dot: d, At: at}}}, expDots(xs, []Dot{d}))
+}
+
 func pathString(path []string) string {
 	if len(path) == 1 {
 		return fmt.Sprintf("%q", path[0])
@@ -483,9 +586,11 @@ func (t *Tx) Put(key string, value []byte, ts Timestamp) (*Delta, error) {
 		return nil, err
 	}
 	o := t.begin()
+	fresh := o.fresh(key)
 	if err := o.putReg([]string{key}, value, ts); err != nil {
 		return o.fail(err)
 	}
+	o.keepExpiry(key, fresh)
 	return o.finish()
 }
 
@@ -538,9 +643,11 @@ func (t *Tx) Incr(key string, by int64) (*Delta, error) {
 		return nil, err
 	}
 	o := t.begin()
+	fresh := o.fresh(key)
 	if err := o.incr([]string{key}, by); err != nil {
 		return o.fail(err)
 	}
+	o.keepExpiry(key, fresh)
 	return o.finish()
 }
 
@@ -577,9 +684,11 @@ func (t *Tx) SetAdd(key string, members ...string) (*Delta, error) {
 		return nil, err
 	}
 	o := t.begin()
+	fresh := o.fresh(key)
 	if err := o.setAdd([]string{key}, members); err != nil {
 		return o.fail(err)
 	}
+	o.keepExpiry(key, fresh)
 	return o.finish()
 }
 
@@ -619,9 +728,11 @@ func (t *Tx) SetRemove(key string, members ...string) (*Delta, error) {
 		return nil, err
 	}
 	o := t.begin()
+	fresh := o.fresh(key)
 	if err := o.setRemove([]string{key}, members); err != nil {
 		return o.fail(err)
 	}
+	o.keepExpiry(key, fresh)
 	return o.finish()
 }
 
@@ -651,19 +762,63 @@ func (o *op) setRemove(path []string, members []string) error {
 }
 
 // Delete removes the key: every dot under it this replica has seen, of
-// every type. Updates concurrent with the delete survive it. ErrNotFound
-// when the key does not exist. Its delta names every removed dot, so it
-// costs O(size of the key).
+// every type, and its expiry. Updates concurrent with the delete survive
+// it. ErrNotFound when the key does not exist (or has expired). Its delta
+// names every removed dot, so it costs O(size of the key).
 func (t *Tx) Delete(key string) (*Delta, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
 	o := t.begin()
 	v := t.at([]string{key})
-	if t.typeOf(v) == 0 {
+	if !t.exists(v) {
 		return o.fail(fmt.Errorf("delete %q: %w", key, ErrNotFound))
 	}
 	o.at([]string{key}, &Entry{All: true}, t.allDots(v, nil))
+	return o.finish()
+}
+
+// exists reports whether the key at v has a live value that has not
+// expired at the Tx's time.
+func (t *Tx) exists(v ov) bool { return t.typeOf(v) != 0 && !t.expired(t.exps(v)) }
+
+// Expire sets the key's expiry to at (the caller's HLC plus the time to
+// live; 0 is refused with ErrInvalid): the key disappears for every read
+// at or after at. It replaces the expiry items this replica has seen (an
+// earlier expiry or Persist); concurrent ones stay, and the latest expiry
+// wins, a Persist over all (see Expiry). It works alike on every type.
+// ErrNotFound when the key does not exist or has expired.
+func (t *Tx) Expire(key string, at Timestamp) (*Delta, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if at == 0 {
+		return nil, fmt.Errorf("expire %q: %w: expiry time 0", key, ErrInvalid)
+	}
+	return t.setExpiry("expire", key, at)
+}
+
+// Persist removes the key's expiry: the expiry items this replica has
+// seen are replaced by a Persist item, which wins over every concurrent
+// expiry (a later Expire, one that has seen it, sets one again).
+// ErrNotFound when the key does not exist or has expired.
+func (t *Tx) Persist(key string) (*Delta, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	return t.setExpiry("persist", key, Persisted)
+}
+
+func (t *Tx) setExpiry(name, key string, at Timestamp) (*Delta, error) {
+	o := t.begin()
+	path := []string{key}
+	v := t.at(path)
+	xs := t.exps(v)
+	if t.typeOf(v) == 0 || t.expired(xs) {
+		return o.fail(fmt.Errorf("%s %q: %w", name, key, ErrNotFound))
+	}
+	d := t.next()
+	o.at(path, &Entry{Exp: []ExpValue{{Dot: d, At: at}}}, expDots(xs, []Dot{d}))
 	return o.finish()
 }
 
@@ -688,9 +843,11 @@ func (t *Tx) Update(key string, p *Patch, ts Timestamp) (*Delta, error) {
 		return nil, fmt.Errorf("update %q: %w: empty patch", key, ErrInvalid)
 	}
 	o := t.begin()
+	fresh := o.fresh(key)
 	if err := o.patch([]string{key}, p, ts); err != nil {
 		return o.fail(err)
 	}
+	o.keepExpiry(key, fresh)
 	return o.finish()
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -416,5 +417,55 @@ func TestPeriodicPullRepairsALostPush(t *testing.T) {
 		"the periodic pull did not repair the lost push")
 	if after := b.g.Stats().PullsCompleted; after <= before {
 		t.Fatalf("repaired without a pull (%d pulls before, %d after)", before, after)
+	}
+}
+
+// TestPushesArrivingDuringADeliveryShareTheNext: while a Deliver of pushed
+// payloads runs (a node's fsync), the stream is read on, and everything
+// that arrived meanwhile comes in the next Deliver, one call: the receiver
+// pays one durable write for many frames, not one per frame.
+func TestPushesArrivingDuringADeliveryShareTheNext(t *testing.T) {
+	nodes := startCluster(t, 2, nil, func(c *Config) { c.AntiEntropyInterval = time.Hour })
+	a, b := nodes[0], nodes[1]
+	release := make(chan struct{})
+	calls := make(chan int, 100)
+	var blocked atomic.Bool
+	hook := func(from Peer, src Source, n int) {
+		if src != SourcePush {
+			return
+		}
+		calls <- n
+		if blocked.CompareAndSwap(false, true) {
+			<-release
+		}
+	}
+	b.store.deliverHook.Store(&hook)
+	if _, err := a.store.write(a.g, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-calls; n != 1 {
+		t.Fatalf("first delivery carries %d payloads", n)
+	}
+	// Ten more, each in a frame of its own, all read while the first
+	// delivery blocks.
+	const more = 10
+	for i := range more {
+		sent := a.g.Stats().PushedSent
+		if _, err := a.store.write(a.g, []byte("more")); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, func() bool { return a.g.Stats().PushedSent > sent }, "push %d not sent", i)
+	}
+	eventually(t, 5*time.Second, func() bool { return b.g.Stats().PushedReceived == 1+more },
+		"the receiver stopped reading while a delivery blocked")
+	close(release)
+	if n := <-calls; n != more {
+		t.Fatalf("the next delivery carries %d payloads, want all %d that arrived meanwhile", n, more)
+	}
+	eventually(t, 5*time.Second, func() bool { return b.store.count() >= 1+more }, "payloads not stored")
+	select {
+	case n := <-calls:
+		t.Fatalf("an extra delivery of %d payloads", n)
+	default:
 	}
 }

@@ -15,8 +15,10 @@ type Handler interface {
 	// (SourceSync).
 	//
 	// Deliver is called concurrently for different peers and streams, never
-	// concurrently for one stream. It may block: while it does, that stream
-	// is not read, which applies back-pressure to the sender. It must not
+	// concurrently for one stream. It may block: the stream is read on
+	// meanwhile, and the pushed batches that arrive wait (up to 8 MiB per
+	// stream, then the stream is not read, which applies back-pressure to
+	// the sender) to be delivered together by the next call. It must not
 	// wait on the network (or on this Gossip), only on local work.
 	//
 	// The handler owns the payload slices: gossip does not touch them after

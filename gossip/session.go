@@ -66,6 +66,7 @@ type session struct {
 	link       *link         // outbound: the queue the writer drains
 	addrKey    string        // inbound: the source address (addrKey), for the per-address bound
 	lastRecv   atomic.Int64  // unix nanoseconds of the last frame received (keepalive)
+	in         inbox         // pushed batches waiting for the deliverer
 
 	closeOnce sync.Once
 
@@ -166,6 +167,7 @@ func (g *Gossip) newSession(conn net.Conn, p Peer, res handshakeResult, outbound
 		writerDone: make(chan struct{}),
 		wake:       make(chan struct{}, 1),
 		data:       make(chan *chunk),
+		in:         inbox{ready: make(chan struct{}, 1), moved: make(chan struct{}, 1), done: make(chan struct{})},
 		credits:    make(map[uint64]uint64),
 		pulls:      make(map[uint64]*pull),
 		serves:     make(map[uint64]*serve),
@@ -182,8 +184,9 @@ func (g *Gossip) newSession(conn net.Conn, p Peer, res handshakeResult, outbound
 // for inbound sessions).
 func (s *session) start(l *link) {
 	s.link = l
-	s.g.wg.Add(2)
+	s.g.wg.Add(3)
 	go s.writeLoop()
+	go s.deliverLoop()
 	go s.readLoop()
 }
 
@@ -234,6 +237,7 @@ func (s *session) wantAck() {
 func (s *session) finish() {
 	s.close(errPeerGone)
 	<-s.writerDone
+	<-s.in.done
 	s.g.unregister(s)
 	s.mu.Lock()
 	pulls := s.pulls
@@ -285,16 +289,17 @@ func (s *session) handle(f frame) error {
 	switch f.typ {
 	case frameBatch:
 		g.stats.payloadsIn[SourcePush].Add(uint64(len(f.payloads)))
-		if err := g.h.Deliver(s.peer, SourcePush, f.payloads); err != nil {
-			g.stats.deliverErrors.Add(1)
-			g.log.Warn("gossip: delivering pushed payloads failed", "peer", s.peer.Name, "err", err)
-		}
-		s.wantAck()
+		return s.queueBatch(f.payloads)
 	case frameDigest:
 		g.h.PeerDigest(s.peer, f.data)
 	case frameSyncRequest:
 		return s.startServe(f)
 	case frameSyncData:
+		// Deliver runs for one stream at a time, and sync data follows
+		// the pushes that came before it.
+		if err := s.waitDelivered(); err != nil {
+			return err
+		}
 		s.onSyncData(f)
 	case frameSyncCredit:
 		s.mu.Lock()
@@ -304,6 +309,9 @@ func (s *session) handle(f frame) error {
 		}
 		s.mu.Unlock()
 	case frameSyncEnd:
+		if err := s.waitDelivered(); err != nil {
+			return err
+		}
 		s.mu.Lock()
 		p := s.pulls[f.id]
 		delete(s.pulls, f.id)

@@ -273,7 +273,7 @@ func (w *mpWriter) entryPtr(e *crdt.Entry) {
 		return
 	}
 	n := 0
-	for _, set := range []bool{len(e.Reg) > 0, len(e.Cnt) > 0, len(e.Set) > 0, len(e.Map) > 0, len(e.Flag) > 0, e.All} {
+	for _, set := range []bool{len(e.Reg) > 0, len(e.Cnt) > 0, len(e.Set) > 0, len(e.Map) > 0, len(e.Flag) > 0, len(e.Exp) > 0, e.All} {
 		if set {
 			n++
 		}
@@ -325,6 +325,17 @@ func (w *mpWriter) entryPtr(e *crdt.Entry) {
 	if len(e.Flag) > 0 {
 		w.str("f")
 		w.dots(e.Flag)
+	}
+	if len(e.Exp) > 0 { // field order as the msgpack library writes crdt.Entry
+		w.str("e")
+		w.arrLen(len(e.Exp))
+		for _, x := range e.Exp {
+			w.mapLen(2)
+			w.str("d")
+			w.dot(x.Dot)
+			w.str("t")
+			w.uint(uint64(x.At))
+		}
 	}
 	if e.All {
 		w.str("a")
@@ -813,6 +824,29 @@ func (r *mpReader) entryPtr(depth int) *crdt.Entry {
 			}
 		case "f":
 			e.Flag = r.dots()
+		case "e": // absent from records written before expiries existed
+			if r.nil() {
+				continue
+			}
+			m := r.arrLen()
+			e.Exp = make([]crdt.ExpValue, 0, min(m, 64))
+			for range m {
+				var x crdt.ExpValue
+				for range r.mapLen() {
+					switch string(r.strBytes()) {
+					case "d":
+						x.Dot = r.dot()
+					case "t":
+						x.At = crdt.Timestamp(r.uint())
+					default:
+						r.bad = true
+					}
+					if r.bad {
+						return nil
+					}
+				}
+				e.Exp = append(e.Exp, x)
+			}
 		case "a":
 			e.All = r.bool()
 		default:

@@ -101,7 +101,7 @@ func wireEntry(e *crdt.Entry) map[string]any {
 // removal with no value.
 func entryType(w map[string]any) string {
 	var ts []string
-	for _, t := range []struct{ tag, name string }{{"m", "map"}, {"s", "set"}, {"n", "counter"}, {"r", "register"}, {"f", "flag"}} {
+	for _, t := range []struct{ tag, name string }{{"m", "map"}, {"s", "set"}, {"n", "counter"}, {"r", "register"}, {"f", "flag"}, {"e", "expiry"}} {
 		if v, ok := w[t.tag]; ok && !isEmptyWire(v) {
 			ts = append(ts, t.name)
 		}
@@ -207,6 +207,15 @@ func renderEntry(w map[string]any) map[string]any {
 	}
 	if f, _ := w["f"].([]any); len(f) > 0 {
 		out["flag"] = wireDots(f)
+	}
+	if exps, _ := w["e"].([]any); len(exps) > 0 {
+		var xs []map[string]any
+		for _, x := range exps {
+			xm, _ := x.(map[string]any)
+			at := wireUint(xm["t"]) // 0: a persist
+			xs = append(xs, map[string]any{"dot": wireDot(xm["d"]), "expires_hlc": at, "persist": at == 0})
+		}
+		out["expiry"] = xs
 	}
 	if fields, _ := w["m"].(map[string]any); len(fields) > 0 {
 		fs := make(map[string]any, len(fields))

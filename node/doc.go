@@ -37,6 +37,22 @@
 // never see a write before that. A Batch commits several operations as one
 // record: all or none survive a crash.
 //
+// # Expiry
+//
+// PutWith and UpdateWith with WriteOptions.TTL, Expire (any type) and
+// Persist set or remove a key's expiry; Value.Expires reports it. The
+// expiry is CRDT state (package crdt, "Expiry"): it replicates with the
+// write that set it, concurrent expiries resolve the same way everywhere
+// (the latest wins, a Persist over all), and a write without a TTL keeps
+// it. Reads compare it with the node's hybrid logical clock (never below
+// the wall clock), so an expired key is absent for every read at once. The
+// write pipeline's applier runs a sweep step every Options.SweepInterval,
+// and at once again while there is more: at most 256 keys per step, so
+// writes wait for a bounded step, never for a pass over the keyspace. It
+// reports keys that expired to subscribers (EventExpired) and drops keys
+// that expired more than MaxClockDrift ago from memory; the next snapshot
+// no longer holds them. Nothing is written for either.
+//
 // If a WAL write or fsync fails the node turns read-only: writes return
 // ErrReadOnly wrapping the cause, reads go on, and only reopening the node
 // makes it writable again (after the operator fixed the disk).
@@ -127,6 +143,6 @@
 //
 // Options.Registerer receives shoal_node_* metrics (operations, WAL bytes,
 // append latency, group sizes, snapshots, replay, keys, subscribers,
-// read-only state); Options.Logger receives recovery, snapshot and failure
+// read-only state, keys_expired_total and keys_reclaimed_total); Options.Logger receives recovery, snapshot and failure
 // events. Both are off when nil.
 package node

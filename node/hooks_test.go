@@ -160,7 +160,7 @@ func TestStateTransferRecords(t *testing.T) {
 	// dst has something src deleted since, and something of its own.
 	must(t, dst.Put("zzz", 1))
 	src.mu.RLock()
-	keys := src.ks.Keys("", 0)
+	keys := src.ks.Keys("", 0, 0)
 	names := make([]string, len(keys))
 	for i, k := range keys {
 		names[i] = k.Key

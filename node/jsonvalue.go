@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/shoaldb/shoal/crdt"
 )
@@ -21,7 +22,12 @@ func EncodeValue(v any) ([]byte, error) {
 // PutJSON is Put of a JSON text, returning the canonical JSON stored (what
 // Get reads back): an API can answer the stored value, not its input.
 func (n *Node) PutJSON(key string, raw []byte) ([]byte, error) {
-	r, err := newPut(key, json.RawMessage(raw))
+	return n.PutJSONWith(key, raw, WriteOptions{})
+}
+
+// PutJSONWith is PutJSON with options (see PutWith).
+func (n *Node) PutJSONWith(key string, raw []byte, o WriteOptions) ([]byte, error) {
+	r, err := withTTL(newPut(key, json.RawMessage(raw)))(o)
 	if err != nil {
 		return nil, err
 	}
@@ -37,29 +43,43 @@ func (n *Node) PutJSON(key string, raw []byte) ([]byte, error) {
 // same way as a register (a set as a sorted array). The bytes are the
 // caller's. ErrNotFound if the key does not exist.
 func (n *Node) GetJSON(key string) (Type, []byte, error) {
+	v, err := n.GetRaw(key)
+	return v.Type, v.JSON, err
+}
+
+// RawValue is a key's value as canonical JSON (see GetRaw).
+type RawValue struct {
+	Type    Type
+	JSON    []byte    // the value as GetJSON returns it; the caller's
+	Expires time.Time // as in Value.Expires
+}
+
+// GetRaw is GetJSON that also returns the key's expiry, from the same
+// read.
+func (n *Node) GetRaw(key string) (RawValue, error) {
 	if n.closed.Load() {
-		return "", nil, ErrClosed
+		return RawValue{}, ErrClosed
 	}
 	if !validKey(key) {
-		return "", nil, keyError("get", key)
+		return RawValue{}, keyError("get", key)
 	}
 	sh := n.mu.rlock()
-	v, ok := n.ks.Get(key)
+	v, ok := n.ks.Get(key, n.readTime())
 	n.mu.runlock(sh)
 	if !ok {
-		return "", nil, fmt.Errorf("%w: %q", ErrNotFound, key)
+		return RawValue{}, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
-	typ := typeOf(v.Type)
+	out := RawValue{Type: typeOf(v.Type), Expires: expiresTime(v.Expires)}
 	if v.Type == crdt.TypeRegister {
-		return typ, v.Register, nil // Get's own copy
+		out.JSON = v.Register // Get's own copy
+		return out, nil
 	}
 	data, err := convertView(&v)
 	if err != nil {
-		return "", nil, fmt.Errorf("node: get %q: %w", key, err)
+		return RawValue{}, fmt.Errorf("node: get %q: %w", key, err)
 	}
-	b, err := encodeValue(data)
-	if err != nil {
-		return "", nil, fmt.Errorf("node: get %q: %w", key, err)
+	if out.JSON, err = encodeValue(data); err != nil {
+		return RawValue{}, fmt.Errorf("node: get %q: %w", key, err)
 	}
-	return typ, b, nil
+	return out, nil
 }

@@ -35,6 +35,7 @@ type groupEntry struct {
 // and applied by the committer.
 type group struct {
 	reqs     []*request // every request to answer, failed ones included
+	sweep    bool       // the applier runs a sweep step after it (expiry.go)
 	entries  []groupEntry
 	bytes    int
 	lastSeq  uint64         // the loop's last issued seq after this group
@@ -84,6 +85,8 @@ func (n *Node) run() {
 	go n.appendLoop()
 	go n.applyLoop()
 	defer close(n.groups)
+	sweep := time.NewTicker(n.opts.SweepInterval)
+	defer sweep.Stop()
 	var g *group // the open group, not yet handed over
 	for {
 		if g == nil {
@@ -92,6 +95,10 @@ func (n *Node) run() {
 				g = n.add(nil, r)
 			case <-n.gate.timeout():
 				g = n.giveUpTransfer(nil)
+			case <-sweep.C:
+				g = n.markSweep(nil)
+			case <-n.sweepAgain:
+				g = n.markSweep(nil)
 			case <-n.closing:
 				n.drain(nil)
 				return
@@ -106,6 +113,10 @@ func (n *Node) run() {
 			g = n.add(g, r)
 		case <-n.gate.timeout():
 			g = n.giveUpTransfer(g)
+		case <-sweep.C:
+			g = n.markSweep(g)
+		case <-n.sweepAgain:
+			g = n.markSweep(g)
 		case <-n.closing:
 			n.drain(g)
 			return
@@ -158,10 +169,7 @@ func (n *Node) add(g *group, r *request) *group {
 		g = nil
 	}
 	if g == nil {
-		g = &group{}
-		if n.readOnly.Load() == nil {
-			n.transaction() // only between groups: see above
-		}
+		g = n.newGroup()
 	}
 	g.reqs = append(g.reqs, r)
 	if n.readOnly.Load() != nil || n.tx == nil {
@@ -172,6 +180,24 @@ func (n *Node) add(g *group, r *request) *group {
 	if len(n.gate.released) > 0 { // after the record that closed a transfer
 		g = n.releaseHeld(g)
 	}
+	return g
+}
+
+// newGroup opens a group.
+func (n *Node) newGroup() *group {
+	if n.readOnly.Load() == nil {
+		n.transaction() // only between groups: see above
+	}
+	return &group{}
+}
+
+// markSweep asks for a sweep step after the open group g (opening one, to
+// hold nothing else, when there is none).
+func (n *Node) markSweep(g *group) *group {
+	if g == nil {
+		g = n.newGroup()
+	}
+	g.sweep = true
 	return g
 }
 
@@ -186,6 +212,9 @@ func (n *Node) waitCommitted() {
 // on the current state when the old one may read stale values, is long,
 // or can be replaced for free (everything it did is applied).
 func (n *Node) transaction() {
+	if n.swept.Swap(false) {
+		n.txStale = true
+	}
 	if n.tx != nil && (n.txStale || n.txOps >= maxTxOps || n.committed.Load() == n.sent) {
 		n.waitCommitted()
 		n.txSeq = max(n.txSeq, n.tx.LastSeq())
@@ -219,6 +248,7 @@ func (n *Node) buildInto(g *group, r *request) {
 		}
 		next, ahead := crdt.WitnessTimestamp(n.clock, r.op.Time, now, n.opts.MaxClockDrift.Milliseconds())
 		n.clock = next
+		n.hlc.Store(uint64(next))
 		if ahead {
 			n.m.clockAhead.Inc()
 		}
@@ -232,6 +262,8 @@ func (n *Node) buildInto(g *group, r *request) {
 	}
 	tx := n.tx
 	n.clock = crdt.NextTimestamp(n.clock, now)
+	n.hlc.Store(uint64(n.clock))
+	tx.SetTime(n.clock) // a key expired at this time gets a fresh value
 	cp := tx.Checkpoint()
 	n.mu.RLock() // the transaction reads the state the committer writes
 	d, err := n.build(tx, r, n.clock)
@@ -315,6 +347,9 @@ func (n *Node) applyLoop() {
 		case len(g.entries) > 0:
 			n.applyGroup(g)
 		}
+		if g.sweep {
+			n.sweepStep()
+		}
 		for _, r := range g.reqs {
 			r.done <- struct{}{}
 		}
@@ -346,13 +381,13 @@ func (n *Node) applyGroup(g *group) {
 		changes := n.applyOp(e.op)
 		switch e.r.kind {
 		case reqIncr:
-			if v, ok := n.ks.Get(e.r.key); ok {
+			if v, ok := n.ks.Get(e.r.key, 0); ok { // the value just written
 				e.r.n = v.Counter
 			}
 		case reqBatch:
 			for _, op := range e.r.batch {
 				if op.kind == reqIncr {
-					if v, ok := n.ks.Get(op.key); ok && v.Type == crdt.TypeCounter {
+					if v, ok := n.ks.Get(op.key, 0); ok && v.Type == crdt.TypeCounter {
 						op.n, op.counted = v.Counter, true
 					}
 				}
@@ -468,13 +503,14 @@ next:
 // keys someone subscribed to. Called under n.mu, after the record applied,
 // so each event carries the value right after its record.
 func (n *Node) appendEvents(evs []Event, changes []crdt.Change, origin crdt.ReplicaID, off uint64) []Event {
+	now := n.readTime()
 	for _, c := range changes {
 		if !n.hub.interested(c.Key) {
 			continue
 		}
 		ev := Event{Key: c.Key, Origin: origin.String(), Offset: off, Deleted: true}
 		if !c.Deleted {
-			if v, ok := n.ks.Get(c.Key); ok {
+			if v, ok := n.ks.Get(c.Key, now); ok {
 				data, err := convertView(&v)
 				if err != nil {
 					n.log.Warn("event for undecodable value", "key", c.Key, "err", err)
@@ -516,7 +552,26 @@ func (n *Node) build(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, e
 }
 
 func buildOne(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, error) {
+	if r.ttl > 0 && r.kind != reqExpire { // a write with a TTL: the write, then its expiry
+		d, err := buildWrite(tx, r, ts)
+		if err != nil {
+			return nil, err
+		}
+		x, err := tx.Expire(r.key, expiryAt(ts, r.ttl))
+		if err != nil {
+			return nil, err
+		}
+		return crdt.JoinDeltas(d, x), nil
+	}
+	return buildWrite(tx, r, ts)
+}
+
+func buildWrite(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, error) {
 	switch r.kind {
+	case reqExpire:
+		return tx.Expire(r.key, expiryAt(ts, r.ttl))
+	case reqPersist:
+		return tx.Persist(r.key)
 	case reqPut:
 		return tx.Put(r.key, r.value, ts)
 	case reqDelete:

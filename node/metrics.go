@@ -21,6 +21,7 @@ type metrics struct {
 	snapshotSecs   prometheus.Histogram
 	snapshots      *prometheus.CounterVec // by result
 	snapshotBytes  prometheus.Gauge
+	snapshotTime   prometheus.Gauge
 	replaySeconds  prometheus.Gauge
 	replayRecords  prometheus.Gauge
 	keys           prometheus.Gauge
@@ -28,7 +29,9 @@ type metrics struct {
 	subDropped     prometheus.Counter
 	readOnly       prometheus.Gauge
 	clockAhead     prometheus.Counter
-	transferHeld   prometheus.Gauge // remote deltas held back by a state transfer (transfer.go)
+	keysExpired    prometheus.Counter // keys the sweep found expired (expiry.go)
+	keysReclaimed  prometheus.Counter // expired keys dropped from the state
+	transferHeld   prometheus.Gauge   // remote deltas held back by a state transfer (transfer.go)
 	queueDepthFunc prometheus.GaugeFunc
 
 	registered prometheus.Registerer // where register put them, for unregister
@@ -73,6 +76,8 @@ func newMetrics(queueDepth func() float64) *metrics {
 			Name: "snapshots_total", Help: "Snapshots written, by result."}, []string{"result"}),
 		snapshotBytes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "snapshot_bytes", Help: "Size of the newest snapshot."}),
+		snapshotTime: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "snapshot_timestamp_seconds", Help: "Unix time of the newest snapshot (0: none); its age is time() minus this."}),
 		replaySeconds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "replay_seconds", Help: "Duration of the recovery at Open (snapshot load and WAL replay)."}),
 		replayRecords: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
@@ -87,10 +92,14 @@ func newMetrics(queueDepth func() float64) *metrics {
 			Name: "read_only", Help: "1 when a WAL failure made the node read-only."}),
 		transferHeld: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "transfer_held_records", Help: "Remote deltas held back until the state transfer in progress ends (at most 4096)."}),
+		keysExpired: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "keys_expired_total", Help: "Keys found expired by the sweep (reported to subscribers as expired)."}),
+		keysReclaimed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "keys_reclaimed_total", Help: "Expired keys dropped from memory, MaxClockDrift after they expired."}),
 		clockAhead: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "clock_ahead_total", Help: "Remote timestamps further ahead of the local clock than MaxClockDrift (accepted, clock clamped)."}),
 	}
-	for k := reqPut; k <= reqUpdate; k++ {
+	for k := reqPut; k <= reqPersist; k++ {
 		m.opsBy[k] = m.ops.WithLabelValues(k.String())
 	}
 	m.opsBy[reqBatch] = m.ops.WithLabelValues(reqBatch.String())
@@ -101,6 +110,8 @@ func newMetrics(queueDepth func() float64) *metrics {
 	m.remoteHeldDropped = m.remote.WithLabelValues("held_dropped")
 	m.remoteRefused = m.remote.WithLabelValues("refused")
 	m.readOnlyErrors = m.opErrors.WithLabelValues("read_only")
+	m.snapshots.WithLabelValues("ok")
+	m.snapshots.WithLabelValues("error")
 	m.queueDepthFunc = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 		Name: "write_queue_depth", Help: "Write requests waiting for the commit loop."}, queueDepth)
 	return m
@@ -108,9 +119,9 @@ func newMetrics(queueDepth func() float64) *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.ops, m.opErrors, m.remote, m.walBytes, m.walRecords,
-		m.appendSeconds, m.fsyncSeconds, m.batchOps, m.snapshotSecs, m.snapshots, m.snapshotBytes,
+		m.appendSeconds, m.fsyncSeconds, m.batchOps, m.snapshotSecs, m.snapshots, m.snapshotBytes, m.snapshotTime,
 		m.replaySeconds, m.replayRecords, m.keys, m.subscribers, m.subDropped,
-		m.readOnly, m.clockAhead, m.transferHeld, m.queueDepthFunc}
+		m.readOnly, m.clockAhead, m.keysExpired, m.keysReclaimed, m.transferHeld, m.queueDepthFunc}
 }
 
 // register registers every collector, or none.

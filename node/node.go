@@ -47,6 +47,10 @@ type Node struct {
 	keys     atomic.Int64                // ks.Len(), for Status without the lock
 	readOnly atomic.Pointer[readOnlyErr] // set once by the first WAL failure
 
+	// hlc is the loop's clock as of its last operation, for readers: they
+	// see expiries at max(wall clock, hlc) (readTime).
+	hlc atomic.Uint64
+
 	// lastSeq is the highest seq of this replica that is durable in the
 	// state (the committer raises it; the loop begins transactions above it).
 	lastSeq atomic.Uint64
@@ -72,11 +76,15 @@ type Node struct {
 	appended  chan *group   // appender -> applier
 	committed atomic.Uint64 // groups the applier finished
 	groupDone chan struct{} // applier -> loop: a group finished (cap 1)
-	closing   chan struct{} // closed by Close: the loop stops
-	loopDone  chan struct{} // closed when every stage has exited
-	closed    atomic.Bool
-	close     sync.Once
-	closeErr  error
+	// sweepAgain: applier -> loop, a sweep step found more to do (cap 1);
+	// swept: a sweep step reclaimed keys under the rolling transaction.
+	sweepAgain chan struct{}
+	swept      atomic.Bool
+	closing    chan struct{} // closed by Close: the loop stops
+	loopDone   chan struct{} // closed when every stage has exited
+	closed     atomic.Bool
+	close      sync.Once
+	closeErr   error
 
 	hub   hub
 	index dotIndex
@@ -102,15 +110,16 @@ func Open(dir string, opts *Options) (*Node, error) {
 		return nil, fmt.Errorf("node: open %s: %w", dir, err)
 	}
 	n := &Node{
-		dir:       dir,
-		opts:      o,
-		log:       o.Logger,
-		reqs:      make(chan *request, o.MaxBatchOps),
-		groups:    make(chan *group), // unbuffered: a group is handed over only when the appender is free
-		appended:  make(chan *group, 1),
-		groupDone: make(chan struct{}, 1),
-		closing:   make(chan struct{}),
-		loopDone:  make(chan struct{}),
+		dir:        dir,
+		opts:       o,
+		log:        o.Logger,
+		reqs:       make(chan *request, o.MaxBatchOps),
+		groups:     make(chan *group), // unbuffered: a group is handed over only when the appender is free
+		appended:   make(chan *group, 1),
+		groupDone:  make(chan struct{}, 1),
+		sweepAgain: make(chan struct{}, 1),
+		closing:    make(chan struct{}),
+		loopDone:   make(chan struct{}),
 	}
 	n.m = newMetrics(func() float64 { return float64(len(n.reqs)) })
 	n.hub.init(n.m)
@@ -251,7 +260,7 @@ func (n *Node) Get(key string) (Value, error) {
 		return Value{}, keyError("get", key)
 	}
 	sh := n.mu.rlock()
-	v, ok := n.ks.Get(key)
+	v, ok := n.ks.Get(key, n.readTime())
 	n.mu.runlock(sh)
 	if !ok {
 		return Value{}, fmt.Errorf("%w: %q", ErrNotFound, key)
@@ -266,7 +275,7 @@ func (n *Node) Get(key string) (Value, error) {
 	if err != nil {
 		return Value{}, fmt.Errorf("node: get %q: %w", key, err)
 	}
-	return Value{Key: key, Type: typeOf(v.Type), Data: data}, nil
+	return Value{Key: key, Type: typeOf(v.Type), Data: data, Expires: expiresTime(v.Expires)}, nil
 }
 
 // Siblings returns the concurrent values of the register at key, the
@@ -279,7 +288,7 @@ func (n *Node) Siblings(key string) ([]Sibling, error) {
 		return nil, keyError("siblings", key)
 	}
 	sh := n.mu.rlock()
-	sibs, err := n.ks.Siblings(key)
+	sibs, err := n.ks.Siblings(key, n.readTime())
 	n.mu.runlock(sh)
 	if err != nil {
 		return nil, mapError("siblings", key, err)
@@ -312,7 +321,7 @@ func (n *Node) KeysAfter(prefix, after string, limit int) ([]KeyInfo, error) {
 	// Keyspace.Keys sorts newly added keys into its index on demand, so it
 	// writes: it takes the write lock, not the read lock.
 	n.mu.Lock()
-	infos := n.ks.KeysAfter(prefix, after, limit)
+	infos := n.ks.KeysAfter(prefix, after, limit, n.readTime())
 	n.mu.Unlock()
 	out := make([]KeyInfo, len(infos))
 	for i, ki := range infos {
@@ -337,7 +346,7 @@ func (n *Node) Digest() string {
 type Status struct {
 	Replica     string // this replica's ID (16 hex digits)
 	Incarnation uint64 // how many replica IDs this directory has had
-	Keys        int
+	Keys        int    // keys in memory: expired keys count until the sweep reclaims them
 	ReadOnly    bool   // a WAL failure stopped writes
 	Error       string // the cause when ReadOnly
 	Closed      bool
@@ -364,6 +373,21 @@ func (n *Node) Status() Status {
 		st.FirstOffset, st.NextOffset, st.WALBytes = n.wal.FirstOffset(), n.wal.NextOffset(), n.wal.Size()
 	}
 	return st
+}
+
+// readTime is the time reads see expiries at: the node's hybrid logical
+// clock, which is at least the wall clock and may run ahead of it (by at
+// most MaxClockDrift) after a peer's write from the future.
+func (n *Node) readTime() crdt.Timestamp {
+	return max(crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0), crdt.Timestamp(n.hlc.Load()))
+}
+
+// expiresTime turns a key's expiry into Value.Expires (zero: none).
+func expiresTime(at crdt.Timestamp) time.Time {
+	if at == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(at.Physical()).UTC()
 }
 
 // ReplicaID returns this replica's ID (16 hex digits).

@@ -45,6 +45,10 @@ func sampleOps(t testing.TB) []*Op {
 			Enable: []string{"fl"}, Nested: map[string]*crdt.Patch{"sub": {Add: map[string][]string{"s": {"m"}}}}}, ts)
 	})
 	step(func(tx *crdt.Tx) (*crdt.Delta, error) { return tx.Delete("reg") })
+	step(func(tx *crdt.Tx) (*crdt.Delta, error) { return tx.Expire("cnt", ts+1<<30) })
+	step(func(tx *crdt.Tx) (*crdt.Delta, error) { return tx.Expire("set", ts+1<<31) })
+	step(func(tx *crdt.Tx) (*crdt.Delta, error) { return tx.Persist("set") })
+	step(func(tx *crdt.Tx) (*crdt.Delta, error) { return tx.Incr("cnt", 1) }) // keeps the expiry
 	step(func(tx *crdt.Tx) (*crdt.Delta, error) {
 		a, err := tx.Put("b1", []byte(`true`), ts)
 		if err != nil {
@@ -211,8 +215,8 @@ func FuzzDecodeOp(f *testing.F) {
 				ks.MergeApplied(op.Applied)
 			}
 		}
-		for _, k := range ks.Keys("", 0) {
-			if v, ok := ks.Get(k.Key); ok {
+		for _, k := range ks.Keys("", 0, 0) {
+			if v, ok := ks.Get(k.Key, 0); ok {
 				convertView(&v) // may fail on a bad register value, never panic
 			}
 		}
@@ -283,7 +287,7 @@ func FuzzDecodeSnapshot(f *testing.F) {
 		}
 		if ks, err := crdt.FromSnapshot(s.State); err == nil {
 			ks.Digest()
-			ks.Keys("", 0)
+			ks.Keys("", 0, 0)
 		}
 		var x dotIndex
 		x.load(s.Index)

@@ -81,7 +81,15 @@ type Options struct {
 
 	// MaxClockDrift bounds how far a remote timestamp may move the local
 	// hybrid logical clock ahead of the wall clock; 0 = DefaultMaxClockDrift.
+	// It is also how long an expired key stays in memory before the sweep
+	// reclaims it: replicas whose clocks differ by at most this much all
+	// find it expired by then. Give every replica the same value.
 	MaxClockDrift time.Duration
+
+	// SweepInterval is how often an idle node looks for expired keys to
+	// report (EventExpired) and reclaim; 0 = DefaultSweepInterval. Reads
+	// hide an expired key at once whatever it is.
+	SweepInterval time.Duration
 
 	// Logger receives recovery, snapshot and failure events; nil = off.
 	Logger *slog.Logger
@@ -144,6 +152,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.MaxClockDrift <= 0 {
 		c.MaxClockDrift = DefaultMaxClockDrift
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = DefaultSweepInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

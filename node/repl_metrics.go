@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -26,12 +27,14 @@ type replMetrics struct {
 	checkRanges  *prometheus.CounterVec
 	lagPulls     prometheus.Counter
 	badDigests   prometheus.Counter
+	lag          *peerLag
 	registered   prometheus.Registerer
 }
 
 func newReplMetrics(n *Node) *replMetrics {
 	const ns, sub = "shoal", "repl"
-	return &replMetrics{
+	m := &replMetrics{
+		lag: newPeerLag(n),
 		sent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "deltas_sent_total", Help: "Local operations handed to gossip to push to every peer."}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -62,11 +65,82 @@ func newReplMetrics(n *Node) *replMetrics {
 		badDigests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "invalid_digests_total", Help: "Digests from peers that could not be decoded."}),
 	}
+	// Every label value shows from the start (at 0), not after its first
+	// event: a rate() over a series that appears late misses its first
+	// increase, and an alert on an absent series never fires.
+	for _, v := range []string{"push", "sync"} {
+		m.received.WithLabelValues(v)
+	}
+	for _, v := range []string{"nothing", "ops", "state", "summary", "ranges", "check"} {
+		m.served.WithLabelValues(v)
+	}
+	for _, v := range []string{"differ", "diverged"} {
+		m.checkRanges.WithLabelValues(v)
+	}
+	return m
 }
 
 func (m *replMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.sent, m.received, m.pushedOwn, m.delay, m.served, m.sentOps, m.sentKeys,
-		m.repairedOps, m.repairedKeys, m.stateBytes, m.rangesWanted, m.checkRanges, m.lagPulls, m.badDigests}
+		m.repairedOps, m.repairedKeys, m.stateBytes, m.rangesWanted, m.checkRanges, m.lagPulls, m.badDigests, m.lag}
+}
+
+// peerLag reports, at each scrape, how far each peer is behind this
+// node's writes (from SyncStatus): shoal_repl_peer_behind_ops and
+// shoal_repl_peer_behind_seconds, the age of the oldest write of ours it
+// lacks (its HLC time, read from the WAL through the dot index; when the
+// record is gone from the WAL, the time since the peer's last
+// acknowledgement, a lower bound).
+type peerLag struct {
+	n        *Node
+	ops, sec *prometheus.Desc
+}
+
+func newPeerLag(n *Node) *peerLag {
+	return &peerLag{n: n,
+		ops: prometheus.NewDesc("shoal_repl_peer_behind_ops", "This node's writes a peer does not hold yet, by peer (0: synced).", []string{"peer", "state"}, nil),
+		sec: prometheus.NewDesc("shoal_repl_peer_behind_seconds", "Age of the oldest write of this node a peer does not hold yet, by peer (0: synced).", []string{"peer", "state"}, nil),
+	}
+}
+
+func (l *peerLag) Describe(ch chan<- *prometheus.Desc) { ch <- l.ops; ch <- l.sec }
+
+func (l *peerLag) Collect(ch chan<- prometheus.Metric) {
+	st, err := l.n.SyncStatus()
+	if err != nil {
+		return
+	}
+	now := l.n.opts.Now()
+	for _, p := range st.Peers {
+		behind := st.Local - min(p.Acked, st.Local)
+		secs := 0.0
+		if behind > 0 {
+			secs = now.Sub(p.Updated).Seconds()
+			if t, ok := l.n.ownWriteTime(p.Acked + 1); ok {
+				secs = max(now.Sub(t).Seconds(), 0)
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(l.ops, prometheus.GaugeValue, float64(behind), p.Name, p.State)
+		ch <- prometheus.MustNewConstMetric(l.sec, prometheus.GaugeValue, secs, p.Name, p.State)
+	}
+}
+
+// ownWriteTime is the HLC physical time of this node's write seq, if its
+// record is still in the WAL.
+func (n *Node) ownWriteTime(seq uint64) (time.Time, bool) {
+	offs, ok := n.index.lookup(n.replica, seq, seq)
+	if !ok || len(offs) == 0 {
+		return time.Time{}, false
+	}
+	rec, err := n.wal.Read(offs[0].First)
+	if err != nil {
+		return time.Time{}, false
+	}
+	op, err := DecodeOp(rec)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(op.Time.Physical()), true
 }
 
 func (m *replMetrics) register(r prometheus.Registerer) error {

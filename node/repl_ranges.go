@@ -118,8 +118,8 @@ func decodeSummary(b []byte) ([]string, [][16]byte, error) {
 // and applied set, all at one instant.
 func (r *replicator) summary() (*Op, error) {
 	n := r.n
-	n.mu.Lock() // Keys sorts the key index on demand: it writes
-	keys := n.ks.Keys("", 0)
+	n.mu.Lock()                 // Keys sorts the key index on demand: it writes
+	keys := n.ks.Keys("", 0, 0) // every key the state holds, expired ones too
 	m := min(summaryRanges, max(1, len(keys)/minRangeKeys))
 	if len(keys) > 0 {
 		total := 0

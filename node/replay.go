@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -46,6 +47,9 @@ func (n *Node) recover() error {
 			continue
 		}
 		n.ks = ks
+		if st, err := os.Stat(path); err == nil {
+			n.m.snapshotTime.Set(float64(st.ModTime().UnixNano()) / 1e9)
+		}
 		if body.Replica == n.replica {
 			n.noteSeq(body.LastSeq)
 		}
@@ -68,6 +72,7 @@ func (n *Node) recover() error {
 	}
 	n.noteSeq(maxSeq(n.ks.Context(), n.replica))
 	n.durableClock = n.clock
+	n.hlc.Store(uint64(n.clock))
 	n.applied = next
 	n.keys.Store(int64(n.ks.Len()))
 	n.m.keys.Set(float64(n.ks.Len()))

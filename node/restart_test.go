@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 )
 
 // randomOps applies count random operations of every kind to n. Errors an
@@ -18,7 +19,7 @@ func randomOps(t testing.TB, n *Node, rng *rand.Rand, count int) {
 	key := func() string { return fmt.Sprintf("k%02d", rng.IntN(40)) }
 	for range count {
 		var err error
-		switch rng.IntN(9) {
+		switch rng.IntN(12) {
 		case 0, 1:
 			err = n.Put(key(), map[string]any{"n": rng.IntN(1000), "s": "x"})
 		case 2:
@@ -41,6 +42,12 @@ func randomOps(t testing.TB, n *Node, rng *rand.Rand, count int) {
 			err = n.Commit(&b)
 		case 8:
 			err = n.Put(key(), []any{rng.Float64(), nil, true})
+		case 9: // expiries far enough ahead that no key expires during a test
+			err = n.Expire(key(), time.Duration(1+rng.IntN(100))*time.Hour)
+		case 10:
+			err = n.Persist(key())
+		case 11:
+			err = n.PutWith(key(), rng.IntN(9), WriteOptions{TTL: time.Duration(1+rng.IntN(100)) * time.Hour})
 		}
 		if err != nil && !errors.Is(err, ErrWrongType) && !errors.Is(err, ErrNotFound) {
 			t.Fatalf("random op: %v", err)

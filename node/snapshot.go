@@ -335,6 +335,7 @@ func (s *snapshotter) write(job *snapJob) error {
 	}
 	n.m.snapshots.WithLabelValues("ok").Inc()
 	n.m.snapshotBytes.Set(float64(size))
+	n.m.snapshotTime.Set(float64(time.Now().UnixNano()) / 1e9)
 	n.m.snapshotSecs.Observe(time.Since(start).Seconds())
 	n.log.Info("snapshot written", "offset", job.body.Offset, "bytes", size, "duration", time.Since(start))
 	offs, err := listSnapshots(dir)
@@ -374,6 +375,10 @@ func (n *Node) maybeSnapshot() {
 
 // snapshotRequest starts the snapshot Node.Snapshot asked for.
 func (n *Node) snapshotRequest(r *request) {
+	if r.backup != nil {
+		n.backupRequest(r)
+		return
+	}
 	r.snapDone = make(chan error, 1)
 	job, err := n.prepareSnapshot(r.snapDone)
 	switch {

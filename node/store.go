@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/shoaldb/shoal/crdt"
 )
@@ -24,6 +25,10 @@ type Store interface {
 	SetAdd(key string, members ...string) error
 	SetRemove(key string, members ...string) error
 	Update(key string, p Patch) error
+	PutWith(key string, value any, o WriteOptions) error
+	UpdateWith(key string, p Patch, o WriteOptions) error
+	Expire(key string, ttl time.Duration) error
+	Persist(key string) error
 	Commit(b *Batch) error
 	Keys(prefix string, limit int) ([]KeyInfo, error)
 	Siblings(key string) ([]Sibling, error)
@@ -36,7 +41,8 @@ var _ Store = (*Node)(nil)
 // than Node needs to send the batch elsewhere (the HTTP client sends it as
 // POST /v1/batch).
 type BatchOp struct {
-	// Kind is "put", "delete", "incr", "set_add", "set_remove" or "update".
+	// Kind is "put", "delete", "incr", "set_add", "set_remove", "update",
+	// "expire" or "persist".
 	Kind    string
 	Key     string
 	Value   json.RawMessage // put: the value's canonical JSON
@@ -45,6 +51,9 @@ type BatchOp struct {
 	// Patch is the update's patch, its Set values as canonical JSON
 	// (json.RawMessage).
 	Patch *Patch
+	// TTL is, for expire, the time to live; for put and update, the
+	// TTL of WriteOptions (0: none).
+	TTL time.Duration
 }
 
 // Ops returns the operations of the batch, in order, validated and
@@ -53,7 +62,7 @@ type BatchOp struct {
 func (b *Batch) Ops() []BatchOp {
 	out := make([]BatchOp, len(b.ops))
 	for i, r := range b.ops {
-		op := BatchOp{Kind: r.kind.String(), Key: r.key, By: r.by, Members: slices.Clone(r.members)}
+		op := BatchOp{Kind: r.kind.String(), Key: r.key, By: r.by, Members: slices.Clone(r.members), TTL: r.ttl}
 		if r.value != nil {
 			op.Value = slices.Clone(r.value)
 		}

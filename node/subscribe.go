@@ -32,6 +32,13 @@ const (
 	// EventSynced ends a catch-up: everything up to Offset (exclusive) has
 	// been reported; live changes follow. Resume with SubscribeFrom(Offset).
 	EventSynced EventKind = "synced"
+	// EventExpired: the key expired (Deleted is set). It is reported by
+	// the node's sweep, shortly after reads stopped finding the key, on
+	// every replica by itself. No record made it: Offset is the last
+	// record applied before it, so resuming at Offset+1 misses nothing
+	// (the watch stream sends it without an id). A catch-up reports an
+	// expired key as a deleted EventChange.
+	EventExpired EventKind = "expired"
 )
 
 // Event is one change of one key, made by a local or a remote write, or a
@@ -179,9 +186,10 @@ func (n *Node) readPass(p *fullPass, limit int) []Event {
 	evs := make([]Event, 0, chunk)
 	// Keys sorts newly added keys into the index: the write lock.
 	n.mu.Lock()
-	infos := n.ks.KeysAfter(p.prefix, p.cursor, chunk)
+	now := n.readTime()
+	infos := n.ks.KeysAfter(p.prefix, p.cursor, chunk, 0) // the cursor moves over expired keys too
 	for _, ki := range infos {
-		v, ok := n.ks.Get(ki.Key)
+		v, ok := n.ks.Get(ki.Key, now)
 		if !ok {
 			continue
 		}
@@ -247,7 +255,10 @@ func (s *Subscription) push(evs []Event) bool {
 	if s.err != nil {
 		return true
 	}
-	if len(s.queue)-s.head+len(evs) > s.limit {
+	// Behind is what the reader had not taken before this group: a group
+	// (one record can hold MaxBatchOperations changes, a remote delivery
+	// many records) is never itself a reason to drop a reader that kept up.
+	if len(s.queue)-s.head >= s.limit {
 		return false
 	}
 	if s.head > 0 && len(s.queue)+len(evs) > cap(s.queue) {
@@ -331,7 +342,9 @@ func (h *hub) publish(evs []Event) {
 		mine = mine[:0]
 		for i := range evs {
 			ev := &evs[i]
-			if ev.Offset >= s.minOffset && strings.HasPrefix(ev.Key, s.prefix) {
+			// An expiry comes from no record: the catch-up never
+			// delivered it (and reports the key deleted if it looked).
+			if (ev.Offset >= s.minOffset || ev.Kind == EventExpired) && strings.HasPrefix(ev.Key, s.prefix) {
 				mine = append(mine, *ev)
 			}
 		}
@@ -461,12 +474,13 @@ func (n *Node) catchUp(s *Subscription, from uint64) error {
 		return nil
 	}
 	evs := make([]Event, 0, len(touched))
+	now := n.readTime()
 	for key, t := range touched {
 		if t.offset >= cut {
 			continue // applied after the cut: a live event follows
 		}
 		ev := Event{Key: key, Origin: t.origin.String(), Offset: t.offset}
-		if v, ok := n.ks.Get(key); ok {
+		if v, ok := n.ks.Get(key, now); ok {
 			data, err := convertView(&v)
 			if err != nil {
 				n.log.Warn("subscription catch-up: undecodable value", "key", truncateKey(key), "err", err)

@@ -217,6 +217,25 @@ func TestSlowSubscriberDropped(t *testing.T) {
 	}
 }
 
+// A record with more changes than the buffer holds reaches a reader that
+// kept up: only what a reader had not taken counts as behind.
+func TestSubscriberGetsRecordLargerThanBuffer(t *testing.T) {
+	n, _ := openTest(t, &Options{SubscriberBuffer: 4})
+	sub, err := n.Subscribe(t.Context(), "")
+	must(t, err)
+	defer sub.Close()
+	var b Batch
+	for i := range 10 {
+		b.Put(fmt.Sprintf("k%d", i), i)
+	}
+	must(t, n.Commit(&b))
+	for i := range 10 {
+		if ev := nextEvent(t, sub); ev.Key != fmt.Sprintf("k%d", i) {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+	}
+}
+
 func TestSubscriptionEnds(t *testing.T) {
 	n, _ := openTest(t, nil)
 	ctx, cancel := context.WithCancel(t.Context())

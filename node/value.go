@@ -46,6 +46,9 @@ type Value struct {
 	// int64; set: sorted []string; map:
 	// map[string]any with fields converted the same way (flags as bool).
 	Data any
+	// Expires is when the key expires (UTC, millisecond precision); the
+	// zero time when it does not (see Node.Expire).
+	Expires time.Time
 }
 
 // KeyInfo names a key and its type.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/shoaldb/shoal/crdt"
@@ -18,13 +19,16 @@ const (
 	reqSetAdd
 	reqSetRemove
 	reqUpdate
+	reqExpire
+	reqPersist
 	reqBatch
 	reqRemote
 	reqSnapshot
 )
 
 var reqNames = [...]string{reqPut: "put", reqDelete: "delete", reqIncr: "incr", reqSetAdd: "set_add",
-	reqSetRemove: "set_remove", reqUpdate: "update", reqBatch: "batch", reqRemote: "remote", reqSnapshot: "snapshot"}
+	reqSetRemove: "set_remove", reqUpdate: "update", reqExpire: "expire", reqPersist: "persist",
+	reqBatch: "batch", reqRemote: "remote", reqSnapshot: "snapshot"}
 
 func (k reqKind) String() string { return reqNames[k] }
 
@@ -37,7 +41,8 @@ type request struct {
 	by      int64
 	members []string
 	patch   *crdt.Patch
-	batch   []*request // reqBatch: the operations, in order
+	ttl     time.Duration // put, update with a TTL; expire (checked: 0 < ttl <= MaxTTL)
+	batch   []*request    // reqBatch: the operations, in order
 
 	// reqRemote
 	raw  []byte
@@ -47,7 +52,8 @@ type request struct {
 
 	size int // bytes of the operation's payload, for the size limit
 
-	snapDone chan error // reqSnapshot: answered by the snapshot writer
+	snapDone chan error         // reqSnapshot: answered by the snapshot writer
+	backup   chan<- *backupBody // reqSnapshot for Backup: the state copy, no snapshot written
 
 	err     error
 	n       int64  // incr: the counter's new value

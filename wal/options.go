@@ -67,6 +67,13 @@ type Options struct {
 	// Sync is the durability policy; the zero value is SyncAlways.
 	Sync SyncPolicy
 
+	// FirstOffset is the offset of the first record of a log that Open
+	// creates (a directory with no segment): its first segment starts
+	// there. A log that continues from a state kept elsewhere (a restored
+	// backup: node) starts after what that state covers. Ignored when the
+	// directory holds segments.
+	FirstOffset uint64
+
 	// SyncInterval is the fdatasync period under SyncInterval. 0 = 1s.
 	SyncInterval time.Duration
 

@@ -325,12 +325,13 @@ func (l *Log) apply(p *recoveryPlan) error {
 		dirty = true
 	}
 	if len(p.segs) == 0 {
-		s, err := createSegment(l.fs, l.dir, 0)
+		first := l.opts.FirstOffset
+		s, err := createSegment(l.fs, l.dir, first)
 		if err != nil {
 			return err
 		}
 		p.segs = []*segPlan{{seg: s, size: headerSize, last: true}}
-		p.info.First, p.info.Next = 0, 0
+		p.info.First, p.info.Next = first, first
 		return nil
 	}
 	for _, sp := range p.segs {

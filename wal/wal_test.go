@@ -219,3 +219,28 @@ func TestFrameCRCMatchesTheLibrary(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstOffset: a log created with FirstOffset starts there, survives a
+// reopen (with or without the option) and reads below it as truncated.
+func TestFirstOffset(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, &Options{FirstOffset: 1000})
+	if l.FirstOffset() != 1000 || l.NextOffset() != 1000 {
+		t.Fatalf("first %d next %d", l.FirstOffset(), l.NextOffset())
+	}
+	appendN(t, l, 1000, 5)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = mustOpen(t, dir, nil) // the option only matters for a new log
+	defer l.Close()
+	if l.FirstOffset() != 1000 || l.NextOffset() != 1005 {
+		t.Fatalf("reopened: first %d next %d", l.FirstOffset(), l.NextOffset())
+	}
+	if b, err := l.Read(1003); err != nil || !bytes.Equal(b, rec(1003)) {
+		t.Fatalf("Read(1003) = %q, %v", b, err)
+	}
+	if _, err := l.Read(999); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("Read(999): %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -428,6 +429,7 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 	c.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo(),
 	)
 	opts := &node.Options{
 		Sync:               policy,
@@ -457,6 +459,7 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 		Token:        token,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Gatherer:     c.registry,
+		Registerer:   c.registry,
 		Logger:       log,
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -656,3 +659,15 @@ func (c *AgentCommand) serveRESP(cfg AgentConfig, token string, log *slog.Logger
 // RESPAddr is the address of the RESP endpoint once Run returned ("" when
 // off).
 func (c *AgentCommand) RESPAddr() string { return c.respAddr }
+
+// buildInfo is shoal_build_info: 1, labelled with the version and the Go
+// toolchain, so dashboards can show which build each node runs.
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "shoal_build_info",
+		Help:        "1, labelled with the shoal version and the Go version that built it.",
+		ConstLabels: prometheus.Labels{"version": versionString(), "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	return g
+}

@@ -95,7 +95,7 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 		if err := os.Mkdir(tmp+"/redis", 0o755); err != nil {
 			return err
 		}
-		stop, err := startChild(ctx, io.Discard, *serverBin, "--bind", host, "--port", port, "--dir", tmp+"/redis",
+		stop, err := startChild(io.Discard, nil, *serverBin, "--bind", host, "--port", port, "--dir", tmp+"/redis",
 			"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no")
 		if err != nil {
 			return fmt.Errorf("starting redis-server (apt-get install redis-server): %w", err)
@@ -117,7 +117,7 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 		aargs := []string{"agent", "--name", "bench", "--data-dir", tmp + "/shoal", "--http", addrs[0],
 			"--gossip", addrs[1], "--resp", addrs[2], "--sync", "always", "--log-level", "warn"}
 		aargs = append(aargs, strings.Fields(*agentArgs)...)
-		stop, err := startChild(ctx, m.Stderr, exe, aargs...)
+		stop, err := startChild(m.Stderr, nil, exe, aargs...)
 		if err != nil {
 			return err
 		}

@@ -66,6 +66,33 @@ type clientCmd struct {
 	patchOff   listFlag
 	waitUntil  time.Duration
 	watchAfter string
+	ttl        string // --ttl of put and patch: a Go duration; "" = none
+	prefix     string // export --prefix
+	batchSize  int    // import --batch
+}
+
+// ttlFlag adds --ttl to a write command.
+func ttlFlag(fs *flag.FlagSet, c *clientCmd) {
+	fs.StringVar(&c.ttl, "ttl", "", fmt.Sprintf("expire the key this long after the write, e.g. 30s or 1h30m (at most %v)", node.MaxTTL))
+}
+
+// writeOptions parses --ttl. A bad TTL is refused before anything is sent,
+// with the node's error (naming the limit).
+func (c *clientCmd) writeOptions() (node.WriteOptions, error) {
+	if c.ttl == "" {
+		return node.WriteOptions{}, nil
+	}
+	ttl, err := parseTTL(c.ttl)
+	return node.WriteOptions{TTL: ttl}, err
+}
+
+// parseTTL reads a TTL argument as the HTTP API does.
+func parseTTL(s string) (time.Duration, error) {
+	ttl, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: ttl %q is not a duration such as 30s or 1h30m (positive, at most %v)", node.ErrInvalidValue, s, node.MaxTTL)
+	}
+	return ttl, node.CheckTTL(ttl)
 }
 
 var clientCommands = []*clientCommand{
@@ -88,8 +115,21 @@ string. "-" or no VALUE reads the value from standard input.`,
 		minArgs: 1, maxArgs: 2,
 		flags: func(fs *flag.FlagSet, c *clientCmd) {
 			fs.BoolVar(&c.asString, "string", false, "store VALUE as a JSON string even if it parses as JSON")
+			ttlFlag(fs, c)
 		},
 		run: runPut,
+	},
+	{
+		name: "expire", args: "KEY TTL", summary: "make a key expire",
+		detail: fmt.Sprintf(`Makes KEY (of any type) expire TTL from now, e.g. 30s or 1h30m (at most %v),
+replacing the expiry it had. Once expired, the key is gone on every node;
+a write without --ttl keeps a key's expiry, persist removes it.`, node.MaxTTL),
+		minArgs: 2, maxArgs: 2, run: runExpire,
+	},
+	{
+		name: "persist", args: "KEY", summary: "remove a key's expiry",
+		detail:  `Removes the expiry of KEY: it no longer expires.`,
+		minArgs: 1, maxArgs: 1, run: runExpire,
 	},
 	{
 		name: "del", args: "KEY", summary: "delete a key (observed remove)",
@@ -132,6 +172,7 @@ on another node survives.`,
 			fs.Var(&c.patchRem, "remove", "field=MEMBER to remove from a set field (repeatable)")
 			fs.Var(&c.patchOn, "enable", "flag field to enable (repeatable, comma list)")
 			fs.Var(&c.patchOff, "disable", "flag field to disable (repeatable, comma list)")
+			ttlFlag(fs, c)
 		},
 		run: runPatch,
 	},
@@ -258,7 +299,16 @@ type valueJSON struct {
 	Key      string          `json:"key"`
 	Type     string          `json:"type"`
 	Value    json.RawMessage `json:"value,omitempty"`
+	Expires  string          `json:"expires,omitempty"` // RFC 3339, UTC
 	Siblings []siblingJSON   `json:"siblings,omitempty"`
+}
+
+// expiresText formats Value.Expires as the API does ("" for none).
+func expiresText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 type siblingJSON struct {
@@ -346,11 +396,18 @@ func (c *clientCmd) printValue(a *valueJSON) error {
 		return c.printJSON(a)
 	}
 	s := humanValue(a.Type, a.Value)
-	if s == "" {
-		return nil
+	if s != "" {
+		if _, err := fmt.Fprintln(c.Stdout, s); err != nil {
+			return err
+		}
 	}
-	_, err := fmt.Fprintln(c.Stdout, s)
-	return err
+	if a.Expires != "" {
+		// After the value: a script reading a value that does not
+		// expire sees no change.
+		_, err := fmt.Fprintf(c.Stdout, "(expires %s)\n", a.Expires)
+		return err
+	}
+	return nil
 }
 
 func (c *clientCmd) printOK(a *valueJSON) error {
@@ -371,7 +428,7 @@ func runGet(ctx context.Context, c *clientCmd, args []string) error {
 		if err != nil {
 			return err
 		}
-		return c.printValue(&valueJSON{Key: v.Key, Type: string(v.Type), Value: dataJSON(v.Data)})
+		return c.printValue(&valueJSON{Key: v.Key, Type: string(v.Type), Value: dataJSON(v.Data), Expires: expiresText(v.Expires)})
 	}
 	sibs, err := api.Siblings(args[0])
 	if err != nil {
@@ -420,12 +477,16 @@ func runPut(ctx context.Context, c *clientCmd, args []string) error {
 	} else {
 		text = args[1]
 	}
+	opts, err := c.writeOptions()
+	if err != nil {
+		return err
+	}
 	api, err := c.client()
 	if err != nil {
 		return err
 	}
 	value := parseValue(text, c.asString)
-	if err := api.Put(args[0], value); err != nil {
+	if err := api.PutWith(args[0], value, opts); err != nil {
 		return err
 	}
 	// The value as stored (canonical), as the API answers a PUT.
@@ -556,12 +617,41 @@ func runPatch(ctx context.Context, c *clientCmd, args []string) error {
 			return err
 		}
 	}
+	opts, err := c.writeOptions()
+	if err != nil {
+		return err
+	}
+	api, err := c.client()
+	if err != nil {
+		return err
+	}
+	var q url.Values
+	if opts.TTL > 0 {
+		q = url.Values{"ttl": {opts.TTL.String()}}
+	}
+	var a valueJSON
+	if err := api.Do(http.MethodPatch, kvPath(args[0]), q, body, &a); err != nil {
+		return err
+	}
+	return c.printOK(&a)
+}
+
+// runExpire runs expire KEY TTL and persist KEY.
+func runExpire(ctx context.Context, c *clientCmd, args []string) error {
+	body := map[string]any{"persist": true}
+	if len(args) == 2 {
+		ttl, err := parseTTL(args[1])
+		if err != nil {
+			return err
+		}
+		body = map[string]any{"ttl": ttl.String()}
+	}
 	api, err := c.client()
 	if err != nil {
 		return err
 	}
 	var a valueJSON
-	if err := api.Do(http.MethodPatch, kvPath(args[0]), nil, body, &a); err != nil {
+	if err := api.Do(http.MethodPost, kvPath(args[0], "expire"), nil, body, &a); err != nil {
 		return err
 	}
 	return c.printOK(&a)
@@ -689,6 +779,8 @@ func (c *clientCmd) printEvent(ev node.Event) error {
 		line = fmt.Sprintf("-\treset\t%s", printable(ev.Key))
 	case ev.Kind == node.EventSynced:
 		line = fmt.Sprintf("%d\tsynced", ev.Offset)
+	case ev.Kind == node.EventExpired:
+		line = fmt.Sprintf("-\texpired\t%s", printable(ev.Key)) // no record of its own
 	case ev.Deleted:
 		line = fmt.Sprintf("%d\tdel\t%s", ev.Offset, printable(ev.Key))
 	default:

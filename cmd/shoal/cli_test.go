@@ -175,3 +175,55 @@ func TestCLIQuotesUnprintableKeys(t *testing.T) {
 		t.Fatalf("watch output %q", out)
 	}
 }
+
+// TestCLIExpiry: put --ttl, patch --ttl, expire and persist, get showing
+// the expiry, bad TTLs refused naming the limit.
+func TestCLIExpiry(t *testing.T) {
+	a := startAgent(t, t.TempDir())
+	sh := func(args ...string) string { t.Helper(); return mustShoal(t, append(args, "--addr", a.URL())...) }
+	if out := sh("put", "--ttl", "1h", "s", "v"); out != "OK\n" {
+		t.Fatalf("put --ttl: %q", out)
+	}
+	out := sh("get", "s")
+	if !regexp.MustCompile(`^v\n\(expires \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\)\n$`).MatchString(out) {
+		t.Fatalf("get of an expiring key: %q", out)
+	}
+	var js struct{ Expires string }
+	if err := json.Unmarshal([]byte(sh("get", "s", "-o", "json")), &js); err != nil || js.Expires == "" {
+		t.Fatalf("get -o json: %+v %v", js, err)
+	}
+	exp, err := time.Parse(time.RFC3339Nano, js.Expires)
+	if err != nil || exp.Before(time.Now().Add(59*time.Minute)) {
+		t.Fatalf("expires %q (%v)", js.Expires, err)
+	}
+	sh("incr", "c", "2")
+	sh("expire", "c", "30m")
+	if out := sh("get", "c"); !strings.HasPrefix(out, "2\n(expires ") {
+		t.Fatalf("get after expire: %q", out)
+	}
+	if out := sh("persist", "c", "-o", "json"); out != `{"key":"c","type":"counter","value":2}`+"\n" {
+		t.Fatalf("persist -o json: %q", out)
+	}
+	if out := sh("get", "c"); out != "2\n" {
+		t.Fatalf("get after persist: %q", out)
+	}
+	sh("patch", "d", "--ttl", "2h", "--set", "f=1")
+	if out := sh("get", "d", "-o", "json"); !strings.Contains(out, `"expires":"`) {
+		t.Fatalf("patch --ttl: %q", out)
+	}
+	for _, args := range [][]string{
+		{"put", "--ttl", "0s", "s", "v"}, {"put", "--ttl", "-1m", "s", "v"}, {"put", "--ttl", "soon", "s", "v"},
+		{"put", "--ttl", "100000h", "s", "v"}, {"expire", "c", "0"}, {"expire", "c", "x"}, {"patch", "d", "--ttl", "-1s", "--set", "f=2"},
+	} {
+		r := runShoal(t, nil, "", append(args, "--addr", a.URL())...)
+		if r.code == 0 || !strings.Contains(r.err, node.MaxTTL.String()) {
+			t.Fatalf("shoal %q: exit %d, stderr %q; want a failure naming %v", args, r.code, r.err, node.MaxTTL)
+		}
+	}
+	if r := runShoal(t, nil, "", "expire", "missing", "1s", "--addr", a.URL()); r.code == 0 || !strings.Contains(r.err, "not found") {
+		t.Fatalf("expire of a missing key: %+v", r)
+	}
+	if out := sh("get", "s"); !strings.HasPrefix(out, "v\n(expires ") {
+		t.Fatalf("a refused put changed the key: %q", out)
+	}
+}

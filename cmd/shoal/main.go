@@ -4,7 +4,7 @@
 //	shoal dev --nodes 3        a local development cluster in one process
 //	shoal get|put|del|...      the client side of the HTTP API
 //	shoal wal verify|dump DIR  check or print a data directory offline
-//	shoal bench http           load the HTTP API and report ops/s and latency
+//	shoal bench put|http|cluster|all  measure against baselines in the same run
 //	shoal bench resp           redis-benchmark against the RESP endpoint and Redis
 //
 // Run "shoal help" or "shoal COMMAND --help" for details.
@@ -78,8 +78,12 @@ Client (talks to a node's HTTP API, --addr, default http://127.0.0.1:7070):
 Tools:
   wal verify    check every segment, index and snapshot of a data directory
   wal dump      print the decoded operations of a data directory as JSON lines
-  bench http    drive the HTTP API with concurrent connections, report ops/s
+  restore       create a data directory from a backup (shoal backup FILE)
+  bench put     embedded durable writes against raw group commit and bbolt
+  bench http    the HTTP API against a no-op server (closed or open loop)
+  bench cluster N agents on loopback: sustained rate, convergence latency
   bench resp    redis-benchmark against shoal's RESP endpoint and Redis, same run
+  bench all     every figure and plot of the README's benchmark section
   version       print the version
 
 Run "shoal COMMAND --help" for the flags of a command.

@@ -10,9 +10,10 @@ import (
 // extraCommands are the commands that run a node or read its files.
 func (m *Main) extraCommands() map[string]func(context.Context, []string) error {
 	return map[string]func(context.Context, []string) error{
-		"agent": m.runAgent,
-		"dev":   m.runDev,
-		"wal":   m.runWAL,
+		"agent":   m.runAgent,
+		"dev":     m.runDev,
+		"wal":     m.runWAL,
+		"restore": m.runRestore,
 	}
 }
 

@@ -162,7 +162,42 @@ func paritySteps() []storeStep {
 		{"Delete odd key", func(s node.Store) (any, error) { return nil, s.Delete("odd ?%25#/../key") }},
 		get("odd ?%25#/../key"),
 		{"WaitSynced offline", func(s node.Store) (any, error) { return nil, s.WaitSynced(context.Background()) }},
+		// Expiries: two nodes' clocks differ, so reads compare whether a
+		// key expires, not when.
+		{"PutWith ttl", func(s node.Store) (any, error) { return nil, s.PutWith("t/put", 1, node.WriteOptions{TTL: time.Hour}) }},
+		{"PutWith negative ttl", func(s node.Store) (any, error) {
+			return nil, s.PutWith("t/put", 2, node.WriteOptions{TTL: -time.Second})
+		}},
+		{"PutWith ttl too long", func(s node.Store) (any, error) {
+			return nil, s.PutWith("t/put", 2, node.WriteOptions{TTL: node.MaxTTL + 1})
+		}},
+		{"UpdateWith ttl", func(s node.Store) (any, error) {
+			return nil, s.UpdateWith("t/doc", node.Patch{Incr: map[string]int64{"n": 1}}, node.WriteOptions{TTL: time.Minute})
+		}},
+		{"Expire", func(s node.Store) (any, error) { return nil, s.Expire("c", time.Hour) }},
+		{"Expire zero", func(s node.Store) (any, error) { return nil, s.Expire("c", 0) }},
+		{"Expire too long", func(s node.Store) (any, error) { return nil, s.Expire("c", node.MaxTTL+time.Millisecond) }},
+		{"Expire missing", func(s node.Store) (any, error) { return nil, s.Expire("missing", time.Second) }},
+		{"Expire empty key", func(s node.Store) (any, error) { return nil, s.Expire("", time.Second) }},
+		{"Persist", func(s node.Store) (any, error) { return nil, s.Persist("t/put") }},
+		{"Persist missing", func(s node.Store) (any, error) { return nil, s.Persist("missing") }},
+		batch("Commit expiries", func(b *node.Batch) {
+			b.PutWith("t/b", "x", node.WriteOptions{TTL: time.Hour})
+			b.Expire("set", time.Hour)
+			b.Persist("set")
+			b.UpdateWith("t/doc", node.Patch{Incr: map[string]int64{"n": 1}}, node.WriteOptions{TTL: time.Hour})
+		}),
+		batch("Commit an expire of a missing key", func(b *node.Batch) { b.Expire("missing", time.Hour) }),
+		expiring("t/put"), expiring("t/doc"), expiring("c"), expiring("set"), expiring("t/b"), expiring("missing"),
 	}
+}
+
+// expiring reads a key's value and whether it expires.
+func expiring(key string) storeStep {
+	return storeStep{name: fmt.Sprintf("Get expiring %q", key), run: func(s node.Store) (any, error) {
+		v, err := s.Get(key)
+		return []any{v.Data, !v.Expires.IsZero()}, err
+	}}
 }
 
 // TestStoreParity runs the same calls on an embedded node and through the
@@ -210,6 +245,9 @@ func TestStoreParity(t *testing.T) {
 		want, _ := embedded.Get(k.Key)
 		direct, _ := ts.n.Get(k.Key)
 		got, err := ts.c.Get(k.Key)
+		if !want.Expires.IsZero() && !got.Expires.IsZero() {
+			want.Expires = got.Expires // two clocks; whether it expires is compared
+		}
 		if err != nil || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(got, direct) {
 			t.Errorf("%s: client %#v (%v), node %#v, other node %#v", k.Key, got, err, direct, want)
 		}

@@ -59,6 +59,7 @@ type valueAnswer struct {
 	Type     node.Type       `json:"type"`
 	Value    json.RawMessage `json:"value"`
 	Sets     [][]string      `json:"sets"`
+	Expires  string          `json:"expires"`
 	Siblings []struct {
 		Value  json.RawMessage `json:"value"`
 		Origin string          `json:"origin"`
@@ -81,7 +82,32 @@ func (c *Client) Get(key string) (node.Value, error) {
 	if err != nil {
 		return node.Value{}, fmt.Errorf("client: get %q: %w", key, err)
 	}
-	return node.Value{Key: key, Type: a.Type, Data: data}, nil
+	expires, err := parseExpires(a.Expires)
+	if err != nil {
+		return node.Value{}, fmt.Errorf("client: get %q: %w", key, err)
+	}
+	return node.Value{Key: key, Type: a.Type, Data: data, Expires: expires}, nil
+}
+
+// parseExpires reads the "expires" of an answer (RFC 3339, UTC) into
+// Value.Expires; "" is none.
+func parseExpires(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("expires %q is not an RFC 3339 time", s)
+	}
+	return t.UTC(), nil
+}
+
+// ttlQuery is the query of a write with options.
+func ttlQuery(o node.WriteOptions) url.Values {
+	if o.TTL == 0 {
+		return nil
+	}
+	return url.Values{"ttl": {o.TTL.String()}}
 }
 
 // Put writes value to the register at key (see node.Node.Put for the
@@ -93,6 +119,34 @@ func (c *Client) Put(key string, value any) error {
 		return err
 	}
 	return c.Do(http.MethodPut, keyPath(key), nil, op.Value, nil)
+}
+
+// PutWith is Put with options (see node.Node.PutWith): with o.TTL the key
+// expires o.TTL after the write.
+func (c *Client) PutWith(key string, value any, o node.WriteOptions) error {
+	op, err := encodeOp(func(b *node.Batch) { b.PutWith(key, value, o) })
+	if err != nil {
+		return err
+	}
+	return c.Do(http.MethodPut, keyPath(key), ttlQuery(o), op.Value, nil)
+}
+
+// Expire makes key expire ttl from now on the server's node's clock (see
+// node.Node.Expire). A TTL the node would refuse is refused here, with the
+// node's error, before anything is sent.
+func (c *Client) Expire(key string, ttl time.Duration) error {
+	if _, err := encodeOp(func(b *node.Batch) { b.Expire(key, ttl) }); err != nil {
+		return err
+	}
+	return c.Do(http.MethodPost, keyPath(key, "expire"), nil, map[string]string{"ttl": ttl.String()}, nil)
+}
+
+// Persist removes key's expiry (see node.Node.Persist).
+func (c *Client) Persist(key string) error {
+	if err := checkKey("persist", key); err != nil {
+		return err
+	}
+	return c.Do(http.MethodPost, keyPath(key, "expire"), nil, map[string]bool{"persist": true}, nil)
 }
 
 // Delete removes key (an observed remove on the server's node), or returns
@@ -155,6 +209,15 @@ func (c *Client) Update(key string, p node.Patch) error {
 	return c.Do(http.MethodPatch, keyPath(key), nil, patchJSON(op.Patch), nil)
 }
 
+// UpdateWith is Update with options (see node.Node.UpdateWith).
+func (c *Client) UpdateWith(key string, p node.Patch, o node.WriteOptions) error {
+	op, err := encodeOp(func(b *node.Batch) { b.UpdateWith(key, p, o) })
+	if err != nil {
+		return err
+	}
+	return c.Do(http.MethodPatch, keyPath(key), ttlQuery(o), patchJSON(op.Patch), nil)
+}
+
 // patchBody is the JSON of a document update (PATCH /v1/kv/{key}).
 type patchBody struct {
 	Set     map[string]json.RawMessage `json:"set,omitempty"`
@@ -194,11 +257,13 @@ type batchOp struct {
 	By      *int64          `json:"by,omitempty"`
 	Members []string        `json:"members,omitempty"`
 	Patch   *patchBody      `json:"patch,omitempty"`
+	TTL     string          `json:"ttl,omitempty"`
 }
 
 // batchOpNames are the API's names of node.BatchOp kinds.
 var batchOpNames = map[string]string{
 	"put": "put", "delete": "delete", "incr": "incr", "set_add": "add", "set_remove": "remove", "update": "patch",
+	"expire": "expire", "persist": "persist",
 }
 
 // Commit applies the batch atomically on the server's node (one WAL
@@ -227,6 +292,9 @@ func (c *Client) Commit(b *node.Batch) error {
 		}
 		if op.Patch != nil {
 			bo.Patch = patchJSON(op.Patch)
+		}
+		if op.TTL != 0 {
+			bo.TTL = op.TTL.String()
 		}
 		body.Ops[i] = bo
 	}

@@ -401,7 +401,7 @@ func decodeEvent(data string) (node.Event, error) {
 	ev := node.Event{Kind: d.Kind, Key: d.Key, Type: d.Type, Deleted: d.Deleted, Origin: d.Origin, Offset: d.Offset}
 	switch d.Kind {
 	case node.EventChange, node.EventState:
-	case node.EventReset, node.EventSynced:
+	case node.EventReset, node.EventSynced, node.EventExpired:
 		return ev, nil // no value
 	default:
 		return node.Event{}, fmt.Errorf("%w: unknown event kind %q", errBadEvent, d.Kind)

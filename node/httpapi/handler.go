@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/shoaldb/shoal/node"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/shoaldb/shoal/node"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -75,6 +76,9 @@ type Options struct {
 	// Logger receives one line per failed request that is the server's
 	// fault (5xx); nil = off.
 	Logger *slog.Logger
+	// Registerer, when set, receives shoal_http_request_duration_seconds
+	// (by route and status code).
+	Registerer prometheus.Registerer
 }
 
 // Handler serves the HTTP API of one node (see the design's HTTP API
@@ -88,10 +92,62 @@ type Handler struct {
 	drainCtx context.Context // cancelled by Drain
 	drain    context.CancelFunc
 	watchers atomic.Int64 // open watch streams
+
+	watchResumes atomic.Int64 // watch streams that went on from the log after falling behind
+
+	durations *prometheus.HistogramVec // nil without Options.Registerer
 }
+
+// routes are the route labels of the request metrics: fixed names, never
+// a key (one series per key would be unbounded).
+var routes = []string{"kv", "kv_list", "watch", "status", "members", "batch", "sync", "sync_wait", "backup", "metrics", "healthz", "other"}
+
+func routeOf(path string) string {
+	switch {
+	case path == "/v1/kv" || path == "/v1/kv/":
+		return "kv_list"
+	case strings.HasPrefix(path, "/v1/kv/"):
+		return "kv"
+	case path == "/v1/sync/wait":
+		return "sync_wait"
+	case path == "/metrics":
+		return "metrics"
+	case path == "/healthz":
+		return "healthz"
+	case strings.HasPrefix(path, "/v1/") && slices.Contains(routes, path[len("/v1/"):]):
+		return path[len("/v1/"):]
+	}
+	return "other"
+}
+
+// statusWriter records the status code of an answer for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // Watchers is the number of open watch (SSE) streams.
 func (h *Handler) Watchers() int { return int(h.watchers.Load()) }
+
+// WatchResumes is how many times a watch stream fell behind the live feed
+// and went on from the log instead of ending.
+func (h *Handler) WatchResumes() int64 { return h.watchResumes.Load() }
 
 // NewHandler returns the HTTP API handler of n.
 func NewHandler(n *node.Node, opts *Options) *Handler {
@@ -122,8 +178,67 @@ func NewHandler(n *node.Node, opts *Options) *Handler {
 	if o.Gatherer != nil {
 		h.metrics = promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})
 	}
+	if o.Registerer != nil {
+		h.durations = registerDurations(o.Registerer, o.Logger)
+	}
 	return h
 }
+
+// registerDurations registers the request duration histogram, or finds
+// the one an earlier handler registered on the same registry.
+func registerDurations(reg prometheus.Registerer, log *slog.Logger) *prometheus.HistogramVec {
+	d := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "shoal_http_request_duration_seconds",
+		Help:    "Duration of HTTP API requests, by route and status code (watch streams and waits last as long as they are open).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"route", "code"})
+	if err := reg.Register(d); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(*prometheus.HistogramVec); ok {
+				return old
+			}
+		}
+		log.Error("http metrics not registered", "err", err)
+		return nil
+	}
+	// Every route shows from the start, not after its first request.
+	for _, r := range routes {
+		d.WithLabelValues(r, "200")
+	}
+	return d
+}
+
+// serveBackup streams a consistent backup of the node (node.Backup). Each
+// write must reach the client within WriteTimeout, not the whole backup.
+func (h *Handler) serveBackup(w http.ResponseWriter, r *http.Request) error {
+	rc := http.NewResponseController(w)
+	dw := &deadlineWriter{w: w, rc: rc, timeout: h.opts.WriteTimeout}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="shoal-%s-%s.backup"`, h.n.ReplicaID(), time.Now().UTC().Format("20060102T150405Z")))
+	started := false
+	lw := writerFunc(func(p []byte) (int, error) {
+		started = true
+		return dw.Write(p)
+	})
+	info, err := h.n.Backup(r.Context(), lw)
+	if err != nil && !started {
+		return err
+	}
+	if err != nil {
+		// The answer is under way: it ends without the backup's trailer,
+		// which every reader of a backup refuses.
+		h.opts.Logger.Warn("backup cut off", "err", truncate(err.Error(), maxLoggedError))
+		return nil
+	}
+	h.opts.Logger.Info("backup sent", "keys", info.Keys, "bytes", info.Bytes)
+	return nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // Drain starts a graceful shutdown: from now on writes are refused with 503,
 // /healthz answers 503 and open watch streams end, so that an http.Server's
@@ -291,6 +406,20 @@ func (h *Handler) authorized(r *http.Request) bool {
 // routing reads the escaped path itself instead of a cleaned one: a key may
 // hold '/', "..", '%' or spaces.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.durations == nil {
+		h.serve(w, r)
+		return
+	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	h.serve(sw, r)
+	if sw.code == 0 {
+		sw.code = http.StatusOK
+	}
+	h.durations.WithLabelValues(routeOf(r.URL.EscapedPath()), strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
 	if path == "/healthz" {
 		h.serveHealth(w, r)
@@ -300,7 +429,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, errHTTPUnauthorized)
 		return
 	}
-	if path != "/v1/watch" && path != "/v1/sync/wait" {
+	if path != "/v1/watch" && path != "/v1/sync/wait" && path != "/v1/backup" {
 		// A client that does not read its answer holds a goroutine and a
 		// buffer only this long (watch and wait set their own deadlines).
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
@@ -333,6 +462,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.only(r, http.MethodGet, func() error { return h.serveSync(w) })
 	case path == "/v1/sync/wait":
 		err = h.only(r, http.MethodPost, func() error { return h.serveWaitSynced(w, r) })
+	case path == "/v1/backup":
+		err = h.only(r, http.MethodGet, func() error { return h.serveBackup(w, r) })
 	default:
 		err = fmt.Errorf("%w: %s", errHTTPNoEndpoint, r.URL.Path)
 	}
@@ -383,14 +514,14 @@ func httpPathKey(escaped string) (string, error) {
 	return key, nil
 }
 
-// serveKey serves /v1/kv/{key} and /v1/kv/{key}/{incr,add,remove}. For POST
+// serveKey serves /v1/kv/{key} and /v1/kv/{key}/{incr,add,remove,expire}. For POST
 // the last path segment is the action, so a key may itself hold '/'.
 func (h *Handler) serveKey(w http.ResponseWriter, r *http.Request, rest string) error {
 	action := ""
 	if r.Method == http.MethodPost {
 		i := strings.LastIndexByte(rest, '/')
 		if i < 0 {
-			return fmt.Errorf("%w: POST %s (want .../incr, .../add or .../remove)", errHTTPMethod, r.URL.Path)
+			return fmt.Errorf("%w: POST %s (want .../incr, .../add, .../remove or .../expire)", errHTTPMethod, r.URL.Path)
 		}
 		rest, action = rest[:i], rest[i+1:]
 	}
@@ -420,8 +551,10 @@ func (h *Handler) serveKey(w http.ResponseWriter, r *http.Request, rest string) 
 			return h.serveIncr(w, r, key)
 		case "add", "remove":
 			return h.serveSetOp(w, r, key, action)
+		case "expire":
+			return h.serveExpire(w, r, key)
 		}
-		return fmt.Errorf("%w: POST .../%s (want incr, add or remove)", errHTTPNoEndpoint, action)
+		return fmt.Errorf("%w: POST .../%s (want incr, add, remove or expire)", errHTTPNoEndpoint, action)
 	}
 	return fmt.Errorf("%w: %s %s", errHTTPMethod, r.Method, r.URL.Path)
 }
@@ -432,7 +565,39 @@ type httpValueAnswer struct {
 	Type     string          `json:"type"`
 	Value    json.RawMessage `json:"value"`
 	Sets     [][]string      `json:"sets,omitempty"`
+	Expires  string          `json:"expires,omitempty"` // RFC 3339, UTC; absent when the key does not expire
 	Siblings []httpSibling   `json:"siblings,omitempty"`
+}
+
+// httpTime formats an expiry for an answer: RFC 3339 with nanoseconds, UTC;
+// "" for none.
+func httpTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// parseTTL reads a TTL given as a Go duration ("30s", "1h30m"). A TTL
+// that is not one, or not in (0, node.MaxTTL], is a 400 naming the limit.
+func parseTTL(s string) (time.Duration, error) {
+	ttl, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: ttl %q is not a duration such as \"30s\" or \"1h30m\" (positive, at most %v)", node.ErrInvalidValue, s, node.MaxTTL)
+	}
+	if err := node.CheckTTL(ttl); err != nil {
+		return 0, err
+	}
+	return ttl, nil
+}
+
+// queryTTL reads the optional ?ttl= of a write (0: none given).
+func queryTTL(r *http.Request) (time.Duration, error) {
+	q := r.URL.Query()
+	if !q.Has("ttl") {
+		return 0, nil
+	}
+	return parseTTL(q.Get("ttl"))
 }
 
 // setPaths lists the paths of the set fields of a map value, sorted: in
@@ -473,12 +638,12 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string) e
 	var a httpValueAnswer
 	// A register answers its stored bytes as they are; other types (whose
 	// set fields the answer names) their view, encoded the same way.
-	typ, raw, err := h.n.GetJSON(key)
+	rv, err := h.n.GetRaw(key)
 	if err != nil {
 		return err
 	}
-	if typ == node.TypeRegister {
-		a = httpValueAnswer{Key: key, Type: string(typ), Value: raw}
+	if rv.Type == node.TypeRegister {
+		a = httpValueAnswer{Key: key, Type: string(rv.Type), Value: rv.JSON, Expires: httpTime(rv.Expires)}
 	} else {
 		v, err := h.n.Get(key)
 		if err != nil {
@@ -488,7 +653,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string) e
 		if err != nil {
 			return err
 		}
-		a = httpValueAnswer{Key: key, Type: string(v.Type), Value: val, Sets: setPaths(v.Data)}
+		a = httpValueAnswer{Key: key, Type: string(v.Type), Value: val, Sets: setPaths(v.Data), Expires: httpTime(v.Expires)}
 	}
 	if sib, _ := strconv.ParseBool(r.URL.Query().Get("siblings")); sib {
 		sibs, err := h.n.Siblings(key)
@@ -579,6 +744,10 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) e
 	if h.isDraining() {
 		return errHTTPDraining
 	}
+	ttl, err := queryTTL(r)
+	if err != nil {
+		return err
+	}
 	// PUT is the hot path of write-heavy clients: its buffers are pooled
 	// (Put copies what it keeps, and the answer is copied by the writer).
 	bp := httpBufPool.Get().(*[]byte)
@@ -590,7 +759,7 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) e
 	// The node parses and canonicalises the JSON itself (malformed JSON is
 	// ErrInvalidValue, a 400), so the body is handed over as is, and the
 	// answer is the value as stored (canonical), spliced in.
-	val, err := h.n.PutJSON(key, b)
+	val, err := h.n.PutJSONWith(key, b, node.WriteOptions{TTL: ttl})
 	if err != nil {
 		return err
 	}
@@ -710,7 +879,7 @@ func (h *Handler) answerCurrent(w http.ResponseWriter, key, typ string) error {
 		if err != nil {
 			return err
 		}
-		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: string(v.Type), Value: val, Sets: setPaths(v.Data)})
+		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: string(v.Type), Value: val, Sets: setPaths(v.Data), Expires: httpTime(v.Expires)})
 	case errors.Is(err, node.ErrNotFound):
 		httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: typ})
 	default:
@@ -771,6 +940,10 @@ func (h *Handler) servePatch(w http.ResponseWriter, r *http.Request, key string)
 	if h.isDraining() {
 		return errHTTPDraining
 	}
+	ttl, err := queryTTL(r)
+	if err != nil {
+		return err
+	}
 	b, err := httpReadBody(w, r, h.opts.MaxBodyBytes, false)
 	if err != nil {
 		return err
@@ -786,10 +959,57 @@ func (h *Handler) servePatch(w http.ResponseWriter, r *http.Request, key string)
 	if err != nil {
 		return err
 	}
-	if err := h.n.Update(key, p); err != nil {
+	if err := h.n.UpdateWith(key, p, node.WriteOptions{TTL: ttl}); err != nil {
 		return err
 	}
 	return h.answerCurrent(w, key, "map")
+}
+
+// httpExpireBody is the body of POST /v1/kv/{key}/expire: a ttl, or
+// persist to remove the expiry.
+type httpExpireBody struct {
+	TTL     *string `json:"ttl"`
+	Persist bool    `json:"persist"`
+}
+
+// parse returns the TTL of an expire body, 0 for a persist.
+func (e *httpExpireBody) parse() (time.Duration, error) {
+	switch {
+	case e.TTL != nil && e.Persist:
+		return 0, httpBadRequest(`give either "ttl" or "persist": true, not both`)
+	case e.Persist:
+		return 0, nil
+	case e.TTL == nil:
+		return 0, httpBadRequest(`give "ttl" (such as "30s", at most %v) or "persist": true`, node.MaxTTL)
+	}
+	return parseTTL(*e.TTL)
+}
+
+func (h *Handler) serveExpire(w http.ResponseWriter, r *http.Request, key string) error {
+	if h.isDraining() {
+		return errHTTPDraining
+	}
+	b, err := httpReadBody(w, r, h.opts.MaxBodyBytes, false)
+	if err != nil {
+		return err
+	}
+	var body httpExpireBody
+	if err := httpDecodeObject(b, &body); err != nil {
+		return err
+	}
+	ttl, err := body.parse()
+	if err != nil {
+		return err
+	}
+	if ttl == 0 {
+		err = h.n.Persist(key)
+	} else {
+		err = h.n.Expire(key, ttl)
+	}
+	if err != nil {
+		return err
+	}
+	return h.answerCurrent(w, key, "")
 }
 
 type httpKeyInfo struct {
@@ -986,12 +1206,13 @@ func (h *Handler) serveWaitSynced(w http.ResponseWriter, r *http.Request) error 
 
 // httpBatchOp is one operation of POST /v1/batch.
 type httpBatchOp struct {
-	Op      string          `json:"op"` // put, delete, incr, add, remove, patch
+	Op      string          `json:"op"` // put, delete, incr, add, remove, patch, expire, persist
 	Key     string          `json:"key"`
 	Value   json.RawMessage `json:"value"`   // put
 	By      *int64          `json:"by"`      // incr; default 1
 	Members []string        `json:"members"` // add, remove
 	Patch   *httpPatchBody  `json:"patch"`   // patch
+	TTL     *string         `json:"ttl"`     // expire; put and patch: optional
 }
 
 type httpBatchBody struct {
@@ -1020,12 +1241,29 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) error {
 		if len(op.Key) > node.MaxKeyBytes {
 			return fmt.Errorf("ops[%d]: %w", i, errHTTPKeyTooLong)
 		}
+		var ttl time.Duration
+		if op.TTL != nil {
+			if op.Op != "put" && op.Op != "patch" && op.Op != "expire" {
+				return httpBadRequest("ops[%d]: %s takes no ttl (put, patch and expire do)", i, op.Op)
+			}
+			var err error
+			if ttl, err = parseTTL(*op.TTL); err != nil {
+				return fmt.Errorf("ops[%d]: %w", i, err)
+			}
+		}
 		switch op.Op {
 		case "put":
 			if len(op.Value) == 0 {
 				return httpBadRequest("ops[%d]: put needs a value", i)
 			}
-			batch.Put(op.Key, op.Value)
+			batch.PutWith(op.Key, op.Value, node.WriteOptions{TTL: ttl})
+		case "expire":
+			if op.TTL == nil {
+				return httpBadRequest("ops[%d]: expire needs a ttl (such as \"30s\", at most %v)", i, node.MaxTTL)
+			}
+			batch.Expire(op.Key, ttl)
+		case "persist":
+			batch.Persist(op.Key)
 		case "delete", "del":
 			batch.Delete(op.Key)
 		case "incr":
@@ -1051,9 +1289,9 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return fmt.Errorf("ops[%d]: %w", i, err)
 			}
-			batch.Update(op.Key, p)
+			batch.UpdateWith(op.Key, p, node.WriteOptions{TTL: ttl})
 		default:
-			return httpBadRequest("ops[%d]: unknown op %q (want put, delete, incr, add, remove or patch)", i, op.Op)
+			return httpBadRequest("ops[%d]: unknown op %q (want put, delete, incr, add, remove, patch, expire or persist)", i, op.Op)
 		}
 	}
 	if err := h.n.Commit(&batch); err != nil {
@@ -1065,7 +1303,7 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) error {
 
 // httpEvent is the data of one SSE change event.
 type httpEvent struct {
-	Kind    string          `json:"kind,omitempty"` // "" (a change), "reset", "state", "synced"
+	Kind    string          `json:"kind,omitempty"` // "" (a change), "reset", "state", "synced", "expired"
 	Key     string          `json:"key"`
 	Type    string          `json:"type,omitempty"`
 	Value   json.RawMessage `json:"value,omitempty"`
@@ -1145,6 +1383,10 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 	cancelNowait()
 	var buf []byte
 	var pending *node.Event
+	// Where a resume would start: after the last id written, else at the
+	// first live event's record.
+	var resumeAt uint64
+	canResume := false
 	for {
 		var ev node.Event
 		var err error
@@ -1173,6 +1415,19 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 			}
 			continue
 		}
+		if err != nil && errors.Is(err, node.ErrSlowSubscriber) && canResume && ctx.Err() == nil {
+			// The reader fell behind the live feed: go on from the log,
+			// as a client reconnecting with Last-Event-ID would (the
+			// catch-up sends each changed key's current value, then
+			// synced), instead of ending the stream. pending was not
+			// written; its record comes again.
+			if next, rerr := h.n.SubscribeFrom(ctx, prefix, resumeAt); rerr == nil {
+				sub.Close()
+				sub, pending = next, nil
+				h.watchResumes.Add(1)
+				continue
+			}
+		}
 		if err != nil {
 			if pending != nil {
 				// Without an id: the subscription may have ended in the
@@ -1194,13 +1449,34 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		if pending != nil {
-			buf = AppendEvent(buf[:0], pending, pending.Offset != ev.Offset)
+			// pending ends its record unless ev is of the same record (an
+			// expiry belongs to none, whatever its Offset).
+			withID := pending.Offset != ev.Offset || ev.Kind == node.EventExpired
+			buf = AppendEvent(buf[:0], pending, withID)
 			if _, werr := w.Write(buf); werr != nil {
 				return nil
 			}
+			if id, ok := eventID(pending, withID); ok {
+				resumeAt, canResume = id+1, true
+			}
+		}
+		if !canResume && ev.Kind == node.EventChange {
+			resumeAt, canResume = ev.Offset, true
 		}
 		pending = &ev
 	}
+}
+
+// eventID is the id AppendEvent writes for ev, if any.
+func eventID(ev *node.Event, withID bool) (uint64, bool) {
+	switch ev.Kind {
+	case node.EventReset, node.EventState, node.EventExpired:
+		// An expiry comes from no record (its Offset is the last one's).
+		return 0, false
+	case node.EventSynced:
+		return ev.Offset - 1, withID && ev.Offset > 0
+	}
+	return ev.Offset, withID
 }
 
 // deadlineWriter sets the connection's write deadline before each write.
@@ -1226,15 +1502,7 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 // catch-up carries the offset before it (none when that is the log's
 // start).
 func AppendEvent(b []byte, ev *node.Event, withID bool) []byte {
-	id, hasID := ev.Offset, withID
-	switch ev.Kind {
-	case node.EventReset, node.EventState:
-		hasID = false
-	case node.EventSynced:
-		hasID = withID && ev.Offset > 0
-		id = ev.Offset - 1
-	}
-	if hasID {
+	if id, hasID := eventID(ev, withID); hasID {
 		b = append(b, "id: "...)
 		b = strconv.AppendUint(b, id, 10)
 		b = append(b, '\n')

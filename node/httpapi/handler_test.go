@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/shoaldb/shoal/node"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shoaldb/shoal/node"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -471,8 +472,9 @@ func TestHTTPWatchAndResume(t *testing.T) {
 func FuzzHTTPBodies(f *testing.F) {
 	for _, s := range []string{``, `1`, `"x"`, `{"by":1}`, `{"members":["a"]}`, `{"set":{"a":1},"delete":["b"],"incr":{"c":1}}`,
 		`{"ops":[{"op":"put","key":"a","value":1}]}`, `{"nested":{"a":{"nested":{"b":{"set":{"c":null}}}}}}`, `[[[[[[]]]]]]`,
-		`{"by":9223372036854775807}`, `{"ops":[{"op":"patch","key":"k","patch":{"add":{"s":["x"]}}}]}`, "\xff", `{"a":1e400}`} {
-		for ep := 0; ep < 6; ep++ {
+		`{"by":9223372036854775807}`, `{"ops":[{"op":"patch","key":"k","patch":{"add":{"s":["x"]}}}]}`, "\xff", `{"a":1e400}`,
+		`{"ttl":"30s"}`, `{"persist":true}`, `{"ttl":"-1s"}`, `{"ops":[{"op":"expire","key":"f","ttl":"1m"},{"op":"persist","key":"f"}]}`} {
+		for ep := 0; ep < 8; ep++ {
 			f.Add(uint8(ep), s)
 		}
 	}
@@ -481,6 +483,7 @@ func FuzzHTTPBodies(f *testing.F) {
 	eps := []struct{ method, path string }{
 		{"PUT", "/v1/kv/f"}, {"POST", "/v1/kv/c/incr"}, {"POST", "/v1/kv/s/add"},
 		{"POST", "/v1/kv/s/remove"}, {"PATCH", "/v1/kv/d"}, {"POST", "/v1/batch"},
+		{"POST", "/v1/kv/f/expire"}, {"PUT", "/v1/kv/f?ttl=1h"},
 	}
 	f.Fuzz(func(t *testing.T, ep uint8, body string) {
 		e := eps[int(ep)%len(eps)]
@@ -539,14 +542,17 @@ type blockingWriter struct {
 	out    strings.Builder
 }
 
-type writeBlock struct{ blocked, release chan struct{} }
+type writeBlock struct {
+	blocked, release chan struct{}
+	once             atomic.Bool // blocks the first matching write only
+}
 
 func (w *blockingWriter) Header() http.Header { return w.header }
 func (w *blockingWriter) WriteHeader(int)     {}
 func (w *blockingWriter) Flush()              {}
 func (w *blockingWriter) Write(b []byte) (int, error) {
 	for marker, blk := range w.blocks {
-		if strings.Contains(string(b), marker) {
+		if strings.Contains(string(b), marker) && blk.once.CompareAndSwap(false, true) {
 			close(blk.blocked)
 			<-blk.release
 		}
@@ -556,14 +562,22 @@ func (w *blockingWriter) Write(b []byte) (int, error) {
 	return w.out.Write(b)
 }
 
-// TestHTTPWatchEndsMidRecordWithoutID: a stream that ends (here: a slow
-// reader dropped) while an event of a record is held back sends it without
-// an id, so a client resuming after the last id gets the whole record.
-func TestHTTPWatchEndsMidRecordWithoutID(t *testing.T) {
+func (w *blockingWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.out.String()
+}
+
+// TestHTTPWatchFallsBehindAndGoesOn: a reader that falls behind the live
+// feed (its events held back while a record is half written) is not cut
+// off: the stream goes on from the log after the last id it was sent,
+// every key arrives with its current value, synced marks the end of the
+// catch-up, and live events follow.
+func TestHTTPWatchFallsBehindAndGoesOn(t *testing.T) {
 	n := newHTTPTestNode(t, &node.Options{Sync: node.SyncNever, SubscriberBuffer: 3})
 	h := NewHandler(n, nil)
-	blockZ := &writeBlock{make(chan struct{}), make(chan struct{})}
-	blockA := &writeBlock{make(chan struct{}), make(chan struct{})}
+	blockZ := &writeBlock{blocked: make(chan struct{}), release: make(chan struct{})}
+	blockA := &writeBlock{blocked: make(chan struct{}), release: make(chan struct{})}
 	w := &blockingWriter{header: http.Header{}, blocks: map[string]*writeBlock{`"key":"z"`: blockZ, `"key":"a"`: blockA}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -581,7 +595,7 @@ func TestHTTPWatchEndsMidRecordWithoutID(t *testing.T) {
 	commit := func(keys ...string) {
 		var b node.Batch
 		for _, k := range keys {
-			b.Put(k, 1)
+			b.Put(k, k+"-value")
 		}
 		if err := n.Commit(&b); err != nil {
 			t.Fatal(err)
@@ -592,12 +606,31 @@ func TestHTTPWatchEndsMidRecordWithoutID(t *testing.T) {
 	commit("a", "b", "c") // offset 1, queued whole while the handler waits
 	close(blockZ.release)
 	<-blockA.blocked      // the handler writes a and holds b back
-	commit("d", "e", "f") // overflows the queue: the subscription ends
+	commit("d", "e", "f") // offset 2: the reader is now 4 behind
+	commit("g")           // more than the buffer behind: dropped from the live feed
 	close(blockA.release)
+	for deadline := time.Now().Add(10 * time.Second); h.WatchResumes() != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream did not go on from the log; stream:\n%s", w.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	commit("h")
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(w.String(), `"key":"h"`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no live event after the catch-up; stream:\n%s", w.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
 	<-done
-	out := w.out.String()
-	if strings.Count(out, "id:") != 1 || !strings.Contains(out, "id: 0\n") || !strings.Contains(out, `"key":"b"`) ||
-		!strings.HasSuffix(out, "\"code\":\"slow_subscriber\"}\n\n") {
+	out := w.String()
+	for _, k := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+		if !strings.Contains(out, `"key":"`+k+`","type":"register","value":"`+k+`-value"`) {
+			t.Fatalf("key %s missing after the catch-up; stream:\n%s", k, out)
+		}
+	}
+	if !strings.Contains(out, `"kind":"synced"`) || strings.Contains(out, "slow_subscriber") {
 		t.Fatalf("stream:\n%s", out)
 	}
 }
