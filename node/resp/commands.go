@@ -88,10 +88,20 @@ func commandList() []*command {
 		cn("watch", -2, "transactions", "Not supported: leaderless, there is no global version to compare.", false, (*conn).watch),
 		cn("unwatch", 1, "transactions", "Does nothing (WATCH is not supported).", false, (*conn).unwatch),
 	}
-	for _, name := range expiryCommands {
-		list = append(list, &command{name: name, arity: -2, flags: wr, first: 1, last: 1, step: 1,
-			group: "generic", summary: "Not supported yet: keys cannot expire.", run: cmdNoExpiry})
-	}
+	list = append(list,
+		data("expire", -3, wr, 1, 1, 1, "generic", "Makes a key expire in seconds (NX, XX, GT, LT).", true, cmdExpire),
+		data("pexpire", -3, wr, 1, 1, 1, "generic", "Makes a key expire in milliseconds.", true, cmdExpire),
+		data("expireat", -3, wr, 1, 1, 1, "generic", "Makes a key expire at a Unix time.", true, cmdExpire),
+		data("pexpireat", -3, wr, 1, 1, 1, "generic", "Makes a key expire at a Unix time in milliseconds.", true, cmdExpire),
+		data("ttl", 2, rd, 1, 1, 1, "generic", "Returns a key's time to live in seconds.", false, cmdTTL),
+		data("pttl", 2, rd, 1, 1, 1, "generic", "Returns a key's time to live in milliseconds.", false, cmdTTL),
+		data("expiretime", 2, rd, 1, 1, 1, "generic", "Returns a key's expiry as a Unix time.", false, cmdTTL),
+		data("pexpiretime", 2, rd, 1, 1, 1, "generic", "Returns a key's expiry as a Unix time in milliseconds.", false, cmdTTL),
+		data("persist", 2, wr, 1, 1, 1, "generic", "Removes a key's expiry.", true, cmdPersist),
+		data("setex", 4, wr, 1, 1, 1, "string", "Sets a string that expires in seconds.", true, cmdSetEx),
+		data("psetex", 4, wr, 1, 1, 1, "string", "Sets a string that expires in milliseconds.", true, cmdSetEx),
+		data("getex", -2, wr, 1, 1, 1, "string", "Returns a string and sets or removes its expiry.", true, cmdGetEx),
+	)
 	return list
 }
 

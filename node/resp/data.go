@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/shoaldb/shoal/node"
@@ -36,24 +37,34 @@ func (o *out) value(v *val) {
 }
 
 func cmdSet(x *exec, a [][]byte) {
-	var nx, xx, get bool
-	for _, opt := range a[3:] {
-		switch strings.ToUpper(string(opt)) {
+	var nx, xx, get, keepTTL bool
+	var ttl time.Duration
+	for i := 3; i < len(a); i++ {
+		switch opt := strings.ToUpper(string(a[i])); opt {
 		case "NX":
 			nx = true
 		case "XX":
 			xx = true
 		case "GET":
 			get = true
-		case "EX", "PX", "EXAT", "PXAT", "KEEPTTL":
-			x.o.err(errNoExpiry("SET " + strings.ToUpper(string(opt))))
-			return
+		case "KEEPTTL":
+			keepTTL = true // what a write does anyway (see expiry.go)
+		case "EX", "PX", "EXAT", "PXAT":
+			if ttl > 0 {
+				x.o.err(errSyntax)
+				return
+			}
+			var ok bool
+			if ttl, ok = expiryOption(x, "set", a, i); !ok {
+				return
+			}
+			i++
 		default:
 			x.o.err(errSyntax)
 			return
 		}
 	}
-	if nx && xx {
+	if (nx && xx) || (keepTTL && ttl > 0) {
 		x.o.err(errSyntax)
 		return
 	}
@@ -75,7 +86,7 @@ func cmdSet(x *exec, a [][]byte) {
 		}
 		return
 	}
-	x.setString(a[1], a[2], v)
+	x.setString(a[1], a[2], v, ttl)
 	if get {
 		x.o.value(&old)
 	} else {
@@ -115,7 +126,7 @@ func cmdMSet(x *exec, a [][]byte) {
 		vs = append(vs, v)
 	}
 	for i := 1; i < len(a); i += 2 {
-		x.setString(a[i], a[i+1], vs[i/2])
+		x.setString(a[i], a[i+1], vs[i/2], 0)
 	}
 	x.o.ok()
 }

@@ -31,6 +31,9 @@
 // different types on two replicas converge by the same rule; a command
 // of another type then answers WRONGTYPE.
 //
+// Expiry is the node's (see expiry.go), with one difference from Redis: a
+// write keeps the key's expiry (Redis's SET discards it unless KEEPTTL).
+//
 // Keys, set members and hash fields must be UTF-8 (keys at most 1 KiB):
 // others are refused with an error.
 //

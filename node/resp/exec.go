@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/shoaldb/shoal/node"
 )
@@ -60,13 +61,22 @@ func (x *exec) loadType(key []byte, types ...node.Type) *val {
 // value of another type: the old value is deleted in the same record (an
 // observed remove, so a concurrent write of the old type elsewhere
 // survives, and the type of higher precedence shows; see crdt).
-func (x *exec) setString(key, value []byte, v *val) {
+// With ttl > 0 the key expires ttl after the write; 0 keeps the key's
+// expiry (see expiry.go).
+func (x *exec) setString(key, value []byte, v *val, ttl time.Duration) {
 	k := string(key)
 	if v.exists() && v.typ != node.TypeRegister {
 		x.b.Delete(k)
 	}
-	x.b.Put(k, storedString(value))
+	x.b.PutWith(k, storedString(value), node.WriteOptions{TTL: ttl})
+	keep := *v
 	*v = val{typ: node.TypeRegister, str: value}
+	switch {
+	case ttl > 0:
+		v.expires, v.expLoaded = time.Now().Add(ttl).Truncate(time.Millisecond), true
+	case keep.typ == node.TypeRegister:
+		v.expires, v.expLoaded = keep.expires, keep.expLoaded
+	}
 }
 
 func (x *exec) del(key []byte, v *val) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -168,6 +169,9 @@ type val struct {
 	n    int64     // counter
 	set  map[string]struct{}
 	hash map[string]field
+
+	expires   time.Time // the key's expiry (zero: none), once expLoaded
+	expLoaded bool
 }
 
 // field is one field of a map, as a Redis hash sees it.
