@@ -58,26 +58,10 @@ func (b *Batch) Reset() { *b = Batch{} }
 // failing one's error is returned, wrapped with its position). An empty
 // batch is a no-op. The batch may be committed again or reset afterwards.
 func (n *Node) Commit(b *Batch) error {
-	if n.closed.Load() {
-		return ErrClosed
+	r, err := n.batchRequest(b)
+	if err != nil || r == nil {
+		return err
 	}
-	if b.err != nil {
-		return b.err
-	}
-	if len(b.ops) == 0 {
-		return nil
-	}
-	if len(b.ops) > n.opts.MaxBatchOperations {
-		return fmt.Errorf("%w: batch of %d operations (max %d)", ErrTooLarge, len(b.ops), n.opts.MaxBatchOperations)
-	}
-	for i, op := range b.ops {
-		if op.size > n.opts.MaxValueBytes {
-			return fmt.Errorf("%w: batch operation %d: %s %q: %d bytes (max %d)",
-				ErrTooLarge, i, op.kind, op.key, op.size, n.opts.MaxValueBytes)
-		}
-	}
-	r := getRequest(reqBatch)
-	r.batch = b.ops
-	_, err := n.do(r)
+	_, err = n.do(r)
 	return err
 }

@@ -29,6 +29,9 @@ var errJSON = errors.New("malformed JSON")
 // integer and float kind, string, []any, []string, map[string]any (recursively),
 // json.Number and json.RawMessage. Callers wrap an error in ErrInvalidValue.
 func encodeValue(v any) ([]byte, error) {
+	if s, ok := v.(string); ok { // sized at once: most values are strings
+		return appendString(make([]byte, 0, len(s)+2), s)
+	}
 	return appendJSON(make([]byte, 0, 64), v, 0)
 }
 

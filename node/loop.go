@@ -379,9 +379,18 @@ func (n *Node) applyGroup(g *group) {
 		off := first + uint64(i)
 		e.r.offset = off
 		changes := n.applyOp(e.op)
-		if e.r.kind == reqIncr {
+		switch e.r.kind {
+		case reqIncr:
 			if v, ok := n.ks.Get(e.r.key, 0); ok { // the value just written
 				e.r.n = v.Counter
+			}
+		case reqBatch:
+			for _, op := range e.r.batch {
+				if op.kind == reqIncr {
+					if v, ok := n.ks.Get(op.key, 0); ok && v.Type == crdt.TypeCounter {
+						op.n, op.counted = v.Counter, true
+					}
+				}
 			}
 		}
 		if publish {
@@ -521,6 +530,13 @@ func (n *Node) build(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, e
 		d, err := buildOne(tx, r, ts)
 		if err != nil {
 			return nil, mapError(r.kind.String(), r.key, err)
+		}
+		return d, nil
+	}
+	if len(r.batch) == 1 { // nothing to join: the Tx's delta as a single write uses it
+		d, err := buildOne(tx, r.batch[0], ts)
+		if err != nil {
+			return nil, fmt.Errorf("node: batch operation 0: %w", mapError(r.batch[0].kind.String(), r.batch[0].key, err))
 		}
 		return d, nil
 	}

@@ -314,13 +314,21 @@ func (n *Node) FieldSiblings(key string, path ...string) ([]Sibling, error) {
 // Keys lists the keys starting with prefix, sorted, at most limit of them
 // (limit <= 0: all).
 func (n *Node) Keys(prefix string, limit int) ([]KeyInfo, error) {
+	return n.KeysAfter(prefix, "", limit)
+}
+
+// KeysAfter is Keys for the keys that sort after the key after (all of
+// them when after is ""): a cursor to walk a prefix in chunks, which needs
+// no state on the node. Keys written behind the cursor meanwhile are not
+// seen; none is listed twice.
+func (n *Node) KeysAfter(prefix, after string, limit int) ([]KeyInfo, error) {
 	if n.closed.Load() {
 		return nil, ErrClosed
 	}
 	// Keyspace.Keys sorts newly added keys into its index on demand, so it
 	// writes: it takes the write lock, not the read lock.
 	n.mu.Lock()
-	infos := n.ks.Keys(prefix, limit, n.readTime())
+	infos := n.ks.KeysAfter(prefix, after, limit, n.readTime())
 	n.mu.Unlock()
 	out := make([]KeyInfo, len(infos))
 	for i, ki := range infos {

@@ -55,10 +55,11 @@ type request struct {
 	snapDone chan error         // reqSnapshot: answered by the snapshot writer
 	backup   chan<- *backupBody // reqSnapshot for Backup: the state copy, no snapshot written
 
-	err    error
-	n      int64  // incr: the counter's new value
-	offset uint64 // WAL offset of the record
-	done   chan struct{}
+	err     error
+	n       int64  // incr: the counter's new value
+	counted bool   // n is set (an incr inside a batch: see Pending.Counter)
+	offset  uint64 // WAL offset of the record
+	done    chan struct{}
 }
 
 var reqPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
@@ -77,14 +78,27 @@ func putRequest(r *request) {
 
 // submit hands r to the commit loop and waits for its result.
 func (n *Node) submit(r *request) error {
+	if err := n.enqueue(r); err != nil {
+		return err
+	}
+	return n.await(r)
+}
+
+// enqueue hands r to the commit loop (in the caller's order).
+func (n *Node) enqueue(r *request) error {
 	if n.closed.Load() {
 		return ErrClosed
 	}
 	select {
 	case n.reqs <- r:
+		return nil
 	case <-n.closing:
 		return ErrClosed
 	}
+}
+
+// await waits for the result of a request enqueued.
+func (n *Node) await(r *request) error {
 	select {
 	case <-r.done:
 		return r.err

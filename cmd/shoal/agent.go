@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/shoaldb/shoal/node"
 	"github.com/shoaldb/shoal/node/httpapi"
+	"github.com/shoaldb/shoal/node/resp"
 )
 
 const agentUsage = `Usage: shoal agent [flags]
@@ -35,6 +37,8 @@ usable offline; peers that join it later sync with it.
 Every flag also reads SHOAL_<NAME> from the environment (--data-dir reads
 SHOAL_DATA_DIR); flags win over the environment, which wins over the defaults.
 Addresses default to loopback: pass e.g. --http 0.0.0.0:7070 to serve others.
+--resp 6380 also serves the Redis protocol (any Redis client; AUTH takes the
+API token).
 
 SIGINT or SIGTERM shuts down gracefully: stop accepting writes, end watches,
 leave the cluster, finish in-flight requests, flush and close the data
@@ -47,6 +51,7 @@ type AgentConfig struct {
 	Name        string
 	DataDir     string
 	HTTPAddr    string
+	RESPAddr    string // the Redis-protocol endpoint; "" = off
 	GossipAddr  string
 	Join        []string
 	Token       string
@@ -103,6 +108,9 @@ type AgentCommand struct {
 	handler  *httpapi.Handler
 	server   *http.Server
 	ln       net.Listener
+	resp     *resp.Server
+	respAddr string
+	respDone chan struct{}
 	registry *prometheus.Registry
 	url      string
 	serveErr chan error
@@ -146,6 +154,7 @@ func registerAgentFlags(fs *flag.FlagSet, cfg *AgentConfig) {
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "node name, unique in the cluster")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "data directory (WAL, snapshots, identity)")
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "address the HTTP API listens on")
+	fs.StringVar(&cfg.RESPAddr, "resp", cfg.RESPAddr, "address of the Redis-protocol (RESP) endpoint, e.g. 127.0.0.1:6380 (a bare port means loopback; off when empty); AUTH takes the API token")
 	fs.StringVar(&cfg.GossipAddr, "gossip", cfg.GossipAddr, "address gossip (memberlist) binds to, TCP and UDP")
 	fs.Var((*listFlag)(&cfg.Join), "join", "gossip addresses of peers to join, comma list (host:port,...)")
 	fs.StringVar(&cfg.Token, "token", cfg.Token, "bearer token required on every API call (prefer --token-file or SHOAL_TOKEN: flags show in ps)")
@@ -155,7 +164,7 @@ func registerAgentFlags(fs *flag.FlagSet, cfg *AgentConfig) {
 	fs.StringVar(&cfg.KeyringFile, "keyring-file", cfg.KeyringFile, "file of base64 keys, one a line, the first the primary (key rotation; SIGHUP rereads it)")
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", cfg.InsecureNoAuth, "serve the HTTP API beyond loopback with no token: anyone who reaches it reads and writes everything")
 	fs.BoolVar(&cfg.InsecureNoEncryption, "insecure-no-encryption", cfg.InsecureNoEncryption, "gossip and replicate beyond loopback with no key: traffic is readable and forgeable on the network")
-	fs.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "open HTTP API connections at most (watches included)")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "open HTTP API connections at most (watches included), and as many on the RESP endpoint")
 	fs.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", cfg.HTTPReadTimeout, "time a client has to send a whole request (headers and body)")
 	fs.IntVar(&cfg.DataPort, "data-port", cfg.DataPort, "port of the replication data streams, on the --gossip host (0 = a free port, advertised over gossip)")
 	fs.StringVar(&cfg.Advertise, "advertise", cfg.Advertise, "gossip address other nodes use to reach this one (default: the --gossip address)")
@@ -238,6 +247,13 @@ func (cfg *AgentConfig) validate() error {
 	if err != nil {
 		return err
 	}
+	if cfg.RESPAddr != "" {
+		addr, err := respListenAddr(cfg.RESPAddr)
+		if err != nil {
+			return err
+		}
+		cfg.RESPAddr = addr
+	}
 	if cfg.Name == "" || cfg.DataDir == "" || cfg.HTTPAddr == "" || cfg.GossipAddr == "" {
 		return usageError("--name, --data-dir, --http and --gossip must not be empty")
 	}
@@ -301,7 +317,24 @@ func (cfg *AgentConfig) checkExposure(keyed, authed bool) error {
 		return usageError("the HTTP API on %s is reachable beyond this machine, and without a token anyone who reaches it reads and writes everything: "+
 			"give --token-file (or SHOAL_TOKEN), or --insecure-no-auth to run open", cfg.HTTPAddr)
 	}
+	if cfg.RESPAddr != "" && !authed && !cfg.InsecureNoAuth && !loopbackAddr(cfg.RESPAddr) {
+		return usageError("the RESP endpoint on %s is reachable beyond this machine, and without a token (its AUTH password) anyone who reaches it reads and writes everything: "+
+			"give --token-file (or SHOAL_TOKEN), or --insecure-no-auth to run open", cfg.RESPAddr)
+	}
 	return nil
+}
+
+// respListenAddr completes --resp: a bare port means loopback (the
+// default host everywhere in the agent); host:port and :port (every
+// interface, as for --http) are taken as they are.
+func respListenAddr(a string) (string, error) {
+	if _, err := strconv.ParseUint(a, 10, 16); err == nil {
+		return net.JoinHostPort("127.0.0.1", a), nil
+	}
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		return "", usageError("--resp: want host:port or a port, got %q", a)
+	}
+	return a, nil
 }
 
 // loopbackAddr reports whether host:port listens on loopback only: a
@@ -469,6 +502,11 @@ func (c *AgentCommand) Run(ctx context.Context) error {
 		}
 	}()
 	log.Info("serving the HTTP API", "url", c.url, "auth", token != "")
+	if cfg.RESPAddr != "" {
+		if err := c.serveRESP(cfg, token, log); err != nil {
+			return err
+		}
+	}
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && token == "" {
 		log.Warn("--insecure-no-auth: the HTTP API is reachable beyond this machine and requires no token")
 	}
@@ -515,6 +553,12 @@ func (c *AgentCommand) close() error {
 		errs = append(errs, err)
 	}
 	lcancel()
+	if c.resp != nil {
+		// Its connections end after the command they are running: the
+		// writes the node accepted commit before the node closes.
+		_ = c.resp.Close()
+		<-c.respDone
+	}
 	if c.server != nil {
 		if err := c.server.Shutdown(ctx); err != nil {
 			log.Warn("in-flight requests did not finish in time", "err", err)
@@ -582,6 +626,39 @@ func withPprof(api http.Handler, token string) http.Handler {
 		mux.ServeHTTP(w, r)
 	})
 }
+
+// serveRESP starts the Redis-protocol endpoint (package resp) with the
+// HTTP API's token as its password and the same connection cap.
+func (c *AgentCommand) serveRESP(cfg AgentConfig, token string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", cfg.RESPAddr)
+	if err != nil {
+		return fmt.Errorf("RESP endpoint: %w", err)
+	}
+	c.resp = resp.New(c.node, &resp.Options{
+		Password:       token,
+		Version:        versionString(),
+		MaxConnections: cfg.MaxConnections,
+		MaxBulkBytes:   int(cfg.MaxBodyBytes),
+		Logger:         log,
+	})
+	c.respAddr = ln.Addr().String()
+	c.respDone = make(chan struct{})
+	go func() {
+		defer close(c.respDone)
+		if err := c.resp.Serve(ln); err != nil && !errors.Is(err, resp.ErrServerClosed) {
+			log.Error("the RESP endpoint stopped", "err", err) // the HTTP API goes on
+		}
+	}()
+	log.Info("serving the Redis protocol (RESP)", "addr", c.respAddr, "auth", token != "")
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && token == "" {
+		log.Warn("--insecure-no-auth: the RESP endpoint is reachable beyond this machine and requires no password")
+	}
+	return nil
+}
+
+// RESPAddr is the address of the RESP endpoint once Run returned ("" when
+// off).
+func (c *AgentCommand) RESPAddr() string { return c.respAddr }
 
 // buildInfo is shoal_build_info: 1, labelled with the version and the Go
 // toolchain, so dashboards can show which build each node runs.

@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-const benchUsage = `Usage: shoal bench put|http|cluster|all [flags]
+const benchUsage = `Usage: shoal bench put|http|cluster|resp|all [flags]
        shoal bench noop-server [--http ADDR]
 
 Measurements to run on your own machine. Each figure is printed next to its
@@ -35,6 +35,9 @@ where the project has one (met or not met: a run never fails on a goal).
            rate, ack-to-visible-on-all latency, wire bytes and CPU per write
   all      every figure and plot the README shows (--svg DIR writes the plots)
 
+bench resp runs redis-benchmark against the RESP endpoint and against Redis
+(appendfsync always) in the same run.
+
 bench noop-server runs only the no-op reference server of bench http.
 
 Run "shoal bench COMMAND --help" for the flags of each.
@@ -44,7 +47,7 @@ func (m *Main) runBench(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
 		fmt.Fprint(m.Stdout, benchUsage)
 		if len(args) == 0 {
-			return usageError("bench: say which: put, http, cluster, all or noop-server")
+			return usageError("bench: say which: put, http, cluster, resp, all or noop-server")
 		}
 		return nil
 	}
@@ -55,12 +58,14 @@ func (m *Main) runBench(ctx context.Context, args []string) error {
 		return m.runBenchHTTP(ctx, args[1:])
 	case "cluster":
 		return m.runBenchCluster(ctx, args[1:])
+	case "resp":
+		return m.runBenchRESP(ctx, args[1:])
 	case "all":
 		return m.runBenchAll(ctx, args[1:])
 	case "noop-server":
 		return m.runNoopServer(ctx, args[1:])
 	}
-	return usageError("bench: unknown benchmark %q (want put, http, cluster, all or noop-server)", args[0])
+	return usageError("bench: unknown benchmark %q (want put, http, cluster, resp, all or noop-server)", args[0])
 }
 
 // writeJSON writes v as indented JSON, the -o json of every bench.

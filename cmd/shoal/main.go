@@ -5,6 +5,7 @@
 //	shoal get|put|del|...      the client side of the HTTP API
 //	shoal wal verify|dump DIR  check or print a data directory offline
 //	shoal bench put|http|cluster|all  measure against baselines in the same run
+//	shoal bench resp           redis-benchmark against the RESP endpoint and Redis
 //
 // Run "shoal help" or "shoal COMMAND --help" for details.
 package main
@@ -81,6 +82,7 @@ Tools:
   bench put     embedded durable writes against raw group commit and bbolt
   bench http    the HTTP API against a no-op server (closed or open loop)
   bench cluster N agents on loopback: sustained rate, convergence latency
+  bench resp    redis-benchmark against shoal's RESP endpoint and Redis, same run
   bench all     every figure and plot of the README's benchmark section
   version       print the version
 

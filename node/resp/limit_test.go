@@ -1,0 +1,184 @@
+package resp
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidwall/redcon"
+)
+
+// TestRESPProtocolErrors: a malformed or oversized request is answered
+// with a protocol error and closes that connection only; what came
+// before it in the same pipeline is served.
+func TestRESPProtocolErrors(t *testing.T) {
+	ts := startServer(t, nil, &Options{MaxBulkBytes: 100, MaxArgs: 4, MaxCommandBytes: 300})
+	other := dial(t, ts.addr)
+	for _, tc := range []struct{ name, req, want string }{
+		{"bad multibulk", "*x\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"bad bulk", "*1\r\n$x\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+		{"no dollar", "*1\r\n+PING\r\n", "-ERR Protocol error: expected '$', got '+'\r\n"},
+		{"bulk over the limit", "*2\r\n$3\r\nGET\r\n$101\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+		{"huge bulk", "*2\r\n$3\r\nGET\r\n$99999999999999999999\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+		{"too many args", "*5\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"signed count", "*+1\r\n$+999999999\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"signed bulk", "*1\r\n$+999999999\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+		{"negative count", "*-1\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"command too large", encode("MSET", strings.Repeat("k", 100), strings.Repeat("v", 100), strings.Repeat("w", 100)),
+			"-ERR Protocol error: command too large\r\n"},
+		{"served before the bad one", encode("PING") + "*9\r\n", "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"},
+		{"inline too long", strings.Repeat("a", maxInlineBytes+1), "-ERR Protocol error: too big inline request\r\n"},
+	} {
+		c := dial(t, ts.addr)
+		got := c.send(tc.req)
+		for got != "<closed>" && !strings.HasSuffix(got, "\r\n-ERR Protocol error: "+strings.TrimPrefix(tc.want, "-ERR Protocol error: ")) && got != tc.want {
+			more := c.read()
+			if more == "<closed>" {
+				break
+			}
+			got += more
+		}
+		if got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+		if after := c.read(); after != "<closed>" {
+			t.Errorf("%s: the connection stayed open (%q)", tc.name, after)
+		}
+		if got := other.cmd("PING"); got != "+PONG\r\n" {
+			t.Fatalf("%s: another connection broke: %q", tc.name, got)
+		}
+	}
+	// Inline commands (telnet) work.
+	c := dial(t, ts.addr)
+	if got := c.send("SET k \"a b\"\r\n"); got != "+OK\r\n" {
+		t.Fatalf("inline SET = %q", got)
+	}
+	if got := c.send("GET k\r\n"); got != "$3\r\na b\r\n" {
+		t.Fatalf("inline GET = %q", got)
+	}
+	// A large pipeline of small commands is not "too large": the limit
+	// is per command.
+	var b strings.Builder
+	for i := range 1000 {
+		b.WriteString(encode("SET", fmt.Sprint("p", i), "v"))
+	}
+	got := c.send(b.String())
+	for strings.Count(got, "+OK\r\n") < 1000 {
+		more := c.read()
+		if more == "<closed>" {
+			t.Fatalf("closed after %d replies", strings.Count(got, "+OK\r\n"))
+		}
+		got += more
+	}
+}
+
+func TestRESPMaxConnections(t *testing.T) {
+	ts := startServer(t, nil, &Options{MaxConnections: 2})
+	a, b := dial(t, ts.addr), dial(t, ts.addr)
+	a.cmd("PING")
+	b.cmd("PING")
+	c := dial(t, ts.addr)
+	if got := c.read(); got != "-ERR max number of clients reached\r\n" {
+		t.Fatalf("third connection: %q", got)
+	}
+	b.nc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for ts.s.Conns() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the closed connection was not released")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	d := dial(t, ts.addr)
+	if got := d.cmd("PING"); got != "+PONG\r\n" {
+		t.Fatalf("after one closed: %q", got)
+	}
+}
+
+// FuzzLimitReader: whatever the bytes, the server answers or closes the
+// connection, and never panics (a panic in a connection's goroutine ends
+// the test binary).
+func FuzzLimitReader(f *testing.F) {
+	f.Add([]byte(encode("SET", "k", "v")))
+	f.Add([]byte("*2\r\n$3\r\nGET\r\n$99\r\n"))
+	f.Add([]byte("PING\r\n*1\r\n$4\r\nPING\r\n"))
+	f.Add([]byte("*-1\r\n*0\r\n$-1\r\n"))
+	ts := startServer(f, nil, &Options{MaxBulkBytes: 64, MaxArgs: 8, MaxCommandBytes: 256})
+	f.Fuzz(func(t *testing.T, req []byte) {
+		c := dial(t, ts.addr)
+		_ = c.nc.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := c.nc.Write(req); err != nil {
+			return
+		}
+		buf := make([]byte, 4096)
+		for {
+			if _, err := c.nc.Read(buf); err != nil {
+				break
+			}
+		}
+		c.nc.Close()
+	})
+}
+
+// chunky returns its data a few bytes at a time, into buffers larger than
+// what it returns.
+type chunky struct {
+	data []byte
+	rnd  *rand.Rand
+}
+
+func (c *chunky) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(c.data), 1+c.rnd.IntN(300))
+	copy(p, c.data[:n])
+	for i := n; i < min(len(p), n+64); i++ {
+		p[i] = '*' // garbage beyond what was read must not count
+	}
+	c.data = c.data[n:]
+	return n, nil
+}
+
+// TestLimitReaderFraming: valid streams cut at any byte pass through with
+// the limiter in step (no false protocol error), whatever the chunks.
+func TestLimitReaderFraming(t *testing.T) {
+	for seed := range uint64(20) {
+		rnd := rand.New(rand.NewPCG(seed, 1))
+		var b strings.Builder
+		want := 0
+		for range 100 {
+			if rnd.IntN(5) == 0 {
+				b.WriteString("PING inline\r\n")
+			} else {
+				// Some values longer than an inline line may be: a limiter
+				// out of step would read one as an inline command too long.
+				size := rnd.IntN(3000)
+				if rnd.IntN(10) == 0 {
+					size = maxInlineBytes + rnd.IntN(1000)
+				}
+				b.WriteString(encode("SET", fmt.Sprint("k", rnd.IntN(100)), strings.Repeat("v", size)))
+			}
+			want++
+		}
+		lr := &limitReader{r: &chunky{data: []byte(b.String()), rnd: rnd}, maxArgs: 3, maxBulk: 2 * maxInlineBytes, maxTotal: 3 * maxInlineBytes}
+		rd := redcon.NewReader(lr)
+		got := 0
+		for {
+			cmds, err := rd.ReadCommands()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("seed %d: after %d commands: %v", seed, got, err)
+			}
+			got += len(cmds)
+		}
+		if got != want {
+			t.Fatalf("seed %d: %d commands, want %d", seed, got, want)
+		}
+	}
+}

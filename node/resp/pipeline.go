@@ -1,0 +1,227 @@
+package resp
+
+import (
+	"errors"
+	"hash/maphash"
+
+	"github.com/shoaldb/shoal/node"
+)
+
+func newSeed() maphash.Seed { return maphash.MakeSeed() }
+
+// maxRoundOps and maxRoundBytes bound the blind writes one round collects
+// before it is submitted (a record is at most 16 MiB).
+const (
+	maxRoundOps   = 1024
+	maxRoundBytes = 1 << 20
+)
+
+// blind is one blind write of the current round.
+type blind struct {
+	cmd *command
+	a   [][]byte
+	by  int64 // INCR family: the increment
+}
+
+func (b *blind) isSet() bool { return b.cmd.name == "set" || b.cmd.name == "mset" }
+
+// keyWrite is what a round does to one key: its last value (SET, MSET)
+// or the sum of its increments (the INCR family).
+type keyWrite struct {
+	key   string
+	incr  bool
+	value []byte
+	by    int64
+	op    int // its operation's index in the batch
+}
+
+// round collects the blind writes (plain SET, MSET, the INCR family) of a
+// connection's pipelined commands into one batch: one record for the
+// lot, instead of one each (the per-record cost is most of a durable
+// write's CPU). In the batch each key is written once: its last value, or
+// the sum of its increments. Nothing can observe the difference, as the
+// record applies atomically, and the replies are the same (an INCR's
+// value is derived, see replyRound). The batch is submitted without
+// waiting when the round is full or a command that must read arrives
+// (the node queues it in order, so the batches of all connections share
+// group commits), and the replies are written once it is durable
+// (drain).
+type round struct {
+	blinds []blind
+	keys   map[string]*keyWrite
+	order  []*keyWrite
+	mixed  bool // a key both SET and incremented: the batch would fail
+	bytes  int
+	subs   []submitted // batches submitted, replies not yet written
+}
+
+type submitted struct {
+	b      *node.Batch
+	p      *node.Pending
+	blinds []blind
+	keys   map[string]*keyWrite
+}
+
+// fast takes a blind write into the round; it reports whether it did.
+func (c *conn) fast(cmd *command, a [][]byte) bool {
+	var by int64
+	switch cmd.name {
+	case "set":
+		if len(a) != 3 {
+			return false
+		}
+	case "mset":
+		if len(a)%2 != 1 {
+			return false
+		}
+	case "incr", "decr", "incrby", "decrby":
+		var ok bool
+		if by, ok = incrAmount(a); !ok {
+			return false // the slow path answers the error
+		}
+	default:
+		return false
+	}
+	r := &c.round
+	if r.keys == nil {
+		r.keys = make(map[string]*keyWrite)
+	}
+	write := func(key []byte, incr bool, value []byte, by int64) {
+		w, ok := r.keys[string(key)]
+		if !ok {
+			w = &keyWrite{key: string(key), incr: incr}
+			r.keys[w.key] = w
+			r.order = append(r.order, w)
+		}
+		if w.incr != incr {
+			r.mixed = true
+		}
+		w.value, w.by = value, w.by+by
+		r.bytes += len(key) + len(value)
+	}
+	switch cmd.name {
+	case "set":
+		write(a[1], false, a[2], 0)
+	case "mset":
+		for i := 1; i < len(a); i += 2 {
+			write(a[i], false, a[i+1], 0)
+		}
+	default:
+		write(a[1], true, nil, by)
+	}
+	r.blinds = append(r.blinds, blind{cmd: cmd, a: a, by: by})
+	if len(r.blinds) >= maxRoundOps || r.bytes >= maxRoundBytes {
+		c.submit()
+	}
+	return true
+}
+
+// submit queues the round's batch with the node, without waiting.
+func (c *conn) submit() {
+	r := &c.round
+	if len(r.blinds) == 0 {
+		return
+	}
+	blinds, keys, order, mixed := r.blinds, r.keys, r.order, r.mixed
+	r.blinds, r.keys, r.order, r.mixed, r.bytes = nil, nil, nil, false, 0
+	if mixed {
+		// The batch would fail on the wrong type: answer each write on its
+		// own, after the batches before it (order matters here).
+		c.waitSubmitted()
+		c.oneByOne(blinds)
+		return
+	}
+	b := new(node.Batch)
+	for i, w := range order {
+		w.op = i
+		if w.incr {
+			b.Incr(w.key, w.by)
+		} else {
+			b.Put(w.key, storedString(w.value))
+		}
+	}
+	r.subs = append(r.subs, submitted{b: b, p: c.s.n.Submit(b), blinds: blinds, keys: keys})
+}
+
+// drain submits what the round holds, waits for every submitted batch,
+// in order, and writes their replies.
+func (c *conn) drain() {
+	c.submit()
+	c.waitSubmitted()
+}
+
+// waitSubmitted waits for the submitted batches, in order, and writes
+// their replies.
+func (c *conn) waitSubmitted() {
+	for i := range c.round.subs {
+		s := &c.round.subs[i]
+		if err := s.p.Wait(); err != nil {
+			// Nothing of the batch applied: redo its writes one by one,
+			// so that each answers for itself.
+			c.oneByOne(s.blinds)
+		} else {
+			c.replyRound(s)
+		}
+		*s = submitted{}
+	}
+	c.round.subs = c.round.subs[:0]
+}
+
+// replyRound answers the writes of a committed round. An INCR's value is
+// the counter right after the batch less the increments of that key the
+// round made after it: exact, since the batch applied as one record.
+func (c *conn) replyRound(s *submitted) {
+	var after map[string]int64 // key -> increments after the current write
+	values := make([]int64, len(s.blinds))
+	for i := len(s.blinds) - 1; i >= 0; i-- {
+		bl := &s.blinds[i]
+		if bl.isSet() {
+			continue
+		}
+		w := s.keys[string(bl.a[1])]
+		v, _ := s.p.Counter(w.op)
+		if after == nil {
+			after = make(map[string]int64)
+		}
+		values[i] = v - after[w.key]
+		after[w.key] += bl.by
+	}
+	for i := range s.blinds {
+		if s.blinds[i].isSet() {
+			c.o.ok()
+		} else {
+			c.o.int(values[i])
+		}
+	}
+}
+
+// oneByOne commits each write of a refused round on its own, in order,
+// and answers each: the error path, so one at a time (a SET redone over
+// another type must land before the writes after it).
+func (c *conn) oneByOne(blinds []blind) {
+	for _, bl := range blinds {
+		b := new(node.Batch)
+		if bl.isSet() {
+			for j := 1; j < len(bl.a); j += 2 {
+				b.Put(string(bl.a[j]), storedString(bl.a[j+1]))
+			}
+		} else {
+			b.Incr(string(bl.a[1]), bl.by)
+		}
+		p := c.s.n.Submit(b)
+		err := p.Wait()
+		switch {
+		case err == nil && bl.isSet():
+			c.o.ok()
+		case err == nil:
+			v, _ := p.Counter(0)
+			c.o.int(v)
+		case errors.Is(err, node.ErrWrongType) && bl.isSet():
+			// SET replaces a value of another type: redo it with a read,
+			// which deletes the old value in the same record.
+			c.runData(bl.cmd, bl.a)
+		default:
+			c.o.err(nodeError(err))
+		}
+	}
+}
