@@ -235,7 +235,18 @@ func (r *replicator) PeerDigest(from gossip.Peer, b []byte) {
 	pull := false
 	r.mu.Lock()
 	p := r.peerLocked(from.Name, now)
-	p.replica, p.applied, p.updated = d.Replica, d.Applied, now
+	// A peer's applied set only grows while it keeps its replica ID, but
+	// its digests come on two streams (acknowledgements on ours, its pull
+	// requests on its own) in no common order: an older one arriving last
+	// must not take back what a newer one showed.
+	if p.applied != nil && p.replica == d.Replica && !d.Applied.Covers(p.applied) {
+		merged := p.applied.Clone()
+		merged.Merge(d.Applied)
+		p.applied = merged
+	} else {
+		p.applied = d.Applied
+	}
+	p.replica, p.updated = d.Replica, now
 	// Comparing with our applied set costs a copy of it: digests arrive
 	// every few milliseconds per stream, so compare at most a few times per
 	// repairDelay.

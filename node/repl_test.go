@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/shoaldb/shoal/crdt"
 	"github.com/shoaldb/shoal/gossip"
 )
 
@@ -663,5 +664,35 @@ func TestSetKeysRotates(t *testing.T) {
 	offline, _ := openTest(t, nil)
 	if err := offline.SetKeys([][]byte{newKey}); !errors.Is(err, ErrOffline) {
 		t.Fatalf("SetKeys offline = %v", err)
+	}
+}
+
+// TestPeerDigestNeverGoesBack: a peer's digests come on two streams in no
+// common order; an older one (here: delivered by hand after a newer one)
+// does not take back the writes a newer one acknowledged, so sync status
+// never regresses after WaitSynced.
+func TestPeerDigestNeverGoesBack(t *testing.T) {
+	c := newReplCluster(t, 2, nil)
+	a, b := c.nodes[0], c.nodes[1]
+	must(t, a.Put("k", 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	must(t, a.WaitSynced(ctx))
+	r := a.repl.Load()
+	var peer gossip.Peer
+	for _, m := range r.gossip().Members() {
+		if !m.Self {
+			peer = m.Peer
+		}
+	}
+	bID, err := crdt.ParseReplicaID(b.ReplicaID())
+	must(t, err)
+	old, err := encodeDigest(&syncDigest{V: digestVersion, Replica: bID, Applied: &crdt.Context{}})
+	must(t, err)
+	r.PeerDigest(peer, old)
+	st, err := a.SyncStatus()
+	must(t, err)
+	if len(st.Peers) != 1 || !st.Peers[0].Synced || st.Peers[0].Acked != st.Local {
+		t.Fatalf("an old digest took back what the peer acknowledged: %+v", st)
 	}
 }
