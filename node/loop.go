@@ -347,11 +347,12 @@ func (n *Node) applyLoop() {
 		case len(g.entries) > 0:
 			n.applyGroup(g)
 		}
-		if g.sweep {
-			n.sweepStep()
-		}
 		for _, r := range g.reqs {
 			r.done <- struct{}{}
+		}
+		// After the answers: a group's writers do not wait for the step.
+		if g.sweep {
+			n.sweepStep()
 		}
 		n.committed.Add(1)
 		select {
