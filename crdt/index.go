@@ -22,8 +22,11 @@ type keyIndex struct {
 func (x *keyIndex) note(key string, live map[string]*Entry) {
 	x.notes = append(x.notes, key)
 	// Keys deleted and re-added between reads would grow the notes
-	// without bound: merge once they outgrow the keyspace.
-	if len(x.notes) > len(live)+1024 {
+	// without bound: merge once they outgrow the keyspace, counted as the
+	// larger of the live keys and the index (a mass removal shrinks the
+	// live keys: measured against them alone, it merged, O(n log n) under
+	// the state lock, every time half of the rest were gone).
+	if len(x.notes) > max(len(live), len(x.sorted))+1024 {
 		x.merge(live)
 	}
 }
