@@ -248,7 +248,11 @@ func (s *Subscription) connect() (*watchConn, error) {
 // run is the reader: it reads streams, reconnecting after drops, until
 // the subscription ends.
 func (s *Subscription) run(conn *watchConn) {
-	defer close(s.done)
+	// Done first: once Next sees the end (groups closed), Done is closed.
+	defer func() {
+		close(s.done)
+		close(s.groups)
+	}()
 	delay, attempts := s.delay, 0
 	for {
 		base := s.delay
@@ -293,7 +297,7 @@ func (s *Subscription) final(err error) bool {
 	return errors.As(err, &ae) && (ae.Status == 0 || ae.Status >= 400 && ae.Status < 500)
 }
 
-// end records why the subscription ended and lets Next see it.
+// end records why the subscription ended; Next sees it once run returns.
 func (s *Subscription) end(err error) {
 	if s.ctx.Err() != nil {
 		// Ended from outside: by Close (whose error is already set) or by
@@ -301,7 +305,6 @@ func (s *Subscription) end(err error) {
 		err = context.Cause(s.ctx)
 	}
 	s.setErr(err)
-	close(s.groups)
 	s.cancel()
 	s.c.removeSub(s)
 }

@@ -2,6 +2,7 @@ package resp
 
 import (
 	"bytes"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -241,11 +242,7 @@ func cmdSMembers(x *exec, a [][]byte) {
 	if v == nil {
 		return
 	}
-	ms := make([]string, 0, len(v.set))
-	for m := range v.set {
-		ms = append(ms, m)
-	}
-	slices.Sort(ms)
+	ms := slices.Sorted(maps.Keys(v.set))
 	x.o.setHeader(len(ms))
 	for _, m := range ms {
 		x.o.bulkString(m)
@@ -352,11 +349,7 @@ func cmdHGetAll(x *exec, a [][]byte) {
 	if v == nil {
 		return
 	}
-	fs := make([]string, 0, len(v.hash))
-	for f := range v.hash {
-		fs = append(fs, f)
-	}
-	slices.Sort(fs)
+	fs := slices.Sorted(maps.Keys(v.hash))
 	x.o.mapHeader(len(fs))
 	for _, f := range fs {
 		x.o.bulkString(f)
