@@ -187,47 +187,31 @@ func (t *Tx) at(path []string) ov {
 // the pending values they replaced when they were joined in).
 
 func (t *Tx) regs(v ov) []RegValue {
-	var out []RegValue
-	if v.l != nil {
-		for _, r := range v.l.Reg {
-			if !t.pend.Ctx.Contains(r.Dot) {
-				out = append(out, r)
-			}
-		}
-	}
-	if v.p != nil {
-		out = append(out, v.p.Reg...)
-	}
-	return out
+	return liveItems(t, v, func(e *Entry) []RegValue { return e.Reg }, regDot)
 }
 
 func (t *Tx) cnts(v ov) []CountValue {
-	var out []CountValue
-	if v.l != nil {
-		for _, c := range v.l.Cnt {
-			if !t.pend.Ctx.Contains(c.Dot) {
-				out = append(out, c)
-			}
-		}
-	}
-	if v.p != nil {
-		out = append(out, v.p.Cnt...)
-	}
-	return out
+	return liveItems(t, v, func(e *Entry) []CountValue { return e.Cnt }, cntDot)
 }
 
 // exps returns the live expiry items of the key at v.
 func (t *Tx) exps(v ov) []ExpValue {
-	var out []ExpValue
+	return liveItems(t, v, func(e *Entry) []ExpValue { return e.Exp }, expDot)
+}
+
+// liveItems returns the items of one kind at v: the local ones no pending
+// operation has removed, then the pending ones.
+func liveItems[T any](t *Tx, v ov, items func(*Entry) []T, dot func(*T) Dot) []T {
+	var out []T
 	if v.l != nil {
-		for _, x := range v.l.Exp {
-			if !t.pend.Ctx.Contains(x.Dot) {
-				out = append(out, x)
+		for _, it := range items(v.l) {
+			if !t.pend.Ctx.Contains(dot(&it)) {
+				out = append(out, it)
 			}
 		}
 	}
 	if v.p != nil {
-		out = append(out, v.p.Exp...)
+		out = append(out, items(v.p)...)
 	}
 	return out
 }
