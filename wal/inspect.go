@@ -109,13 +109,9 @@ type InspectOptions struct {
 	FS FS
 }
 
-// Inspect reads the log in dir and reports, per segment, what is intact,
-// torn or damaged. It takes no lock and changes nothing, so it is safe on
-// the directory of a running log (whose last segment may grow meanwhile:
-// what Inspect sees is what was on disk as it read). It verifies every
-// frame and every index entry. Only I/O failures are errors; damage is in
-// the result.
-func Inspect(dir string, opts *InspectOptions) (*Inspection, error) {
+// withDefaults returns a copy of the options (nil: none) with the
+// defaults filled in.
+func (opts *InspectOptions) withDefaults() InspectOptions {
 	var o InspectOptions
 	if opts != nil {
 		o = *opts
@@ -126,6 +122,17 @@ func Inspect(dir string, opts *InspectOptions) (*Inspection, error) {
 	if o.FS == nil {
 		o.FS = OSFS{}
 	}
+	return o
+}
+
+// Inspect reads the log in dir and reports, per segment, what is intact,
+// torn or damaged. It takes no lock and changes nothing, so it is safe on
+// the directory of a running log (whose last segment may grow meanwhile:
+// what Inspect sees is what was on disk as it read). It verifies every
+// frame and every index entry. Only I/O failures are errors; damage is in
+// the result.
+func Inspect(dir string, opts *InspectOptions) (*Inspection, error) {
+	o := opts.withDefaults()
 	names, err := o.FS.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("wal: inspect %s: %w", dir, err)

@@ -40,16 +40,7 @@ type tailRecord struct {
 // log's first offset are gone: Next then fails with ErrTruncated). opts
 // may be nil; OnRecord is ignored.
 func NewTail(dir string, from uint64, opts *InspectOptions) *Tail {
-	var o InspectOptions
-	if opts != nil {
-		o = *opts
-	}
-	if o.MaxRecordBytes <= 0 || o.MaxRecordBytes > MaxRecordLimit {
-		o.MaxRecordBytes = DefaultMaxRecordBytes
-	}
-	if o.FS == nil {
-		o.FS = OSFS{}
-	}
+	o := opts.withDefaults()
 	return &Tail{dir: dir, maxLen: o.MaxRecordBytes, fs: o.FS, next: from}
 }
 

@@ -193,6 +193,18 @@ func members(a [][]byte) ([]string, bool) {
 
 const errMemberUTF8 = "ERR shoal set members and hash fields must be UTF-8"
 
+// changing returns the distinct members of ms that are in set (in) or
+// not (!in): those an SREM or an SADD changes, whose count it answers.
+func changing[V any](set map[string]V, ms []string, in bool) []string {
+	var out []string
+	for _, m := range ms {
+		if _, ok := set[m]; ok == in && !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 func cmdSAdd(x *exec, a [][]byte) {
 	ms, ok := members(a[2:])
 	if !ok {
@@ -203,12 +215,7 @@ func cmdSAdd(x *exec, a [][]byte) {
 	if v == nil {
 		return
 	}
-	var added []string
-	for _, m := range ms {
-		if _, in := v.set[m]; !in && !slices.Contains(added, m) {
-			added = append(added, m)
-		}
-	}
+	added := changing(v.set, ms, false)
 	if len(added) > 0 {
 		x.setAdd(a[1], v, added)
 	}
@@ -225,12 +232,7 @@ func cmdSRem(x *exec, a [][]byte) {
 	if v == nil {
 		return
 	}
-	var gone []string
-	for _, m := range ms {
-		if _, in := v.set[m]; in && !slices.Contains(gone, m) {
-			gone = append(gone, m)
-		}
-	}
+	gone := changing(v.set, ms, true)
 	if len(gone) > 0 {
 		x.setRemove(a[1], v, gone)
 	}
@@ -326,12 +328,11 @@ func cmdHDel(x *exec, a [][]byte) {
 	if v == nil {
 		return
 	}
-	var gone []string
+	fields := make([]string, 0, len(a)-2)
 	for _, f := range a[2:] {
-		if _, in := v.hash[string(f)]; in && !slices.Contains(gone, string(f)) {
-			gone = append(gone, string(f))
-		}
+		fields = append(fields, string(f))
 	}
+	gone := changing(v.hash, fields, true)
 	if len(gone) > 0 {
 		x.b.Update(string(a[1]), node.Patch{Delete: gone})
 		for _, f := range gone {
