@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -245,4 +246,12 @@ func waitHealthy(ctx context.Context, base, token string, timeout time.Duration)
 		}
 	}
 	return errors.Join(fmt.Errorf("%s did not become healthy within %s", base, timeout), last)
+}
+
+// reportFlags adds the report flags every bench takes: --output (-o)
+// human or json, and --json FILE (the report also written there).
+func reportFlags(fs *flag.FlagSet, output *string) (jsonPath *string) {
+	fs.StringVar(output, "output", "human", "report format: human or json")
+	fs.StringVar(output, "o", "human", "shorthand for --output")
+	return fs.String("json", "", "also write the JSON report to this file (the table still prints)")
 }

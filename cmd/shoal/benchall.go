@@ -39,9 +39,8 @@ type benchAllReport struct {
 func (m *Main) runBenchAll(ctx context.Context, args []string) error {
 	fs := newFlagSet("bench all", m.Stderr, benchAllUsage+"\n")
 	svgDir := fs.String("svg", "", "write the plots into this directory")
-	output := fs.String("output", "human", "report format: human or json")
-	fs.StringVar(output, "o", "human", "shorthand for --output")
-	jsonPath := fs.String("json", "", "also write the JSON report to this file (the tables still print)")
+	output := new(string)
+	jsonPath := reportFlags(fs, output)
 	scale := fs.Float64("scale", 1, "multiply every measured duration (0.2 for a quick look, 3 for steadier figures)")
 	dir := fs.String("dir", "", "where the temporary data goes (default: the system's temporary directory)")
 	pos, err := parseArgs(fs, args, m.Getenv)

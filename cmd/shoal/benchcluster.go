@@ -84,10 +84,7 @@ func (m *Main) runBenchCluster(ctx context.Context, args []string) error {
 	fs.IntVar(&c.writersOn, "writers-on", 1, "nodes that take the writes, in turn (1 = the first one only)")
 	fs.IntVar(&c.conns, "conns", 64, "concurrent connections of the writer at most")
 	fs.IntVar(&c.valueSize, "value-size", 256, "bytes per value (a JSON string)")
-	fs.StringVar(&c.output, "output", "human", "report format: human or json")
-	fs.StringVar(&c.output, "o", "human", "shorthand for --output")
-	var jsonPath string
-	fs.StringVar(&jsonPath, "json", "", "also write the JSON report to this file (the table still prints)")
+	jsonPath := reportFlags(fs, &c.output)
 	fs.StringVar(&c.svgDir, "svg", "", "write cluster-cdf-N.svg (the convergence latency CDF) into this directory")
 	fs.StringVar(&c.dir, "dir", "", "where the temporary data directories go (default: the system's temporary directory)")
 	fs.StringVar(&c.agentArgs, "agent-args", "", "extra flags for every agent, space separated (e.g. \"--sync interval\")")
@@ -127,7 +124,7 @@ func (m *Main) runBenchCluster(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	if err := saveJSON(jsonPath, rep); err != nil {
+	if err := saveJSON(*jsonPath, rep); err != nil {
 		return err
 	}
 	if c.output == "json" {

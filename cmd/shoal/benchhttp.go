@@ -75,10 +75,7 @@ func (m *Main) runBenchHTTP(ctx context.Context, args []string) error {
 	fs.IntVar(&c.batch, "batch", 16, "puts per request of the batch workload (POST /v1/batch); ops/s counts puts")
 	fs.IntVar(&c.valueSize, "value-size", 256, "size of the PUT body in bytes (a JSON string)")
 	fs.IntVar(&c.keys, "keys", 10000, "number of distinct keys (and counters) written")
-	fs.StringVar(&c.output, "output", "human", "report format: human or json")
-	fs.StringVar(&c.output, "o", "human", "shorthand for --output")
-	var jsonPath string
-	fs.StringVar(&jsonPath, "json", "", "also write the JSON report to this file (the table still prints)")
+	jsonPath := reportFlags(fs, &c.output)
 	fs.StringVar(&c.agentArgs, "agent-args", "", "extra flags for the throwaway agent, space separated (e.g. \"--sync interval\")")
 	if _, err := parseArgs(fs, args, m.Getenv); err != nil {
 		return err
@@ -105,7 +102,7 @@ func (m *Main) runBenchHTTP(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := saveJSON(jsonPath, newHTTPReport(&c, results)); err != nil {
+	if err := saveJSON(*jsonPath, newHTTPReport(&c, results)); err != nil {
 		return err
 	}
 	return printBenchReport(m.Stdout, &c, results)

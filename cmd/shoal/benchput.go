@@ -61,10 +61,7 @@ func (m *Main) runBenchPut(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.warmup, "warmup", 250*time.Millisecond, "unmeasured time of each contender before each writer count")
 	fs.IntVar(&c.valueSize, "value-size", 256, "bytes per value (the JSON encoding for shoal and bbolt, the record for raw)")
 	fs.IntVar(&c.keys, "keys", 100_000, "distinct keys written")
-	fs.StringVar(&c.output, "output", "human", "report format: human or json")
-	fs.StringVar(&c.output, "o", "human", "shorthand for --output")
-	var jsonPath string
-	fs.StringVar(&jsonPath, "json", "", "also write the JSON report to this file (the table still prints)")
+	jsonPath := reportFlags(fs, &c.output)
 	fs.StringVar(&c.svgDir, "svg", "", "write put-writers.svg (ops/s against writers) into this directory")
 	fs.StringVar(&c.dir, "dir", "", "where the temporary data goes (default: the system's temporary directory)")
 	pos, err := parseArgs(fs, args, m.Getenv)
@@ -92,7 +89,7 @@ func (m *Main) runBenchPut(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	if err := saveJSON(jsonPath, rep); err != nil {
+	if err := saveJSON(*jsonPath, rep); err != nil {
 		return err
 	}
 	if c.output == "json" {
