@@ -144,7 +144,7 @@ func (k *Keyspace) Sweep(now, horizon Timestamp, limit int) (expired, reclaimed 
 		}
 		k.sum = k.sum.sub(keyHash(it.key, e))
 		delete(k.keys, it.key)
-		k.index.note(it.key, k.keys)
+		k.index.remove(it.key)
 		e.ix = 0
 		reclaimed = append(reclaimed, it.key)
 	}

@@ -122,41 +122,23 @@ func (k *Keyspace) FieldSiblings(key string, now Timestamp, path ...string) ([]S
 // every key the state holds: expired keys not reclaimed yet, and keys
 // holding nothing but expiry items (Type 0), as a state transfer must.
 func (k *Keyspace) Keys(prefix string, limit int, now Timestamp) []KeyInfo {
-	return k.list(k.index.prefixed(prefix, k.keys), limit, now)
+	return k.KeysAfter(prefix, "", limit, now)
 }
 
 // KeysAfter is Keys for the keys after key after (all of them when after
-// is ""): a cursor for walking a prefix in chunks.
+// is ""): a cursor for walking a prefix in chunks. It only reads: callers
+// may hold a read lock.
 func (k *Keyspace) KeysAfter(prefix, after string, limit int, now Timestamp) []KeyInfo {
-	ks := k.index.prefixed(prefix, k.keys)
-	if after != "" {
-		i, found := slices.BinarySearch(ks, after)
-		if found {
-			i++
-		}
-		ks = ks[i:]
-	}
-	return k.list(ks, limit, now)
-}
-
-// list describes the keys of sorted ks that are live at now (all of them
-// when now is 0), at most limit when limit > 0.
-func (k *Keyspace) list(ks []string, limit int, now Timestamp) []KeyInfo {
-	n := len(ks)
-	if limit > 0 {
-		n = min(n, limit)
-	}
-	out := make([]KeyInfo, 0, n)
-	for _, key := range ks {
+	out := []KeyInfo{}
+	k.index.prefixed(prefix, after, func(key string) bool {
 		if limit > 0 && len(out) == limit {
-			break
+			return false
 		}
-		e := k.keys[key]
-		if now != 0 && !e.live(now) {
-			continue
+		if e := k.keys[key]; now == 0 || e.live(now) {
+			out = append(out, KeyInfo{Key: key, Type: e.visibleType()})
 		}
-		out = append(out, KeyInfo{Key: key, Type: e.visibleType()})
-	}
+		return true
+	})
 	return out
 }
 
@@ -325,14 +307,14 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 	if e.empty() {
 		if had {
 			delete(k.keys, key)
-			k.index.note(key, k.keys)
+			k.index.remove(key)
 			k.unqueue(e)
 		}
 		return Change{Key: key, Deleted: true}, had
 	}
 	if !had {
 		k.keys[key] = e
-		k.index.note(key, k.keys)
+		k.index.add(key)
 	}
 	k.sum = k.sum.add(keyHash(key, e))
 	k.requeue(key, e)
@@ -409,7 +391,7 @@ func FromSnapshot(d *Delta) (*Keyspace, error) {
 	for key, e := range d.Keys {
 		if n := e.normalize(0); n != nil {
 			k.keys[key] = n
-			k.index.notes = append(k.index.notes, key)
+			k.index.add(key) // sorting the keys first and adding them in order costs more
 			k.sum = k.sum.add(keyHash(key, n))
 			k.requeue(key, n)
 		}
@@ -444,14 +426,15 @@ func (k *Keyspace) JoinRange(lo, hi string, part *Delta, senderCtx *Context) []C
 		}
 	}
 	var local []string
-	for _, key := range k.index.from(lo, k.keys) {
+	k.index.ascend(lo, func(key string) bool {
 		if hi != "" && key >= hi {
-			break
+			return false
 		}
 		if _, ok := part.Keys[key]; !ok {
 			local = append(local, key)
 		}
-	}
+		return true
+	})
 	for _, key := range local {
 		if c, ok := k.joinKey(&j, key, nil, true); ok {
 			changes = append(changes, c)

@@ -18,8 +18,16 @@ const DefaultSweepInterval = 250 * time.Millisecond
 
 // sweepLimit bounds the keys one sweep step reports and reclaims: one step
 // holds the state lock for O(sweepLimit log n), whatever the number of
-// keys expiring at once, so writes never wait for a whole pass.
-const sweepLimit = 256
+// keys expiring at once (about 0.1 ms for 64 keys), so writes never wait
+// for a whole pass.
+const sweepLimit = 64
+
+// sweepRest is how long the sweep rests after a step that left more to
+// do, as a multiple of the time the step held the state lock: the sweep
+// takes at most a quarter of the applier's time (Redis's active expiry
+// cycle stops at 25% of the CPU for the same reason), so a mass expiry
+// slows writes down by at most about a quarter instead of stalling them.
+const sweepRest = 3
 
 // WriteOptions modify a write (PutWith, UpdateWith). The zero value is a
 // plain write.
@@ -141,9 +149,9 @@ func (b *Batch) Persist(key string) { b.add(newPersist(key)) }
 // keys").
 //
 // The loop marks a group for a sweep step every SweepInterval, and again
-// at once while a step found more to do (sweepAgain); the applier runs the
-// step after applying the group and answering its writers, under the
-// state lock, for at most sweepLimit keys. A step that reclaimed keys
+// after a rest (sweepRest) while a step found more to do (sweepAgain); the
+// applier runs the step after applying the group and answering its
+// writers, under the state lock, for at most sweepLimit keys. A step that reclaimed keys
 // changed the state under the loop's rolling transaction, so the loop
 // begins a fresh one (swept), as after a peer's records.
 
@@ -154,6 +162,7 @@ func (n *Node) sweepStep() (expiredKeys, reclaimedKeys int) {
 	horizon := crdt.MakeTimestamp(now.Physical()-n.opts.MaxClockDrift.Milliseconds(), 0)
 	var evs []Event
 	n.mu.Lock()
+	locked := time.Now()
 	expired, reclaimed := n.ks.Sweep(now, horizon, sweepLimit)
 	if len(expired) > 0 && n.hub.active() {
 		at := max(n.applied, 1) - 1 // the last record applied: resuming after it misses nothing
@@ -167,6 +176,7 @@ func (n *Node) sweepStep() (expiredKeys, reclaimedKeys int) {
 		n.keys.Store(int64(n.ks.Len()))
 	}
 	n.mu.Unlock()
+	held := time.Since(locked)
 	n.m.keysExpired.Add(float64(len(expired)))
 	if len(reclaimed) > 0 {
 		n.m.keysReclaimed.Add(float64(len(reclaimed)))
@@ -176,7 +186,7 @@ func (n *Node) sweepStep() (expiredKeys, reclaimedKeys int) {
 	n.hub.publish(evs)
 	if len(expired) == sweepLimit || len(reclaimed) == sweepLimit {
 		select {
-		case n.sweepAgain <- struct{}{}:
+		case n.sweepAgain <- sweepRest * held:
 		default:
 		}
 	}

@@ -19,8 +19,23 @@ import (
 // Puts start with the sweep). SyncNever: the sweep competes with the
 // write pipeline and the state lock, not with the disk.
 //
+// Two loads. open: the writers send at a fixed rate (rate=N per second,
+// a fraction of what the node sustains), each Put's latency counted from
+// when it was due whenever the writer was still busy with the previous
+// one then, so that a stall delays every Put due during it, as it would
+// delay independent clients. closed: the writers send as fast as the node
+// answers, which saturates both cores; there any work added to the
+// machine, the sweep's included, adds latency.
+//
 //	go test -run '^$' -bench PutWhileExpiring -benchtime 200000x ./node/
 func BenchmarkPutWhileExpiring(b *testing.B) {
+	b.Run("open/rate=20000", func(b *testing.B) { benchPutWhileExpiring(b, 20_000) })
+	b.Run("closed", func(b *testing.B) { benchPutWhileExpiring(b, 0) })
+}
+
+// benchPutWhileExpiring runs BenchmarkPutWhileExpiring at rate Puts per
+// second (0: as fast as they are answered).
+func benchPutWhileExpiring(b *testing.B, rate float64) {
 	const keys = 100_000
 	const writers = 16
 	const rounds = 4
@@ -48,15 +63,31 @@ func BenchmarkPutWhileExpiring(b *testing.B) {
 			runtime.GC()                 // the preload's garbage is not the Puts' cost
 			// Start the sweep now rather than at the next tick (within
 			// SweepInterval), so that it runs from the first Put.
-			n.sweepAgain <- struct{}{}
+			n.sweepAgain <- 0
 			per := make([][]time.Duration, writers)
 			puts := max(b.N/rounds, writers)
 			var wg sync.WaitGroup
 			b.StartTimer()
+			start := time.Now()
 			for g := range writers {
 				wg.Go(func() {
+					interval := time.Duration(float64(writers) / max(rate, 1) * float64(time.Second))
+					due := start.Add(time.Duration(float64(g) / max(rate, 1) * float64(time.Second)))
 					for i := g; i < puts; i += writers {
 						t0 := time.Now()
+						if rate > 0 {
+							if t0.Before(due) {
+								// On time: the latency starts when the Put
+								// is sent, and the next one is due an
+								// interval later (a sleep that overshoots
+								// is the timer's doing, not the node's).
+								time.Sleep(due.Sub(t0))
+								t0 = time.Now()
+							} else {
+								t0 = due // late because the node was slow: counted
+							}
+							due = t0.Add(interval)
+						}
 						if err := n.Put(fmt.Sprintf("w/%d", i), i); err != nil {
 							b.Error(err)
 							return

@@ -87,6 +87,9 @@ func (n *Node) run() {
 	defer close(n.groups)
 	sweep := time.NewTicker(n.opts.SweepInterval)
 	defer sweep.Stop()
+	rested := time.NewTimer(0) // the sweep's rest between steps (expiry.go)
+	rested.Stop()
+	defer rested.Stop()
 	var g *group // the open group, not yet handed over
 	for {
 		if g == nil {
@@ -97,7 +100,9 @@ func (n *Node) run() {
 				g = n.giveUpTransfer(nil)
 			case <-sweep.C:
 				g = n.markSweep(nil)
-			case <-n.sweepAgain:
+			case rest := <-n.sweepAgain:
+				rested.Reset(rest)
+			case <-rested.C:
 				g = n.markSweep(nil)
 			case <-n.closing:
 				n.drain(nil)
@@ -115,7 +120,9 @@ func (n *Node) run() {
 			g = n.giveUpTransfer(g)
 		case <-sweep.C:
 			g = n.markSweep(g)
-		case <-n.sweepAgain:
+		case rest := <-n.sweepAgain:
+			rested.Reset(rest)
+		case <-rested.C:
 			g = n.markSweep(g)
 		case <-n.closing:
 			n.drain(g)

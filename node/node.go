@@ -76,9 +76,10 @@ type Node struct {
 	appended  chan *group   // appender -> applier
 	committed atomic.Uint64 // groups the applier finished
 	groupDone chan struct{} // applier -> loop: a group finished (cap 1)
-	// sweepAgain: applier -> loop, a sweep step found more to do (cap 1);
-	// swept: a sweep step reclaimed keys under the rolling transaction.
-	sweepAgain chan struct{}
+	// sweepAgain: applier -> loop, a sweep step found more to do, and how
+	// long to rest before the next (cap 1); swept: a sweep step reclaimed
+	// keys under the rolling transaction.
+	sweepAgain chan time.Duration
 	swept      atomic.Bool
 	closing    chan struct{} // closed by Close: the loop stops
 	loopDone   chan struct{} // closed when every stage has exited
@@ -117,7 +118,7 @@ func Open(dir string, opts *Options) (*Node, error) {
 		groups:     make(chan *group), // unbuffered: a group is handed over only when the appender is free
 		appended:   make(chan *group, 1),
 		groupDone:  make(chan struct{}, 1),
-		sweepAgain: make(chan struct{}, 1),
+		sweepAgain: make(chan time.Duration, 1),
 		closing:    make(chan struct{}),
 		loopDone:   make(chan struct{}),
 	}
@@ -325,11 +326,9 @@ func (n *Node) KeysAfter(prefix, after string, limit int) ([]KeyInfo, error) {
 	if n.closed.Load() {
 		return nil, ErrClosed
 	}
-	// Keyspace.Keys sorts newly added keys into its index on demand, so it
-	// writes: it takes the write lock, not the read lock.
-	n.mu.Lock()
+	sh := n.mu.rlock()
 	infos := n.ks.KeysAfter(prefix, after, limit, n.readTime())
-	n.mu.Unlock()
+	n.mu.runlock(sh)
 	out := make([]KeyInfo, len(infos))
 	for i, ki := range infos {
 		out[i] = KeyInfo{Key: ki.Key, Type: typeOf(ki.Type)}

@@ -118,7 +118,7 @@ func decodeSummary(b []byte) ([]string, [][16]byte, error) {
 // and applied set, all at one instant.
 func (r *replicator) summary() (*Op, error) {
 	n := r.n
-	n.mu.Lock()                 // Keys sorts the key index on demand: it writes
+	sh := n.mu.rlock()
 	keys := n.ks.Keys("", 0, 0) // every key the state holds, expired ones too
 	m := min(summaryRanges, max(1, len(keys)/minRangeKeys))
 	if len(keys) > 0 {
@@ -138,7 +138,7 @@ func (r *replicator) summary() (*Op, error) {
 	sums := n.ks.RangeSums(bounds)
 	ctx0 := n.ks.Context()
 	applied0 := n.ks.Applied()
-	n.mu.Unlock()
+	n.mu.runlock(sh)
 	return &Op{V: OpVersion, Kind: OpSummary, Origin: n.replica,
 		Time: crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0), Ctx: ctx0, Applied: applied0,
 		Sums: encodeSummary(bounds, sums)}, nil

@@ -184,8 +184,7 @@ func (n *Node) readPass(p *fullPass, limit int) []Event {
 	}
 	chunk := min(passChunkKeys, max(limit, 1))
 	evs := make([]Event, 0, chunk)
-	// Keys sorts newly added keys into the index: the write lock.
-	n.mu.Lock()
+	sh := n.mu.rlock()
 	now := n.readTime()
 	infos := n.ks.KeysAfter(p.prefix, p.cursor, chunk, 0) // the cursor moves over expired keys too
 	for _, ki := range infos {
@@ -201,7 +200,7 @@ func (n *Node) readPass(p *fullPass, limit int) []Event {
 		evs = append(evs, Event{Kind: EventState, Key: ki.Key, Type: typeOf(v.Type), Data: data, Offset: p.cut})
 	}
 	applied := n.applied
-	n.mu.Unlock()
+	n.mu.runlock(sh)
 	if len(infos) == 0 {
 		p.done = true
 		return nil

@@ -215,11 +215,11 @@ func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges
 // range holds it adds as it joins), which is what lets a delta held back
 // during the transfer be joined safely after it (transfer.go).
 func (n *Node) writeState(ctx context.Context, write func([]byte) error, ranges []keyRange, base, finCtx, finApplied *crdt.Context) (applied *crdt.Context, sentKeys, sentBytes int, err error) {
-	n.mu.Lock()                // Keys sorts the key index on demand: it writes
+	sh := n.mu.rlock()
 	all := n.ks.Keys("", 0, 0) // every key the state holds, expired ones too
 	ctx0 := n.ks.Context()
 	applied0 := n.ks.Applied()
-	n.mu.Unlock()
+	n.mu.runlock(sh)
 	if finCtx == nil || finApplied == nil {
 		finCtx, finApplied = ctx0, applied0
 	}
