@@ -68,6 +68,44 @@ func mergeRanges(rs []DotRange) []DotRange {
 	return out
 }
 
+// addRanges returns the merged ranges of dst (merged, as mergeRanges
+// returns them) and src. When src is in order and starts after dst's
+// last range, as when a transaction or a batch joins its operations one
+// by one, it appends: O(len(src)) instead of a sort of everything each
+// time, which made joining k operations whose dots are not contiguous
+// O(k² log k).
+func addRanges(dst, src []DotRange) []DotRange {
+	last := func(rs []DotRange) Dot {
+		r := rs[len(rs)-1]
+		return Dot{r.Replica, r.Last}
+	}
+	if len(src) == 0 {
+		return dst
+	}
+	if len(dst) == 0 {
+		return mergeRanges(append(dst, src...))
+	}
+	for i, r := range src {
+		if r.First > r.Last {
+			return mergeRanges(append(dst, src...)) // not canonical: the general case
+		}
+		if i > 0 && compareDots(Dot{r.Replica, r.First}, last(src[:i])) <= 0 {
+			return mergeRanges(append(dst, src...))
+		}
+	}
+	if compareDots(Dot{src[0].Replica, src[0].First}, last(dst)) <= 0 {
+		return mergeRanges(append(dst, src...))
+	}
+	for _, r := range src {
+		if p := &dst[len(dst)-1]; p.Replica == r.Replica && r.First == p.Last+1 {
+			p.Last = r.Last
+			continue
+		}
+		dst = append(dst, r)
+	}
+	return dst
+}
+
 // Validate checks what a delta from disk or network must satisfy: no nil
 // entry, no empty key, every dot has a non-zero seq and is in the delta's
 // context, every Own range is in the context, maps nest at most 32 deep.
@@ -262,13 +300,14 @@ func (d *Delta) joinWith(b *Delta, full, alias bool) {
 		}
 	}
 	d.Ctx.Merge(bctx)
-	d.Own = mergeRanges(append(d.Own, b.Own...))
+	d.Own = addRanges(d.Own, b.Own)
 	d.Full = d.Full || b.Full
 }
 
-// clone returns a deep copy with a canonical context.
+// clone returns a deep copy with a canonical context and Own (addRanges
+// relies on the latter).
 func (d *Delta) clone() *Delta {
-	out := &Delta{Ctx: *normalized(&d.Ctx), Own: slices.Clone(d.Own), Full: d.Full}
+	out := &Delta{Ctx: *normalized(&d.Ctx), Own: mergeRanges(slices.Clone(d.Own)), Full: d.Full}
 	if len(d.Keys) > 0 {
 		out.Keys = make(map[string]*Entry, len(d.Keys))
 		for k, e := range d.Keys {
