@@ -7,7 +7,7 @@ import "container/heap"
 // pass over the keyspace:
 //
 //   - waiting: every key with an expiry that Sweep has not reported yet,
-//     a min-heap by (expiry, key); each entry knows its position (hx), so
+//     a min-heap by (expiry, order of queueing); each entry knows its position (hx), so
 //     a join that changes a key's expiry moves it in O(log n);
 //   - expired: the keys Sweep reported, by expiry, until they are
 //     reclaimed. Entries are not updated there when the key changes
@@ -19,6 +19,7 @@ import "container/heap"
 
 type queued struct {
 	at  Timestamp
+	seq uint64 // order of queueing: ties of at go first in, first out
 	key string
 	e   *Entry
 }
@@ -29,10 +30,13 @@ type expiryQueue []queued
 
 func (q expiryQueue) Len() int { return len(q) }
 func (q expiryQueue) Less(i, j int) bool {
+	// Ties are broken by an integer, not by key: a mass expiry is all
+	// ties, and comparing keys (reading each key's bytes) made popping
+	// the heap most of a sweep step's time.
 	if q[i].at != q[j].at {
 		return q[i].at < q[j].at
 	}
-	return q[i].key < q[j].key
+	return q[i].seq < q[j].seq
 }
 func (q expiryQueue) Swap(i, j int) {
 	q[i], q[j] = q[j], q[i]
@@ -90,7 +94,8 @@ func (k *Keyspace) requeue(key string, e *Entry) {
 		k.waiting[e.hx-1].at = at
 		heap.Fix(&k.waiting, e.hx-1)
 	default:
-		heap.Push(&k.waiting, queued{at: at, key: key, e: e})
+		k.queuedSeq++
+		heap.Push(&k.waiting, queued{at: at, seq: k.queuedSeq, key: key, e: e})
 	}
 }
 

@@ -41,13 +41,14 @@ import (
 // arrived yet. So duplicates are detected (Covers) and missing operations
 // are found (Applied().Missing) with the applied set, never the context.
 type Keyspace struct {
-	keys    map[string]*Entry
-	ctx     Context
-	applied Context // dots of the operations whose effects the state includes
-	sum     sum128  // sum of the key hashes
-	index   keyIndex
-	waiting expiryQueue  // keys with an expiry not yet reported by Sweep (expiry.go)
-	expired reclaimQueue // keys reported by Sweep, until reclaimed
+	keys      map[string]*Entry
+	ctx       Context
+	applied   Context // dots of the operations whose effects the state includes
+	sum       sum128  // sum of the key hashes
+	index     keyIndex
+	waiting   expiryQueue  // keys with an expiry not yet reported by Sweep (expiry.go)
+	queuedSeq uint64       // the last queued.seq
+	expired   reclaimQueue // keys reported by Sweep, until reclaimed
 }
 
 // NewKeyspace returns an empty keyspace.

@@ -47,8 +47,12 @@
 // it. Reads compare it with the node's hybrid logical clock (never below
 // the wall clock), so an expired key is absent for every read at once. The
 // write pipeline's applier runs a sweep step every Options.SweepInterval,
-// and at once again while there is more: at most 256 keys per step, so
-// writes wait for a bounded step, never for a pass over the keyspace. It
+// and again while there is more: at most 256 keys or 50 µs per step,
+// ended early when writes wait for it, and, while writes arrive, resting
+// three times as long as the step between steps (a quarter of the
+// applier at most, like Redis's active expiry); an idle node sweeps
+// without rest. Writes wait for a short step, never for a pass over the
+// keyspace. It
 // reports keys that expired to subscribers (EventExpired) and drops keys
 // that expired more than MaxClockDrift ago from memory; the next snapshot
 // no longer holds them. Nothing is written for either.

@@ -16,18 +16,29 @@ const MaxTTL = 10 * 365 * 24 * time.Hour
 // expired, to report and reclaim them (Options.SweepInterval).
 const DefaultSweepInterval = 250 * time.Millisecond
 
-// sweepLimit bounds the keys one sweep step reports and reclaims: one step
-// holds the state lock for O(sweepLimit log n), whatever the number of
-// keys expiring at once (about 0.1 ms for 64 keys), so writes never wait
-// for a whole pass.
-const sweepLimit = 64
+// A sweep step reports and reclaims keys sweepChunk at a time, until it
+// has held the state lock for sweepBudget, handled sweepLimit keys of
+// either kind, or writes wait for it (then it gives way after the chunk
+// at hand): writes never wait for a whole pass,
+// and a step's length does not depend on how warm the caches are (a key
+// costs 1-3 µs).
+const (
+	sweepChunk  = 8
+	sweepLimit  = 256
+	sweepBudget = 50 * time.Microsecond
+)
 
 // sweepRest is how long the sweep rests after a step that left more to
-// do, as a multiple of the time the step held the state lock: the sweep
-// takes at most a quarter of the applier's time (Redis's active expiry
-// cycle stops at 25% of the CPU for the same reason), so a mass expiry
-// slows writes down by at most about a quarter instead of stalling them.
+// do while writes are waiting, as a multiple of the time the step held
+// the state lock: the sweep then takes at most a quarter of the applier's
+// time (Redis's active expiry cycle stops at 25% of the CPU for the same
+// reason), so a mass expiry slows writes down by at most about a quarter
+// instead of stalling them. An idle node sweeps without rest.
 const sweepRest = 3
+
+// sweepIdle is how long without a write makes the node idle for the
+// sweep, which then does not rest.
+const sweepIdle = 10 * time.Millisecond
 
 // WriteOptions modify a write (PutWith, UpdateWith). The zero value is a
 // plain write.
@@ -163,7 +174,16 @@ func (n *Node) sweepStep() (expiredKeys, reclaimedKeys int) {
 	var evs []Event
 	n.mu.Lock()
 	locked := time.Now()
-	expired, reclaimed := n.ks.Sweep(now, horizon, sweepLimit)
+	var expired, reclaimed []string
+	more := false
+	for len(expired) < sweepLimit && len(reclaimed) < sweepLimit {
+		e, r := n.ks.Sweep(now, horizon, sweepChunk)
+		expired, reclaimed = append(expired, e...), append(reclaimed, r...)
+		more = len(e) == sweepChunk || len(r) == sweepChunk
+		if !more || n.writesWaiting() || time.Since(locked) >= sweepBudget {
+			break
+		}
+	}
 	if len(expired) > 0 && n.hub.active() {
 		at := max(n.applied, 1) - 1 // the last record applied: resuming after it misses nothing
 		for _, key := range expired {
@@ -184,7 +204,7 @@ func (n *Node) sweepStep() (expiredKeys, reclaimedKeys int) {
 		n.swept.Store(true)
 	}
 	n.hub.publish(evs)
-	if len(expired) == sweepLimit || len(reclaimed) == sweepLimit {
+	if more {
 		select {
 		case n.sweepAgain <- sweepRest * held:
 		default:

@@ -101,7 +101,11 @@ func (n *Node) run() {
 			case <-sweep.C:
 				g = n.markSweep(nil)
 			case rest := <-n.sweepAgain:
-				rested.Reset(rest)
+				if time.Since(n.lastWrite) < sweepIdle { // make room for the writes
+					rested.Reset(rest)
+				} else { // idle: no need to rest
+					g = n.markSweep(nil)
+				}
 			case <-rested.C:
 				g = n.markSweep(nil)
 			case <-n.closing:
@@ -121,7 +125,7 @@ func (n *Node) run() {
 		case <-sweep.C:
 			g = n.markSweep(g)
 		case rest := <-n.sweepAgain:
-			rested.Reset(rest)
+			rested.Reset(rest) // a group is open: writes are coming
 		case <-rested.C:
 			g = n.markSweep(g)
 		case <-n.closing:
@@ -156,6 +160,7 @@ func (n *Node) send(g *group) {
 // handed records that g went to the committer.
 func (n *Node) handed(g *group) {
 	n.sent++
+	n.sentGroups.Store(n.sent)
 	if g.remote {
 		n.txStale = true
 	}
@@ -179,6 +184,7 @@ func (n *Node) add(g *group, r *request) *group {
 		g = n.newGroup()
 	}
 	g.reqs = append(g.reqs, r)
+	n.lastWrite = time.Now()
 	if n.readOnly.Load() != nil || n.tx == nil {
 		return g // the committer answers with the cause
 	}
@@ -206,6 +212,21 @@ func (n *Node) markSweep(g *group) *group {
 	}
 	g.sweep = true
 	return g
+}
+
+// loopRLock read-locks the state for the loop, saying so while it waits:
+// a sweep step holding the lock gives way (expiry.go).
+func (n *Node) loopRLock() {
+	n.loopWaits.Store(true)
+	n.mu.RLock()
+	n.loopWaits.Store(false)
+}
+
+// writesWaiting, called by the applier during a sweep step, reports
+// whether writes wait for it: the loop for the state lock, or a group
+// handed to the committer after the one the step follows.
+func (n *Node) writesWaiting() bool {
+	return n.loopWaits.Load() || n.sentGroups.Load() > n.committed.Load()+1
 }
 
 // waitCommitted waits until the committer has finished every group sent.
@@ -239,7 +260,7 @@ func (n *Node) buildInto(g *group, r *request) {
 	now := n.opts.Now().UnixMilli()
 	if r.kind == reqRemote {
 		if r.op != nil && r.op.Kind == OpDelta {
-			n.mu.RLock()
+			n.loopRLock()
 			dup := n.ks.Covers(r.op.Delta)
 			n.mu.RUnlock()
 			if dup || rangesCover(g.remoteDots, r.op.Delta.Dots()) {
@@ -272,7 +293,7 @@ func (n *Node) buildInto(g *group, r *request) {
 	n.hlc.Store(uint64(n.clock))
 	tx.SetTime(n.clock) // a key expired at this time gets a fresh value
 	cp := tx.Checkpoint()
-	n.mu.RLock() // the transaction reads the state the committer writes
+	n.loopRLock() // the transaction reads the state the committer writes
 	d, err := n.build(tx, r, n.clock)
 	n.mu.RUnlock()
 	var rec []byte
@@ -284,7 +305,7 @@ func (n *Node) buildInto(g *group, r *request) {
 		err = fmt.Errorf("%w: %s %q: record of %d bytes (max %d)", ErrTooLarge, r.kind, r.key, len(rec), maxRecordBytes)
 	}
 	if err != nil {
-		n.mu.RLock()
+		n.loopRLock()
 		tx.Rollback(cp)
 		n.mu.RUnlock()
 		r.err = err

@@ -80,6 +80,9 @@ type Node struct {
 	// long to rest before the next (cap 1); swept: a sweep step reclaimed
 	// keys under the rolling transaction.
 	sweepAgain chan time.Duration
+	lastWrite  time.Time     // when the loop last took a request (the sweep's rest)
+	loopWaits  atomic.Bool   // the loop waits for the state lock (loopRLock)
+	sentGroups atomic.Uint64 // sent, for the applier (writesWaiting)
 	swept      atomic.Bool
 	closing    chan struct{} // closed by Close: the loop stops
 	loopDone   chan struct{} // closed when every stage has exited
