@@ -1,44 +1,135 @@
 package crdt
 
 import (
-	"cmp"
+	"slices"
+	"sort"
 	"strings"
-
-	"github.com/google/btree"
 )
 
-// indexDegree is the B-tree's minimum degree: nodes hold up to
-// 2*indexDegree-1 keys. 32 keeps a node's keys in a few cache lines and
-// the tree 4 levels deep at a million keys.
-const indexDegree = 32
+// indexBlock is the largest block of the key index: a block splits in two
+// beyond it. 1,024 keys (16 KiB of string headers) keep an insertion's
+// copy within a few cache lines' worth of work next to the binary
+// searches, and the block list short (a thousand blocks per million keys).
+const indexBlock = 1024
 
 // keyIndex keeps the live keys in order for prefix listings and range
-// joins: a B-tree, changed only when a key is created or dropped (O(log n)
-// each; writes to an existing key do not touch it). It replaced a sorted
-// slice that took additions and deletions as unsorted notes and sorted
-// them in at the next listing or once they outgrew the keyspace: O(1) per
-// write, but a sort of every note at once under the state lock, which a
-// mass expiry or a listing after a bulk load turned into a stall of
-// 70-100 ms at 100,000 keys (BenchmarkPutWhileExpiring in node).
+// joins: sorted blocks of at most indexBlock keys, in order (a one-level
+// B+ tree). It changes only when a key is created or dropped, O(log n +
+// indexBlock) each; writes to an existing key do not touch it. It replaced
+// a sorted slice that took additions and deletions as unsorted notes and
+// sorted them in at the next listing or once they outgrew the keyspace:
+// O(1) per write, but a sort of every note at once under the state lock,
+// which a mass expiry or a listing after a bulk load turned into a stall
+// of 70-100 ms at 100,000 keys (BenchmarkPutWhileExpiring in node).
 type keyIndex struct {
-	t *btree.BTreeG[string] // nil until the first key
+	blocks [][]string // each sorted and non-empty; every key of a block sorts before the next block's
+	max    int        // the largest block; 0: indexBlock (tests set it small)
 }
 
-func (x *keyIndex) tree() *btree.BTreeG[string] {
-	if x.t == nil {
-		x.t = btree.NewG(indexDegree, cmp.Less[string])
+// block returns the index of the block where key is or would go: the
+// last one whose first key is <= key (the first block when none is).
+func (x *keyIndex) block(key string) int {
+	i := sort.Search(len(x.blocks), func(i int) bool { return x.blocks[i][0] > key })
+	return max(i-1, 0)
+}
+
+// build replaces the index with keys (unique, in any order): sorted once
+// and cut into blocks three quarters full, which costs less than adding
+// them one by one and leaves room to grow (a keyspace read from a
+// snapshot).
+func (x *keyIndex) build(keys []string) {
+	slices.Sort(keys)
+	size := max(x.limit()*3/4, 1)
+	x.blocks = make([][]string, 0, (len(keys)+size-1)/size)
+	for len(keys) > 0 {
+		n := min(size, len(keys))
+		x.blocks = append(x.blocks, keys[:n:n])
+		keys = keys[n:]
 	}
-	return x.t
 }
 
-// add records that key became live; remove, that it was dropped.
-func (x *keyIndex) add(key string)    { x.tree().ReplaceOrInsert(key) }
-func (x *keyIndex) remove(key string) { x.tree().Delete(key) }
+// add records that key became live.
+func (x *keyIndex) add(key string) {
+	if len(x.blocks) == 0 {
+		x.blocks = [][]string{{key}}
+		return
+	}
+	b := x.block(key)
+	blk := x.blocks[b]
+	j, found := slices.BinarySearch(blk, key)
+	if found {
+		return
+	}
+	blk = slices.Insert(blk, j, key)
+	limit := x.limit()
+	if len(blk) <= limit {
+		x.blocks[b] = blk
+		return
+	}
+	half := len(blk) / 2
+	hi := slices.Clone(blk[half:])
+	clear(blk[half:])
+	x.blocks[b] = blk[:half:half] // an append to it must not reach hi's old place
+	x.blocks = slices.Insert(x.blocks, b+1, hi)
+}
+
+// remove records that key was dropped.
+func (x *keyIndex) remove(key string) {
+	if len(x.blocks) == 0 {
+		return
+	}
+	b := x.block(key)
+	blk := x.blocks[b]
+	j, found := slices.BinarySearch(blk, key)
+	if !found {
+		return
+	}
+	blk = slices.Delete(blk, j, j+1)
+	if len(blk) == 0 {
+		x.blocks = slices.Delete(x.blocks, b, b+1)
+		return
+	}
+	x.blocks[b] = blk
+	// A block a mass removal left nearly empty joins a neighbour, or
+	// gives back its memory, so the index stays about 16 bytes a key.
+	limit := x.limit()
+	if len(blk) >= limit/4 {
+		return
+	}
+	lo := b
+	if lo == len(x.blocks)-1 {
+		lo--
+	}
+	if lo >= 0 && len(x.blocks[lo])+len(x.blocks[lo+1]) <= limit {
+		x.blocks[lo] = slices.Concat(x.blocks[lo], x.blocks[lo+1])
+		x.blocks = slices.Delete(x.blocks, lo+1, lo+2)
+		return
+	}
+	if cap(blk) >= 4*len(blk) {
+		x.blocks[b] = slices.Clone(blk)
+	}
+}
+
+func (x *keyIndex) limit() int {
+	if x.max > 0 {
+		return x.max
+	}
+	return indexBlock
+}
 
 // ascend calls fn for each key >= lo in order, until fn returns false.
 func (x *keyIndex) ascend(lo string, fn func(key string) bool) {
-	if x.t != nil {
-		x.t.AscendGreaterOrEqual(lo, fn)
+	if len(x.blocks) == 0 {
+		return
+	}
+	b := x.block(lo)
+	j, _ := slices.BinarySearch(x.blocks[b], lo)
+	for ; b < len(x.blocks); b, j = b+1, 0 {
+		for _, key := range x.blocks[b][j:] {
+			if !fn(key) {
+				return
+			}
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -13,9 +14,13 @@ import (
 // and re-additions came before.
 func TestKeyIndex(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		var x keyIndex
+		x := keyIndex{max: rapid.IntRange(2, 6).Draw(t, "block")}
 		live := map[string]bool{}
-		key := rapid.StringMatching(`[ab]{0,3}`)
+		key := rapid.StringMatching(`[abc]{0,3}`)
+		for _, k := range rapid.SliceOfDistinct(key, func(k string) string { return k }).Draw(t, "built") {
+			live[k] = true
+		}
+		x.build(slices.Collect(maps.Keys(live)))
 		for i, n := 0, rapid.IntRange(0, 200).Draw(t, "n"); i < n; i++ {
 			k := key.Draw(t, "key")
 			switch rapid.IntRange(0, 2).Draw(t, "op") {
@@ -42,6 +47,17 @@ func TestKeyIndex(t *testing.T) {
 				if !slices.Equal(got, want) {
 					t.Fatalf("prefix %q after %q: %q, want %q", k, after, got, want)
 				}
+			}
+			// The blocks stay sorted, non-empty, within the limit, in order.
+			var all []string
+			for _, blk := range x.blocks {
+				if len(blk) == 0 || len(blk) > x.max {
+					t.Fatalf("a block of %d keys (limit %d)", len(blk), x.max)
+				}
+				all = append(all, blk...)
+			}
+			if !slices.IsSorted(all) || len(all) != len(live) {
+				t.Fatalf("index %q, %d live keys", all, len(live))
 			}
 		}
 	})

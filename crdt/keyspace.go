@@ -389,14 +389,16 @@ func FromSnapshot(d *Delta) (*Keyspace, error) {
 	k.ctx = *ctx.Clone()
 	k.markApplied(d.Own)
 	k.keys = make(map[string]*Entry, len(d.Keys))
+	keys := make([]string, 0, len(d.Keys))
 	for key, e := range d.Keys {
 		if n := e.normalize(0); n != nil {
 			k.keys[key] = n
-			k.index.add(key) // sorting the keys first and adding them in order costs more
+			keys = append(keys, key)
 			k.sum = k.sum.add(keyHash(key, n))
 			k.requeue(key, n)
 		}
 	}
+	k.index.build(keys)
 	return k, nil
 }
 
