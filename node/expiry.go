@@ -160,11 +160,13 @@ func (b *Batch) Persist(key string) { b.add(newPersist(key)) }
 // keys").
 //
 // The loop marks a group for a sweep step every SweepInterval, and again
-// after a rest (sweepRest) while a step found more to do (sweepAgain); the
-// applier runs the step after applying the group and answering its
-// writers, under the state lock, for at most sweepLimit keys. A step that reclaimed keys
-// changed the state under the loop's rolling transaction, so the loop
-// begins a fresh one (swept), as after a peer's records.
+// while a step found more to do (sweepAgain): at once when the node is
+// idle, else after a rest (sweepRest), on the next group that writes
+// bring; the applier runs the step after applying the group and
+// answering its writers, under the state lock, within the bounds above.
+// A step that reclaimed keys changed the state under the loop's rolling
+// transaction, so the loop begins a fresh one (swept), as after a peer's
+// records.
 
 // sweepStep is one bounded step of the sweep, run by the applier; it
 // returns how many keys it reported expired and how many it reclaimed.

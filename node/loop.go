@@ -91,7 +91,16 @@ func (n *Node) run() {
 	rested.Stop()
 	defer rested.Stop()
 	var g *group // the open group, not yet handed over
+	// A step due while writes arrive follows the next group, after its
+	// writers are answered, rather than starting on its own: a timer that
+	// fires late fires when the runtime wakes for a write, so a step of
+	// its own would start just as a write arrives and delay it.
+	sweepDue := false
 	for {
+		if sweepDue && g != nil {
+			g = n.markSweep(g)
+			sweepDue = false
+		}
 		if g == nil {
 			select {
 			case r := <-n.reqs:
@@ -107,7 +116,12 @@ func (n *Node) run() {
 					g = n.markSweep(nil)
 				}
 			case <-rested.C:
-				g = n.markSweep(nil)
+				if time.Since(n.lastWrite) < sweepIdle {
+					sweepDue = true
+					rested.Reset(sweepIdle) // if no write comes, the node is idle then
+				} else {
+					g = n.markSweep(nil)
+				}
 			case <-n.closing:
 				n.drain(nil)
 				return
