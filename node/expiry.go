@@ -19,9 +19,8 @@ const DefaultSweepInterval = 250 * time.Millisecond
 // A sweep step reports and reclaims keys sweepChunk at a time, until it
 // has held the state lock for sweepBudget, handled sweepLimit keys of
 // either kind, or writes wait for it (then it gives way after the chunk
-// at hand): writes never wait for a whole pass,
-// and a step's length does not depend on how warm the caches are (a key
-// costs 1-3 µs).
+// at hand): writes never wait for a whole pass, and a step's length does
+// not depend on how warm the caches are (a key costs 1-3 µs).
 const (
 	sweepChunk  = 8
 	sweepLimit  = 256
