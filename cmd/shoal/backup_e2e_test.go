@@ -22,10 +22,8 @@ import (
 func TestE2EBackupRestoreJoin(t *testing.T) {
 	bin := shoalBinary(t)
 	root := t.TempDir()
-	n1 := newAgentProc(t, bin, root, "n1", nil)
-	n1.start()
-	n2 := newAgentProc(t, bin, root, "n2", []string{n1.gossip})
-	n2.start()
+	nodes := startCluster(t, bin, root, 2, nil)
+	n1, n2 := nodes[0], nodes[1]
 	for i := range 200 {
 		n := []*agentProc{n1, n2}[i%2]
 		if err := n.client.Put(fmt.Sprintf("k/%03d", i), json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))); err != nil {

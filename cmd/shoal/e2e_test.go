@@ -70,6 +70,27 @@ type agentProc struct {
 	stopped          bool
 }
 
+// startCluster starts n agents named n1..nN in root: n1 alone, then the
+// others joining it. extra, when not nil, gives each agent's extra flags.
+func startCluster(t *testing.T, bin, root string, n int, extra func() []string) []*agentProc {
+	t.Helper()
+	flags := func() []string {
+		if extra == nil {
+			return nil
+		}
+		return extra()
+	}
+	nodes := []*agentProc{newAgentProc(t, bin, root, "n1", nil, flags()...)}
+	nodes[0].start()
+	for i := 2; i <= n; i++ {
+		nodes = append(nodes, newAgentProc(t, bin, root, fmt.Sprintf("n%d", i), []string{nodes[0].gossip}, flags()...))
+	}
+	for _, p := range nodes[1:] {
+		p.start()
+	}
+	return nodes
+}
+
 func newAgentProc(t *testing.T, bin, root, name string, join []string, extra ...string) *agentProc {
 	t.Helper()
 	h, err := freeLoopbackAddr()
@@ -242,13 +263,8 @@ func converged(nodes ...*agentProc) (bool, string) {
 func TestE2EThreeNodeCluster(t *testing.T) {
 	bin := shoalBinary(t)
 	root := t.TempDir()
-	n1 := newAgentProc(t, bin, root, "n1", nil)
-	n1.start()
-	n2 := newAgentProc(t, bin, root, "n2", []string{n1.gossip})
-	n3 := newAgentProc(t, bin, root, "n3", []string{n1.gossip})
-	n2.start()
-	n3.start()
-	nodes := []*agentProc{n1, n2, n3}
+	nodes := startCluster(t, bin, root, 3, nil)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	ctx := context.Background()
 
 	// Writes through the CLI on n1 and HTTP on n2 and n3.

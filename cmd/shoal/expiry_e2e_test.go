@@ -21,13 +21,8 @@ import (
 func TestE2EExpiry(t *testing.T) {
 	bin := shoalBinary(t)
 	root := t.TempDir()
-	n1 := newAgentProc(t, bin, root, "n1", nil)
-	n1.start()
-	n2 := newAgentProc(t, bin, root, "n2", []string{n1.gossip})
-	n3 := newAgentProc(t, bin, root, "n3", []string{n1.gossip})
-	n2.start()
-	n3.start()
-	nodes := []*agentProc{n1, n2, n3}
+	nodes := startCluster(t, bin, root, 3, nil)
+	n1, n2 := nodes[0], nodes[1]
 	eventually(t, 20*time.Second, "three nodes converge", func() (bool, string) { return converged(nodes...) })
 
 	// A watch on every node, open before the write.

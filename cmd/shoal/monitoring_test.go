@@ -96,10 +96,7 @@ func TestMonitoringMetricsExist(t *testing.T) {
 	qs := monitoringQueries(t)
 	bin := shoalBinary(t)
 	root := t.TempDir()
-	n1 := newAgentProc(t, bin, root, "n1", nil)
-	n1.start()
-	n2 := newAgentProc(t, bin, root, "n2", []string{n1.gossip})
-	n2.start()
+	n1 := startCluster(t, bin, root, 2, nil)[0] // n1 reports its peer's lag
 	if err := n1.client.Put("k", json.RawMessage(`1`)); err != nil {
 		t.Fatal(err)
 	}

@@ -160,12 +160,8 @@ func TestRESPThreeNodes(t *testing.T) {
 		}
 		return []string{"--resp", a}
 	}
-	n1 := newAgentProc(t, bin, root, "n1", nil, respAddr()...)
-	n1.start()
-	n2 := newAgentProc(t, bin, root, "n2", []string{n1.gossip}, respAddr()...)
-	n3 := newAgentProc(t, bin, root, "n3", []string{n1.gossip}, respAddr()...)
-	n2.start()
-	n3.start()
+	nodes := startCluster(t, bin, root, 3, respAddr)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	ctx := context.Background()
 	r1, r2, r3 := redisClient(t, n1.extra[1], ""), redisClient(t, n2.extra[1], ""), redisClient(t, n3.extra[1], "")
 

@@ -205,24 +205,12 @@ func changing[V any](set map[string]V, ms []string, in bool) []string {
 	return out
 }
 
-func cmdSAdd(x *exec, a [][]byte) {
-	ms, ok := members(a[2:])
-	if !ok {
-		x.o.err(errMemberUTF8)
-		return
-	}
-	v := x.loadType(a[1], node.TypeSet)
-	if v == nil {
-		return
-	}
-	added := changing(v.set, ms, false)
-	if len(added) > 0 {
-		x.setAdd(a[1], v, added)
-	}
-	x.o.int(int64(len(added)))
-}
+func cmdSAdd(x *exec, a [][]byte) { setChange(x, a, false) }
+func cmdSRem(x *exec, a [][]byte) { setChange(x, a, true) }
 
-func cmdSRem(x *exec, a [][]byte) {
+// setChange is SADD (remove false) and SREM: it answers how many members
+// it added or removed.
+func setChange(x *exec, a [][]byte, remove bool) {
 	ms, ok := members(a[2:])
 	if !ok {
 		x.o.err(errMemberUTF8)
@@ -232,11 +220,15 @@ func cmdSRem(x *exec, a [][]byte) {
 	if v == nil {
 		return
 	}
-	gone := changing(v.set, ms, true)
-	if len(gone) > 0 {
-		x.setRemove(a[1], v, gone)
+	changed := changing(v.set, ms, remove)
+	switch {
+	case len(changed) == 0:
+	case remove:
+		x.setRemove(a[1], v, changed)
+	default:
+		x.setAdd(a[1], v, changed)
 	}
-	x.o.int(int64(len(gone)))
+	x.o.int(int64(len(changed)))
 }
 
 func cmdSMembers(x *exec, a [][]byte) {
