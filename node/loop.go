@@ -173,8 +173,7 @@ func (n *Node) send(g *group) {
 
 // handed records that g went to the committer.
 func (n *Node) handed(g *group) {
-	n.sent++
-	n.sentGroups.Store(n.sent)
+	n.sent.Add(1)
 	if g.remote {
 		n.txStale = true
 	}
@@ -196,9 +195,9 @@ func (n *Node) add(g *group, r *request) *group {
 	}
 	if g == nil {
 		g = n.newGroup()
+		n.lastWrite = time.Now() // per group: the sweep needs no finer idea of idle
 	}
 	g.reqs = append(g.reqs, r)
-	n.lastWrite = time.Now()
 	if n.readOnly.Load() != nil || n.tx == nil {
 		return g // the committer answers with the cause
 	}
@@ -240,12 +239,12 @@ func (n *Node) loopRLock() {
 // whether writes wait for it: the loop for the state lock, or a group
 // handed to the committer after the one the step follows.
 func (n *Node) writesWaiting() bool {
-	return n.loopWaits.Load() || n.sentGroups.Load() > n.committed.Load()+1
+	return n.loopWaits.Load() || n.sent.Load() > n.committed.Load()+1
 }
 
 // waitCommitted waits until the committer has finished every group sent.
 func (n *Node) waitCommitted() {
-	for n.committed.Load() != n.sent {
+	for n.committed.Load() != n.sent.Load() {
 		<-n.groupDone
 	}
 }
@@ -257,7 +256,7 @@ func (n *Node) transaction() {
 	if n.swept.Swap(false) {
 		n.txStale = true
 	}
-	if n.tx != nil && (n.txStale || n.txOps >= maxTxOps || n.committed.Load() == n.sent) {
+	if n.tx != nil && (n.txStale || n.txOps >= maxTxOps || n.committed.Load() == n.sent.Load()) {
 		n.waitCommitted()
 		n.txSeq = max(n.txSeq, n.tx.LastSeq())
 		n.tx, n.txStale = nil, false

@@ -56,13 +56,14 @@ type Node struct {
 	lastSeq atomic.Uint64
 
 	// Owned by the loop, the pipeline's first stage (see loop.go).
-	clock   crdt.Timestamp // hybrid logical clock
-	tx      *crdt.Tx       // the rolling transaction
-	txOps   int            // operations in tx
-	txSeq   uint64         // last seq issued by an earlier transaction
-	txStale bool           // a group with peers' records was sent since tx began
-	sent    uint64         // groups handed to the committer
-	gate    transferGate   // the state transfer in progress (transfer.go)
+	clock     crdt.Timestamp // hybrid logical clock
+	tx        *crdt.Tx       // the rolling transaction
+	txOps     int            // operations in tx
+	txSeq     uint64         // last seq issued by an earlier transaction
+	txStale   bool           // a group with peers' records was sent since tx began
+	sent      atomic.Uint64  // groups handed to the committer (written by the loop only)
+	lastWrite time.Time      // when a request last opened a group (the sweep's rest)
+	gate      transferGate   // the state transfer in progress (transfer.go)
 
 	// Owned by the applier, the last stage (and by Open before it starts);
 	// recs by the appender.
@@ -80,9 +81,7 @@ type Node struct {
 	// long to rest before the next (cap 1); swept: a sweep step reclaimed
 	// keys under the rolling transaction.
 	sweepAgain chan time.Duration
-	lastWrite  time.Time     // when the loop last took a request (the sweep's rest)
-	loopWaits  atomic.Bool   // the loop waits for the state lock (loopRLock)
-	sentGroups atomic.Uint64 // sent, for the applier (writesWaiting)
+	loopWaits  atomic.Bool // the loop waits for the state lock (loopRLock)
 	swept      atomic.Bool
 	closing    chan struct{} // closed by Close: the loop stops
 	loopDone   chan struct{} // closed when every stage has exited
