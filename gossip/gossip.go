@@ -138,7 +138,9 @@ func New(cfg *Config, h Handler) (*Gossip, error) {
 
 	// The data listener comes first: its port goes into the node metadata
 	// memberlist asks for while Create runs.
-	g.ln, err = net.Listen("tcp", net.JoinHostPort(c.BindAddr, strconv.Itoa(c.DataPort)))
+	g.ln, err = listenRetry(c.DataPort, func() (net.Listener, error) {
+		return net.Listen("tcp", net.JoinHostPort(c.BindAddr, strconv.Itoa(c.DataPort)))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("gossip: data listener: %w", err)
 	}
@@ -201,26 +203,38 @@ func New(cfg *Config, h Handler) (*Gossip, error) {
 	return g, nil
 }
 
-// newNetTransport binds memberlist's UDP and TCP listeners. With port 0 the
-// kernel picks the TCP port and UDP must get the same one, which can race
-// with other processes: retry a few times, as memberlist does.
+// newNetTransport binds memberlist's UDP and TCP listeners (see
+// listenRetry).
 func newNetTransport(addr string, port int, l *log.Logger) (*memberlist.NetTransport, error) {
-	tries := 1
-	if port == 0 {
-		tries = 10
-	}
-	var err error
-	for range tries {
-		var nt *memberlist.NetTransport
-		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{addr}, BindPort: port, Logger: l})
-		if err == nil {
-			return nt, nil
+	return listenRetry(port, func() (*memberlist.NetTransport, error) {
+		return memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{addr}, BindPort: port, Logger: l})
+	})
+}
+
+// bindRetry is how long binding a fixed port is retried while it is in
+// use: a node restarted at once can find it held for a moment by its
+// previous process's connections (sockets the kernel keeps closing after
+// the process exited, which SO_REUSEADDR does not cover).
+const bindRetry = 5 * time.Second
+
+// listenRetry calls listen until it binds, while the port is in use: with
+// a fixed port for up to bindRetry; with port 0 up to 10 times, for
+// memberlist's UDP listener must get the TCP port the kernel picked,
+// which can race with other processes (as memberlist itself retries).
+func listenRetry[T any](port int, listen func() (T, error)) (T, error) {
+	deadline := time.Now().Add(bindRetry)
+	for try := 1; ; try++ {
+		v, err := listen()
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			return v, err
 		}
-		if !strings.Contains(err.Error(), "address already in use") {
-			break
+		if port == 0 && try == 10 || port != 0 && time.Now().After(deadline) {
+			return v, err
+		}
+		if port != 0 {
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	return nil, err
 }
 
 // Close shuts the node down without leaving (call Leave first to depart
