@@ -186,6 +186,11 @@ func TestStaleStreamGivesWayToReconnect(t *testing.T) {
 		}
 	}()
 	pongs := func() uint64 { return target.g.Stats().BytesReceived["pong"] }
+	// The server answers the handshake before it registers the stream.
+	registered := func() {
+		eventually(t, 10*time.Second, func() bool { return len(sessionsWith(target, "ghost", true)) == 1 }, "the stream was not registered")
+	}
+	registered()
 	if _, err := rawDial(t, target, "ghost", "127.0.0.1", nil); !errors.Is(err, ErrHandshake) {
 		t.Fatalf("second stream under a live name: %v", err)
 	}
@@ -204,6 +209,7 @@ func TestStaleStreamGivesWayToReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = stale
+	registered()
 	if _, err := rawDial(t, target, "ghost", "127.0.0.1", nil); !errors.Is(err, ErrHandshake) {
 		t.Fatalf("second stream: %v", err)
 	}
