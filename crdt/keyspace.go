@@ -63,7 +63,21 @@ func (k *Keyspace) Get(key string, now Timestamp) (View, bool) {
 	if e == nil || !e.live(now) {
 		return View{}, false
 	}
-	v := e.view()
+	v := e.view(false)
+	v.Expires = Expiry(e.Exp)
+	return v, true
+}
+
+// GetShared is Get without copying registers' values: View.Register (also
+// in a map's fields) is the state's own bytes, which the caller must not
+// modify. They stay valid and unchanged however the key changes later: the
+// keyspace never writes into a value it holds (a write replaces it).
+func (k *Keyspace) GetShared(key string, now Timestamp) (View, bool) {
+	e := k.keys[key]
+	if e == nil || !e.live(now) {
+		return View{}, false
+	}
+	v := e.view(true)
 	v.Expires = Expiry(e.Exp)
 	return v, true
 }

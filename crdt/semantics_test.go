@@ -610,3 +610,33 @@ func TestFieldSiblings(t *testing.T) {
 		t.Errorf("absent key: %v", err)
 	}
 }
+
+// GetShared hands out the state's own bytes: they must never change,
+// whatever happens to the key afterwards (node.Get's decoded strings alias
+// them).
+func TestGetSharedBytesNeverChange(t *testing.T) {
+	c := newCluster(t, 2)
+	in := []byte(`"first"`)
+	c.do(0, func(tx *Tx) (*Delta, error) { return tx.Put("k", in, 1) })
+	copy(in, `"XXXXX"`) // the caller's buffer is not the state's
+	v, ok := c.rs[0].ks.GetShared("k", 0)
+	if !ok || string(v.Register) != `"first"` {
+		t.Fatalf("GetShared = %q, %v", v.Register, ok)
+	}
+	held := v.Register
+	// Replaced locally, by a concurrent remote write, deleted, written again.
+	d := c.do(1, put("k", `"other"`, 5))
+	c.send(0, d)
+	c.do(0, put("k", `"third"`, 9))
+	c.do(0, del("k"))
+	c.do(0, put("k", `"fourth!"`, 10))
+	if string(held) != `"first"` {
+		t.Fatalf("held bytes changed to %q", held)
+	}
+	if v, _ := c.rs[0].ks.GetShared("k", 0); string(v.Register) != `"fourth!"` {
+		t.Fatalf("GetShared = %q", v.Register)
+	}
+	if v, _ := c.rs[0].ks.Get("k", 0); &v.Register[0] == &c.rs[0].ks.keys["k"].Reg[0].Value[0] {
+		t.Fatal("Get shares the state's bytes")
+	}
+}

@@ -60,12 +60,15 @@ func counterValue(cs []CountValue) int64 {
 	return n
 }
 
-// view returns a copy of the visible value of a normalized entry.
-func (e *Entry) view() View {
+// view returns a copy of the visible value of a normalized entry; with
+// share, a register's bytes are the entry's own (see GetShared).
+func (e *Entry) view(share bool) View {
 	v := View{Type: e.visibleType()}
 	switch v.Type {
 	case TypeRegister:
-		v.Register = bytes.Clone(winner(e.Reg).Value)
+		if v.Register = winner(e.Reg).Value; !share {
+			v.Register = bytes.Clone(v.Register)
+		}
 		if v.Register == nil {
 			v.Register = []byte{}
 		}
@@ -80,7 +83,7 @@ func (e *Entry) view() View {
 	case TypeMap:
 		v.Map = make(map[string]View, len(e.Map))
 		for f, c := range e.Map {
-			v.Map[f] = c.view()
+			v.Map[f] = c.view(share)
 		}
 	case TypeFlag:
 		v.Flag = true

@@ -263,7 +263,7 @@ func (n *Node) Get(key string) (Value, error) {
 		return Value{}, keyError("get", key)
 	}
 	sh := n.mu.rlock()
-	v, ok := n.ks.Get(key, n.readTime())
+	v, ok := n.ks.GetShared(key, n.readTime())
 	n.mu.runlock(sh)
 	if !ok {
 		return Value{}, fmt.Errorf("%w: %q", ErrNotFound, key)
@@ -271,7 +271,9 @@ func (n *Node) Get(key string) (Value, error) {
 	var data any
 	var err error
 	if v.Type == crdt.TypeRegister {
-		data, err = decodeOwnedValue(v.Register) // v.Register is Get's own copy
+		// The state never changes the bytes of a value it holds: the
+		// decoded strings may alias them.
+		data, err = decodeOwnedValue(v.Register)
 	} else {
 		data, err = convertView(&v)
 	}
