@@ -24,6 +24,15 @@ const indexBlock = 1024
 type keyIndex struct {
 	blocks [][]string // each sorted and non-empty; every key of a block sorts before the next block's
 	max    int        // the largest block; 0: indexBlock (tests set it small)
+
+	// While suspended (a replay: nothing lists until it ends), keys
+	// created are noted in pending, unsorted, and merged in by one sort at
+	// resume. Removals go to the blocks as usual; pending is filtered at
+	// resume. Inserting one by one costs a copy of half a block each,
+	// write barriers included while the collector runs, which a replay
+	// keeps busy: a fifth of its time.
+	suspended bool
+	pending   []string
 }
 
 // block returns the index of the block where key is or would go: the
@@ -39,6 +48,11 @@ func (x *keyIndex) block(key string) int {
 // snapshot).
 func (x *keyIndex) build(keys []string) {
 	slices.Sort(keys)
+	x.buildSorted(keys)
+}
+
+// buildSorted is build for keys already sorted.
+func (x *keyIndex) buildSorted(keys []string) {
 	size := max(x.limit()*3/4, 1)
 	x.blocks = make([][]string, 0, (len(keys)+size-1)/size)
 	for len(keys) > 0 {
@@ -48,8 +62,78 @@ func (x *keyIndex) build(keys []string) {
 	}
 }
 
+// suspend starts noting created keys instead of inserting them.
+func (x *keyIndex) suspend() { x.suspended = true }
+
+// resume inserts the keys noted while suspended that live still reports,
+// and goes back to inserting keys as they come.
+func (x *keyIndex) resume(live func(key string) bool) {
+	x.suspended = false
+	x.flush(live)
+}
+
+// flush inserts the keys noted so far that live reports (a key noted and
+// then dropped is not) and keeps the index suspended if it was.
+func (x *keyIndex) flush(live func(key string) bool) {
+	if len(x.pending) == 0 {
+		return
+	}
+	pending := x.pending
+	x.pending = nil
+	slices.Sort(pending)
+	pending = slices.Compact(pending)
+	keep := pending[:0]
+	for _, key := range pending {
+		if live(key) {
+			keep = append(keep, key)
+		}
+	}
+	clear(pending[len(keep):])
+	pending = keep
+	if len(pending) < x.size()/8 {
+		// Few: one by one costs less than rewriting every block.
+		for _, key := range pending {
+			x.insert(key)
+		}
+		return
+	}
+	all := make([]string, 0, x.size()+len(pending))
+	i := 0
+	for _, blk := range x.blocks {
+		for _, key := range blk {
+			for ; i < len(pending) && pending[i] < key; i++ {
+				all = append(all, pending[i])
+			}
+			if i < len(pending) && pending[i] == key {
+				i++ // already in (not after a removal, but harmless)
+			}
+			all = append(all, key)
+		}
+	}
+	all = append(all, pending[i:]...)
+	x.buildSorted(all)
+}
+
+// size returns the number of keys in the blocks.
+func (x *keyIndex) size() int {
+	n := 0
+	for _, blk := range x.blocks {
+		n += len(blk)
+	}
+	return n
+}
+
 // add records that key became live.
 func (x *keyIndex) add(key string) {
+	if x.suspended {
+		x.pending = append(x.pending, key)
+		return
+	}
+	x.insert(key)
+}
+
+// insert puts key in its block.
+func (x *keyIndex) insert(key string) {
 	if len(x.blocks) == 0 {
 		x.blocks = [][]string{{key}}
 		return

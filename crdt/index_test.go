@@ -11,7 +11,7 @@ import (
 
 // TestKeyIndex: a prefix listing after a cursor finds exactly the live keys
 // with the prefix after it, in order, whatever mix of additions, deletions
-// and re-additions came before.
+// and re-additions came before, also across suspensions (a replay).
 func TestKeyIndex(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		x := keyIndex{max: rapid.IntRange(2, 6).Draw(t, "block")}
@@ -21,9 +21,23 @@ func TestKeyIndex(t *testing.T) {
 			live[k] = true
 		}
 		x.build(slices.Collect(maps.Keys(live)))
-		for i, n := 0, rapid.IntRange(0, 200).Draw(t, "n"); i < n; i++ {
+		has := func(k string) bool { return live[k] }
+		for i, n := 0, rapid.IntRange(0, 200).Draw(t, "n"); i <= n; i++ {
 			k := key.Draw(t, "key")
-			switch rapid.IntRange(0, 2).Draw(t, "op") {
+			op := rapid.IntRange(0, 3).Draw(t, "op")
+			if i == n {
+				op = 3 // end resumed, and checked
+				if !x.suspended {
+					x.suspend()
+				}
+			}
+			switch op {
+			case 3:
+				if x.suspended {
+					x.resume(has)
+				} else {
+					x.suspend()
+				}
 			case 0:
 				live[k] = true
 				x.add(k)
@@ -39,6 +53,9 @@ func TestKeyIndex(t *testing.T) {
 					}
 				}
 				slices.Sort(want)
+				if x.suspended {
+					x.flush(has) // as the keyspace does before a listing
+				}
 				var got []string
 				x.prefixed(k, after, func(key string) bool {
 					got = append(got, key)
@@ -47,6 +64,9 @@ func TestKeyIndex(t *testing.T) {
 				if !slices.Equal(got, want) {
 					t.Fatalf("prefix %q after %q: %q, want %q", k, after, got, want)
 				}
+			}
+			if x.suspended {
+				continue
 			}
 			// The blocks stay sorted, non-empty, within the limit, in order.
 			var all []string

@@ -82,6 +82,25 @@ func (k *Keyspace) GetShared(key string, now Timestamp) (View, bool) {
 	return v, true
 }
 
+// SuspendIndex stops keeping the ordered index of keys up to date key by
+// key until ResumeIndex, which brings it up to date with one sort: for
+// applying many operations at once (a replay). A listing meanwhile brings
+// it up to date first, so the keyspace must not be read concurrently
+// while suspended, even under a read lock.
+func (k *Keyspace) SuspendIndex() { k.index.suspend() }
+
+// ResumeIndex ends SuspendIndex.
+func (k *Keyspace) ResumeIndex() { k.index.resume(k.has) }
+
+func (k *Keyspace) has(key string) bool { return k.keys[key] != nil }
+
+// flushIndex brings a suspended index up to date before a listing.
+func (k *Keyspace) flushIndex() {
+	if k.index.suspended {
+		k.index.flush(k.has)
+	}
+}
+
 // live reports whether a keyspace entry holds a value that is visible at
 // now: it has one and has not expired (now 0: ignoring expiries).
 func (e *Entry) live(now Timestamp) bool {
@@ -144,6 +163,7 @@ func (k *Keyspace) Keys(prefix string, limit int, now Timestamp) []KeyInfo {
 // is ""): a cursor for walking a prefix in chunks. It only reads: callers
 // may hold a read lock.
 func (k *Keyspace) KeysAfter(prefix, after string, limit int, now Timestamp) []KeyInfo {
+	k.flushIndex()
 	out := []KeyInfo{}
 	k.index.prefixed(prefix, after, func(key string) bool {
 		if limit > 0 && len(out) == limit {
@@ -443,6 +463,7 @@ func (k *Keyspace) JoinRange(lo, hi string, part *Delta, senderCtx *Context) []C
 		}
 	}
 	var local []string
+	k.flushIndex()
 	k.index.ascend(lo, func(key string) bool {
 		if hi != "" && key >= hi {
 			return false

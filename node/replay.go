@@ -66,7 +66,9 @@ func (n *Node) recover() error {
 		}
 		n.ks = crdt.NewKeyspace()
 	}
+	n.ks.SuspendIndex() // nothing lists before the replay ends
 	replayed, bytes, err := n.replay(from, next)
+	n.ks.ResumeIndex()
 	if err != nil {
 		return err
 	}
