@@ -29,6 +29,9 @@ type joiner struct {
 	// them. Only for a Tx's own deltas: neither side is ever modified in
 	// place (joins replace small stores, never write into them).
 	alias bool
+	// own: b's register values are handed over (Keyspace.ApplyOwned): a
+	// keeps them instead of copying.
+	own bool
 }
 
 // empty reports whether a normalized (state) entry holds no dot: no value
@@ -65,7 +68,7 @@ func (j *joiner) entry(a, b *Entry, full bool) bool {
 	changed := false
 	if len(a.Reg) > 0 || len(br) > 0 {
 		cp := cloneReg
-		if j.alias {
+		if j.alias || j.own {
 			cp = nil
 		}
 		out, ch := joinSmall(a.Reg, br, regDot, j.actx, j.bctx, cp, j.alias)

@@ -237,15 +237,24 @@ func keyHash(key string, e *Entry) sum128 { return hashChild(tagKey, key, e.h) }
 // for deltas made by Tx, their joins, KeyState and Snapshot. The delta is
 // not modified and not retained. An invalid delta (see Validate) is
 // ignored: Apply returns nil and changes nothing.
-func (k *Keyspace) Apply(d *Delta) []Change {
+func (k *Keyspace) Apply(d *Delta) []Change { return k.apply(d, false) }
+
+// ApplyOwned is Apply for a delta whose register values are handed over:
+// the keyspace keeps those byte slices instead of copying them, so nothing
+// may modify them afterwards. A Tx's deltas qualify once the Tx is done
+// with them (it never writes into a value), and so do freshly decoded
+// ones that share no buffer.
+func (k *Keyspace) ApplyOwned(d *Delta) []Change { return k.apply(d, true) }
+
+func (k *Keyspace) apply(d *Delta, own bool) []Change {
 	if d != nil && !d.Full && len(d.Keys) <= smallDelta {
-		return k.applySmall(d)
+		return k.applySmall(d, own)
 	}
 	dctx, err := d.check(nil)
 	if err != nil {
 		return nil
 	}
-	j := joiner{actx: &k.ctx, bctx: dctx, hash: true}
+	j := joiner{actx: &k.ctx, bctx: dctx, hash: true, own: own}
 	var changes []Change
 	for key, be := range d.Keys {
 		if c, ok := k.joinKey(&j, key, be, d.Full); ok {
@@ -274,7 +283,7 @@ const smallDelta = 4
 // applySmall is Apply for a delta of a few keys, not Full: it validates
 // exactly as check does, but ranges over d.Keys once, remembering the
 // entries for the join (ranging over a map costs more than the check).
-func (k *Keyspace) applySmall(d *Delta) []Change {
+func (k *Keyspace) applySmall(d *Delta, own bool) []Change {
 	var buf [smallDelta]struct {
 		key string
 		e   *Entry
@@ -291,7 +300,7 @@ func (k *Keyspace) applySmall(d *Delta) []Change {
 	if d.checkOwn(dctx) != nil {
 		return nil
 	}
-	j := joiner{actx: &k.ctx, bctx: dctx, hash: true}
+	j := joiner{actx: &k.ctx, bctx: dctx, hash: true, own: own}
 	var changes []Change
 	for i := range buf[:n] {
 		if c, ok := k.joinKey(&j, buf[i].key, buf[i].e, false); ok {

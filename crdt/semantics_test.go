@@ -640,3 +640,33 @@ func TestGetSharedBytesNeverChange(t *testing.T) {
 		t.Fatal("Get shares the state's bytes")
 	}
 }
+
+// PutOwned keeps the caller's bytes and ApplyOwned keeps the delta's;
+// Put and Apply copy them. Reads see the same either way.
+func TestOwnedValues(t *testing.T) {
+	for _, owned := range []bool{false, true} {
+		ks := NewKeyspace()
+		tx := ks.Begin(ReplicaID(1), 0)
+		in := []byte(`"value"`)
+		put, apply := tx.Put, ks.Apply
+		if owned {
+			put, apply = tx.PutOwned, ks.ApplyOwned
+		}
+		d, err := put("k", in, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inDelta := &d.Keys["k"].Reg[0].Value[0]
+		apply(d)
+		v, ok := ks.GetShared("k", 0)
+		if !ok || string(v.Register) != `"value"` {
+			t.Fatalf("owned=%v: %q, %v", owned, v.Register, ok)
+		}
+		if shared := inDelta == &in[0]; shared != owned {
+			t.Fatalf("owned=%v: the delta shares the caller's bytes: %v", owned, shared)
+		}
+		if shared := &v.Register[0] == inDelta; shared != owned {
+			t.Fatalf("owned=%v: the state shares the delta's bytes: %v", owned, shared)
+		}
+	}
+}

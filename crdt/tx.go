@@ -566,19 +566,29 @@ func pathString(path []string) string {
 // writes stay as siblings and the read shows the one with the highest
 // (ts, replica ID, seq). value is copied.
 func (t *Tx) Put(key string, value []byte, ts Timestamp) (*Delta, error) {
+	return t.put(key, value, ts, false)
+}
+
+// PutOwned is Put that keeps value instead of copying it: the caller hands
+// it over and must not modify it afterwards.
+func (t *Tx) PutOwned(key string, value []byte, ts Timestamp) (*Delta, error) {
+	return t.put(key, value, ts, true)
+}
+
+func (t *Tx) put(key string, value []byte, ts Timestamp, own bool) (*Delta, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
 	o := t.begin()
 	fresh := o.fresh(key)
-	if err := o.putReg([]string{key}, value, ts); err != nil {
+	if err := o.putReg([]string{key}, value, ts, own); err != nil {
 		return o.fail(err)
 	}
 	o.keepExpiry(key, fresh)
 	return o.finish()
 }
 
-func (o *op) putReg(path []string, value []byte, ts Timestamp) error {
+func (o *op) putReg(path []string, value []byte, ts Timestamp, own bool) error {
 	t := o.t
 	v := t.at(path)
 	live := t.liveTypes(v)
@@ -603,7 +613,10 @@ func (o *op) putReg(path []string, value []byte, ts Timestamp) error {
 			ctx = append(ctx, v.p.Reg[i].Dot)
 		}
 	}
-	st.reg[0] = RegValue{Dot: d, Time: ts, Value: bytes.Clone(value)}
+	if !own {
+		value = bytes.Clone(value)
+	}
+	st.reg[0] = RegValue{Dot: d, Time: ts, Value: value}
 	st.e.Reg = st.reg[:]
 	o.atInto(&st.d, path, &st.e, ctx)
 	return nil
@@ -865,7 +878,7 @@ func (o *op) patch(path []string, p *Patch, ts Timestamp) error {
 		o.at(fp, &Entry{All: true}, t.allDots(v, nil))
 	}
 	for _, f := range sortedKeys(p.Set) {
-		if err := o.putReg(sub(f), p.Set[f], ts); err != nil {
+		if err := o.putReg(sub(f), p.Set[f], ts, false); err != nil {
 			return err
 		}
 	}

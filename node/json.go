@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -32,7 +33,11 @@ func encodeValue(v any) ([]byte, error) {
 	if s, ok := v.(string); ok { // sized at once: most values are strings
 		return appendString(make([]byte, 0, len(s)+2), s)
 	}
-	return appendJSON(make([]byte, 0, 64), v, 0)
+	b, err := appendJSON(make([]byte, 0, 64), v, 0)
+	if err == nil && cap(b)-len(b) > len(b)/4 {
+		b = bytes.Clone(b) // the state keeps it (Tx.PutOwned): no slack
+	}
+	return b, err
 }
 
 // depth is how many containers (arrays, objects) enclose v: a value may

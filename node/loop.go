@@ -483,7 +483,9 @@ func (n *Node) applyOp(op *Op) []crdt.Change {
 	var changes []crdt.Change
 	switch op.Kind {
 	case OpDelta:
-		changes = n.ks.Apply(op.Delta)
+		// Its values are the Tx's or DecodeOp's (which aliases nothing),
+		// and nobody writes into them: the state keeps them.
+		changes = n.ks.ApplyOwned(op.Delta)
 	case OpStateRange:
 		changes = n.ks.JoinRange(op.Lo, op.Hi, op.Delta, op.Ctx)
 	case OpContext:
@@ -615,7 +617,7 @@ func buildWrite(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, error)
 	case reqPersist:
 		return tx.Persist(r.key)
 	case reqPut:
-		return tx.Put(r.key, r.value, ts)
+		return tx.PutOwned(r.key, r.value, ts) // newPut's own encoding, never modified
 	case reqDelete:
 		return tx.Delete(r.key)
 	case reqIncr:

@@ -466,3 +466,21 @@ func TestBatchOperationCap(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The state keeps the bytes a Put encoded (no copy), never the caller's:
+// changing what was passed in afterwards changes nothing stored.
+func TestPutKeepsNoCallerBytes(t *testing.T) {
+	n, _ := openTest(t, nil)
+	raw := json.RawMessage(`{"a":[1,2,3]}`)
+	must(t, n.Put("raw", raw))
+	_, err := n.PutJSON("json", raw)
+	must(t, err)
+	copy(raw, `{"b":[9,9,9]}`)
+	for _, k := range []string{"raw", "json"} {
+		_, v, err := n.GetJSON(k)
+		must(t, err)
+		if string(v) != `{"a":[1,2,3]}` {
+			t.Fatalf("%s: %s", k, v)
+		}
+	}
+}
