@@ -32,6 +32,7 @@ func (n *Node) PutJSONWith(key string, raw []byte, o WriteOptions) ([]byte, erro
 		return nil, err
 	}
 	stored := r.value
+	r.lent = true                             // the caller gets stored: the state must not keep it
 	if _, err := n.exec(r, nil); err != nil { // r is recycled; stored is not
 		return nil, err
 	}

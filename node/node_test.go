@@ -468,14 +468,16 @@ func TestBatchOperationCap(t *testing.T) {
 }
 
 // The state keeps the bytes a Put encoded (no copy), never the caller's:
-// changing what was passed in afterwards changes nothing stored.
+// changing what was passed in, or what PutJSON answered, changes nothing
+// stored.
 func TestPutKeepsNoCallerBytes(t *testing.T) {
 	n, _ := openTest(t, nil)
 	raw := json.RawMessage(`{"a":[1,2,3]}`)
 	must(t, n.Put("raw", raw))
-	_, err := n.PutJSON("json", raw)
+	stored, err := n.PutJSON("json", raw)
 	must(t, err)
 	copy(raw, `{"b":[9,9,9]}`)
+	copy(stored, `{"c":[7,7,7]}`) // PutJSON's answer is the caller's too
 	for _, k := range []string{"raw", "json"} {
 		_, v, err := n.GetJSON(k)
 		must(t, err)

@@ -37,7 +37,8 @@ func (k reqKind) String() string { return reqNames[k] }
 type request struct {
 	kind    reqKind
 	key     string
-	value   []byte // canonical JSON (put)
+	value   []byte // canonical JSON (put): the state keeps it, unless lent
+	lent    bool   // value is also the caller's (PutJSON returns it): the state copies it
 	by      int64
 	members []string
 	patch   *crdt.Patch
