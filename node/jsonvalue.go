@@ -32,8 +32,9 @@ func (n *Node) PutJSONWith(key string, raw []byte, o WriteOptions) ([]byte, erro
 		return nil, err
 	}
 	stored := r.value
-	r.lent = true                             // the caller gets stored: the state must not keep it
-	if _, err := n.exec(r, nil); err != nil { // r is recycled; stored is not
+	r.lent = true // the caller gets stored: the state keeps a copy
+	// r is recycled; stored is not.
+	if _, err := n.exec(r, nil); err != nil {
 		return nil, err
 	}
 	return stored, nil

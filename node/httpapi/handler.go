@@ -96,6 +96,12 @@ type Handler struct {
 	watchResumes atomic.Int64 // watch streams that went on from the log after falling behind
 
 	durations *prometheus.HistogramVec // nil without Options.Registerer
+	observers sync.Map                 // durationKey -> prometheus.Observer: the label lookup once per route and code
+}
+
+type durationKey struct {
+	route string
+	code  int
 }
 
 // routes are the route labels of the request metrics: fixed names, never
@@ -406,21 +412,32 @@ func (h *Handler) authorized(r *http.Request) bool {
 // routing reads the escaped path itself instead of a cleaned one: a key may
 // hold '/', "..", '%' or spaces.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.EscapedPath()
 	if h.durations == nil {
-		h.serve(w, r)
+		h.serve(w, r, path)
 		return
 	}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	h.serve(sw, r)
+	h.serve(sw, r, path)
 	if sw.code == 0 {
 		sw.code = http.StatusOK
 	}
-	h.durations.WithLabelValues(routeOf(r.URL.EscapedPath()), strconv.Itoa(sw.code)).Observe(time.Since(start).Seconds())
+	h.observer(routeOf(path), sw.code).Observe(time.Since(start).Seconds())
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.EscapedPath()
+// observer returns the duration histogram of route and code.
+func (h *Handler) observer(route string, code int) prometheus.Observer {
+	k := durationKey{route, code}
+	if o, ok := h.observers.Load(k); ok {
+		return o.(prometheus.Observer)
+	}
+	o := h.durations.WithLabelValues(route, strconv.Itoa(code))
+	h.observers.Store(k, o)
+	return o
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, path string) {
 	if path == "/healthz" {
 		h.serveHealth(w, r)
 		return
