@@ -501,17 +501,17 @@ func wrongType(op string, path []string, want, have Type) error {
 // nothing of an expired value (no sibling, member, field or counter
 // contribution, and not its expiry) shows again through the write, and a
 // new value never inherits an old expiry. A key without expiry items costs
-// a look at them.
-func (o *op) fresh(key string) bool {
+// a look at them. hadExp: the key had expiry items (keepExpiry has work).
+func (o *op) fresh(key string) (fresh, hadExp bool) {
 	t := o.t
 	path := []string{key}
 	v := t.at(path)
 	xs := t.exps(v)
 	if len(xs) == 0 || (!t.expired(xs) && t.typeOf(v) != 0) {
-		return false
+		return false, len(xs) > 0
 	}
 	o.at(path, &Entry{All: true}, t.allDots(v, nil))
-	return true
+	return true, true
 }
 
 // keepExpiry ends a write that did not set an expiry itself (fresh: it
@@ -530,7 +530,12 @@ func (o *op) fresh(key string) bool {
 //
 // A key the write left without a value (its last member or field
 // removed) loses its expiry items instead: a later write starts afresh.
-func (o *op) keepExpiry(key string, fresh bool) {
+func (o *op) keepExpiry(key string, fresh, hadExp bool) {
+	if !fresh && !hadExp {
+		// No expiry item before the write, and writes add none: nothing to
+		// keep (and no read, which would join the write's step at once).
+		return
+	}
 	t := o.t
 	path := []string{key}
 	v := t.at(path)
@@ -580,11 +585,11 @@ func (t *Tx) put(key string, value []byte, ts Timestamp, own bool) (*Delta, erro
 		return nil, err
 	}
 	o := t.begin()
-	fresh := o.fresh(key)
+	fresh, hadExp := o.fresh(key)
 	if err := o.putReg([]string{key}, value, ts, own); err != nil {
 		return o.fail(err)
 	}
-	o.keepExpiry(key, fresh)
+	o.keepExpiry(key, fresh, hadExp)
 	return o.finish()
 }
 
@@ -640,11 +645,11 @@ func (t *Tx) Incr(key string, by int64) (*Delta, error) {
 		return nil, err
 	}
 	o := t.begin()
-	fresh := o.fresh(key)
+	fresh, hadExp := o.fresh(key)
 	if err := o.incr([]string{key}, by); err != nil {
 		return o.fail(err)
 	}
-	o.keepExpiry(key, fresh)
+	o.keepExpiry(key, fresh, hadExp)
 	return o.finish()
 }
 
@@ -681,11 +686,11 @@ func (t *Tx) SetAdd(key string, members ...string) (*Delta, error) {
 		return nil, err
 	}
 	o := t.begin()
-	fresh := o.fresh(key)
+	fresh, hadExp := o.fresh(key)
 	if err := o.setAdd([]string{key}, members); err != nil {
 		return o.fail(err)
 	}
-	o.keepExpiry(key, fresh)
+	o.keepExpiry(key, fresh, hadExp)
 	return o.finish()
 }
 
@@ -725,11 +730,11 @@ func (t *Tx) SetRemove(key string, members ...string) (*Delta, error) {
 		return nil, err
 	}
 	o := t.begin()
-	fresh := o.fresh(key)
+	fresh, hadExp := o.fresh(key)
 	if err := o.setRemove([]string{key}, members); err != nil {
 		return o.fail(err)
 	}
-	o.keepExpiry(key, fresh)
+	o.keepExpiry(key, fresh, hadExp)
 	return o.finish()
 }
 
@@ -840,11 +845,11 @@ func (t *Tx) Update(key string, p *Patch, ts Timestamp) (*Delta, error) {
 		return nil, fmt.Errorf("update %q: %w: empty patch", key, ErrInvalid)
 	}
 	o := t.begin()
-	fresh := o.fresh(key)
+	fresh, hadExp := o.fresh(key)
 	if err := o.patch([]string{key}, p, ts); err != nil {
 		return o.fail(err)
 	}
-	o.keepExpiry(key, fresh)
+	o.keepExpiry(key, fresh, hadExp)
 	return o.finish()
 }
 
