@@ -58,26 +58,20 @@ func NewKeyspace() *Keyspace { return &Keyspace{keys: make(map[string]*Entry)} }
 // HLC); false when the key does not exist or has expired (its expiry is at
 // or before now). now 0 ignores expiries. View.Expires is the key's
 // expiry (0: none).
-func (k *Keyspace) Get(key string, now Timestamp) (View, bool) {
-	e := k.keys[key]
-	if e == nil || !e.live(now) {
-		return View{}, false
-	}
-	v := e.view(false)
-	v.Expires = Expiry(e.Exp)
-	return v, true
-}
+func (k *Keyspace) Get(key string, now Timestamp) (View, bool) { return k.get(key, now, false) }
 
 // GetShared is Get without copying registers' values: View.Register (also
 // in a map's fields) is the state's own bytes, which the caller must not
 // modify. They stay valid and unchanged however the key changes later: the
 // keyspace never writes into a value it holds (a write replaces it).
-func (k *Keyspace) GetShared(key string, now Timestamp) (View, bool) {
+func (k *Keyspace) GetShared(key string, now Timestamp) (View, bool) { return k.get(key, now, true) }
+
+func (k *Keyspace) get(key string, now Timestamp, share bool) (View, bool) {
 	e := k.keys[key]
 	if e == nil || !e.live(now) {
 		return View{}, false
 	}
-	v := e.view(true)
+	v := e.view(share)
 	v.Expires = Expiry(e.Exp)
 	return v, true
 }

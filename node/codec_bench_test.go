@@ -47,9 +47,7 @@ func codecBenchOps(b *testing.B) map[string]*Op {
 	var batch []*crdt.Delta
 	for i := range 16 {
 		d, err := tx.Put(fmt.Sprintf("batch/%04d", i), val, ts)
-		if err != nil {
-			b.Fatal(err)
-		}
+		must(b, err)
 		batch = append(batch, d)
 	}
 	ops["batch16"] = op(crdt.JoinDeltas(batch...), nil)
@@ -100,21 +98,13 @@ func race(b *testing.B, ours, theirs func() error) {
 func BenchmarkCodec(b *testing.B) {
 	for name, op := range codecBenchOps(b) {
 		ours, err := EncodeOp(op)
-		if err != nil {
-			b.Fatal(err)
-		}
+		must(b, err)
 		lib, err := encodeOpLibrary(op)
-		if err != nil {
-			b.Fatal(err)
-		}
+		must(b, err)
 		a, err := decodeOpLibrary(ours)
-		if err != nil {
-			b.Fatal(err)
-		}
+		must(b, err)
 		c, err := DecodeOp(lib)
-		if err != nil {
-			b.Fatal(err)
-		}
+		must(b, err)
 		if !reflect.DeepEqual(a, c) {
 			b.Fatalf("%s: the codecs disagree:\n%+v\n%+v", name, a, c)
 		}
@@ -144,9 +134,7 @@ func BenchmarkJSONValue(b *testing.B) {
 	for name, raw := range values {
 		in := []byte(raw)
 		v, err := decodeValue(in)
-		if err != nil {
-			b.Fatal(err)
-		}
+		must(b, err)
 		b.Run(name+"/decode", func(b *testing.B) {
 			race(b, func() error { _, err := decodeValue(in); return err },
 				func() error {
