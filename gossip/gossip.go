@@ -136,20 +136,39 @@ func New(cfg *Config, h Handler) (*Gossip, error) {
 		}
 	}()
 
-	// The data listener comes first: its port goes into the node metadata
-	// memberlist asks for while Create runs.
-	g.ln, err = listenRetry(c.DataPort, func() (net.Listener, error) {
-		return net.Listen("tcp", net.JoinHostPort(c.BindAddr, strconv.Itoa(c.DataPort)))
-	})
-	if err != nil {
-		return nil, fmt.Errorf("gossip: data listener: %w", err)
-	}
+	// Both listeners are bound before Create: the data port goes into the
+	// node metadata memberlist asks for while it runs. A fixed port is
+	// bound first: a listener on port 0 takes any free port, which may be
+	// the other's fixed one while that is still free (CI once saw the data
+	// listener take the memberlist port a test had picked as free).
 	mlLog := log.New(&memberlistLog{g: g}, "", 0)
-	inner, err := newNetTransport(c.BindAddr, c.BindPort, mlLog)
-	if err != nil {
-		return nil, fmt.Errorf("gossip: memberlist transport: %w", err)
+	var inner *memberlist.NetTransport
+	listenData := func() (err error) {
+		g.ln, err = listenRetry(c.DataPort, func() (net.Listener, error) {
+			return net.Listen("tcp", net.JoinHostPort(c.BindAddr, strconv.Itoa(c.DataPort)))
+		})
+		if err != nil {
+			return fmt.Errorf("gossip: data listener: %w", err)
+		}
+		return nil
 	}
-	g.tr = newTransport(g, inner)
+	listenMemberlist := func() (err error) {
+		if inner, err = newNetTransport(c.BindAddr, c.BindPort, mlLog); err != nil {
+			return fmt.Errorf("gossip: memberlist transport: %w", err)
+		}
+		g.tr = newTransport(g, inner)
+		return nil
+	}
+	first, second := listenData, listenMemberlist
+	if c.DataPort == 0 && c.BindPort != 0 {
+		first, second = listenMemberlist, listenData
+	}
+	if err := first(); err != nil {
+		return nil, err
+	}
+	if err := second(); err != nil {
+		return nil, err
+	}
 	mlc := c.memberlistConfig()
 	mlc.Transport = g.tr
 	mlc.Logger = mlLog
