@@ -154,8 +154,17 @@ func (g *Gossip) accept(conn net.Conn, ip net.IP, pc *pendingConn) {
 	stop := context.AfterFunc(g.ctx, func() { _ = conn.Close() })
 	p := g.handshakeParams()
 	p.precheck = func() error { return g.checkSource(ip) }
-	p.admit = func(name string) error { return g.admit(name, ip, pc.key) }
+	var reserved string
+	p.admit = func(name string) error {
+		err := g.admit(name, ip, pc)
+		if err == nil {
+			reserved = name
+		}
+		return err
+	}
 	res, err := serverHandshake(conn, p)
+	// The name stays reserved until the stream is registered (or not).
+	defer g.unreserve(reserved, pc)
 	if err != nil {
 		closeRefused(conn, err) // Close still cuts its wait short
 	}
@@ -285,10 +294,13 @@ func (g *Gossip) checkSource(ip net.IP) error {
 // stream under a name never tears down the first: it is refused, and the
 // first is probed (pinged) at once, so a stream whose peer is gone (a
 // restarted node's old connection) is closed within PingTimeout and the
-// peer's next dial gets in.
-func (g *Gossip) admit(name string, ip net.IP, key string) error {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
+// peer's next dial gets in. An admitted name is reserved for pc until its
+// handshake ends (unreserve): the server answers before it registers the
+// stream, and a simultaneous dial under the name must not be told it is
+// in and then be dropped at registration.
+func (g *Gossip) admit(name string, ip net.IP, pc *pendingConn) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	e := g.peers[name]
 	switch {
 	case e == nil || e.state != StateAlive:
@@ -296,7 +308,26 @@ func (g *Gossip) admit(name string, ip net.IP, key string) error {
 	case !peerAt(e.Peer, ip):
 		return reject(hsNotMember, rejectNotMember, ErrHandshake, "%q is a member at %s, not at %s", name, e.Addr, ip)
 	}
-	return g.checkInboundLocked(name, key, true)
+	if err := g.checkInboundLocked(name, pc.key, true); err != nil {
+		return err
+	}
+	if g.admitting[name] != nil {
+		return reject(hsDuplicate, rejectDuplicate, ErrHandshake, "a stream from %q is being opened", name)
+	}
+	g.admitting[name] = pc
+	return nil
+}
+
+// unreserve ends pc's reservation of name ("": none), if it still holds it.
+func (g *Gossip) unreserve(name string, pc *pendingConn) {
+	if name == "" {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.admitting[name] == pc {
+		delete(g.admitting, name)
+	}
 }
 
 // checkInboundLocked applies the one-stream-per-name rule and the session

@@ -716,3 +716,47 @@ func TestRequestFloodCutOff(t *testing.T) {
 	}, "the flood was not cut off")
 	eventually(t, 10*time.Second, func() bool { return len(sessionsWith(target, "ghost", true)) == 0 }, "the stream is still open")
 }
+
+// Simultaneous dials under one name: exactly one gets in, and it stays in.
+// The others are refused in the handshake; none is told it is in and then
+// dropped (the name is reserved from admission until the stream is
+// registered or the handshake fails).
+func TestSimultaneousDialsUnderOneName(t *testing.T) {
+	target := startNode(t, "n0", nil, func(c *Config) { c.IdleTimeout = time.Hour })
+	startGhost(t, "ghost", "127.0.0.1", nil, "", target)
+	const dials = 8
+	type result struct {
+		c   *rawClient
+		err error
+	}
+	results := make(chan result, dials)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range dials {
+		wg.Go(func() {
+			<-start
+			c, err := rawDial(t, target, "ghost", "127.0.0.1", nil)
+			results <- result{c, err}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(results)
+	var in []*rawClient
+	for r := range results {
+		switch {
+		case r.err == nil:
+			in = append(in, r.c)
+		case !errors.Is(r.err, ErrHandshake):
+			t.Fatalf("a dial failed otherwise: %v", r.err)
+		}
+	}
+	if len(in) != 1 {
+		t.Fatalf("%d dials were let in, want 1", len(in))
+	}
+	eventually(t, 10*time.Second, func() bool { return len(sessionsWith(target, "ghost", true)) == 1 }, "the stream let in was not registered")
+	// It stays open: a read sees no end of stream.
+	if _, err := in[0].next(200 * time.Millisecond); err != nil && !isTimeout(err) {
+		t.Fatalf("the stream let in ended: %v", err)
+	}
+}

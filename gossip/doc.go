@@ -73,8 +73,10 @@
 // connection of a restarted node, a host that vanished) is closed when the
 // peer's host answers the ping with a reset, or PingTimeout later, and the
 // reconnecting peer's next dial (it redials with backoff from 20 ms) gets
-// in. A departed or failed member's streams are closed when memberlist
-// reports it gone.
+// in. Two dials under one name at once: the first admitted holds the name
+// until its handshake ends, and the other is refused the same way (never
+// told it is in and then dropped). A departed or failed member's streams
+// are closed when memberlist reports it gone.
 //
 // The handshake, all integers big endian:
 //

@@ -50,8 +50,9 @@ type Gossip struct {
 	peers         map[string]*peerEntry // every member we know of, but ourselves
 	links         map[string]*link      // alive peers: outbound queue and stream
 	sessions      map[*session]struct{}
-	inbound       map[string]*session // established inbound streams by peer name (one each)
-	inboundByAddr map[string]int      // established inbound streams by source address (addrKey)
+	inbound       map[string]*session     // established inbound streams by peer name (one each)
+	inboundByAddr map[string]int          // established inbound streams by source address (addrKey)
+	admitting     map[string]*pendingConn // names admitted whose handshake has not ended (accept.go)
 	seeds         []string
 
 	adm     admission   // pending inbound handshakes
@@ -86,6 +87,7 @@ func New(cfg *Config, h Handler) (*Gossip, error) {
 		sessions:      make(map[*session]struct{}),
 		inbound:       make(map[string]*session),
 		inboundByAddr: make(map[string]int),
+		admitting:     make(map[string]*pendingConn),
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
