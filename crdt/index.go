@@ -105,7 +105,7 @@ func (x *keyIndex) flush(live func(key string) bool) {
 				all = append(all, pending[i])
 			}
 			if i < len(pending) && pending[i] == key {
-				i++ // already in (not after a removal, but harmless)
+				i++ // add of a key already in: a no-op, as insert makes it
 			}
 			all = append(all, key)
 		}

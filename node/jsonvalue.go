@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -32,12 +33,12 @@ func (n *Node) PutJSONWith(key string, raw []byte, o WriteOptions) ([]byte, erro
 		return nil, err
 	}
 	stored := r.value
-	r.lent = true // the caller gets stored: the state keeps a copy
-	// r is recycled; stored is not.
+	// r is recycled; stored is not, but the state keeps it (Tx.PutOwned):
+	// the caller gets a copy.
 	if _, err := n.exec(r, nil); err != nil {
 		return nil, err
 	}
-	return stored, nil
+	return bytes.Clone(stored), nil
 }
 
 // GetJSON returns the type of key and its value as canonical JSON: a

@@ -617,9 +617,6 @@ func buildWrite(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, error)
 	case reqPersist:
 		return tx.Persist(r.key)
 	case reqPut:
-		if r.lent {
-			return tx.Put(r.key, r.value, ts)
-		}
 		return tx.PutOwned(r.key, r.value, ts) // newPut's own encoding, never modified
 	case reqDelete:
 		return tx.Delete(r.key)

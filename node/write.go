@@ -37,8 +37,7 @@ func (k reqKind) String() string { return reqNames[k] }
 type request struct {
 	kind    reqKind
 	key     string
-	value   []byte // canonical JSON (put): the state keeps it, unless lent
-	lent    bool   // value is also the caller's (PutJSON returns it): the state copies it
+	value   []byte // canonical JSON (put): the state keeps it
 	by      int64
 	members []string
 	patch   *crdt.Patch
