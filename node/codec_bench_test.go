@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,6 +129,8 @@ func BenchmarkCodec(b *testing.B) {
 func BenchmarkJSONValue(b *testing.B) {
 	values := map[string]string{
 		"string256": `"` + value256 + `"`,
+		// text with escapes every 16 bytes or so, like redis-benchmark's data
+		"escaped256": `"` + strings.Repeat(`VXKeHogKgJ=[5\\gY8a3LG\n`, 10) + `"`,
 		"number":    `1234567`,
 		"object":    `{"name":"Ada Lovelace","age":36,"tags":["math","engines"],"active":true,"score":98.5}`,
 	}

@@ -562,27 +562,41 @@ func (p *jsonParser) str() (string, error) {
 	return "", p.fail()
 }
 
-// slowStr parses a string with escapes; start is just after the opening quote.
+// slowStr parses a string with escapes; start is just after the opening
+// quote, p.i on the first backslash.
 func (p *jsonParser) slowStr(start int) (string, error) {
-	out := make([]byte, 0, p.i-start+16)
+	// Unescaped contents are never longer than their text: find where the
+	// text ends (the first quote not escaped) and allocate once.
+	end := p.i
+	for end < len(p.b) && p.b[end] != '"' {
+		if p.b[end] == '\\' {
+			end++
+		}
+		end++
+	}
+	out := make([]byte, 0, min(end, len(p.b))-start)
 	out = append(out, p.b[start:p.i]...)
 	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
+		run := p.i // copy up to the next quote, escape or control byte at once
+		for run < len(p.b) && !strStop[p.b[run]] {
+			run++
+		}
+		out = append(out, p.b[p.i:run]...)
+		if p.i = run; p.i >= len(p.b) {
+			break
+		}
+		switch c := p.b[p.i]; {
 		case c == '"':
 			p.i++
 			if !utf8.Valid(out) {
 				return "", fmt.Errorf("%w: string is not valid UTF-8", errJSON)
 			}
-			return string(out), nil
+			// out is this string's own and never written again.
+			return unsafe.String(unsafe.SliceData(out), len(out)), nil
 		case c < 0x20:
 			return "", p.fail()
-		case c != '\\':
-			out = append(out, c)
-			p.i++
-			continue
 		}
-		p.i++
+		p.i++ // the backslash
 		if p.i >= len(p.b) {
 			return "", p.fail()
 		}

@@ -119,6 +119,12 @@ func FuzzJSON(f *testing.F) {
 		if !json.Valid(b) {
 			t.Fatalf("accepted invalid JSON %q", b)
 		}
+		if str, ok := v.(string); ok {
+			var want string
+			if err := json.Unmarshal(b, &want); err != nil || str != want {
+				t.Fatalf("%q decodes to %q, encoding/json says %q (%v)", b, str, want, err)
+			}
+		}
 		c1, err := encodeValue(json.RawMessage(b))
 		if err != nil {
 			t.Fatalf("decodable %q does not canonicalise: %v", b, err)
