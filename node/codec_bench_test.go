@@ -131,8 +131,8 @@ func BenchmarkJSONValue(b *testing.B) {
 		"string256": `"` + value256 + `"`,
 		// text with escapes every 16 bytes or so, like redis-benchmark's data
 		"escaped256": `"` + strings.Repeat(`VXKeHogKgJ=[5\\gY8a3LG\n`, 10) + `"`,
-		"number":    `1234567`,
-		"object":    `{"name":"Ada Lovelace","age":36,"tags":["math","engines"],"active":true,"score":98.5}`,
+		"number":     `1234567`,
+		"object":     `{"name":"Ada Lovelace","age":36,"tags":["math","engines"],"active":true,"score":98.5}`,
 	}
 	for name, raw := range values {
 		in := []byte(raw)
