@@ -310,6 +310,25 @@ func decodeOwnedValue(b []byte) (any, error) {
 	return p.parseValue()
 }
 
+// AppendUnquoted appends to dst the contents of s, one JSON string with
+// its quotes, unescaped: for a caller that wants a string's bytes without
+// decoding it into a Go string first. The contents are never longer than
+// s. On an error it returns dst as it was given.
+func AppendUnquoted(dst, s []byte) ([]byte, error) {
+	if len(s) < 2 || s[0] != '"' {
+		return dst, fmt.Errorf("%w: not a JSON string", errJSON)
+	}
+	p := jsonParser{b: s, i: 1}
+	out, err := p.unquote(dst)
+	if err == nil && p.i != len(s) {
+		err = fmt.Errorf("%w: data after the string", errJSON)
+	}
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
 func (p *jsonParser) parseValue() (any, error) {
 	v, err := p.parse()
 	if err != nil {
@@ -479,8 +498,9 @@ func (p *jsonParser) number() (any, error) {
 	}
 	if i, err := strconv.ParseInt(lit, 10, 64); err == nil {
 		return i, nil
-	} else if errors.Is(err, strconv.ErrRange) {
-		// An integer beyond int64: a float64 if one holds it exactly (the
+	} else if errors.Is(err, strconv.ErrRange) && !bytes.ContainsAny(s[:n], ".eE") {
+		// (ParseInt reports the range as soon as the digits overflow, even
+		// when a fraction or exponent follows.) An integer beyond int64: a float64 if one holds it exactly (the
 		// canonical form of a large integral float is such a literal),
 		// else its digits, so that nothing is rounded.
 		if f, err := strconv.ParseFloat(lit, 64); err == nil && strconv.FormatFloat(f, 'f', 0, 64) == lit {
@@ -574,8 +594,18 @@ func (p *jsonParser) slowStr(start int) (string, error) {
 		}
 		end++
 	}
-	out := make([]byte, 0, min(end, len(p.b))-start)
-	out = append(out, p.b[start:p.i]...)
+	out, err := p.unquote(append(make([]byte, 0, min(end, len(p.b))-start), p.b[start:p.i]...))
+	if err != nil {
+		return "", err
+	}
+	// out is this string's own and never written again.
+	return unsafe.String(unsafe.SliceData(out), len(out)), nil
+}
+
+// unquote appends to out the rest of the string at p.i, unescaped, and
+// moves past its closing quote. out may share p.b's bytes before p.i: it
+// never grows past what has been read.
+func (p *jsonParser) unquote(out []byte) ([]byte, error) {
 	for p.i < len(p.b) {
 		run := p.i // copy up to the next quote, escape or control byte at once
 		for run < len(p.b) && !strStop[p.b[run]] {
@@ -589,16 +619,15 @@ func (p *jsonParser) slowStr(start int) (string, error) {
 		case c == '"':
 			p.i++
 			if !utf8.Valid(out) {
-				return "", fmt.Errorf("%w: string is not valid UTF-8", errJSON)
+				return nil, fmt.Errorf("%w: string is not valid UTF-8", errJSON)
 			}
-			// out is this string's own and never written again.
-			return unsafe.String(unsafe.SliceData(out), len(out)), nil
+			return out, nil
 		case c < 0x20:
-			return "", p.fail()
+			return nil, p.fail()
 		}
 		p.i++ // the backslash
 		if p.i >= len(p.b) {
-			return "", p.fail()
+			return nil, p.fail()
 		}
 		e := p.b[p.i]
 		p.i++
@@ -618,7 +647,7 @@ func (p *jsonParser) slowStr(start int) (string, error) {
 		case 'u':
 			r, ok := p.hex4()
 			if !ok {
-				return "", p.fail()
+				return nil, p.fail()
 			}
 			if r >= 0xD800 && r < 0xDC00 {
 				// a high surrogate must be followed by an escaped low one
@@ -626,25 +655,25 @@ func (p *jsonParser) slowStr(start int) (string, error) {
 					p.i += 2
 					lo, ok := p.hex4()
 					if !ok {
-						return "", p.fail()
+						return nil, p.fail()
 					}
 					if lo >= 0xDC00 && lo < 0xE000 {
 						r = 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00)
 					} else {
-						return "", fmt.Errorf("%w: unpaired surrogate", errJSON)
+						return nil, fmt.Errorf("%w: unpaired surrogate", errJSON)
 					}
 				} else {
-					return "", fmt.Errorf("%w: unpaired surrogate", errJSON)
+					return nil, fmt.Errorf("%w: unpaired surrogate", errJSON)
 				}
 			} else if r >= 0xDC00 && r < 0xE000 {
-				return "", fmt.Errorf("%w: unpaired surrogate", errJSON)
+				return nil, fmt.Errorf("%w: unpaired surrogate", errJSON)
 			}
 			out = utf8.AppendRune(out, r)
 		default:
-			return "", fmt.Errorf("%w: bad escape \\%c", errJSON, e)
+			return nil, fmt.Errorf("%w: bad escape \\%c", errJSON, e)
 		}
 	}
-	return "", p.fail()
+	return nil, p.fail()
 }
 
 func (p *jsonParser) hex4() (rune, bool) {

@@ -113,6 +113,17 @@ func FuzzJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := decodeValue(b)
+		in := bytes.Clone(b)
+		if u, uerr := AppendUnquoted([]byte("x"), b); uerr == nil {
+			if str, ok := v.(string); err != nil || !ok || "x"+str != string(u) {
+				t.Fatalf("AppendUnquoted(%q) = %q; decodeValue: %#v, %v", b, u, v, err)
+			}
+		} else if str, ok := v.(string); ok && err == nil && b[0] == '"' && b[len(b)-1] == '"' {
+			t.Fatalf("AppendUnquoted(%q) failed (%v); decodeValue: %q", b, uerr, str)
+		}
+		if !bytes.Equal(in, b) {
+			t.Fatalf("AppendUnquoted changed its input %q to %q", in, b)
+		}
 		if err != nil {
 			return
 		}
