@@ -4,11 +4,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tidwall/redcon"
 )
 
 // TestRESPProtocolErrors: a malformed or oversized request is answered
@@ -143,16 +142,18 @@ func (c *chunky) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestLimitReaderFraming: valid streams cut at any byte pass through with
-// the limiter in step (no false protocol error), whatever the chunks.
+// TestLimitReaderFraming: valid streams cut at any byte pass through the
+// limiter in step (no false protocol error) and the reader returns every
+// command with its arguments, whatever the chunks.
 func TestLimitReaderFraming(t *testing.T) {
 	for seed := range uint64(20) {
 		rnd := rand.New(rand.NewPCG(seed, 1))
 		var b strings.Builder
-		want := 0
+		var want [][]string
 		for range 100 {
 			if rnd.IntN(5) == 0 {
 				b.WriteString("PING inline\r\n")
+				want = append(want, []string{"PING", "inline"})
 			} else {
 				// Some values longer than an inline line may be: a limiter
 				// out of step would read one as an inline command too long.
@@ -160,25 +161,77 @@ func TestLimitReaderFraming(t *testing.T) {
 				if rnd.IntN(10) == 0 {
 					size = maxInlineBytes + rnd.IntN(1000)
 				}
-				b.WriteString(encode("SET", fmt.Sprint("k", rnd.IntN(100)), strings.Repeat("v", size)))
+				cmd := []string{"SET", fmt.Sprint("k", rnd.IntN(100)), strings.Repeat(string(rune('a'+rnd.IntN(26))), size)}
+				b.WriteString(encode(cmd...))
+				want = append(want, cmd)
 			}
-			want++
 		}
 		lr := &limitReader{r: &chunky{data: []byte(b.String()), rnd: rnd}, maxArgs: 3, maxBulk: 2 * maxInlineBytes, maxTotal: 3 * maxInlineBytes}
-		rd := redcon.NewReader(lr)
+		rd := newReader(lr)
 		got := 0
+	read:
 		for {
-			cmds, err := rd.ReadCommands()
-			if err == io.EOF {
+			if err := rd.fill(); err == io.EOF {
 				break
-			}
-			if err != nil {
+			} else if err != nil {
 				t.Fatalf("seed %d: after %d commands: %v", seed, got, err)
 			}
-			got += len(cmds)
+			for {
+				a, err := rd.next()
+				if err != nil {
+					t.Fatalf("seed %d: after %d commands: %v", seed, got, err)
+				}
+				if a == nil {
+					continue read
+				}
+				if got >= len(want) || !slices.Equal(strs(a), want[got]) {
+					t.Fatalf("seed %d: command %d reads as %.40q", seed, got, strs(a))
+				}
+				got++
+			}
 		}
-		if got != want {
-			t.Fatalf("seed %d: %d commands, want %d", seed, got, want)
+		if got != len(want) {
+			t.Fatalf("seed %d: %d commands, want %d", seed, got, len(want))
+		}
+		if len(rd.buf) > readBufferKeepMax {
+			t.Fatalf("seed %d: the read buffer stayed at %d bytes", seed, len(rd.buf))
 		}
 	}
+}
+
+func strs(a [][]byte) []string {
+	out := make([]string, len(a))
+	for i, b := range a {
+		out[i] = string(b)
+	}
+	return out
+}
+
+// FuzzReader: whatever the bytes and however they are cut, the reader
+// returns commands or an error, never panics, and its buffer stays within
+// what the limits allow.
+func FuzzReader(f *testing.F) {
+	f.Add([]byte(encode("SET", "k", "v")+"PING\r\n\r\n*0\r\n"), uint64(1))
+	f.Add([]byte("$3 foo\r\n"), uint64(2))
+	f.Add([]byte("*2\r\n$3\r\nGET\r\n$9\r\nabc"), uint64(3))
+	f.Add([]byte("SET \"a b\" 'c'\r\n"), uint64(4))
+	f.Fuzz(func(t *testing.T, data []byte, seed uint64) {
+		const maxTotal = 256
+		lr := &limitReader{r: &chunky{data: data, rnd: rand.New(rand.NewPCG(seed, 2))}, maxArgs: 8, maxBulk: 64, maxTotal: maxTotal}
+		rd := newReader(lr)
+		for rd.fill() == nil {
+			for {
+				a, err := rd.next()
+				if err != nil || a == nil {
+					break
+				}
+				if len(a) == 0 {
+					t.Fatal("an empty command")
+				}
+			}
+			if len(rd.buf) > readBufferSize+2*max(maxTotal, maxInlineBytes) {
+				t.Fatalf("the read buffer grew to %d bytes", len(rd.buf))
+			}
+		}
+	})
 }

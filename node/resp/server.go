@@ -235,7 +235,7 @@ func (s *Server) Close() error {
 type conn struct {
 	s      *Server
 	nc     net.Conn
-	rd     *redcon.Reader
+	rd     *reader
 	o      out // replies, flushed after each round of commands
 	temp   out // replies held until a write commits
 	id     int64
@@ -259,7 +259,7 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, id: s.ids.Add(1), authed: s.opts.Password == ""}
-	c.rd = redcon.NewReader(&limitReader{r: nc, maxArgs: s.opts.MaxArgs, maxBulk: s.opts.MaxBulkBytes,
+	c.rd = newReader(&limitReader{r: nc, maxArgs: s.opts.MaxArgs, maxBulk: s.opts.MaxBulkBytes,
 		maxTotal: s.opts.MaxCommandBytes})
 	c.o = out{w: redcon.NewWriter(nc), proto: 2}
 	c.temp = out{w: redcon.NewWriter(nil), proto: 2}
@@ -274,8 +274,17 @@ func (c *conn) serve() {
 		c.stopAllSubs()
 	}()
 	for !c.quit {
-		cmds, err := c.rd.ReadCommands()
+		err := c.rd.fill()
 		c.wmu.Lock()
+		ran := false
+		for err == nil && !c.quit {
+			var a [][]byte
+			if a, err = c.rd.next(); err != nil || a == nil {
+				break
+			}
+			c.run(a)
+			ran = true
+		}
 		if err != nil {
 			if isProtocol(err) {
 				// What came before the bad request is answered first.
@@ -288,13 +297,11 @@ func (c *conn) serve() {
 			c.wmu.Unlock()
 			return
 		}
-		for _, cmd := range cmds {
-			c.run(cmd.Args)
-			if c.quit {
-				break
-			}
+		if !ran { // a partial command: read on
+			c.wmu.Unlock()
+			continue
 		}
-		c.drain()
+		c.drain() // every command read has its answer: the buffer may be reused
 		ok := c.flushLocked()
 		c.wmu.Unlock()
 		if !ok {

@@ -1,5 +1,7 @@
 package resp
 
+import "bytes"
+
 // Transactions. MULTI queues commands; EXEC runs them in order against
 // the node's state plus their own writes and commits every write as one
 // atomic record (node.Batch): after a crash all of them are there or
@@ -35,7 +37,13 @@ func (c *conn) queue(cmd *command, a [][]byte) {
 	case len(c.queued) >= c.s.opts.MaxQueued:
 		c.o.err("ERR too many commands in the transaction")
 	default:
-		c.queued = append(c.queued, a)
+		// A copy: the arguments live in the read buffer, reused once the
+		// commands read so far are answered.
+		q := make([][]byte, len(a))
+		for i, arg := range a {
+			q[i] = bytes.Clone(arg)
+		}
+		c.queued = append(c.queued, q)
 		c.o.status("QUEUED")
 		return
 	}
