@@ -43,6 +43,10 @@ func (k *Keyspace) Begin(replica ReplicaID, lastSeq uint64) *Tx {
 	return &Tx{ks: k, replica: replica, seq: lastSeq}
 }
 
+// Ops returns the number of operations in the transaction (each Put,
+// Incr, ... of a batch counts).
+func (t *Tx) Ops() int { return len(t.ops) }
+
 // LastSeq returns the last seq handed out so far.
 func (t *Tx) LastSeq() uint64 { return t.seq }
 

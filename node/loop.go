@@ -51,7 +51,9 @@ type group struct {
 }
 
 // maxTxOps bounds the operations a rolling transaction accumulates before
-// the loop waits for the committer and starts a fresh one.
+// the loop waits for the committer and starts a fresh one. Operations, not
+// requests: a batch holds many, and the transaction's pending context
+// grows with each (a sorted slice its operations insert into).
 const maxTxOps = 4096
 
 // The write path is a three-stage pipeline, like etcd's raft loop:
@@ -256,14 +258,13 @@ func (n *Node) transaction() {
 	if n.swept.Swap(false) {
 		n.txStale = true
 	}
-	if n.tx != nil && (n.txStale || n.txOps >= maxTxOps || n.committed.Load() == n.sent.Load()) {
+	if n.tx != nil && (n.txStale || n.tx.Ops() >= maxTxOps || n.committed.Load() == n.sent.Load()) {
 		n.waitCommitted()
 		n.txSeq = max(n.txSeq, n.tx.LastSeq())
 		n.tx, n.txStale = nil, false
 	}
 	if n.tx == nil {
 		n.tx = n.ks.Begin(n.replica, max(n.txSeq, n.lastSeq.Load()))
-		n.txOps = 0
 	}
 }
 
@@ -327,7 +328,6 @@ func (n *Node) buildInto(g *group, r *request) {
 	}
 	g.entries = append(g.entries, groupEntry{r: r, op: op, rec: rec})
 	g.bytes += len(rec)
-	n.txOps++
 }
 
 // appendLoop is the second stage: it makes each group durable with one

@@ -58,7 +58,6 @@ type Node struct {
 	// Owned by the loop, the pipeline's first stage (see loop.go).
 	clock     crdt.Timestamp // hybrid logical clock
 	tx        *crdt.Tx       // the rolling transaction
-	txOps     int            // operations in tx
 	txSeq     uint64         // last seq issued by an earlier transaction
 	txStale   bool           // a group with peers' records was sent since tx began
 	sent      atomic.Uint64  // groups handed to the committer (written by the loop only)
