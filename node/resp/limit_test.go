@@ -235,3 +235,40 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// TestReaderShrinksAfterALargeCommand: the buffer a large command grew is
+// given back once it is served, even while small commands keep coming,
+// and no fill brings more than a bounded number of commands.
+func TestReaderShrinksAfterALargeCommand(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(encode("SET", "big", strings.Repeat("v", 1<<20)))
+	for range 50_000 {
+		b.WriteString("PING\r\n")
+	}
+	lr := &limitReader{r: strings.NewReader(b.String()), maxArgs: 3, maxBulk: 2 << 20, maxTotal: 4 << 20}
+	rd := newReader(lr)
+	got, most, grew := 0, 0, false
+	for rd.fill() == nil {
+		for {
+			a, err := rd.next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a == nil {
+				break
+			}
+			got++
+		}
+		most = max(most, cap(rd.args))
+		grew = grew || len(rd.buf) > readBufferKeepMax
+	}
+	if got != 50_001 {
+		t.Fatalf("%d commands, want 50001", got)
+	}
+	if !grew || len(rd.buf) > readBufferKeepMax {
+		t.Fatalf("the buffer grew: %v, ends at %d bytes", grew, len(rd.buf))
+	}
+	if most > 2*maxReadChunk/len("PING\r\n") {
+		t.Fatalf("one fill held %d argument slices", most)
+	}
+}

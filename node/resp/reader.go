@@ -11,6 +11,9 @@ import (
 const (
 	readBufferSize    = 16 << 10
 	readBufferKeepMax = 256 << 10
+	// maxReadChunk bounds one read, and so the commands (and the
+	// argument slices) one fill can bring, whatever the buffer grew to.
+	maxReadChunk = 64 << 10
 )
 
 // reader parses the commands a connection sends with no allocation per
@@ -66,9 +69,11 @@ func (rd *reader) fill() error {
 	clear(rd.args)
 	rd.args = rd.args[:0]
 	switch {
-	case rd.start == rd.end && len(rd.buf) > readBufferKeepMax:
-		rd.buf = make([]byte, readBufferSize) // a large command is done
-		rd.start, rd.end = 0, 0
+	case len(rd.buf) > readBufferKeepMax && rd.end-rd.start <= readBufferSize/2:
+		// A large command is done: back to a small buffer.
+		buf := make([]byte, readBufferSize)
+		rd.end = copy(buf, rd.buf[rd.start:rd.end])
+		rd.buf, rd.start = buf, 0
 	case rd.start == rd.end:
 		rd.start, rd.end = 0, 0
 	case rd.start > 0:
@@ -80,7 +85,7 @@ func (rd *reader) fill() error {
 		// this grows.
 		rd.buf = append(rd.buf, make([]byte, len(rd.buf))...)
 	}
-	n, err := rd.r.Read(rd.buf[rd.end:])
+	n, err := rd.r.Read(rd.buf[rd.end:min(len(rd.buf), rd.end+maxReadChunk)])
 	rd.end += n
 	if n > 0 {
 		return nil // an error comes again with the next read
