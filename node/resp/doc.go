@@ -1,7 +1,9 @@
 // Package resp serves the Redis protocol (RESP2, and RESP3 after HELLO 3)
 // for a node, so that any Redis client can use a shoal replica. It is
 // built on node's exported API only, like package httpapi, with
-// github.com/tidwall/redcon's protocol reader and writer.
+// github.com/tidwall/redcon's command parser and reply writer. Commands
+// are parsed in place from each connection's read buffer, which is reused
+// once every command read has been answered.
 //
 // # Types
 //
