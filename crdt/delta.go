@@ -267,6 +267,21 @@ func JoinDeltas(ds ...*Delta) *Delta {
 	return out
 }
 
+// JoinDeltasOwned is JoinDeltas for deltas nobody modifies, such as a
+// Tx's own: the result shares their values and small stores instead of
+// copying them (as the Tx's deltas share them with each other), so it must
+// not be modified either. Keyspace.ApplyOwned takes it as it takes a Tx's
+// delta.
+func JoinDeltasOwned(ds ...*Delta) *Delta {
+	out := &Delta{}
+	for _, d := range ds {
+		if d != nil {
+			out.joinShared(d)
+		}
+	}
+	return out
+}
+
 // join joins b into d in place (keeping listed paths); full visits every
 // path of d too. d's context must be canonical.
 func (d *Delta) join(b *Delta, full bool) { d.joinWith(b, full, false) }

@@ -111,12 +111,23 @@ func TestDeltaStateEquivalence(t *testing.T) {
 		if len(ds) == 0 {
 			return
 		}
+		before := make([]*Delta, len(ds))
+		for i, d := range ds {
+			before[i] = d.clone()
+		}
 		batch := JoinDeltas(ds...)
 		full := ds[0]
 		for _, d := range ds[1:] {
 			full = Join(full, d)
 		}
 		sameDelta(t, "JoinDeltas vs Join", batch, full)
+		owned := JoinDeltasOwned(ds...)
+		sameDelta(t, "JoinDeltasOwned vs JoinDeltas", owned, batch)
+		defer func() {
+			for i := range ds {
+				sameDelta(t, "a joined delta after the joins", ds[i], before[i])
+			}
+		}()
 		sameState(t, "origin: Apply vs Join", origin.ks, fromState(t, Join(old, batch)))
 		for _, rp := range rs[1:] {
 			want := fromState(t, Join(rp.ks.Snapshot(), batch))
@@ -127,6 +138,9 @@ func TestDeltaStateEquivalence(t *testing.T) {
 			sameState(t, "replica: Apply one by one vs Join", other, want)
 			rp.ks.Apply(batch)
 			sameState(t, "replica: Apply batch vs Join", rp.ks, want)
+			ownedTo := fromState(t, old)
+			ownedTo.ApplyOwned(owned)
+			sameState(t, "ApplyOwned(JoinDeltasOwned) vs Join", ownedTo, fromState(t, Join(old, batch)))
 		}
 		// A key state (catch-up of some keys) is a delta too.
 		ks := rs[1].ks.KeyState(testKeys...)

@@ -592,7 +592,7 @@ func (n *Node) build(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, e
 		}
 		ds = append(ds, d)
 	}
-	return crdt.JoinDeltas(ds...), nil
+	return crdt.JoinDeltasOwned(ds...), nil // the Tx's deltas: never modified
 }
 
 func buildOne(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, error) {
@@ -605,7 +605,7 @@ func buildOne(tx *crdt.Tx, r *request, ts crdt.Timestamp) (*crdt.Delta, error) {
 		if err != nil {
 			return nil, err
 		}
-		return crdt.JoinDeltas(d, x), nil
+		return crdt.JoinDeltasOwned(d, x), nil
 	}
 	return buildWrite(tx, r, ts)
 }
