@@ -31,7 +31,7 @@ var errJSON = errors.New("malformed JSON")
 // json.Number and json.RawMessage. Callers wrap an error in ErrInvalidValue.
 func encodeValue(v any) ([]byte, error) {
 	if s, ok := v.(string); ok { // sized at once: most values are strings
-		return appendString(make([]byte, 0, len(s)+2), s)
+		return appendString(nil, s)
 	}
 	b, err := appendJSON(make([]byte, 0, 64), v, 0)
 	if err == nil && cap(b)-len(b) > len(b)/4 {
@@ -265,6 +265,18 @@ func appendString(b []byte, s string) ([]byte, error) {
 			return nil, fmt.Errorf("string is not valid UTF-8")
 		}
 	}
+	// Grow b once to the exact size, escapes included: a string's own
+	// buffer (encodeValue) is kept by the state, slack and all.
+	extra := 0
+	for _, c := range []byte(s[i:]) {
+		switch {
+		case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+			extra++
+		case c < 0x20:
+			extra += 5
+		}
+	}
+	b = slices.Grow(b, len(s)+2+extra)
 	b = append(b, '"')
 	b = append(b, s[:i]...)
 	start := i
