@@ -22,7 +22,14 @@ func (b *Batch) add(r *request, err error) {
 		}
 		return
 	}
-	b.ops = append(b.ops, r)
+	// A batch's operations are answered with the batch, never one by one,
+	// and Pending.Counter reads them afterwards: they keep no pooled
+	// request (with its channel), which would never come back to the pool.
+	op := new(request)
+	*op = *r
+	op.done = nil
+	putRequest(r)
+	b.ops = append(b.ops, op)
 }
 
 // Put adds a register write (see Node.Put).
