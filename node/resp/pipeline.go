@@ -32,7 +32,48 @@ type keyWrite struct {
 	incr  bool
 	value []byte
 	by    int64
-	op    int // its operation's index in the batch
+	op    int   // its operation's index in the batch
+	after int64 // replyRound: the increments of the key after the write being answered
+}
+
+// linearKeys is how many keys a round finds by a scan before it builds a
+// map: most rounds hold one or a few keys.
+const linearKeys = 8
+
+// keyWrites are a round's keys in the order of their first write.
+type keyWrites struct {
+	order []keyWrite
+	index map[string]int // position in order, once there are more than linearKeys
+}
+
+func (ks *keyWrites) find(key []byte) *keyWrite {
+	if ks.index != nil {
+		if i, ok := ks.index[string(key)]; ok {
+			return &ks.order[i]
+		}
+		return nil
+	}
+	for i := range ks.order {
+		if ks.order[i].key == string(key) {
+			return &ks.order[i]
+		}
+	}
+	return nil
+}
+
+// add appends a key's write; the pointer is valid until the next add.
+func (ks *keyWrites) add(w keyWrite) *keyWrite {
+	ks.order = append(ks.order, w)
+	switch {
+	case ks.index != nil:
+		ks.index[w.key] = len(ks.order) - 1
+	case len(ks.order) > linearKeys:
+		ks.index = make(map[string]int, 2*len(ks.order))
+		for i := range ks.order {
+			ks.index[ks.order[i].key] = i
+		}
+	}
+	return &ks.order[len(ks.order)-1]
 }
 
 // round collects the blind writes (plain SET, MSET, the INCR family) of a
@@ -48,8 +89,7 @@ type keyWrite struct {
 // (drain).
 type round struct {
 	blinds []blind
-	keys   map[string]*keyWrite
-	order  []*keyWrite
+	keys   keyWrites
 	mixed  bool // a key both SET and incremented: the batch would fail
 	bytes  int
 	subs   []submitted // batches submitted, replies not yet written
@@ -59,7 +99,7 @@ type submitted struct {
 	b      *node.Batch
 	p      *node.Pending
 	blinds []blind
-	keys   map[string]*keyWrite
+	keys   keyWrites
 }
 
 // fast takes a blind write into the round; it reports whether it did.
@@ -83,15 +123,10 @@ func (c *conn) fast(cmd *command, a [][]byte) bool {
 		return false
 	}
 	r := &c.round
-	if r.keys == nil {
-		r.keys = make(map[string]*keyWrite)
-	}
 	write := func(key []byte, incr bool, value []byte, by int64) {
-		w, ok := r.keys[string(key)]
-		if !ok {
-			w = &keyWrite{key: string(key), incr: incr}
-			r.keys[w.key] = w
-			r.order = append(r.order, w)
+		w := r.keys.find(key)
+		if w == nil {
+			w = r.keys.add(keyWrite{key: string(key), incr: incr})
 		}
 		if w.incr != incr {
 			r.mixed = true
@@ -122,8 +157,8 @@ func (c *conn) submit() {
 	if len(r.blinds) == 0 {
 		return
 	}
-	blinds, keys, order, mixed := r.blinds, r.keys, r.order, r.mixed
-	r.blinds, r.keys, r.order, r.mixed, r.bytes = nil, nil, nil, false, 0
+	blinds, keys, mixed := r.blinds, r.keys, r.mixed
+	r.blinds, r.keys, r.mixed, r.bytes = nil, keyWrites{}, false, 0
 	if mixed {
 		// The batch would fail on the wrong type: answer each write on its
 		// own, after the batches before it (order matters here).
@@ -132,7 +167,8 @@ func (c *conn) submit() {
 		return
 	}
 	b := new(node.Batch)
-	for i, w := range order {
+	for i := range keys.order {
+		w := &keys.order[i]
 		w.op = i
 		if w.incr {
 			b.Incr(w.key, w.by)
@@ -171,20 +207,19 @@ func (c *conn) waitSubmitted() {
 // the counter right after the batch less the increments of that key the
 // round made after it: exact, since the batch applied as one record.
 func (c *conn) replyRound(s *submitted) {
-	var after map[string]int64 // key -> increments after the current write
-	values := make([]int64, len(s.blinds))
+	var values []int64 // the INCRs' replies, computed from the last
 	for i := len(s.blinds) - 1; i >= 0; i-- {
 		bl := &s.blinds[i]
 		if bl.isSet() {
 			continue
 		}
-		w := s.keys[string(bl.a[1])]
-		v, _ := s.p.Counter(w.op)
-		if after == nil {
-			after = make(map[string]int64)
+		if values == nil {
+			values = make([]int64, len(s.blinds))
 		}
-		values[i] = v - after[w.key]
-		after[w.key] += bl.by
+		w := s.keys.find(bl.a[1])
+		v, _ := s.p.Counter(w.op)
+		values[i] = v - w.after
+		w.after += bl.by
 	}
 	for i := range s.blinds {
 		if s.blinds[i].isSet() {
