@@ -253,40 +253,43 @@ func appendString(b []byte, s string) ([]byte, error) {
 	// a time; plain ASCII strings, the common case, are copied at once.
 	i, ascii := 0, uint64(0)
 	for ; i+8 <= len(s); i += 8 {
-		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		if hasLess(w, 0x20)|hasZero(w^(lsb*'"'))|hasZero(w^(lsb*'\\')) != 0 {
+		w := word(s, i)
+		if needsEscape(w) {
 			break
 		}
 		ascii |= w
 	}
-	if ascii&(lsb*0x80) != 0 || !utf8.ValidString(s[i:]) {
-		if !utf8.ValidString(s) {
-			return nil, fmt.Errorf("string is not valid UTF-8")
+	// The rest in one pass: what its escapes add, and whether it is ASCII.
+	extra, hi := 0, byte(0)
+	for j := i; j < len(s); j++ {
+		c := s[j]
+		hi |= c
+		if e := escLen[c]; e != 0 {
+			extra += int(e) - 1
 		}
+	}
+	if (ascii&(lsb*0x80) != 0 || hi >= 0x80) && !utf8.ValidString(s) {
+		return nil, fmt.Errorf("string is not valid UTF-8")
 	}
 	// Grow b once to the exact size, escapes included: a string's own
 	// buffer (encodeValue) is kept by the state, slack and all.
-	extra := 0
-	for _, c := range []byte(s[i:]) {
-		switch {
-		case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
-			extra++
-		case c < 0x20:
-			extra += 5
-		}
+	if need := len(s) + 2 + extra; cap(b)-len(b) < need {
+		// Exact for a buffer of its own; doubling within a document.
+		nb := make([]byte, len(b), max(len(b)+need, 2*cap(b)))
+		copy(nb, b)
+		b = nb
 	}
-	b = slices.Grow(b, len(s)+2+extra)
 	b = append(b, '"')
-	b = append(b, s[:i]...)
-	start := i
-	for ; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
+	start := 0 // s[:i] needs no escape: copied with the first run
+	for {
+		for i < len(s) && escLen[s[i]] == 0 {
+			i++
 		}
 		b = append(b, s[start:i]...)
-		switch c {
+		if i == len(s) {
+			break
+		}
+		switch c := s[i]; c {
 		case '"', '\\':
 			b = append(b, '\\', c)
 		case '\n':
@@ -298,9 +301,9 @@ func appendString(b []byte, s string) ([]byte, error) {
 		default:
 			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
-		start = i + 1
+		i++
+		start = i
 	}
-	b = append(b, s[start:]...)
 	return append(b, '"'), nil
 }
 
@@ -533,6 +536,16 @@ func (p *jsonParser) number() (any, error) {
 	return f, nil
 }
 
+// escLen is the length of a byte's escape in a JSON string, 0 for a byte
+// that is written as it is.
+var escLen = func() (t [256]uint8) {
+	for c := range 0x20 {
+		t[c] = 6 // \u00XX
+	}
+	t['"'], t['\\'], t['\n'], t['\r'], t['\t'] = 2, 2, 2, 2, 2
+	return t
+}()
+
 // strStop marks the bytes that end the fast scan of a string: the closing
 // quote, an escape, or a control character (invalid in JSON strings).
 var strStop = func() (t [256]bool) {
@@ -549,6 +562,18 @@ var strStop = func() (t [256]bool) {
 const lsb = 0x0101010101010101
 
 func hasZero(x uint64) uint64           { return (x - lsb) &^ x & (lsb * 0x80) }
+
+// word is s[i:i+8] as a little-endian word (one load on amd64 and arm64).
+func word(s string, i int) uint64 {
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
+// needsEscape reports whether some byte of w must be escaped in a JSON
+// string (a control byte, '"' or '\\').
+func needsEscape(w uint64) bool {
+	return hasLess(w, 0x20)|hasZero(w^(lsb*'"'))|hasZero(w^(lsb*'\\')) != 0
+}
 func hasLess(x uint64, n uint64) uint64 { return (x - lsb*n) &^ x & (lsb * 0x80) }
 
 // str parses a string starting at the opening quote.
