@@ -30,8 +30,17 @@ var errJSON = errors.New("malformed JSON")
 // integer and float kind, string, []any, []string, map[string]any (recursively),
 // json.Number and json.RawMessage. Callers wrap an error in ErrInvalidValue.
 func encodeValue(v any) ([]byte, error) {
-	if s, ok := v.(string); ok { // sized at once: most values are strings
-		return appendString(nil, s)
+	switch x := v.(type) {
+	case string: // sized at once: most values are strings
+		return appendString(nil, x)
+	case nil, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		// Encoded on the stack and copied out at its size: one allocation.
+		var scratch [32]byte
+		b, err := appendJSON(scratch[:0], v, 0)
+		if err != nil {
+			return nil, err
+		}
+		return bytes.Clone(b), nil
 	}
 	b, err := appendJSON(make([]byte, 0, 64), v, 0)
 	if err == nil && cap(b)-len(b) > len(b)/4 {

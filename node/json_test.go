@@ -296,21 +296,22 @@ func TestJSONAnswers(t *testing.T) {
 	}
 }
 
-// TestEncodeStringExactSize: an encoded string is allocated once at its
-// size, escapes included (the state keeps it: slack would be kept too).
-func TestEncodeStringExactSize(t *testing.T) {
-	for _, s := range []string{"plain", strings.Repeat(`a"b\c`+"\n\t\x01", 40), "é\"\x1f", "",
-		strings.Repeat("VXKeHogKgJ=[5V9_X^b?48OKF2jGA<f:iR@\\", 7)} { // a few escapes: growth would double
-		b, err := encodeValue(s)
+// TestEncodeValueExactSize: an encoded string or scalar is allocated once
+// at its size, escapes included (the state keeps it: slack would be kept
+// too).
+func TestEncodeValueExactSize(t *testing.T) {
+	for _, v := range []any{"plain", strings.Repeat(`a"b\c`+"\n\t\x01", 40), "é\"\x1f", "",
+		strings.Repeat("VXKeHogKgJ=[5V9_X^b?48OKF2jGA<f:iR@\\", 7), // a few escapes: growth would double
+		int64(1234567), -1.5e300, true, nil, uint64(1 << 63)} {
+		b, err := encodeValue(v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if want := cap(append([]byte(nil), b...)); cap(b) > want { // one allocation of len(b)
-			t.Errorf("%.20q: %d bytes in a buffer of %d, not %d", s, len(b), cap(b), want)
+			t.Errorf("%.20v: %d bytes in a buffer of %d, not %d", v, len(b), cap(b), want)
 		}
-		var v any = s
 		if n := testing.AllocsPerRun(10, func() { _, _ = encodeValue(v) }); n > 1 {
-			t.Errorf("%.20q: %v allocations", s, n)
+			t.Errorf("%.20v: %v allocations", v, n)
 		}
 	}
 }
