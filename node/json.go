@@ -570,7 +570,7 @@ var strStop = func() (t [256]bool) {
 // is below n (n <= 128).
 const lsb = 0x0101010101010101
 
-func hasZero(x uint64) uint64           { return (x - lsb) &^ x & (lsb * 0x80) }
+func hasZero(x uint64) uint64 { return (x - lsb) &^ x & (lsb * 0x80) }
 
 // word is s[i:i+8] as a little-endian word (one load on amd64 and arm64).
 func word(s string, i int) uint64 {
