@@ -790,9 +790,9 @@ func (s *session) startServe(f frame) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: duplicate sync request %d", ErrBadFrame, f.id)
 	}
-	if len(s.ends) >= maxQueuedEnds {
+	if n := len(s.ends); n >= maxQueuedEnds {
 		s.mu.Unlock()
-		return fmt.Errorf("%w: %d sync answers unread", errFlood, len(s.ends))
+		return fmt.Errorf("%w: %d sync answers unread", errFlood, n)
 	}
 	sv := &serve{id: f.id, credit: min(f.n, maxWindow), creditCh: make(chan struct{}, 1), digest: f.data}
 	sv.ctx, sv.cancel = context.WithCancelCause(s.ctx)
