@@ -523,10 +523,11 @@ func (p *jsonParser) number() (any, error) {
 	if i, err := strconv.ParseInt(lit, 10, 64); err == nil {
 		return i, nil
 	} else if errors.Is(err, strconv.ErrRange) && !bytes.ContainsAny(s[:n], ".eE") {
-		// (ParseInt reports the range as soon as the digits overflow, even
-		// when a fraction or exponent follows.) An integer beyond int64: a float64 if one holds it exactly (the
+		// An integer beyond int64: a float64 if one holds it exactly (the
 		// canonical form of a large integral float is such a literal),
-		// else its digits, so that nothing is rounded.
+		// else its digits, so that nothing is rounded. (ParseInt reports
+		// the range as soon as the digits overflow, even when a fraction
+		// or exponent follows: those are floats, below.)
 		if f, err := strconv.ParseFloat(lit, 64); err == nil && strconv.FormatFloat(f, 'f', 0, 64) == lit {
 			return f, nil
 		}
