@@ -2,6 +2,7 @@ package resp
 
 import (
 	"bytes"
+	"errors"
 	"maps"
 	"math"
 	"slices"
@@ -19,10 +20,43 @@ import (
 // transaction adds nothing.
 
 func cmdGet(x *exec, a [][]byte) {
+	if !x.keep && getDirect(x, a[1]) {
+		return
+	}
 	v := x.loadType(a[1], node.TypeRegister, node.TypeCounter)
 	if v != nil {
 		x.o.value(v)
 	}
+}
+
+// getDirect answers a GET outside a transaction from the node's decoded
+// value, which shares the state's bytes (load copies them, then decodes):
+// a register holding a JSON string, a counter, or no key. It reports
+// whether it answered; other values (bytes that are not UTF-8, JSON
+// written over HTTP, errors) take load's path.
+func getDirect(x *exec, key []byte) bool {
+	got, err := x.n.Get(string(key))
+	switch {
+	case errors.Is(err, node.ErrNotFound):
+		x.o.null()
+	case err != nil:
+		return false
+	case got.Type == node.TypeRegister:
+		s, ok := got.Data.(string)
+		if !ok {
+			return false
+		}
+		x.o.bulkString(s)
+	case got.Type == node.TypeCounter:
+		n, ok := got.Data.(int64)
+		if !ok {
+			return false
+		}
+		x.o.bulkInt(n)
+	default:
+		x.o.err(errWrongType)
+	}
+	return true
 }
 
 // value writes a string-like value (register or counter) or null.
