@@ -547,22 +547,13 @@ func (p *jsonParser) number() (any, error) {
 }
 
 // escLen is the length of a byte's escape in a JSON string, 0 for a byte
-// that is written as it is.
+// that is written as it is. The others (a control byte, '"', '\\') also
+// end the fast scan of a string when decoding.
 var escLen = func() (t [256]uint8) {
 	for c := range 0x20 {
 		t[c] = 6 // \u00XX
 	}
 	t['"'], t['\\'], t['\n'], t['\r'], t['\t'] = 2, 2, 2, 2, 2
-	return t
-}()
-
-// strStop marks the bytes that end the fast scan of a string: the closing
-// quote, an escape, or a control character (invalid in JSON strings).
-var strStop = func() (t [256]bool) {
-	for c := range 0x20 {
-		t[c] = true
-	}
-	t['"'], t['\\'] = true, true
 	return t
 }()
 
@@ -595,13 +586,13 @@ func (p *jsonParser) str() (string, error) {
 	ascii := uint64(0) // the OR of the words scanned 8 bytes at a time
 	for i+8 <= len(b) {
 		w := binary.LittleEndian.Uint64(b[i:])
-		if hasLess(w, 0x20)|hasZero(w^(lsb*'"'))|hasZero(w^(lsb*'\\')) != 0 {
+		if needsEscape(w) {
 			break
 		}
 		ascii |= w
 		i += 8
 	}
-	for i < len(b) && !strStop[b[i]] {
+	for i < len(b) && escLen[b[i]] == 0 {
 		i++
 	}
 	p.i = i
@@ -655,7 +646,7 @@ func (p *jsonParser) slowStr(start int) (string, error) {
 func (p *jsonParser) unquote(out []byte) ([]byte, error) {
 	for p.i < len(p.b) {
 		run := p.i // copy up to the next quote, escape or control byte at once
-		for run < len(p.b) && !strStop[p.b[run]] {
+		for run < len(p.b) && escLen[p.b[run]] == 0 {
 			run++
 		}
 		out = append(out, p.b[p.i:run]...)
