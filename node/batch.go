@@ -22,14 +22,7 @@ func (b *Batch) add(r *request, err error) {
 		}
 		return
 	}
-	// A batch's operations are answered with the batch, never one by one,
-	// and Pending.Counter reads them afterwards: they keep no pooled
-	// request (with its channel), which would never come back to the pool.
-	op := new(request)
-	*op = *r
-	op.done = nil
-	putRequest(r)
-	b.ops = append(b.ops, op)
+	b.ops = append(b.ops, r) // answered with the batch: never sent, so no channel
 }
 
 // Put adds a register write (see Node.Put).

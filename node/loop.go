@@ -389,7 +389,9 @@ func (n *Node) applyLoop() {
 			n.applyGroup(g)
 		}
 		for _, r := range g.reqs {
-			r.done <- struct{}{}
+			if r.done != nil { // nil: nobody waits (released by a transfer gate)
+				r.done <- struct{}{}
+			}
 		}
 		// After the answers: a group's writers do not wait for the step.
 		if g.sweep {

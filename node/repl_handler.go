@@ -160,7 +160,7 @@ submit:
 		rq := getRequest(reqRemote)
 		rq.raw, rq.op, rq.from = raw, ops[i], from
 		select {
-		case n.reqs <- rq:
+		case n.reqs <- rq.sendable():
 			reqs = append(reqs, rq)
 		case <-n.closing:
 			putRequest(rq)

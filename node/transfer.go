@@ -127,7 +127,7 @@ func (t *transferGate) close(n *Node) {
 	t.timer.Stop()
 	t.peer, t.joined, t.closing = "", nil, false
 	for _, h := range t.held {
-		r := getRequest(reqRemote) // nobody waits for it: not recycled
+		r := getRequest(reqRemote) // nobody waits for it: never sent, not recycled
 		r.raw, r.op, r.from = h.raw, h.op, h.from
 		t.released = append(t.released, r)
 	}

@@ -62,7 +62,19 @@ type request struct {
 	done    chan struct{}
 }
 
-var reqPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+// reqPool recycles the requests of single operations. A request's done
+// channel is made when it is first sent to the loop (sendable) and kept
+// through recycling; a batch's operations are never sent on their own and
+// never get one.
+var reqPool = sync.Pool{New: func() any { return new(request) }}
+
+// sendable gives r the channel the applier answers it on.
+func (r *request) sendable() *request {
+	if r.done == nil {
+		r.done = make(chan struct{}, 1)
+	}
+	return r
+}
 
 func getRequest(kind reqKind) *request {
 	r := reqPool.Get().(*request)
@@ -90,7 +102,7 @@ func (n *Node) enqueue(r *request) error {
 		return ErrClosed
 	}
 	select {
-	case n.reqs <- r:
+	case n.reqs <- r.sendable():
 		return nil
 	case <-n.closing:
 		return ErrClosed
