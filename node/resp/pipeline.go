@@ -32,7 +32,6 @@ type keyWrite struct {
 	incr  bool
 	value []byte
 	by    int64
-	op    int   // its operation's index in the batch
 	after int64 // replyRound: the increments of the key after the write being answered
 }
 
@@ -40,29 +39,31 @@ type keyWrite struct {
 // map: most rounds hold one or a few keys.
 const linearKeys = 8
 
-// keyWrites are a round's keys in the order of their first write.
+// keyWrites are a round's keys in the order of their first write, which
+// is also the order of their operations in the round's batch.
 type keyWrites struct {
 	order []keyWrite
 	index map[string]int // position in order, once there are more than linearKeys
 }
 
-func (ks *keyWrites) find(key []byte) *keyWrite {
+// find returns key's position in order, -1 if the round has no write of it.
+func (ks *keyWrites) find(key []byte) int {
 	if ks.index != nil {
 		if i, ok := ks.index[string(key)]; ok {
-			return &ks.order[i]
+			return i
 		}
-		return nil
+		return -1
 	}
 	for i := range ks.order {
 		if ks.order[i].key == string(key) {
-			return &ks.order[i]
+			return i
 		}
 	}
-	return nil
+	return -1
 }
 
-// add appends a key's write; the pointer is valid until the next add.
-func (ks *keyWrites) add(w keyWrite) *keyWrite {
+// add appends a key's write and returns its position.
+func (ks *keyWrites) add(w keyWrite) int {
 	ks.order = append(ks.order, w)
 	switch {
 	case ks.index != nil:
@@ -73,7 +74,7 @@ func (ks *keyWrites) add(w keyWrite) *keyWrite {
 			ks.index[ks.order[i].key] = i
 		}
 	}
-	return &ks.order[len(ks.order)-1]
+	return len(ks.order) - 1
 }
 
 // round collects the blind writes (plain SET, MSET, the INCR family) of a
@@ -124,10 +125,11 @@ func (c *conn) fast(cmd *command, a [][]byte) bool {
 	}
 	r := &c.round
 	write := func(key []byte, incr bool, value []byte, by int64) {
-		w := r.keys.find(key)
-		if w == nil {
-			w = r.keys.add(keyWrite{key: string(key), incr: incr})
+		i := r.keys.find(key)
+		if i < 0 {
+			i = r.keys.add(keyWrite{key: string(key), incr: incr})
 		}
+		w := &r.keys.order[i]
 		if w.incr != incr {
 			r.mixed = true
 		}
@@ -169,7 +171,6 @@ func (c *conn) submit() {
 	b := new(node.Batch)
 	for i := range keys.order {
 		w := &keys.order[i]
-		w.op = i
 		if w.incr {
 			b.Incr(w.key, w.by)
 		} else {
@@ -216,8 +217,9 @@ func (c *conn) replyRound(s *submitted) {
 		if values == nil {
 			values = make([]int64, len(s.blinds))
 		}
-		w := s.keys.find(bl.a[1])
-		v, _ := s.p.Counter(w.op)
+		op := s.keys.find(bl.a[1])
+		w := &s.keys.order[op]
+		v, _ := s.p.Counter(op)
 		values[i] = v - w.after
 		w.after += bl.by
 	}
