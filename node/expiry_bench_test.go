@@ -40,6 +40,7 @@ func benchPutWhileExpiring(b *testing.B, rate float64) {
 	const writers = 16
 	const rounds = 4
 	lat := map[bool][]time.Duration{}
+	took := map[bool]time.Duration{}
 	reclaimed := 0
 	b.StopTimer()
 	for r := range rounds {
@@ -97,6 +98,7 @@ func benchPutWhileExpiring(b *testing.B, rate float64) {
 				})
 			}
 			wg.Wait()
+			took[expiring] += time.Since(start)
 			b.StopTimer()
 			if expiring {
 				reclaimed += keys + puts - n.Status().Keys
@@ -112,6 +114,7 @@ func benchPutWhileExpiring(b *testing.B, rate float64) {
 		p99[expiring] = float64(all[len(all)*99/100].Microseconds())
 		b.ReportMetric(float64(all[len(all)/2].Microseconds()), name+"-p50-µs")
 		b.ReportMetric(p99[expiring], name+"-p99-µs")
+		b.ReportMetric(float64(len(all))/took[expiring].Seconds(), name+"-puts/s")
 	}
 	b.ReportMetric(p99[true]/max(p99[false], 1), "p99-ratio")
 	b.ReportMetric(float64(reclaimed)/rounds, "reclaimed-during-puts/round")

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/shoaldb/shoal/crdt"
@@ -392,6 +393,14 @@ func (n *Node) applyLoop() {
 			if r.done != nil { // nil: nobody waits (released by a transfer gate)
 				r.done <- struct{}{}
 			}
+		}
+		// Let the callers just answered run before this goroutine goes on
+		// with a sweep step or a group already handed over: readied by
+		// it, they wait in its processor's run queue, which it may not
+		// give up for milliseconds while work keeps coming. They send
+		// their next writes first, which the loop gathers into a group.
+		if n.sent.Load() > n.committed.Load()+1 {
+			runtime.Gosched()
 		}
 		// After the answers: a group's writers do not wait for the step.
 		if g.sweep {
