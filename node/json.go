@@ -562,7 +562,8 @@ var escLen = func() (t [256]uint8) {
 // is below n (n <= 128).
 const lsb = 0x0101010101010101
 
-func hasZero(x uint64) uint64 { return (x - lsb) &^ x & (lsb * 0x80) }
+func hasZero(x uint64) uint64           { return (x - lsb) &^ x & (lsb * 0x80) }
+func hasLess(x uint64, n uint64) uint64 { return (x - lsb*n) &^ x & (lsb * 0x80) }
 
 // word is s[i:i+8] as a little-endian word (one load on amd64 and arm64).
 func word(s string, i int) uint64 {
@@ -575,7 +576,6 @@ func word(s string, i int) uint64 {
 func needsEscape(w uint64) bool {
 	return hasLess(w, 0x20)|hasZero(w^(lsb*'"'))|hasZero(w^(lsb*'\\')) != 0
 }
-func hasLess(x uint64, n uint64) uint64 { return (x - lsb*n) &^ x & (lsb * 0x80) }
 
 // str parses a string starting at the opening quote.
 func (p *jsonParser) str() (string, error) {

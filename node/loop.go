@@ -242,8 +242,12 @@ func (n *Node) loopRLock() {
 // whether writes wait for it: the loop for the state lock, or a group
 // handed to the committer after the one the step follows.
 func (n *Node) writesWaiting() bool {
-	return n.loopWaits.Load() || n.sent.Load() > n.committed.Load()+1
+	return n.loopWaits.Load() || n.groupWaiting()
 }
+
+// groupWaiting, called by the applier, reports whether a group was handed
+// to the committer after the one it is on.
+func (n *Node) groupWaiting() bool { return n.sent.Load() > n.committed.Load()+1 }
 
 // waitCommitted waits until the committer has finished every group sent.
 func (n *Node) waitCommitted() {
@@ -400,7 +404,7 @@ func (n *Node) applyLoop() {
 		// milliseconds while groups keep coming. They send their next
 		// writes first, which the loop gathers into a group. (Not when it
 		// would block next anyway: a lone writer's Put then pays 3-5 µs.)
-		if n.sent.Load() > n.committed.Load()+1 {
+		if n.groupWaiting() {
 			runtime.Gosched()
 		}
 		// After the answers: a group's writers do not wait for the step.
