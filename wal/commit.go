@@ -318,8 +318,7 @@ func (l *Log) commit(work []*batch) {
 		l.fail(err)
 	}
 	if l.cerr == nil {
-		l.act.size.Store(l.actSize)
-		l.act.count.Store(int64(l.actCount))
+		l.act.setExtent(l.actCount, l.actSize)
 		l.visible.Store(l.act.next())
 	}
 	l.visMu.Lock()
@@ -393,8 +392,7 @@ func (l *Log) roll(base uint64) error {
 		}
 	}
 	old := l.act
-	old.size.Store(l.actSize)
-	old.count.Store(int64(l.actCount))
+	old.setExtent(l.actCount, l.actSize)
 	if err := old.idx.seal(l.actCount); err != nil {
 		return err
 	}

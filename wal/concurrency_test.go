@@ -340,3 +340,62 @@ func TestReaderTailsAppends(t *testing.T) {
 		}
 	}
 }
+
+// TestReadNewestWhileAppending reads the newest visible record while one
+// appender keeps adding groups. The newest record's frame ends at the
+// segment's visible size; a Read that paired an old record count with a
+// newer size read the next group's frames as part of its record.
+func TestReadNewestWhileAppending(t *testing.T) {
+	const records = 3000
+	l := mustOpen(t, t.TempDir(), &Options{Sync: SyncNever})
+	defer l.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for r := 0; r < 2; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				next := l.NextOffset()
+				if next == 0 {
+					continue
+				}
+				off := next - 1
+				b, err := l.Read(off)
+				if err == nil && string(b) != "record" {
+					err = fmt.Errorf("Read(%d) = %q", off, b)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	var appenders sync.WaitGroup
+	for a := 0; a < 4; a++ {
+		appenders.Add(1)
+		go func() {
+			defer appenders.Done()
+			for i := 0; i < records; i++ {
+				if _, err := l.Append([]byte("record")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	appenders.Wait()
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

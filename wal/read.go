@@ -109,7 +109,8 @@ func (l *Log) fixIndex(s *segment) error {
 	l.truncMu.Lock()
 	defer l.truncMu.Unlock()
 	l.segMu.RLock()
-	gone, size := s.removed || l.segsClosed, s.size.Load()
+	gone := s.removed || l.segsClosed
+	want, size := s.extent()
 	l.segMu.RUnlock()
 	if gone {
 		return fmt.Errorf("%w: segment %s was removed", ErrTruncated, s.path)
@@ -118,9 +119,9 @@ func (l *Log) fixIndex(s *segment) error {
 	if err != nil {
 		return err
 	}
-	if count != int(s.count.Load()) {
+	if count != want {
 		return &CorruptError{Path: s.idx.path, Offset: 0, Record: s.base,
-			Reason: fmt.Sprintf("the index holds %d entries, the store %d records", s.count.Load(), count)}
+			Reason: fmt.Sprintf("the index holds %d entries, the store %d records", want, count)}
 	}
 	s.idx.mu.RLock()
 	same := bytes.Equal(entries, s.idx.mm)
@@ -156,8 +157,7 @@ func (l *Log) IndexRebuilds() int64 { return l.indexFixes.Load() }
 // Holds segMu (read).
 func (l *Log) locate(s *segment, offset uint64) (pos, end int64, err error) {
 	i := int(offset - s.base)
-	cnt := int(s.count.Load())
-	size := s.size.Load()
+	cnt, size := s.extent()
 	if i >= cnt {
 		return 0, 0, fmt.Errorf("%w: offset %d not in segment %s", ErrOutOfRange, offset, s.path)
 	}

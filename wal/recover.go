@@ -147,8 +147,7 @@ func (l *Log) planSealed(base uint64) (*segPlan, error) {
 	if x, isize, err := openSealedIndex(l.fs, indexPath(l.dir, base)); err == nil {
 		if n, ok := l.checkSealed(x, isize, s.store, base, size); ok {
 			s.idx = x
-			s.count.Store(int64(n))
-			s.size.Store(size)
+			s.setExtent(n, size)
 			return sp, nil
 		}
 		x.close()
@@ -161,8 +160,7 @@ func (l *Log) planSealed(base uint64) (*segPlan, error) {
 	if sp.rebuild == nil {
 		sp.rebuild = []byte{}
 	}
-	s.count.Store(int64(count))
-	s.size.Store(size)
+	s.setExtent(count, size)
 	return sp, nil
 }
 
@@ -253,8 +251,7 @@ func (l *Log) planLast(base uint64) (*segPlan, error) {
 	if err := classifyTail(s.store, s.path, base, size, sp.res, idx, l.opts.MaxRecordBytes); err != nil {
 		return sp, err
 	}
-	s.count.Store(int64(sp.res.count))
-	s.size.Store(sp.res.end)
+	s.setExtent(sp.res.count, sp.res.end)
 	return sp, nil
 }
 

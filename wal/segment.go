@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,8 +20,8 @@ const (
 
 // segment is one store file and its index. base, path and store never
 // change. count and size are the visible extent: the committer raises them
-// after a group is written (and synced, under SyncAlways), before it raises
-// Log.visible; readers never look past them.
+// (setExtent) after a group is written (and synced, under SyncAlways),
+// before it raises Log.visible; readers never look past them.
 type segment struct {
 	base  uint64
 	path  string
@@ -29,11 +30,40 @@ type segment struct {
 
 	count atomic.Int64 // visible records
 	size  atomic.Int64 // visible store bytes: always the end of a whole frame
+	// seq is odd while setExtent changes count and size; extent retries
+	// until it read both between two changes.
+	seq atomic.Uint64
 
 	removed bool // taken out by TruncateFront; guarded by Log.segMu
 }
 
 func (s *segment) next() uint64 { return s.base + uint64(s.count.Load()) }
+
+// extent returns count and size as one pair. Loaded one after the other,
+// they can straddle a commit: the newest record's frame ends at size, and
+// an old count with a new size reads the next group's frames as part of
+// that record.
+func (s *segment) extent() (count int, size int64) {
+	for {
+		g := s.seq.Load()
+		if g&1 == 0 {
+			c, n := s.count.Load(), s.size.Load()
+			if s.seq.Load() == g {
+				return int(c), n
+			}
+		}
+		runtime.Gosched() // the committer is between its two stores
+	}
+}
+
+// setExtent publishes a new visible extent. One writer at a time: the
+// committer, or Open before the log is shared.
+func (s *segment) setExtent(count int, size int64) {
+	s.seq.Add(1)
+	s.size.Store(size)
+	s.count.Store(int64(count))
+	s.seq.Add(1)
+}
 
 func segmentName(base uint64) string { return fmt.Sprintf("%020d", base) }
 
@@ -155,7 +185,7 @@ func createSegment(fs FS, dir string, base uint64) (*segment, error) {
 		return nil, err
 	}
 	s := &segment{base: base, path: path, store: store, idx: idx}
-	s.size.Store(headerSize)
+	s.setExtent(0, headerSize)
 	return s, nil
 }
 

@@ -36,7 +36,7 @@ func (l *Log) verifySegment(base uint64) error {
 	var count int
 	var size int64
 	if s != nil {
-		count, size = int(s.count.Load()), s.size.Load()
+		count, size = s.extent()
 	}
 	l.segMu.RUnlock()
 	if s == nil {
