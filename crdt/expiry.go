@@ -1,6 +1,9 @@
 package crdt
 
-import "container/heap"
+import (
+	"container/heap"
+	"time"
+)
 
 // A keyspace keeps the keys that have an expiry in two queues, so that
 // finding the keys that expired costs O(log n) per key found, never a
@@ -154,6 +157,21 @@ func (k *Keyspace) Sweep(now, horizon Timestamp, limit int) (expired, reclaimed 
 		reclaimed = append(reclaimed, it.key)
 	}
 	return expired, reclaimed
+}
+
+// SweepLag returns how far behind Sweep is: how long before now the
+// oldest expiry it has not reported passed, or before horizon the oldest
+// reported one it has not reclaimed (0 when it is up to date). The node
+// paces its sweep by it.
+func (k *Keyspace) SweepLag(now, horizon Timestamp) time.Duration {
+	var lag int64
+	if len(k.waiting) > 0 && k.waiting[0].at <= now {
+		lag = now.Physical() - k.waiting[0].at.Physical()
+	}
+	if horizon = min(horizon, now); len(k.expired) > 0 && k.expired[0].at <= horizon {
+		lag = max(lag, horizon.Physical()-k.expired[0].at.Physical())
+	}
+	return time.Duration(lag) * time.Millisecond
 }
 
 // Expiring returns how many keys with an expiry wait to be reported by

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 )
@@ -668,5 +669,43 @@ func TestOwnedValues(t *testing.T) {
 		if shared := &v.Register[0] == inDelta; shared != owned {
 			t.Fatalf("owned=%v: the state shares the delta's bytes: %v", owned, shared)
 		}
+	}
+}
+
+// SweepLag says how long ago the oldest expiry Sweep has not dealt with
+// passed: unreported ones measured from now, reported and unreclaimed ones
+// from horizon; nothing due is no lag.
+func TestSweepLag(t *testing.T) {
+	k := NewKeyspace()
+	tx := k.Begin(1, 0)
+	for i, at := range []int64{1_000, 3_000, 9_000} {
+		key := fmt.Sprintf("k%d", i)
+		k.Apply(mustDelta(tx.Put(key, []byte(`1`), MakeTimestamp(500, 0))))
+		k.Apply(mustDelta(tx.Expire(key, MakeTimestamp(at, 0))))
+	}
+	ms := func(t int64) Timestamp { return MakeTimestamp(t, 0) }
+	if lag := k.SweepLag(ms(900), ms(900)); lag != 0 {
+		t.Fatalf("nothing expired yet: lag %v", lag)
+	}
+	if lag := k.SweepLag(ms(4_000), ms(2_000)); lag != 3*time.Second {
+		t.Fatalf("two expiries unreported, the oldest at 1s, now 4s: lag %v, want 3s", lag)
+	}
+	if e, _ := k.Sweep(ms(4_000), ms(0), 8); len(e) != 2 {
+		t.Fatalf("reported %v", e)
+	}
+	if lag := k.SweepLag(ms(4_000), ms(2_500)); lag != 1500*time.Millisecond {
+		t.Fatalf("reported, the oldest at 1s, horizon 2.5s: lag %v, want 1.5s", lag)
+	}
+	if lag := k.SweepLag(ms(4_000), ms(500)); lag != 0 {
+		t.Fatalf("reported, horizon before both: lag %v", lag)
+	}
+	if _, r := k.Sweep(ms(4_000), ms(4_000), 8); len(r) != 2 {
+		t.Fatalf("reclaimed %v", r)
+	}
+	if lag := k.SweepLag(ms(4_000), ms(4_000)); lag != 0 {
+		t.Fatalf("up to date, the last expiry at 9s: lag %v", lag)
+	}
+	if lag := k.SweepLag(ms(9_500), ms(9_000)); lag != 500*time.Millisecond {
+		t.Fatalf("the last one unreported since 9s, now 9.5s: lag %v", lag)
 	}
 }

@@ -360,6 +360,22 @@ func TestSweepBoundedAndReclaims(t *testing.T) {
 	}
 }
 
+// While writes arrive, a young backlog is swept gently (a few steps a
+// second, whatever the step's length), an old one at up to a quarter of
+// the applier.
+func TestSweepPause(t *testing.T) {
+	step := 40 * time.Microsecond
+	if got := sweepPause(step, time.Second); got != sweepGentleRest {
+		t.Errorf("young backlog: rest %v, want %v", got, sweepGentleRest)
+	}
+	if got := sweepPause(10*time.Millisecond, time.Second); got != sweepRest*10*time.Millisecond {
+		t.Errorf("young backlog, long step: rest %v, want %v", got, sweepRest*10*time.Millisecond)
+	}
+	if got := sweepPause(step, sweepCatchUp); got != sweepRest*step {
+		t.Errorf("backlog %v old: rest %v, want %v", sweepCatchUp, got, sweepRest*step)
+	}
+}
+
 // An expiry set on one replica reaches the others, and so does a Persist.
 func TestExpiryReplicates(t *testing.T) {
 	c := newReplCluster(t, 2, nil)
