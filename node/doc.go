@@ -49,9 +49,10 @@
 // write pipeline's applier runs a sweep step every Options.SweepInterval,
 // and again while there is more: at most 256 keys or 50 µs per step,
 // ended early when writes wait for it, and, while writes arrive, resting
-// between steps: at least 5 ms while the backlog is younger than 10 s
-// (about 1% of the applier: the steps, not their CPU, are what writes
-// feel), then three times as long as the step (a quarter of the applier
+// between steps: while the backlog is younger than 10 s, a step waits for
+// a moment when no write waits and rests at least 5 ms (about 1% of the
+// applier: the steps, not their CPU, are what writes feel); an older
+// backlog rests three times as long as the step (a quarter of the applier
 // at most, like Redis's active expiry); an idle node sweeps without rest.
 // Writes wait for a short step, never for a pass over the keyspace. It
 // reports keys that expired to subscribers (EventExpired) and drops keys

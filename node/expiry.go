@@ -27,23 +27,25 @@ const (
 	sweepBudget = 50 * time.Microsecond
 )
 
-// While writes arrive, the sweep rests after a step that left more to do. A
-// young backlog (its oldest expiry passed less than sweepCatchUp ago) gets
-// sweepGentleRest: the sweep then takes about 1% of the applier, and what
-// slows writes down is the number of steps more than their length (each
-// takes the state lock and makes the loop begin a fresh transaction), so few
-// steps a second keep the tail of writes where it was. In
-// BenchmarkPutWhileExpiring's open load (100,000 keys expired, Puts at a
-// steady rate), a rest of 3× the step put the p99 ratio at 0.9-4.5, a floor
-// of 2 ms at 1.4-3.1, 5 ms at 0.8-1.5 (PERFORMANCE.md); the price is the
-// pace, 2,000-3,000 keys a second while writes keep the cores busy. A
-// backlog older than sweepCatchUp (expiries arriving faster than that pace)
-// gets sweepRest times the time the step held the lock: at most a quarter of
-// the applier (Redis's active expiry cycle stops at 25% of the CPU for the
-// same reason), so memory is reclaimed within a bounded lag, at the cost of
-// that tail. An idle node sweeps without rest. Reads hide an expired key at
-// once whatever the pace; the pace decides when memory is freed and watchers
-// hear of it.
+// While writes arrive, the sweep paces itself by the age of its backlog (the
+// oldest expiry it has not dealt with). A young one (under sweepCatchUp) is
+// swept gently: a step waits for a moment when no write waits for the
+// applier (a step due then is put off by sweepGentleRest), and rests at
+// least sweepGentleRest after it ran, about 1% of the applier. What slows
+// writes down is the number of steps more than their length (each takes the
+// state lock and, after reclaiming, makes the loop drain the pipeline for a
+// fresh transaction): in BenchmarkPutWhileExpiring's open load (100,000 keys
+// expired, Puts at a steady rate) a rest of 3× the step put the p99 ratio at
+// 0.9-4.5, a floor of 2 ms at 1.4-3.1, 5 ms at 0.8-1.6 (PERFORMANCE.md). The
+// price is the pace while writes keep the cores busy: ~3,000 keys a second
+// at 12,000 Puts/s, a few hundred when the writes saturate the node. A
+// backlog older than sweepCatchUp (expiries coming faster than that) is
+// swept at up to a quarter of the applier, resting sweepRest times as long
+// as a step held the lock whether or not writes wait (Redis's active expiry
+// cycle stops at 25% of the CPU for the same reason): memory is freed within
+// a bounded lag, at the cost of that tail. An idle node sweeps without rest.
+// Reads hide an expired key at once whatever the pace; the pace decides when
+// memory is freed and watchers hear of it.
 const (
 	sweepGentleRest = 5 * time.Millisecond
 	sweepCatchUp    = 10 * time.Second
@@ -187,6 +189,17 @@ func (b *Batch) Persist(key string) { b.add(newPersist(key)) }
 func (n *Node) sweepStep() (expiredKeys, reclaimedKeys int) {
 	now := n.readTime()
 	horizon := crdt.MakeTimestamp(now.Physical()-n.opts.MaxClockDrift.Milliseconds(), 0)
+	sh := n.mu.rlock()
+	lag := n.ks.SweepLag(now, horizon)
+	n.mu.runlock(sh)
+	if lag < sweepCatchUp && n.writesWaiting() {
+		// A young backlog waits for a moment when no write does (see
+		// sweepGentleRest): even a short step then delays them.
+		if lag > 0 {
+			n.sweepLater(sweepGentleRest)
+		}
+		return 0, 0
+	}
 	var evs []Event
 	n.mu.Lock()
 	locked := time.Now()
@@ -199,10 +212,6 @@ func (n *Node) sweepStep() (expiredKeys, reclaimedKeys int) {
 		if !more || n.writesWaiting() || time.Since(locked) >= sweepBudget {
 			break
 		}
-	}
-	var lag time.Duration
-	if more {
-		lag = n.ks.SweepLag(now, horizon)
 	}
 	if len(expired) > 0 && n.hub.active() {
 		at := max(n.applied, 1) - 1 // the last record applied: resuming after it misses nothing
@@ -225,12 +234,18 @@ func (n *Node) sweepStep() (expiredKeys, reclaimedKeys int) {
 	}
 	n.hub.publish(evs)
 	if more {
-		select {
-		case n.sweepAgain <- sweepPause(held, lag):
-		default:
-		}
+		n.sweepLater(sweepPause(held, lag))
 	}
 	return len(expired), len(reclaimed)
+}
+
+// sweepLater asks the loop for another step after rest (if the node is
+// idle then, at once).
+func (n *Node) sweepLater(rest time.Duration) {
+	select {
+	case n.sweepAgain <- rest:
+	default:
+	}
 }
 
 // sweepPause is the rest after a step that held the state lock for held

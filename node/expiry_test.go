@@ -376,6 +376,29 @@ func TestSweepPause(t *testing.T) {
 	}
 }
 
+// While writes wait, a step on a young backlog is put off; an old
+// backlog is swept anyway.
+func TestSweepYieldsToWritesWhileYoung(t *testing.T) {
+	clk := newFakeClock()
+	n := openAt(t, t.TempDir(), &Options{Sync: SyncNever, Now: clk.Now, SweepInterval: time.Hour, SnapshotEveryOps: -1})
+	defer n.Close()
+	var b Batch
+	for i := range 100 {
+		b.PutWith(fmt.Sprintf("k%03d", i), i, WriteOptions{TTL: time.Second})
+	}
+	must(t, n.Commit(&b))
+	clk.Advance(2 * time.Second)
+	n.loopWaits.Store(true) // as if the loop waited for the state lock
+	defer n.loopWaits.Store(false)
+	if expired, reclaimed := n.sweepStep(); expired != 0 || reclaimed != 0 {
+		t.Fatalf("young backlog, writes waiting: the step ran (%d expired, %d reclaimed)", expired, reclaimed)
+	}
+	clk.Advance(sweepCatchUp)
+	if expired, _ := n.sweepStep(); expired == 0 {
+		t.Fatalf("backlog older than %v, writes waiting: the step did nothing", sweepCatchUp)
+	}
+}
+
 // An expiry set on one replica reaches the others, and so does a Persist.
 func TestExpiryReplicates(t *testing.T) {
 	c := newReplCluster(t, 2, nil)
