@@ -47,17 +47,18 @@
 // it. Reads compare it with the node's hybrid logical clock (never below
 // the wall clock), so an expired key is absent for every read at once. The
 // write pipeline's applier runs a sweep step every Options.SweepInterval,
-// and again while there is more: at most 256 keys or 50 µs per step,
-// ended early when writes wait for it, and, while writes arrive, resting
-// between steps: while the backlog is younger than 10 s, a step waits for
-// a moment when no write waits and rests at least 5 ms (about 1% of the
-// applier: the steps, not their CPU, are what writes feel); an older
-// backlog rests three times as long as the step (a quarter of the applier
-// at most, like Redis's active expiry); an idle node sweeps without rest.
-// Writes wait for a short step, never for a pass over the keyspace. It
-// reports keys that expired to subscribers (EventExpired) and drops keys
-// that expired more than MaxClockDrift ago from memory; the next snapshot
-// no longer holds them. Nothing is written for either.
+// and again while there is more: at most 256 keys or 50 µs per step, ended
+// early when writes wait for it, and, while writes arrive, resting between
+// steps: while the backlog is younger than 10 s, a step waits for a moment
+// when no write waits (trying again at the next tick) and rests at least 5
+// ms (about 1% of the applier: the steps and their timers, not their CPU,
+// are what writes feel); an older backlog rests three times as long as the
+// step (a quarter of the applier at most, like Redis's active expiry); an
+// idle node sweeps without rest. Writes wait for a short step, never for a
+// pass over the keyspace. It reports keys that expired to subscribers
+// (EventExpired) and drops keys that expired more than MaxClockDrift ago
+// from memory; the next snapshot no longer holds them. Nothing is written
+// for either.
 //
 // If a WAL write or fsync fails the node turns read-only: writes return
 // ErrReadOnly wrapping the cause, reads go on, and only reopening the node

@@ -29,23 +29,26 @@ const (
 
 // While writes arrive, the sweep paces itself by the age of its backlog (the
 // oldest expiry it has not dealt with). A young one (under sweepCatchUp) is
-// swept gently: a step waits for a moment when no write waits for the
-// applier (a step due then is put off by sweepGentleRest), and rests at
-// least sweepGentleRest after it ran, about 1% of the applier. What slows
-// writes down is the number of steps more than their length (each takes the
-// state lock and, after reclaiming, makes the loop drain the pipeline for a
-// fresh transaction): in BenchmarkPutWhileExpiring's open load (100,000 keys
-// expired, Puts at a steady rate) a rest of 3× the step put the p99 ratio at
-// 0.9-4.5, a floor of 2 ms at 1.4-3.1, 5 ms at 0.8-1.6 (PERFORMANCE.md). The
-// price is the pace while writes keep the cores busy: ~3,000 keys a second
-// at 12,000 Puts/s, a few hundred when the writes saturate the node. A
-// backlog older than sweepCatchUp (expiries coming faster than that) is
-// swept at up to a quarter of the applier, resting sweepRest times as long
-// as a step held the lock whether or not writes wait (Redis's active expiry
-// cycle stops at 25% of the CPU for the same reason): memory is freed within
-// a bounded lag, at the cost of that tail. An idle node sweeps without rest.
-// Reads hide an expired key at once whatever the pace; the pace decides when
-// memory is freed and watchers hear of it.
+// swept gently: a step due while writes wait for the applier is put off to
+// the next tick (SweepInterval), and one that ran rests at least
+// sweepGentleRest, about 1% of the applier. What slows writes down is the
+// number of steps, and of the timers that wake the loop for them, more than
+// the steps' length (each takes the state lock and, after reclaiming, makes
+// the loop drain the pipeline for a fresh transaction): in
+// BenchmarkPutWhileExpiring's open load (100,000 keys expired, Puts at a
+// steady rate) a rest of 3× the step put the p99 ratio at 0.9-4.5, a floor
+// of 2 ms at 1.4-3.1, 5 ms at 0.8-1.6, and under the closed load retrying a
+// put-off step 5 ms later instead of at the tick at 1.5-2.4 instead of
+// 0.9-1.2 (PERFORMANCE.md). The price is the pace while writes keep the
+// cores busy: ~2,000 keys a second at 12,000 Puts/s, a few hundred when the
+// writes saturate the node. A backlog older than sweepCatchUp (expiries
+// coming faster than that) is swept at up to a quarter of the applier,
+// resting sweepRest times as long as a step held the lock whether or not
+// writes wait (Redis's active expiry cycle stops at 25% of the CPU for the
+// same reason): memory is freed within a bounded lag, at the cost of that
+// tail. An idle node sweeps without rest. Reads hide an expired key at once
+// whatever the pace; the pace decides when memory is freed and watchers hear
+// of it.
 const (
 	sweepGentleRest = 5 * time.Millisecond
 	sweepCatchUp    = 10 * time.Second
@@ -194,10 +197,9 @@ func (n *Node) sweepStep() (expiredKeys, reclaimedKeys int) {
 	n.mu.runlock(sh)
 	if lag < sweepCatchUp && n.writesWaiting() {
 		// A young backlog waits for a moment when no write does (see
-		// sweepGentleRest): even a short step then delays them.
-		if lag > 0 {
-			n.sweepLater(sweepGentleRest)
-		}
+		// sweepGentleRest): even a short step then delays them. The
+		// next tick tries again; a timer to try sooner, armed 200 times a
+		// second under a saturating load, was itself what writes felt.
 		return 0, 0
 	}
 	var evs []Event
@@ -234,18 +236,12 @@ func (n *Node) sweepStep() (expiredKeys, reclaimedKeys int) {
 	}
 	n.hub.publish(evs)
 	if more {
-		n.sweepLater(sweepPause(held, lag))
+		select {
+		case n.sweepAgain <- sweepPause(held, lag):
+		default:
+		}
 	}
 	return len(expired), len(reclaimed)
-}
-
-// sweepLater asks the loop for another step after rest (if the node is
-// idle then, at once).
-func (n *Node) sweepLater(rest time.Duration) {
-	select {
-	case n.sweepAgain <- rest:
-	default:
-	}
 }
 
 // sweepPause is the rest after a step that held the state lock for held
