@@ -39,7 +39,7 @@ const (
 // steady rate) a rest of 3× the step put the p99 ratio at 0.9-4.5, a floor
 // of 2 ms at 1.4-3.1, 5 ms at 0.8-1.6, and under the closed load retrying a
 // put-off step 5 ms later instead of at the tick at 1.5-2.4 instead of
-// 0.9-1.2 (PERFORMANCE.md). The price is the pace while writes keep the
+// 0.8-1.3 (PERFORMANCE.md). The price is the pace while writes keep the
 // cores busy: ~2,000 keys a second at 12,000 Puts/s, a few hundred when the
 // writes saturate the node. A backlog older than sweepCatchUp (expiries
 // coming faster than that) is swept at up to a quarter of the applier,
