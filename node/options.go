@@ -87,8 +87,9 @@ type Options struct {
 	MaxClockDrift time.Duration
 
 	// SweepInterval is how often an idle node looks for expired keys to
-	// report (EventExpired) and reclaim; 0 = DefaultSweepInterval. Reads
-	// hide an expired key at once whatever it is.
+	// report (EventExpired) and reclaim, and how soon a sweep put off
+	// because writes were waiting tries again; 0 = DefaultSweepInterval.
+	// Reads hide an expired key at once whatever it is.
 	SweepInterval time.Duration
 
 	// Logger receives recovery, snapshot and failure events; nil = off.
