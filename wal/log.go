@@ -231,7 +231,8 @@ func (l *Log) Segments() []SegmentInfo {
 	defer l.segMu.RUnlock()
 	out := make([]SegmentInfo, len(l.segs))
 	for i, s := range l.segs {
-		out[i] = SegmentInfo{Base: s.base, Next: s.next(), Bytes: s.size.Load()}
+		count, size := s.extent() // a pair from one commit
+		out[i] = SegmentInfo{Base: s.base, Next: s.base + uint64(count), Bytes: size}
 	}
 	return out
 }
