@@ -399,3 +399,39 @@ func TestReadNewestWhileAppending(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestExtentIsOnePair publishes extents whose size is a function of the
+// count while readers load them: every pair read must be one that was
+// published (two plain loads straddle a change within a few thousand).
+func TestExtentIsOnePair(t *testing.T) {
+	var s segment
+	s.setExtent(0, headerSize)
+	const changes = 200_000
+	stop := make(chan struct{})
+	bad := make(chan string, 2)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if c, n := s.extent(); n != headerSize+10*int64(c) {
+					bad <- fmt.Sprintf("extent() = %d records, %d bytes: never published together", c, n)
+					return
+				}
+			}
+		})
+	}
+	for c := 1; c <= changes; c++ {
+		s.setExtent(c, headerSize+10*int64(c))
+	}
+	close(stop)
+	wg.Wait()
+	close(bad)
+	for b := range bad {
+		t.Fatal(b)
+	}
+}
