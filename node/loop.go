@@ -70,6 +70,10 @@ const maxTxOps = 4096
 //     publishes the events, calls the replication hook and answers the
 //     callers.
 //
+// When the pipeline is idle (nothing queued, open or in flight), a caller
+// does all three stages itself instead (commitInline): a lone writer's
+// commit then involves no other goroutine.
+//
 // "The committer" below means the last two stages together. Reads never
 // see a write before it is durable: only the applier changes the state,
 // after the append. The loop's transaction therefore reads a
@@ -85,6 +89,10 @@ const maxTxOps = 4096
 
 // run is the loop: the first stage of the pipeline.
 func (n *Node) run() {
+	// The loop holds loopMu except while it waits with no group open, so
+	// that a caller can commit on its own goroutine then (commitInline).
+	n.loopMu.Lock()
+	defer n.loopMu.Unlock()
 	go n.appendLoop()
 	go n.applyLoop()
 	defer close(n.groups)
@@ -105,20 +113,27 @@ func (n *Node) run() {
 			sweepDue = false
 		}
 		if g == nil {
+			n.loopMu.Unlock()
 			select {
 			case r := <-n.reqs:
+				n.loopMu.Lock()
+				n.queued.Add(-1)
 				g = n.add(nil, r)
 			case <-n.gate.timeout():
+				n.loopMu.Lock()
 				g = n.giveUpTransfer(nil)
 			case <-sweep.C:
+				n.loopMu.Lock()
 				g = n.markSweep(nil)
 			case rest := <-n.sweepAgain:
+				n.loopMu.Lock()
 				if time.Since(n.lastWrite) < sweepIdle { // make room for the writes
 					rested.Reset(rest)
 				} else { // idle: no need to rest
 					g = n.markSweep(nil)
 				}
 			case <-rested.C:
+				n.loopMu.Lock()
 				if time.Since(n.lastWrite) < sweepIdle {
 					sweepDue = true
 					rested.Reset(sweepIdle) // if no write comes, the node is idle then
@@ -126,6 +141,7 @@ func (n *Node) run() {
 					g = n.markSweep(nil)
 				}
 			case <-n.closing:
+				n.loopMu.Lock()
 				n.drain(nil)
 				return
 			}
@@ -136,6 +152,7 @@ func (n *Node) run() {
 			n.handed(g)
 			g = nil
 		case r := <-n.reqs:
+			n.queued.Add(-1)
 			g = n.add(g, r)
 		case <-n.gate.timeout():
 			g = n.giveUpTransfer(g)
@@ -157,6 +174,7 @@ func (n *Node) drain(g *group) {
 	for {
 		select {
 		case r := <-n.reqs:
+			n.queued.Add(-1)
 			g = n.add(g, r)
 			continue
 		default:
@@ -376,48 +394,87 @@ func (n *Node) appendGroup(g *group) {
 
 // applyLoop is the third stage: it applies each durable group to the
 // state, publishes, calls the replication hook and answers the callers.
-// It is the state's only writer; loopDone closes when it exits.
+// It is the state's only writer, but for commitInline, which runs when it
+// is idle; loopDone closes when it exits.
 func (n *Node) applyLoop() {
 	defer close(n.loopDone)
 	for g := range n.appended {
-		switch {
-		case g.snapshot != nil:
-			n.snapshotRequest(g.snapshot) // every earlier group is applied
-		case g.failed != nil:
-			for _, r := range g.reqs {
-				if r.err == nil {
-					r.err = readOnlyError(g.failed)
-				}
+		n.applyMu.Lock()
+		n.finishGroup(g, true)
+		n.applyMu.Unlock()
+	}
+}
+
+// finishGroup is the applier's work on one group, under applyMu: apply,
+// answer (with answer: commitInline's caller needs no answer), a sweep
+// step if one is due after it, a snapshot if one is due.
+func (n *Node) finishGroup(g *group, answer bool) {
+	switch {
+	case g.snapshot != nil:
+		n.snapshotRequest(g.snapshot) // every earlier group is applied
+	case g.failed != nil:
+		for _, r := range g.reqs {
+			if r.err == nil {
+				r.err = readOnlyError(g.failed)
 			}
-			n.m.readOnlyErrors.Add(float64(len(g.reqs)))
-		case len(g.entries) > 0:
-			n.applyGroup(g)
 		}
+		n.m.readOnlyErrors.Add(float64(len(g.reqs)))
+	case len(g.entries) > 0:
+		n.applyGroup(g)
+	}
+	if answer {
 		for _, r := range g.reqs {
 			if r.done != nil { // nil: nobody waits (released by a transfer gate)
 				r.done <- struct{}{}
 			}
 		}
-		// Let the callers just answered run before this goroutine goes on
-		// with a group already handed over: readied by it, they wait in
-		// its processor's run queue, which it may not give up for
-		// milliseconds while groups keep coming. They send their next
-		// writes first, which the loop gathers into a group. (Not when it
-		// would block next anyway: a lone writer's Put then pays 3-5 µs.)
-		if n.groupWaiting() {
-			runtime.Gosched()
-		}
-		// After the answers: a group's writers do not wait for the step.
-		if g.sweep {
-			n.sweepStep()
-		}
-		n.committed.Add(1)
-		select {
-		case n.groupDone <- struct{}{}:
-		default:
-		}
-		n.maybeSnapshot()
 	}
+	// Let the callers just answered run before this goroutine goes on
+	// with a group already handed over: readied by it, they wait in
+	// its processor's run queue, which it may not give up for
+	// milliseconds while groups keep coming. They send their next
+	// writes first, which the loop gathers into a group. (Not when it
+	// would block next anyway: a lone writer's Put then pays 3-5 µs.)
+	if n.groupWaiting() {
+		runtime.Gosched()
+	}
+	// After the answers: a group's writers do not wait for the step.
+	if g.sweep {
+		n.sweepStep()
+	}
+	n.committed.Add(1)
+	select {
+	case n.groupDone <- struct{}{}:
+	default:
+	}
+	n.maybeSnapshot()
+}
+
+// commitInline commits r on the caller's goroutine, as the loop, the
+// appender and the applier would, when the pipeline is idle: nothing
+// queued, no group open or in flight. A lone writer then pays no hand-off
+// between goroutines: each wakes a parked goroutine, and the round trip
+// through the pipeline cost ~15 µs on the reference VM against a 140 µs
+// fsync. It reports whether it committed r. A request queued meanwhile
+// waits for the loop, which waits for loopMu: the WAL order is the order
+// of the commits, and a caller's requests keep the order it made them in
+// (a queued one makes the next go through the queue behind it).
+func (n *Node) commitInline(r *request) bool {
+	if r.kind == reqRemote || r.kind == reqSnapshot || !n.loopMu.TryLock() {
+		return false
+	}
+	defer n.loopMu.Unlock()
+	if n.queued.Load() != 0 || n.sent.Load() != n.committed.Load() || n.closed.Load() {
+		return false
+	}
+	g := n.add(nil, r)
+	n.handed(g)
+	n.applyMu.Lock() // the applier may still be finishing the last group
+	defer n.applyMu.Unlock()
+	n.appendGroup(g)
+	n.finishGroup(g, false)
+	n.inlined.Add(1)
+	return true
 }
 
 // applyGroup applies a durable group (its records start at WAL offset

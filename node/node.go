@@ -71,6 +71,15 @@ type Node struct {
 	sinceSize    int64          // record bytes since the last snapshot
 	recs         [][]byte       // reused per group
 
+	// loopMu is held by the loop, but while it waits with no group open,
+	// and by commitInline; applyMu by the applier for each group, and by
+	// commitInline. queued counts requests sent to reqs that the loop has
+	// not taken under loopMu.
+	loopMu  sync.Mutex
+	applyMu sync.Mutex
+	queued  atomic.Int64
+	inlined atomic.Uint64 // commits made by commitInline
+
 	reqs      chan *request
 	groups    chan *group   // loop -> appender (unbuffered)
 	appended  chan *group   // appender -> applier

@@ -159,14 +159,12 @@ submit:
 		}
 		rq := getRequest(reqRemote)
 		rq.raw, rq.op, rq.from = raw, ops[i], from
-		select {
-		case n.reqs <- rq.sendable():
-			reqs = append(reqs, rq)
-		case <-n.closing:
+		if !n.queue(rq) {
 			putRequest(rq)
 			err = ErrClosed
 			break submit
 		}
+		reqs = append(reqs, rq)
 	}
 	for _, rq := range reqs {
 		select {

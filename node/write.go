@@ -90,6 +90,9 @@ func putRequest(r *request) {
 
 // submit hands r to the commit loop and waits for its result.
 func (n *Node) submit(r *request) error {
+	if n.commitInline(r) {
+		return r.err
+	}
 	if err := n.enqueue(r); err != nil {
 		return err
 	}
@@ -98,14 +101,21 @@ func (n *Node) submit(r *request) error {
 
 // enqueue hands r to the commit loop (in the caller's order).
 func (n *Node) enqueue(r *request) error {
-	if n.closed.Load() {
+	if n.closed.Load() || !n.queue(r) {
 		return ErrClosed
 	}
+	return nil
+}
+
+// queue sends r to the loop; false when the node closed first.
+func (n *Node) queue(r *request) bool {
+	n.queued.Add(1) // before the send: commitInline must see it
 	select {
 	case n.reqs <- r.sendable():
-		return nil
+		return true
 	case <-n.closing:
-		return ErrClosed
+		n.queued.Add(-1)
+		return false
 	}
 }
 
