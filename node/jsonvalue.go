@@ -67,9 +67,9 @@ func (n *Node) GetRaw(key string) (RawValue, error) {
 		return RawValue{}, keyError("get", key)
 	}
 	sh := n.mu.rlock()
-	v, ok := n.ks.Get(key, n.readTime())
+	v, ok := n.ks.Get(key, 0)
 	n.mu.runlock(sh)
-	if !ok {
+	if !ok || !n.unexpired(v.Expires) {
 		return RawValue{}, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
 	out := RawValue{Type: typeOf(v.Type), Expires: expiresTime(v.Expires)}
