@@ -33,6 +33,10 @@ func encodeValue(v any) ([]byte, error) {
 	switch x := v.(type) {
 	case string: // sized at once: most values are strings
 		return appendString(nil, x)
+	case json.RawMessage: // an HTTP body: most are strings already canonical
+		if s, ok := plainString(x); ok {
+			return bytes.Clone(s), nil
+		}
 	case nil, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
 		// Encoded on the stack and copied out at its size: one allocation.
 		var scratch [32]byte
@@ -47,6 +51,36 @@ func encodeValue(v any) ([]byte, error) {
 		b = bytes.Clone(b) // the state keeps it (Tx.PutOwned): no slack
 	}
 	return b, err
+}
+
+// plainString returns raw without the whitespace around it when it is one
+// JSON string in valid UTF-8 holding no escape and no byte that needs one:
+// its own canonical form, kept without decoding it and encoding it again.
+func plainString(raw []byte) ([]byte, bool) {
+	s := bytes.Trim(raw, " \t\r\n")
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return nil, false
+	}
+	body := s[1 : len(s)-1]
+	i, ascii := 0, uint64(0)
+	for ; i+8 <= len(body); i += 8 {
+		w := binary.LittleEndian.Uint64(body[i:])
+		if needsEscape(w) {
+			return nil, false
+		}
+		ascii |= w
+	}
+	hi := byte(0)
+	for _, c := range body[i:] {
+		if escLen[c] != 0 {
+			return nil, false
+		}
+		hi |= c
+	}
+	if (ascii&(lsb*0x80) != 0 || hi >= 0x80) && !utf8.Valid(body) {
+		return nil, false // the parser says what is wrong
+	}
+	return s, true
 }
 
 // depth is how many containers (arrays, objects) enclose v: a value may

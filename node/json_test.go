@@ -124,6 +124,7 @@ func FuzzJSON(f *testing.F) {
 		if !bytes.Equal(in, b) {
 			t.Fatalf("AppendUnquoted changed its input %q to %q", in, b)
 		}
+		checkPlainString(t, b)
 		if err != nil {
 			return
 		}
@@ -159,6 +160,46 @@ func FuzzJSON(f *testing.F) {
 func hasNaNish(v any) bool {
 	f, ok := v.(float64)
 	return ok && f != f
+}
+
+// checkPlainString: a body plainString keeps as it is canonicalises, by
+// the parser, to exactly those bytes.
+func checkPlainString(t *testing.T, raw []byte) {
+	t.Helper()
+	s, ok := plainString(raw)
+	if !ok {
+		return
+	}
+	want, err := appendJSON(nil, json.RawMessage(raw), 0)
+	if err != nil || !bytes.Equal(s, want) {
+		t.Fatalf("plainString(%q) = %q; the parser canonicalises it to %q (%v)", raw, s, want, err)
+	}
+}
+
+// plainString keeps exactly the strings that are their own canonical form,
+// whatever the position of the byte that makes one not so.
+func TestPlainStringPositions(t *testing.T) {
+	for n := range 30 {
+		for _, c := range []string{`"`, `\`, `\n`, `\u00e9`, "\n", "\x00", "\x1f", "é", "😀", "<", "\x7f", "\xff", "\xe2\x82"} {
+			for at := 0; at <= n; at++ {
+				raw := []byte(" \t\"" + strings.Repeat("a", at) + c + strings.Repeat("b", n-at) + "\"\r\n")
+				checkPlainString(t, raw)
+				_, kept := plainString(raw)
+				plain := c == "é" || c == "😀" || c == "<" || c == "\x7f"
+				if kept != plain {
+					t.Fatalf("plainString(%q) kept it: %v, want %v", raw, kept, plain)
+				}
+				v, err := encodeValue(json.RawMessage(raw))
+				w, werr := appendJSON(nil, json.RawMessage(raw), 0)
+				if (err == nil) != (werr == nil) || !bytes.Equal(v, w) {
+					t.Fatalf("encodeValue(%q) = %q, %v; the parser: %q, %v", raw, v, err, w, werr)
+				}
+			}
+		}
+	}
+	for _, raw := range []string{`""`, `"`, ` `, `"a" "b"`, `"a",`, `1`, `["a"]`, `"a\"`} {
+		checkPlainString(t, []byte(raw))
+	}
 }
 
 // The word-at-a-time string scan finds stops and non-ASCII bytes at every
