@@ -610,6 +610,9 @@ func parseTTL(s string) (time.Duration, error) {
 
 // queryTTL reads the optional ?ttl= of a write (0: none given).
 func queryTTL(r *http.Request) (time.Duration, error) {
+	if r.URL.RawQuery == "" { // the common case: no map to build
+		return 0, nil
+	}
 	q := r.URL.Query()
 	if !q.Has("ttl") {
 		return 0, nil
