@@ -2,6 +2,9 @@ package crdt
 
 import (
 	"encoding/binary"
+	"fmt"
+	"maps"
+	"slices"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -90,4 +93,108 @@ func TestRangeSumsBadBounds(t *testing.T) {
 	if got := k.RangeSums(nil); len(got) != 1 || got[0] != [16]byte{} {
 		t.Fatalf("RangeSums(nil) on an empty keyspace = %v", got)
 	}
+}
+
+// A RangeScan stepped a few keys at a time, with writes, deliveries and
+// sweeps between the steps (and a second scan opened midway), ends with
+// the sums RangeSums gives for the state at its last step, and keeps them
+// so until it is closed.
+func TestRangeScanMatchesRangeSums(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			rapid.Check(t, func(t *rapid.T) {
+				r := rapidRnd{t}
+				rs, _ := history(t, r, m.m, 2, rapid.IntRange(0, 10).Draw(t, "before"), nil)
+				k := rs[0].ks
+				k.index.max = rapid.IntRange(2, 4).Draw(t, "block")
+				k.index.buildSorted(slices.Sorted(maps.Keys(k.keys)))
+				var bounds []string
+				for _, b := range candidateBounds {
+					if rapid.Bool().Draw(t, "bound "+b) {
+						bounds = append(bounds, b)
+					}
+				}
+				scans := []*RangeScan{k.StartRangeScan(bounds)}
+				done := make([]bool, 1)
+				change := func() {
+					switch r.intn(3, "change") {
+					case 0:
+						step(t, r, rs[0], m.m)
+					case 1:
+						if d := step(t, r, rs[1], m.m); d != nil {
+							k.Apply(d) // a delivery
+						}
+					case 2:
+						rs[0].now += int64(r.intn(20, "time"))
+						rs[0].sweep(1 + r.intn(3, "sweep limit"))
+					}
+				}
+				for steps := 0; steps < 60 && slices.Contains(done, false); steps++ {
+					if r.intn(2, "step?") == 0 {
+						i := r.intn(len(scans), "which scan")
+						if !scans[i].Step(1 + r.intn(2, "chunk")) {
+							done[i] = true
+						}
+					} else {
+						change()
+					}
+					if len(scans) == 1 && r.intn(8, "second?") == 0 {
+						scans, done = append(scans, k.StartRangeScan(bounds)), append(done, false)
+					}
+				}
+				for i, s := range scans {
+					for s.Step(1) {
+					}
+					if got, want := s.Sums(), k.RangeSums(bounds); !slices.Equal(got, want) {
+						t.Fatalf("scan %d: sums %x, RangeSums %x", i, got, want)
+					}
+				}
+				for range 3 {
+					change()
+				}
+				for i, s := range scans {
+					if got, want := s.Sums(), k.RangeSums(bounds); !slices.Equal(got, want) {
+						t.Fatalf("scan %d after more changes: sums %x, RangeSums %x", i, got, want)
+					}
+					s.Close()
+				}
+				if len(k.scans) != 0 {
+					t.Fatalf("%d scans left open", len(k.scans))
+				}
+			})
+		})
+	}
+}
+
+// KeyQuantiles cuts the keys into ranges whose sizes differ by at most one.
+func TestKeyQuantiles(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		k := NewKeyspace()
+		k.index.max = rapid.IntRange(2, 8).Draw(t, "block")
+		n := rapid.IntRange(0, 60).Draw(t, "keys")
+		tx := k.Begin(1, 0)
+		for i := range n {
+			d, err := tx.Put(fmt.Sprintf("k%03d", i), []byte("1"), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k.Apply(d)
+		}
+		m := rapid.IntRange(1, 70).Draw(t, "m")
+		bounds := k.KeyQuantiles(m)
+		if want := min(m, n) - 1; len(bounds) != max(want, 0) {
+			t.Fatalf("%d keys, m %d: %d bounds %q", n, m, len(bounds), bounds)
+		}
+		if k.StartRangeScan(bounds) == nil {
+			t.Fatalf("bounds %q not valid for RangeSums", bounds)
+		}
+		lo, sizes := "", []int{}
+		for _, b := range append(bounds, "") {
+			sizes = append(sizes, len(keysIn(k, lo, b)))
+			lo = b
+		}
+		if n > 0 && slices.Max(sizes)-slices.Min(sizes) > 1 {
+			t.Fatalf("range sizes %v", sizes)
+		}
+	})
 }

@@ -150,9 +150,11 @@ func (k *Keyspace) Sweep(now, horizon Timestamp, limit int) (expired, reclaimed 
 		if e == nil || e.hx != 0 || e.ix != it.at {
 			continue // gone, or its expiry changed since it was reported
 		}
-		k.sum = k.sum.sub(keyHash(it.key, e))
+		h := keyHash(it.key, e)
+		k.sum = k.sum.sub(h)
 		delete(k.keys, it.key)
 		k.index.remove(it.key)
+		k.rehashed(it.key, h, sum128{})
 		e.ix = 0
 		reclaimed = append(reclaimed, it.key)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Keyspace is the top-level observed-remove map: key -> typed CRDT value,
@@ -49,6 +50,11 @@ type Keyspace struct {
 	waiting   expiryQueue  // keys with an expiry not yet reported by Sweep (expiry.go)
 	queuedSeq uint64       // the last queued.seq
 	expired   reclaimQueue // keys reported by Sweep, until reclaimed
+
+	// Open RangeScans, corrected by the writer (rehashed); scanMu orders
+	// their opening and closing, which readers do.
+	scans  []*RangeScan
+	scanMu sync.Mutex
 }
 
 // NewKeyspace returns an empty keyspace.
@@ -347,6 +353,7 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 			delete(k.keys, key)
 			k.index.remove(key)
 			k.unqueue(e)
+			k.rehashed(key, old, sum128{})
 		}
 		return Change{Key: key, Deleted: true}, had
 	}
@@ -354,7 +361,11 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 		k.keys[key] = e
 		k.index.add(key)
 	}
-	k.sum = k.sum.add(keyHash(key, e))
+	h := keyHash(key, e)
+	k.sum = k.sum.add(h)
+	if len(k.scans) > 0 {
+		k.rehashed(key, old, h)
+	}
 	k.requeue(key, e)
 	return Change{Key: key, Deleted: e.visibleType() == 0}, true
 }

@@ -362,3 +362,95 @@ func BenchmarkPutNoSync(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
 }
+
+// BenchmarkStateCheck: the periodic state comparison's summary (taken by
+// the peer asked) and comparison (by the one asking) of a node holding
+// 200,000 keys (SHOAL_NODE_BENCH_KEYS to change), while a writer Puts
+// without pause. Reported: each one's time, and the slowest Put while they
+// ran beside the slowest in a stretch as long without them (the baseline):
+// summing the keys under one hold of the state lock made every write wait
+// for all of it.
+func BenchmarkStateCheck(b *testing.B) {
+	keys := 200_000
+	if s := os.Getenv("SHOAL_NODE_BENCH_KEYS"); s != "" {
+		if v, err := strconv.Atoi(s); err == nil && v > 0 {
+			keys = v
+		}
+	}
+	n, err := Open(b.TempDir(), &Options{Sync: SyncNever, SnapshotEveryOps: -1, SnapshotEveryBytes: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	var batch Batch
+	for i := range keys {
+		batch.Put(fmt.Sprintf("key/%08d", i), value256)
+		if batch.Len() == 1000 || i == keys-1 {
+			if err := n.Commit(&batch); err != nil {
+				b.Fatal(err)
+			}
+			batch.Reset()
+		}
+	}
+	r := &replicator{n: n}
+	// Each Put counts for the phase it started in: 1 while the summary and
+	// the comparison run, 2 during the baseline stretch after them.
+	var phase atomic.Int32
+	var slowest [3]atomic.Int64 // ns
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p, t := phase.Load(), time.Now()
+			if err := n.Put(fmt.Sprintf("key/%08d", i%keys), i); err != nil {
+				b.Error(err)
+				return
+			}
+			if d := int64(time.Since(t)); d > slowest[p].Load() {
+				slowest[p].Store(d)
+			}
+		}
+	})
+	var sumT, cmpT, base, during time.Duration
+	b.ResetTimer()
+	for range b.N {
+		slowest[1].Store(0)
+		slowest[2].Store(0)
+		phase.Store(1)
+		t0 := time.Now()
+		op, err := r.summary()
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		bounds, theirs, err := decodeSummary(op.Sums)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.compareSummary(bounds, theirs, op)
+		t2 := time.Now()
+		phase.Store(0)
+		time.Sleep(10 * time.Millisecond) // the Puts of phase 1 finish
+		phase.Store(2)
+		time.Sleep(t2.Sub(t0))
+		phase.Store(0)
+		time.Sleep(10 * time.Millisecond)
+		during += time.Duration(slowest[1].Load())
+		base += time.Duration(slowest[2].Load())
+		sumT, cmpT = sumT+t1.Sub(t0), cmpT+t2.Sub(t1)
+	}
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	ms := func(d time.Duration) float64 { return float64(d) / float64(b.N) / 1e6 }
+	b.ReportMetric(ms(sumT), "summary-ms")
+	b.ReportMetric(ms(cmpT), "compare-ms")
+	b.ReportMetric(ms(during), "slowest-put-ms")
+	b.ReportMetric(ms(base), "baseline-slowest-put-ms")
+	b.ReportMetric(float64(keys), "keys")
+}

@@ -115,33 +115,74 @@ func decodeSummary(b []byte) ([]string, [][16]byte, error) {
 }
 
 // summary takes our summary: the key ranges, their sums, and our context
-// and applied set, all at one instant.
+// and applied set, all at one instant (that of the last chunk of the sums,
+// see scanRanges).
 func (r *replicator) summary() (*Op, error) {
 	n := r.n
 	sh := n.mu.rlock()
-	keys := n.ks.Keys("", 0, 0) // every key the state holds, expired ones too
-	m := min(summaryRanges, max(1, len(keys)/minRangeKeys))
-	if len(keys) > 0 {
-		total := 0
-		for _, k := range keys {
-			total += len(k.Key)
-		}
-		m = min(m, max(1, summaryMaxBytes/max(1, total/len(keys)))) // long keys: fewer ranges
+	m := min(summaryRanges, max(1, n.ks.Len()/minRangeKeys))
+	bounds := n.ks.KeyQuantiles(m)
+	if size := boundBytes(bounds); size > summaryMaxBytes { // long keys: fewer ranges
+		m = max(1, summaryMaxBytes/max(1, size/len(bounds)))
+		bounds = n.ks.KeyQuantiles(m)
 	}
-	var bounds []string
+	n.mu.runlock(sh)
+	for size := boundBytes(bounds); size > summaryMaxBytes; size -= len(bounds[len(bounds)-1]) {
+		bounds = bounds[:len(bounds)-1]
+	}
+	var op *Op
+	if !n.scanRanges(bounds, func(sums [][16]byte) {
+		op = &Op{V: OpVersion, Kind: OpSummary, Origin: n.replica,
+			Time: crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0), Ctx: n.ks.Context(), Applied: n.ks.Applied(),
+			Sums: encodeSummary(bounds, sums)}
+	}) {
+		return nil, fmt.Errorf("node: summary: bounds %q not in increasing order", bounds)
+	}
+	return op, nil
+}
+
+// boundBytes is the bytes of the keys in bounds.
+func boundBytes(bounds []string) int {
 	size := 0
-	for i := 1; i < m && size < summaryMaxBytes; i++ {
-		b := keys[i*len(keys)/m].Key
-		bounds = append(bounds, b)
+	for _, b := range bounds {
 		size += len(b)
 	}
-	sums := n.ks.RangeSums(bounds)
-	ctx0 := n.ks.Context()
-	applied0 := n.ks.Applied()
+	return size
+}
+
+// summaryChunkKeys is how many keys a summary or a comparison sums per
+// hold of the state lock: about a millisecond at a million keys (a few
+// cache misses a key), after which the writers waiting get their turn.
+// Summing every key under one hold stalled every write of a node with a
+// million keys for ~2 s, for each peer's periodic comparison.
+var summaryChunkKeys = 4096
+
+// scanPaused, when set (tests), runs between two chunks of scanRanges.
+var scanPaused func()
+
+// scanRanges sums the key hashes of the ranges bounds cut the keys into,
+// summaryChunkKeys keys per hold of the state lock (crdt.RangeScan), and
+// calls last with the sums under the same lock as the final chunk: what
+// last reads of the state is of the same instant as the sums. false when
+// bounds are not valid range bounds.
+func (n *Node) scanRanges(bounds []string, last func(sums [][16]byte)) bool {
+	sh := n.mu.rlock()
+	s := n.ks.StartRangeScan(bounds)
+	if s == nil {
+		n.mu.runlock(sh)
+		return false
+	}
+	for s.Step(summaryChunkKeys) {
+		n.mu.runlock(sh)
+		if scanPaused != nil {
+			scanPaused()
+		}
+		sh = n.mu.rlock()
+	}
+	last(s.Sums())
+	s.Close()
 	n.mu.runlock(sh)
-	return &Op{V: OpVersion, Kind: OpSummary, Origin: n.replica,
-		Time: crdt.MakeTimestamp(n.opts.Now().UnixMilli(), 0), Ctx: ctx0, Applied: applied0,
-		Sums: encodeSummary(bounds, sums)}, nil
+	return true
 }
 
 // sendSummary writes a summary to w (nil: take one now).
@@ -247,11 +288,14 @@ func (r *replicator) onSummary(from gossip.Peer, op *Op) error {
 // context and applied set cover the summary's.
 func (r *replicator) compareSummary(bounds []string, theirs [][16]byte, op *Op) (differ []keyRange, applied *crdt.Context, covered bool) {
 	n := r.n
-	n.mu.RLock()
-	mine := n.ks.RangeSums(bounds)
-	applied = n.ks.Applied()
-	covered = len(n.ks.Context().Missing(op.Ctx)) == 0 && len(applied.Missing(op.Applied)) == 0
-	n.mu.RUnlock()
+	var mine [][16]byte
+	if !n.scanRanges(bounds, func(sums [][16]byte) {
+		mine = sums
+		applied = n.ks.Applied()
+		covered = len(n.ks.Context().Missing(op.Ctx)) == 0 && len(applied.Missing(op.Applied)) == 0
+	}) || len(mine) != len(theirs) {
+		return nil, n.appliedSet(), false // decodeSummary checked the bounds: not reached
+	}
 	for i := range theirs {
 		if theirs[i] == mine[i] {
 			continue

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -456,5 +457,56 @@ func TestSummaryWithNoDifferingRange(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(b.m.transferHeld); got != 0 {
 		t.Fatalf("the gate holds %v deltas after the summary", got)
+	}
+}
+
+// A summary sums the keys a chunk at a time and lets writes commit between
+// the chunks; what it ends with is still one instant of the state: its
+// sums are those of the state with its context and applied set, writes
+// made while it ran (before and after its cursor, creations and deletes)
+// included.
+func TestSummaryLetsWritesIn(t *testing.T) {
+	n, _ := openTest(t, &Options{Sync: SyncNever})
+	var batch Batch
+	for i := range 300 {
+		batch.Put(fmt.Sprintf("k/%03d", i), i)
+	}
+	must(t, n.Commit(&batch))
+	r := &replicator{n: n}
+	defer func(c int) { summaryChunkKeys, scanPaused = c, nil }(summaryChunkKeys)
+	summaryChunkKeys = 16
+	pauses := 0
+	scanPaused = func() {
+		pauses++
+		i := pauses * 7
+		must(t, n.Put(fmt.Sprintf("k/%03d", i%300), "changed"))   // before or after the cursor
+		must(t, n.Put(fmt.Sprintf("k/%03dx", (i*13)%300), "new")) // a new key
+		if err := n.Delete(fmt.Sprintf("k/%03d", (i*31)%300)); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	op, err := r.summary()
+	must(t, err)
+	scanPaused = nil
+	if pauses < 10 {
+		t.Fatalf("the summary paused %d times for 300+ keys in chunks of 16", pauses)
+	}
+	bounds, sums, err := decodeSummary(op.Sums)
+	must(t, err)
+	n.mu.RLock()
+	want, applied := n.ks.RangeSums(bounds), n.ks.Applied()
+	n.mu.RUnlock()
+	if !slices.Equal(sums, want) {
+		t.Fatal("the summary's sums are not those of the state it ended at")
+	}
+	if !applied.Equal(op.Applied) {
+		t.Fatalf("the summary's applied set %v, the state's %v", op.Applied, applied)
+	}
+	// The comparison (the side that asks) sums in chunks too.
+	scanPaused = func() { must(t, n.Put("k/000", "again")) }
+	differ, _, _ := r.compareSummary(bounds, sums, op)
+	scanPaused = nil
+	if len(differ) != 1 || !inRange(differ[0], "k/000") {
+		t.Fatalf("compared with the state before its own writes: differing ranges %+v, want only that of k/000", differ)
 	}
 }
