@@ -367,6 +367,30 @@ func (e *Entry) clone() *Entry {
 	return c
 }
 
+// shareClone is clone sharing the stores the keyspace never writes into
+// (see Keyspace.SnapshotShared).
+func (e *Entry) shareClone() *Entry {
+	c := &Entry{Reg: e.Reg, Cnt: e.Cnt, Flag: e.Flag, Exp: e.Exp, All: e.All, h: e.h}
+	if e.Set != nil {
+		c.Set = make(map[string][]Dot, len(e.Set))
+		for m, ds := range e.Set {
+			if ds == nil {
+				ds = []Dot{}
+			}
+			c.Set[m] = slices.Clone(ds)
+		}
+	}
+	if e.Map != nil {
+		c.Map = make(map[string]*Entry, len(e.Map))
+		for f, ch := range e.Map {
+			if ch != nil {
+				c.Map[f] = ch.shareClone()
+			}
+		}
+	}
+	return c
+}
+
 // appendDots appends every dot e holds.
 func (e *Entry) appendDots(out []Dot) []Dot {
 	for i := range e.Reg {

@@ -104,7 +104,7 @@ func (n *Node) backupRequest(r *request) {
 		Records: n.applied,
 		Clock:   n.durableClock,
 		Taken:   n.opts.Now().UnixNano(),
-		State:   n.ks.Snapshot(),
+		State:   n.ks.SnapshotShared(), // only encoded
 	}
 }
 

@@ -371,6 +371,52 @@ func BenchmarkPutNoSync(b *testing.B) {
 // summing the keys under one hold of the state lock made every write wait
 // for all of it.
 func BenchmarkStateCheck(b *testing.B) {
+	n, keys := openBenchKeys(b)
+	r := &replicator{n: n}
+	var sumT, cmpT time.Duration
+	stall := writeStall(b, n, keys, func() {
+		t0 := time.Now()
+		op, err := r.summary()
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		bounds, theirs, err := decodeSummary(op.Sums)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.compareSummary(bounds, theirs, op)
+		sumT, cmpT = sumT+t1.Sub(t0), cmpT+time.Since(t1)
+	})
+	ms := func(d time.Duration) float64 { return float64(d) / float64(b.N) / 1e6 }
+	b.ReportMetric(ms(sumT), "summary-ms")
+	b.ReportMetric(ms(cmpT), "compare-ms")
+	stall.report(b)
+	b.ReportMetric(float64(keys), "keys")
+}
+
+// BenchmarkSnapshotStall: Snapshot of a node holding 200,000 keys
+// (SHOAL_NODE_BENCH_KEYS to change) while a writer Puts without pause: the
+// copy of the state the writer waits for, as the slowest Put beside the
+// slowest in a stretch as long without a snapshot.
+func BenchmarkSnapshotStall(b *testing.B) {
+	n, keys := openBenchKeys(b)
+	var took time.Duration
+	stall := writeStall(b, n, keys, func() {
+		t := time.Now()
+		if err := n.Snapshot(); err != nil {
+			b.Fatal(err)
+		}
+		took += time.Since(t)
+	})
+	b.ReportMetric(float64(took)/float64(b.N)/1e6, "snapshot-ms")
+	stall.report(b)
+	b.ReportMetric(float64(keys), "keys")
+}
+
+// openBenchKeys opens a node (SyncNever, no automatic snapshot) holding
+// 200,000 keys of 256-byte values, or SHOAL_NODE_BENCH_KEYS.
+func openBenchKeys(b *testing.B) (*Node, int) {
 	keys := 200_000
 	if s := os.Getenv("SHOAL_NODE_BENCH_KEYS"); s != "" {
 		if v, err := strconv.Atoi(s); err == nil && v > 0 {
@@ -381,7 +427,7 @@ func BenchmarkStateCheck(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer n.Close()
+	b.Cleanup(func() { n.Close() })
 	var batch Batch
 	for i := range keys {
 		batch.Put(fmt.Sprintf("key/%08d", i), value256)
@@ -392,11 +438,28 @@ func BenchmarkStateCheck(b *testing.B) {
 			batch.Reset()
 		}
 	}
-	r := &replicator{n: n}
-	// Each Put counts for the phase it started in: 1 while the summary and
-	// the comparison run, 2 during the baseline stretch after them.
-	var phase atomic.Int32
-	var slowest [3]atomic.Int64 // ns
+	return n, keys
+}
+
+// stall is the slowest Put during an operation and during as long a
+// stretch without it, summed over the rounds.
+type stall struct {
+	during, base time.Duration
+	rounds       int
+}
+
+func (s stall) report(b *testing.B) {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(s.rounds) / 1e6 }
+	b.ReportMetric(ms(s.during), "slowest-put-ms")
+	b.ReportMetric(ms(s.base), "baseline-slowest-put-ms")
+}
+
+// writeStall runs op b.N times while a writer Puts to the keys without
+// pause, each time followed by a stretch as long without op. Each Put
+// counts for the phase it started in.
+func writeStall(b *testing.B, n *Node, keys int, op func()) stall {
+	var phase atomic.Int32 // 1: op runs; 2: the baseline stretch
+	var slowest [3]atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -416,41 +479,27 @@ func BenchmarkStateCheck(b *testing.B) {
 			}
 		}
 	})
-	var sumT, cmpT, base, during time.Duration
+	var s stall
 	b.ResetTimer()
 	for range b.N {
 		slowest[1].Store(0)
 		slowest[2].Store(0)
 		phase.Store(1)
-		t0 := time.Now()
-		op, err := r.summary()
-		if err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		bounds, theirs, err := decodeSummary(op.Sums)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r.compareSummary(bounds, theirs, op)
-		t2 := time.Now()
+		t := time.Now()
+		op()
+		took := time.Since(t)
 		phase.Store(0)
 		time.Sleep(10 * time.Millisecond) // the Puts of phase 1 finish
 		phase.Store(2)
-		time.Sleep(t2.Sub(t0))
+		time.Sleep(took)
 		phase.Store(0)
 		time.Sleep(10 * time.Millisecond)
-		during += time.Duration(slowest[1].Load())
-		base += time.Duration(slowest[2].Load())
-		sumT, cmpT = sumT+t1.Sub(t0), cmpT+t2.Sub(t1)
+		s.during += time.Duration(slowest[1].Load())
+		s.base += time.Duration(slowest[2].Load())
+		s.rounds++
 	}
 	b.StopTimer()
 	close(stop)
 	wg.Wait()
-	ms := func(d time.Duration) float64 { return float64(d) / float64(b.N) / 1e6 }
-	b.ReportMetric(ms(sumT), "summary-ms")
-	b.ReportMetric(ms(cmpT), "compare-ms")
-	b.ReportMetric(ms(during), "slowest-put-ms")
-	b.ReportMetric(ms(base), "baseline-slowest-put-ms")
-	b.ReportMetric(float64(keys), "keys")
+	return s
 }

@@ -427,7 +427,7 @@ func (n *Node) prepareSnapshot(result chan error) (*snapJob, error) {
 			Replica: n.replica,
 			LastSeq: n.lastSeq.Load(),
 			Clock:   n.durableClock,
-			State:   n.ks.Snapshot(),
+			State:   n.ks.SnapshotShared(), // only encoded
 			Index:   n.index.export(),
 		},
 		result: result,
