@@ -134,9 +134,10 @@ func (s *RangeScan) Close() {
 	k.scanMu.Unlock()
 }
 
-// rehashed records, for the open scans, that key's hash went from old to
-// new (zero: the key did not exist, or no longer does). Called by the
-// writer wherever k.sum changes.
+// rehashed records, for the open scans and copies, that key changed and
+// its hash went from old to new (zero: the key did not exist, or no longer
+// does). Called by the writer wherever an entry changes (and k.sum with
+// it).
 func (k *Keyspace) rehashed(key string, old, new sum128) {
 	for _, s := range k.scans {
 		if s.done || s.passed && key <= s.after {
@@ -144,6 +145,102 @@ func (k *Keyspace) rehashed(key string, old, new sum128) {
 			s.sums[i] = s.sums[i].sub(old).add(new)
 		}
 	}
+	for _, c := range k.copies {
+		if c.walked || c.passed && key <= c.after {
+			c.dirty[key] = struct{}{}
+		}
+	}
+}
+
+// CopyScan takes SnapshotShared a chunk of keys at a time, in key order,
+// so that the writer need not wait for a copy of the whole state: the
+// keyspace notes each key that changes behind the copy's cursor, and Step
+// copies those again before it goes on. Once Step reports nothing left,
+// the copy is the state at that moment (Snapshot).
+//
+// Like RangeScan, its methods need the keyspace read-locked against its
+// writer (or to be called by the writer itself).
+type CopyScan struct {
+	k      *Keyspace
+	keys   map[string]*Entry
+	after  string // with passed, every key <= after has been copied
+	passed bool
+	walked bool                // every key has been copied once
+	dirty  map[string]struct{} // keys changed since they were copied
+}
+
+// StartCopy opens a copy. Close it when done.
+func (k *Keyspace) StartCopy() *CopyScan {
+	c := &CopyScan{k: k, keys: make(map[string]*Entry, len(k.keys)), dirty: make(map[string]struct{})}
+	k.scanMu.Lock()
+	k.copies = append(k.copies, c)
+	k.scanMu.Unlock()
+	return c
+}
+
+// Step copies up to n keys, the keys changed since they were copied first
+// and then the next ones in order, and reports whether any remain.
+func (c *CopyScan) Step(n int) bool {
+	k := c.k
+	for key := range c.dirty {
+		if n == 0 {
+			return true
+		}
+		if e := k.keys[key]; e != nil {
+			c.keys[key] = e.shareClone()
+		} else {
+			delete(c.keys, key)
+		}
+		delete(c.dirty, key)
+		n--
+	}
+	if c.walked {
+		return false
+	}
+	k.flushIndex()
+	more := false
+	k.index.ascend(c.after, func(key string) bool {
+		if c.passed && key <= c.after {
+			return true
+		}
+		if n == 0 {
+			more = true
+			return false
+		}
+		if e := k.keys[key]; e != nil {
+			c.keys[key] = e.shareClone()
+		}
+		c.after, c.passed = key, true
+		n--
+		return true
+	})
+	c.walked = !more
+	return more
+}
+
+// Pending is how many keys Step has yet to copy again, and whether it has
+// yet to copy some for the first time.
+func (c *CopyScan) Pending() (again int, walking bool) { return len(c.dirty), !c.walked }
+
+// Snapshot returns the copy, as SnapshotShared would: call it when Step
+// reported nothing left, in the same hold of the lock.
+func (c *CopyScan) Snapshot() *Delta {
+	k := c.k
+	d := &Delta{Ctx: *k.ctx.Clone(), Own: k.applied.ranges(), Full: true}
+	if len(c.keys) > 0 {
+		d.Keys = c.keys
+	}
+	return d
+}
+
+// Close ends the copy: the keyspace stops noting changes for it.
+func (c *CopyScan) Close() {
+	k := c.k
+	k.scanMu.Lock()
+	if i := slices.Index(k.copies, c); i >= 0 {
+		k.copies = slices.Delete(k.copies, i, i+1)
+	}
+	k.scanMu.Unlock()
 }
 
 // KeyQuantiles returns up to m-1 keys that cut the keys, in order, into m

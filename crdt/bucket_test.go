@@ -233,3 +233,66 @@ func TestSnapshotShared(t *testing.T) {
 		})
 	}
 }
+
+// A CopyScan stepped a few keys at a time, with writes, deliveries and
+// sweeps between the steps, ends with a copy equal to Snapshot of the
+// state at its last step, and the copy does not change with the keyspace
+// after it is closed.
+func TestCopyScanMatchesSnapshot(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			rapid.Check(t, func(t *rapid.T) {
+				r := rapidRnd{t}
+				rs, log := history(t, r, m.m, 2, rapid.IntRange(0, 10).Draw(t, "before"), nil)
+				k := rs[0].ks
+				k.index.max = rapid.IntRange(2, 4).Draw(t, "block")
+				k.index.buildSorted(slices.Sorted(maps.Keys(k.keys)))
+				change := func() {
+					switch r.intn(3, "change") {
+					case 0:
+						if d := step(t, r, rs[0], m.m); d != nil {
+							log = append(log, d)
+						}
+					case 1:
+						if d := step(t, r, rs[1], m.m); d != nil {
+							log = append(log, d)
+							k.Apply(d) // a delivery
+						}
+					case 2:
+						rs[0].now += int64(r.intn(20, "time"))
+						rs[0].sweep(1 + r.intn(3, "sweep limit"))
+					}
+				}
+				c := k.StartCopy()
+				for steps := 0; steps < 40; steps++ {
+					if r.intn(2, "step?") == 0 {
+						if !c.Step(1+r.intn(2, "chunk")) && r.intn(3, "stop?") == 0 {
+							break
+						}
+					} else {
+						change()
+					}
+				}
+				for c.Step(1) {
+				}
+				if again, walking := c.Pending(); again != 0 || walking {
+					t.Fatalf("Step reported nothing left with %d keys to copy again, walking %v", again, walking)
+				}
+				got, want := c.Snapshot(), k.Snapshot()
+				c.Close()
+				if !got.Equal(want) {
+					t.Fatalf("copy\n%s\nstate\n%s", dump(got), dump(want))
+				}
+				for range 4 {
+					change()
+				}
+				if !got.Equal(want) {
+					t.Fatalf("the closed copy changed with the keyspace\n%s\nwas\n%s", dump(got), dump(want))
+				}
+				if len(k.copies) != 0 {
+					t.Fatalf("%d copies left open", len(k.copies))
+				}
+			})
+		})
+	}
+}

@@ -51,9 +51,11 @@ type Keyspace struct {
 	queuedSeq uint64       // the last queued.seq
 	expired   reclaimQueue // keys reported by Sweep, until reclaimed
 
-	// Open RangeScans, corrected by the writer (rehashed); scanMu orders
-	// their opening and closing, which readers do.
+	// Open RangeScans and CopyScans, kept up to date by the writer
+	// (rehashed); scanMu orders their opening and closing, which readers
+	// do.
 	scans  []*RangeScan
+	copies []*CopyScan
 	scanMu sync.Mutex
 }
 
@@ -363,7 +365,7 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 	}
 	h := keyHash(key, e)
 	k.sum = k.sum.add(h)
-	if len(k.scans) > 0 {
+	if len(k.scans)+len(k.copies) > 0 {
 		k.rehashed(key, old, h)
 	}
 	k.requeue(key, e)

@@ -514,12 +514,16 @@ func (n *Node) applyGroup(g *group) {
 	}
 	n.applied = first + uint64(len(g.entries))
 	n.keys.Store(int64(n.ks.Len()))
-	n.mu.Unlock()
-
+	// Under the lock too: a snapshot's copy reads them with the state
+	// (copyState).
 	n.noteSeq(g.lastSeq)
 	n.durableClock = g.clock
 	for i, e := range g.entries {
 		n.indexOp(e.op, first+uint64(i))
+	}
+	n.mu.Unlock()
+
+	for _, e := range g.entries {
 		if e.r.kind == reqRemote {
 			n.m.remoteApplied.Inc()
 		} else {

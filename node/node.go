@@ -66,7 +66,7 @@ type Node struct {
 
 	// Owned by the applier, the last stage (and by Open before it starts);
 	// recs by the appender.
-	durableClock crdt.Timestamp // the loop's clock as of the last applied group
+	durableClock crdt.Timestamp // the loop's clock as of the last applied group (written under mu)
 	sinceOps     int            // records since the last snapshot
 	sinceSize    int64          // record bytes since the last snapshot
 	recs         [][]byte       // reused per group

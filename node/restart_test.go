@@ -282,3 +282,67 @@ func TestIdentity(t *testing.T) {
 		t.Fatalf("counter = %v, %v", v, err)
 	}
 }
+
+// An automatic snapshot copies the state a chunk at a time, and writes
+// commit between the chunks; the copy it ends with is still the state at
+// one instant, with that instant's applied offset, and a restart from it
+// gives back every write.
+func TestSnapshotCopyLetsWritesIn(t *testing.T) {
+	dir := t.TempDir()
+	opts := &Options{SnapshotEveryOps: -1, SnapshotEveryBytes: -1}
+	n := openAt(t, dir, opts)
+	var batch Batch
+	for i := range 300 {
+		batch.Put(fmt.Sprintf("k/%03d", i), i)
+	}
+	batch.SetAdd("set", "a", "b")
+	batch.Incr("counter", 5)
+	must(t, n.Commit(&batch))
+	defer func(c int) { copyChunkKeys, copyPaused = c, nil }(copyChunkKeys)
+	copyChunkKeys = 16
+	pauses := 0
+	copyPaused = func() {
+		pauses++
+		i := pauses * 7
+		must(t, n.Put(fmt.Sprintf("k/%03d", i%300), "changed"))   // before or after the cursor
+		must(t, n.Put(fmt.Sprintf("k/%03dx", (i*13)%300), "new")) // a new key
+		if err := n.Delete(fmt.Sprintf("k/%03d", (i*31)%300)); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		must(t, n.SetAdd("set", fmt.Sprint(i)))
+		_, err := n.Incr("counter", 1)
+		must(t, err)
+	}
+	body, ok, err := n.snap.copyState()
+	copyPaused = nil
+	must(t, err)
+	if !ok {
+		t.Fatal("nothing to save")
+	}
+	if pauses < 10 {
+		t.Fatalf("the copy paused %d times for 300+ keys in chunks of 16", pauses)
+	}
+	n.mu.RLock()
+	want, applied := n.ks.Snapshot(), n.applied
+	n.mu.RUnlock()
+	if !body.State.Equal(want) {
+		t.Fatal("the copy is not the state at the instant it ended")
+	}
+	if body.Offset != applied-1 {
+		t.Fatalf("the copy's offset %d, the state's %d", body.Offset, applied-1)
+	}
+	// Written as an automatic snapshot is, it is what a restart starts from.
+	n.snap.outstanding.Add(1)
+	n.snap.jobs <- &snapJob{body: body}
+	must(t, n.Put("after", 1))
+	eventually(t, "the snapshot written", func() bool { return n.snap.outstanding.Load() == 0 })
+	digest, values := n.Digest(), dump(t, n)
+	must(t, n.Close())
+	n = openAt(t, dir, opts)
+	if snaps, _ := listSnapshots(filepath.Join(dir, snapDir)); len(snaps) != 1 || snaps[0] != body.Offset {
+		t.Fatalf("snapshots %v, want the copy's at %d", snaps, body.Offset)
+	}
+	if n.Digest() != digest || !reflect.DeepEqual(dump(t, n), values) {
+		t.Fatal("the state changed across a restart from the copy")
+	}
+}
