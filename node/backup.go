@@ -70,42 +70,26 @@ type BackupInfo struct {
 }
 
 // Backup writes a consistent backup of the node's state to w (see the
-// layout above) and describes it. The copy is taken between two commit
-// groups and written outside the commit loop: writes go on meanwhile. An
-// error after the first bytes leaves w holding a backup without its
-// trailer, which CheckBackup and Restore refuse.
+// layout above) and describes it. The state is copied a chunk of keys at a
+// time, writes going on meanwhile, and is that of the moment the last
+// chunk was copied: every write acknowledged before Backup was called is
+// in it. An error after the first bytes leaves w holding a backup without
+// its trailer, which CheckBackup and Restore refuse.
 func (n *Node) Backup(ctx context.Context, w io.Writer) (*BackupInfo, error) {
 	if err := n.Err(); err != nil {
 		return nil, err
 	}
-	r := getRequest(reqSnapshot)
-	ch := make(chan *backupBody, 1)
-	r.backup = ch
-	if err := n.submit(r); err != nil {
-		return nil, err
-	}
-	var body *backupBody
-	select {
-	case body = <-ch:
-	default:
-		return nil, fmt.Errorf("node: backup: the commit loop gave no state")
-	}
+	sc := n.copyState()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return writeBackup(w, body)
-}
-
-// backupRequest answers a Backup in the committer (every earlier group is
-// applied).
-func (n *Node) backupRequest(r *request) {
-	r.backup <- &backupBody{
+	return writeBackup(w, &backupBody{
 		Replica: n.replica,
-		Records: n.applied,
-		Clock:   n.durableClock,
+		Records: sc.applied,
+		Clock:   sc.clock,
 		Taken:   n.opts.Now().UnixNano(),
-		State:   n.ks.SnapshotShared(), // only encoded
-	}
+		State:   sc.state,
+	})
 }
 
 func writeBackup(w io.Writer, body *backupBody) (*BackupInfo, error) {

@@ -157,3 +157,35 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 		t.Fatalf("restore changed a non-empty directory: %v", ents)
 	}
 }
+
+// A backup copies the state a chunk at a time while writes go on; it
+// holds the state as of its last chunk, writes made between the chunks
+// included.
+func TestBackupWhileWriting(t *testing.T) {
+	a, _ := openTest(t, nil)
+	fillForBackup(t, a)
+	defer func(c int) { copyChunkKeys, copyPaused = c, nil }(copyChunkKeys)
+	copyChunkKeys = 4
+	pauses := 0
+	copyPaused = func() {
+		pauses++
+		must(t, a.Put(fmt.Sprint("during/", pauses), pauses))
+		_, err := a.Incr("counter", 1)
+		must(t, err)
+	}
+	var buf bytes.Buffer
+	_, err := a.Backup(context.Background(), &buf)
+	copyPaused = nil
+	must(t, err)
+	if pauses < 3 {
+		t.Fatalf("the copy paused %d times", pauses)
+	}
+	want, wantDigest := snapshotValues(t, a), a.Digest()
+	dir := filepath.Join(t.TempDir(), "restored")
+	_, err = Restore(bytes.NewReader(buf.Bytes()), dir, nil)
+	must(t, err)
+	b := openAt(t, dir, nil)
+	if got := snapshotValues(t, b); !reflect.DeepEqual(got, want) || b.Digest() != wantDigest {
+		t.Fatalf("restored values differ from the source's when the copy ended:\n got %v\nwant %v", got, want)
+	}
+}

@@ -122,8 +122,8 @@
 // SnapshotEveryBytes WAL bytes, atomically, then the WAL is truncated below
 // the previous snapshot. The state is copied in memory in the background,
 // a chunk of keys at a time with writes going on between the chunks (keys
-// changed behind the copy are copied again), then encoded and written.
-// A Backup's copy is still taken at once: writes pause for it. Open loads the
+// changed behind the copy are copied again), then encoded and written;
+// a Backup's copy is taken the same way. Open loads the
 // newest valid snapshot (falling back to an older one when it is damaged)
 // and replays the WAL after it; it refuses to open, rather than lose data
 // silently, when the WAL does not cover what the snapshot it could load

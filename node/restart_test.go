@@ -313,7 +313,7 @@ func TestSnapshotCopyLetsWritesIn(t *testing.T) {
 		_, err := n.Incr("counter", 1)
 		must(t, err)
 	}
-	body, ok, err := n.snap.copyState()
+	body, ok, err := n.snap.snapshotBody()
 	copyPaused = nil
 	must(t, err)
 	if !ok {

@@ -309,7 +309,7 @@ func (s *snapshotter) start(n *Node) {
 			var err error
 			if job.body.State == nil { // automatic: copy the state here
 				var ok bool
-				if job.body, ok, err = s.copyState(); !ok { // nothing to save
+				if job.body, ok, err = s.snapshotBody(); !ok { // nothing to save
 					s.outstanding.Add(-1)
 					if job.result != nil {
 						job.result <- nil
@@ -336,16 +336,23 @@ var copyChunkKeys = 2048
 // copyPaused, when set (tests), runs between two chunks of copyState.
 var copyPaused func()
 
-// copyState copies the state for an automatic snapshot a chunk of keys at
+// stateCopy is the state and what goes with it, all of one instant.
+type stateCopy struct {
+	state   *crdt.Delta
+	applied uint64 // n.applied: the WAL records the state covers
+	lastSeq uint64
+	clock   crdt.Timestamp
+	index   map[crdt.ReplicaID][]indexRun
+}
+
+// copyState copies the state for a snapshot or a backup a chunk of keys at
 // a time (crdt.CopyScan), so that the writer does not wait for a copy of
 // the whole state: a million keys took the applier 0.5-1 s even sharing
 // what the keyspace never writes into, 2-3 s copied deep. The last chunk
 // copies again the keys that changed behind the copy, and in the same
-// hold of the lock the body takes the applied offset, the clock, the last
-// seq and the dot index, which the applier writes under the lock with the
-// state. ok is false when there is nothing to save.
-func (s *snapshotter) copyState() (body snapshotBody, ok bool, err error) {
-	n := s.n
+// hold of the lock takes the applied offset, the clock, the last seq and
+// the dot index, which the applier writes under the lock with the state.
+func (n *Node) copyState() stateCopy {
 	sh := n.mu.rlock()
 	c := n.ks.StartCopy()
 	n.mu.runlock(sh)
@@ -357,29 +364,38 @@ func (s *snapshotter) copyState() (body snapshotBody, ok bool, err error) {
 		if again, walking := c.Pending(); !walking && (again <= copyChunkKeys || round > 1000) {
 			for c.Step(copyChunkKeys) {
 			}
-			if n.applied > 0 {
-				body = snapshotBody{Offset: n.applied - 1, Replica: n.replica, LastSeq: n.lastSeq.Load(),
-					Clock: n.durableClock, State: c.Snapshot(), Index: n.index.export()}
-				ok = true
-			}
+			sc := stateCopy{state: c.Snapshot(), applied: n.applied, lastSeq: n.lastSeq.Load(),
+				clock: n.durableClock, index: n.index.export()}
 			c.Close()
 			n.mu.runlock(sh)
-			break
+			return sc
 		}
 		n.mu.runlock(sh)
 		if copyPaused != nil {
 			copyPaused()
 		}
 	}
+}
+
+// snapshotBody copies the state for a snapshot (copyState); ok is false
+// when there is nothing to save.
+func (s *snapshotter) snapshotBody() (body snapshotBody, ok bool, err error) {
+	n := s.n
+	sc := n.copyState()
+	if sc.applied == 0 {
+		return body, false, nil
+	}
+	body = snapshotBody{Offset: sc.applied - 1, Replica: n.replica, LastSeq: sc.lastSeq,
+		Clock: sc.clock, State: sc.state, Index: sc.index}
 	// The snapshot must never cover a record the WAL could still lose:
 	// those up to body.Offset are written; this makes them durable.
-	if ok && n.opts.Sync != SyncAlways {
+	if n.opts.Sync != SyncAlways {
 		if err := n.wal.Sync(); err != nil {
 			n.setReadOnly(err)
 			return body, true, readOnlyError(err)
 		}
 	}
-	return body, ok, nil
+	return body, true, nil
 }
 
 // stop waits for the pending snapshot; called after the loop exited.
@@ -438,13 +454,8 @@ func (n *Node) maybeSnapshot() {
 	n.startSnapshot(nil)
 }
 
-// snapshotRequest starts the snapshot Node.Snapshot asked for (or takes
-// the copy a Backup asked for).
+// snapshotRequest starts the snapshot Node.Snapshot asked for.
 func (n *Node) snapshotRequest(r *request) {
-	if r.backup != nil {
-		n.backupRequest(r)
-		return
-	}
 	r.snapDone = make(chan error, 1)
 	n.startSnapshot(r.snapDone)
 }

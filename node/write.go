@@ -52,8 +52,7 @@ type request struct {
 
 	size int // bytes of the operation's payload, for the size limit
 
-	snapDone chan error         // reqSnapshot: answered by the snapshot writer
-	backup   chan<- *backupBody // reqSnapshot for Backup: the state copy, no snapshot written
+	snapDone chan error // reqSnapshot: answered by the snapshot writer
 
 	err     error
 	n       int64  // incr: the counter's new value
