@@ -75,3 +75,29 @@ func TestInlineKeepsCallerOrder(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// While a peer's records arrive, local writes go through the loop, sharing
+// their group commits; once the peer has been quiet for remoteQuiet, a lone
+// writer commits inline again.
+func TestInlineWaitsOutRemoteRecords(t *testing.T) {
+	clk := newFakeClock()
+	a, _ := openTest(t, &Options{Sync: SyncNever, Now: clk.Now})
+	b, _ := openTest(t, &Options{Sync: SyncNever, Now: clk.Now})
+	fromA := record(a)
+	must(t, a.Put("from-a", 1))
+	for _, c := range fromA.take() {
+		must(t, b.applyRemote(c.Record, "a"))
+	}
+	before := b.inlined.Load()
+	must(t, b.Put("local", 1))
+	if b.inlined.Load() != before {
+		t.Fatal("a local write committed inline right after a peer's record")
+	}
+	clk.Advance(remoteQuiet)
+	for range 10 { // a sweep tick may take the pipeline for a moment
+		must(t, b.Put("local", 2))
+	}
+	if b.inlined.Load() == before {
+		t.Fatal("no local write committed inline once the peer was quiet")
+	}
+}

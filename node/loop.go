@@ -296,6 +296,7 @@ func (n *Node) transaction() {
 func (n *Node) buildInto(g *group, r *request) {
 	now := n.opts.Now().UnixMilli()
 	if r.kind == reqRemote {
+		n.remoteAt.Store(now)
 		if r.op != nil && r.op.Kind == OpDelta {
 			n.loopRLock()
 			dup := n.ks.Covers(r.op.Delta)
@@ -450,6 +451,13 @@ func (n *Node) finishGroup(g *group, answer bool) {
 	n.maybeSnapshot()
 }
 
+// remoteQuiet is how long after the loop last took a peer's record local
+// writes keep going through the loop rather than commitInline: while peers
+// send, a local write shares their group commit (one fsync for both)
+// instead of taking one of its own, and the loop is never kept waiting
+// for loopMu.
+const remoteQuiet = 100 * time.Millisecond
+
 // commitInline commits r on the caller's goroutine, as the loop, the
 // appender and the applier would, when the pipeline is idle: nothing
 // queued, no group open or in flight. A lone writer then pays no hand-off
@@ -464,7 +472,8 @@ func (n *Node) commitInline(r *request) bool {
 		return false
 	}
 	defer n.loopMu.Unlock()
-	if n.queued.Load() != 0 || n.sent.Load() != n.committed.Load() || n.closed.Load() {
+	if n.queued.Load() != 0 || n.sent.Load() != n.committed.Load() || n.closed.Load() ||
+		n.opts.Now().UnixMilli()-n.remoteAt.Load() < remoteQuiet.Milliseconds() {
 		return false
 	}
 	g := n.add(nil, r)

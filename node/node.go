@@ -75,10 +75,11 @@ type Node struct {
 	// and by commitInline; applyMu by the applier for each group, and by
 	// commitInline. queued counts requests sent to reqs that the loop has
 	// not taken under loopMu.
-	loopMu  sync.Mutex
-	applyMu sync.Mutex
-	queued  atomic.Int64
-	inlined atomic.Uint64 // commits made by commitInline
+	loopMu   sync.Mutex
+	applyMu  sync.Mutex
+	queued   atomic.Int64
+	inlined  atomic.Uint64 // commits made by commitInline
+	remoteAt atomic.Int64  // when the loop last took a peer's record (Unix ms, Options.Now)
 
 	reqs      chan *request
 	groups    chan *group   // loop -> appender (unbuffered)
