@@ -55,17 +55,19 @@ type Node struct {
 	// state (the committer raises it; the loop begins transactions above it).
 	lastSeq atomic.Uint64
 
-	// Owned by the loop, the pipeline's first stage (see loop.go).
+	// Owned by the loop, the pipeline's first stage (see loop.go), under
+	// loopMu, which commitInline holds too.
 	clock     crdt.Timestamp // hybrid logical clock
 	tx        *crdt.Tx       // the rolling transaction
 	txSeq     uint64         // last seq issued by an earlier transaction
 	txStale   bool           // a group with peers' records was sent since tx began
-	sent      atomic.Uint64  // groups handed to the committer (written by the loop only)
+	sent      atomic.Uint64  // groups handed to the committer (written under loopMu)
 	lastWrite time.Time      // when a request last opened a group (the sweep's rest)
 	gate      transferGate   // the state transfer in progress (transfer.go)
 
-	// Owned by the applier, the last stage (and by Open before it starts);
-	// recs by the appender.
+	// Owned by the applier, the last stage, under applyMu, which
+	// commitInline holds too (and by Open before it starts); recs by the
+	// appender (and commitInline, when the appender is idle).
 	durableClock crdt.Timestamp // the loop's clock as of the last applied group (written under mu)
 	sinceOps     int            // records since the last snapshot
 	sinceSize    int64          // record bytes since the last snapshot
