@@ -296,3 +296,34 @@ func TestCopyScanMatchesSnapshot(t *testing.T) {
 		})
 	}
 }
+
+// KeysFrom lists the keys of a range in order, from any starting key.
+func TestKeysFrom(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		k := NewKeyspace()
+		k.index.max = rapid.IntRange(2, 8).Draw(t, "block")
+		tx := k.Begin(1, 0)
+		for i := range rapid.IntRange(0, 40).Draw(t, "keys") {
+			d, err := tx.Put(fmt.Sprintf("k%02d", i*3), []byte("1"), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k.Apply(d)
+		}
+		from := fmt.Sprintf("k%02d", rapid.IntRange(0, 130).Draw(t, "from"))
+		to := ""
+		if rapid.Bool().Draw(t, "bounded") {
+			to = fmt.Sprintf("k%02d", rapid.IntRange(0, 130).Draw(t, "to"))
+		}
+		limit := rapid.IntRange(1, 50).Draw(t, "limit")
+		var want []string
+		for _, ki := range k.Keys("", 0, 0) {
+			if ki.Key >= from && (to == "" || ki.Key < to) && len(want) < limit {
+				want = append(want, ki.Key)
+			}
+		}
+		if got := k.KeysFrom(from, to, limit); !slices.Equal(got, want) {
+			t.Fatalf("KeysFrom(%q, %q, %d) = %q, want %q", from, to, limit, got, want)
+		}
+	})
+}

@@ -179,6 +179,22 @@ func (k *Keyspace) KeysAfter(prefix, after string, limit int, now Timestamp) []K
 	return out
 }
 
+// KeysFrom returns up to limit keys >= from and < to (to "": no end), in
+// order, expired keys not yet reclaimed included: a cursor over a range of
+// keys that reads only what it returns.
+func (k *Keyspace) KeysFrom(from, to string, limit int) []string {
+	k.flushIndex()
+	var out []string
+	k.index.ascend(from, func(key string) bool {
+		if to != "" && key >= to || len(out) == limit {
+			return false
+		}
+		out = append(out, key)
+		return true
+	})
+	return out
+}
+
 // Len returns the number of keys the state holds, expired keys not yet
 // reclaimed (see Sweep) included.
 func (k *Keyspace) Len() int { return len(k.keys) }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -410,6 +411,25 @@ func BenchmarkSnapshotStall(b *testing.B) {
 		took += time.Since(t)
 	})
 	b.ReportMetric(float64(took)/float64(b.N)/1e6, "snapshot-ms")
+	stall.report(b)
+	b.ReportMetric(float64(keys), "keys")
+}
+
+// BenchmarkStateTransferStall: a peer's request for the whole state (a
+// catch-up or a range repair writes the same way) from a node holding
+// 200,000 keys (SHOAL_NODE_BENCH_KEYS to change), while a writer Puts
+// without pause; the records are encoded and dropped.
+func BenchmarkStateTransferStall(b *testing.B) {
+	n, keys := openBenchKeys(b)
+	var took time.Duration
+	stall := writeStall(b, n, keys, func() {
+		t := time.Now()
+		if _, _, _, err := n.writeState(context.Background(), func([]byte) error { return nil }, wholeState, nil, nil, nil); err != nil {
+			b.Fatal(err)
+		}
+		took += time.Since(t)
+	})
+	b.ReportMetric(float64(took)/float64(b.N)/1e6, "transfer-ms")
 	stall.report(b)
 	b.ReportMetric(float64(keys), "keys")
 }

@@ -510,22 +510,3 @@ func checkRanges(rs []string) ([]keyRange, error) {
 	}
 	return out, nil
 }
-
-// rangeKeys returns the part of sorted keys inside kr.
-func rangeKeys(keys []crdt.KeyInfo, kr keyRange) []crdt.KeyInfo {
-	cmp := func(ki crdt.KeyInfo, k string) int {
-		switch {
-		case ki.Key < k:
-			return -1
-		case ki.Key > k:
-			return 1
-		}
-		return 0
-	}
-	i, _ := slices.BinarySearchFunc(keys, kr.Lo, cmp)
-	j := len(keys)
-	if kr.Hi != "" {
-		j, _ = slices.BinarySearchFunc(keys, kr.Hi, cmp)
-	}
-	return keys[i:max(i, j)]
-}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -508,5 +509,46 @@ func TestSummaryLetsWritesIn(t *testing.T) {
 	scanPaused = nil
 	if len(differ) != 1 || !inRange(differ[0], "k/000") {
 		t.Fatalf("compared with the state before its own writes: differing ranges %+v, want only that of k/000", differ)
+	}
+}
+
+// A state transfer lists and sends a range's keys a chunk at a time, with
+// writes going on between the chunks; the receiver, given the transfer and
+// then the records of those writes, ends equal to the sender.
+func TestStateTransferInChunks(t *testing.T) {
+	defer func(c int) { stateChunkKeys = c }(stateChunkKeys)
+	stateChunkKeys = 7
+	a, _ := openTest(t, &Options{Sync: SyncNever})
+	gc := gossip.DefaultLocalConfig()
+	gc.Name = "b"
+	b, _ := openTest(t, &Options{Sync: SyncNever, Gossip: gc})
+	rb := b.repl.Load()
+	var batch Batch
+	for i := range 100 {
+		batch.Put(fmt.Sprintf("k/%03d", i), i)
+	}
+	must(t, a.Commit(&batch))
+	fromA := record(a)
+	var recs [][]byte
+	_, sent, _, err := a.writeState(context.Background(), func(rec []byte) error {
+		recs = append(recs, rec)
+		i := len(recs)
+		must(t, a.Put(fmt.Sprintf("k/%03d", (i*37)%100), "during")) // behind or ahead of the chunks
+		must(t, a.Put(fmt.Sprintf("k/%03dx", (i*53)%100), "new"))   // a key created meanwhile
+		if err := a.Delete(fmt.Sprintf("k/%03d", (i*71)%100)); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		return nil
+	}, wholeState, nil, nil, nil)
+	must(t, err)
+	if len(recs) < 100/7 || sent < 90 {
+		t.Fatalf("%d records, %d keys sent: want the state in chunks of 7 keys", len(recs), sent)
+	}
+	must(t, rb.Deliver(gossip.Peer{Name: "a"}, gossip.SourceSync, recs))
+	for _, c := range fromA.take() { // what serve sends by record after a transfer
+		must(t, b.applyRemote(c.Record, "a"))
+	}
+	if a.Digest() != b.Digest() {
+		t.Fatalf("after the transfer and the writes made during it: digests differ\n a %v\n b %v", snapshotValues(t, a), snapshotValues(t, b))
 	}
 }
