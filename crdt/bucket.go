@@ -3,6 +3,7 @@ package crdt
 import (
 	"encoding/binary"
 	"slices"
+	"sync"
 )
 
 // Range sums let two replicas find, in one exchange, which parts of their
@@ -125,13 +126,15 @@ func (s *RangeScan) Step(n int) bool {
 func (s *RangeScan) Sums() [][16]byte { return encodeSums(s.sums) }
 
 // Close ends the scan: the keyspace stops correcting it.
-func (s *RangeScan) Close() {
-	k := s.k
-	k.scanMu.Lock()
-	if i := slices.Index(k.scans, s); i >= 0 {
-		k.scans = slices.Delete(k.scans, i, i+1)
+func (s *RangeScan) Close() { unregister(&s.k.scanMu, &s.k.scans, s) }
+
+// unregister removes x from the list mu guards.
+func unregister[T comparable](mu *sync.Mutex, list *[]T, x T) {
+	mu.Lock()
+	if i := slices.Index(*list, x); i >= 0 {
+		*list = slices.Delete(*list, i, i+1)
 	}
-	k.scanMu.Unlock()
+	mu.Unlock()
 }
 
 // rehashed records, for the open scans and copies, that key changed and
@@ -152,7 +155,7 @@ func (k *Keyspace) rehashed(key string, old, new sum128) {
 	}
 }
 
-// CopyScan takes SnapshotShared a chunk of keys at a time, in key order,
+// CopyScan takes a copy of the state a chunk of keys at a time, in key order,
 // so that the writer need not wait for a copy of the whole state: the
 // keyspace notes each key that changes behind the copy's cursor, and Step
 // copies those again before it goes on. Once Step reports nothing left,
@@ -222,8 +225,10 @@ func (c *CopyScan) Step(n int) bool {
 // yet to copy some for the first time.
 func (c *CopyScan) Pending() (again int, walking bool) { return len(c.dirty), !c.walked }
 
-// Snapshot returns the copy, as SnapshotShared would: call it when Step
-// reported nothing left, in the same hold of the lock.
+// Snapshot returns the copy, as Snapshot of the keyspace would but
+// sharing what the keyspace never writes into (Entry.shareClone): call it
+// when Step reported nothing left, in the same hold of the lock, and only
+// read it.
 func (c *CopyScan) Snapshot() *Delta {
 	k := c.k
 	d := &Delta{Ctx: *k.ctx.Clone(), Own: k.applied.ranges(), Full: true}
@@ -234,14 +239,7 @@ func (c *CopyScan) Snapshot() *Delta {
 }
 
 // Close ends the copy: the keyspace stops noting changes for it.
-func (c *CopyScan) Close() {
-	k := c.k
-	k.scanMu.Lock()
-	if i := slices.Index(k.copies, c); i >= 0 {
-		k.copies = slices.Delete(k.copies, i, i+1)
-	}
-	k.scanMu.Unlock()
-}
+func (c *CopyScan) Close() { unregister(&c.k.scanMu, &c.k.copies, c) }
 
 // KeyQuantiles returns up to m-1 keys that cut the keys, in order, into m
 // ranges of about equal size (the keys at positions i*n/m of n, i = 1 ..

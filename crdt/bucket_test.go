@@ -199,41 +199,6 @@ func TestKeyQuantiles(t *testing.T) {
 	})
 }
 
-// SnapshotShared equals Snapshot, and stays equal to the state it copied
-// while the keyspace goes on changing (the stores it shares are never
-// written into).
-func TestSnapshotShared(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			rapid.Check(t, func(t *rapid.T) {
-				r := rapidRnd{t}
-				rs, log := history(t, r, m.m, 2, rapid.IntRange(0, 15).Draw(t, "before"), nil)
-				k := rs[0].ks
-				shared, deep := k.SnapshotShared(), k.Snapshot()
-				if !shared.Equal(deep) {
-					t.Fatalf("SnapshotShared\n%s\nSnapshot\n%s", dump(shared), dump(deep))
-				}
-				for range rapid.IntRange(1, 10).Draw(t, "after") {
-					switch r.intn(3, "change") {
-					case 0:
-						step(t, r, rs[0], m.m)
-					case 1:
-						if len(log) > 0 {
-							k.Apply(pick(r, log, "delivery"))
-						}
-					case 2:
-						rs[0].now += int64(r.intn(20, "time"))
-						rs[0].sweep(1 + r.intn(3, "sweep limit"))
-					}
-				}
-				if !shared.Equal(deep) {
-					t.Fatalf("the shared copy changed with the keyspace\n%s\nwas\n%s", dump(shared), dump(deep))
-				}
-			})
-		})
-	}
-}
-
 // A CopyScan stepped a few keys at a time, with writes, deliveries and
 // sweeps between the steps, ends with a copy equal to Snapshot of the
 // state at its last step, and the copy does not change with the keyspace

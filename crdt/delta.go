@@ -336,41 +336,30 @@ func (d *Delta) clone() *Delta {
 
 // clone returns a deep copy of e (markers and hash included; not its place
 // in a keyspace's expiry queue).
-func (e *Entry) clone() *Entry {
-	c := &Entry{All: e.All, h: e.h}
-	if len(e.Reg) > 0 {
-		c.Reg = make([]RegValue, len(e.Reg))
-		for i, v := range e.Reg {
-			c.Reg[i] = cloneReg(v)
-		}
-	}
-	c.Cnt = slices.Clone(e.Cnt)
-	c.Flag = slices.Clone(e.Flag)
-	c.Exp = slices.Clone(e.Exp)
-	if e.Set != nil {
-		c.Set = make(map[string][]Dot, len(e.Set))
-		for m, ds := range e.Set {
-			if ds == nil {
-				ds = []Dot{}
-			}
-			c.Set[m] = slices.Clone(ds)
-		}
-	}
-	if e.Map != nil {
-		c.Map = make(map[string]*Entry, len(e.Map))
-		for f, ch := range e.Map {
-			if ch != nil {
-				c.Map[f] = ch.clone()
-			}
-		}
-	}
-	return c
-}
+func (e *Entry) clone() *Entry { return e.copyEntry(false) }
 
-// shareClone is clone sharing the stores the keyspace never writes into
-// (see Keyspace.SnapshotShared).
-func (e *Entry) shareClone() *Entry {
-	c := &Entry{Reg: e.Reg, Cnt: e.Cnt, Flag: e.Flag, Exp: e.Exp, All: e.All, h: e.h}
+// shareClone is clone sharing the stores the keyspace replaces and never
+// writes into: register siblings (and their values), counter
+// contributions, flag dots and expiry items. What changes in place (a
+// set's members, a map's fields) is copied. For a reader that only reads
+// the copy (CopyScan).
+func (e *Entry) shareClone() *Entry { return e.copyEntry(true) }
+
+func (e *Entry) copyEntry(share bool) *Entry {
+	c := &Entry{All: e.All, h: e.h}
+	if share {
+		c.Reg, c.Cnt, c.Flag, c.Exp = e.Reg, e.Cnt, e.Flag, e.Exp
+	} else {
+		if len(e.Reg) > 0 {
+			c.Reg = make([]RegValue, len(e.Reg))
+			for i, v := range e.Reg {
+				c.Reg[i] = cloneReg(v)
+			}
+		}
+		c.Cnt = slices.Clone(e.Cnt)
+		c.Flag = slices.Clone(e.Flag)
+		c.Exp = slices.Clone(e.Exp)
+	}
 	if e.Set != nil {
 		c.Set = make(map[string][]Dot, len(e.Set))
 		for m, ds := range e.Set {
@@ -384,7 +373,7 @@ func (e *Entry) shareClone() *Entry {
 		c.Map = make(map[string]*Entry, len(e.Map))
 		for f, ch := range e.Map {
 			if ch != nil {
-				c.Map[f] = ch.shareClone()
+				c.Map[f] = ch.copyEntry(share)
 			}
 		}
 	}

@@ -420,23 +420,6 @@ func (k *Keyspace) Snapshot() *Delta {
 	return d
 }
 
-// SnapshotShared is Snapshot for a caller that only reads the copy (to
-// encode it): it shares the entries' register, counter, flag and expiry
-// stores, which the keyspace replaces and never writes into (their values
-// too), and copies the rest, which changes in place (a set's members, a
-// map's fields). For registers that is one allocation a key instead of
-// three, and the writer waits for the copy.
-func (k *Keyspace) SnapshotShared() *Delta {
-	d := &Delta{Ctx: *k.ctx.Clone(), Own: k.applied.ranges(), Full: true}
-	if len(k.keys) > 0 {
-		d.Keys = make(map[string]*Entry, len(k.keys))
-		for key, e := range k.keys {
-			d.Keys[key] = e.shareClone()
-		}
-	}
-	return d
-}
-
 // KeyState returns the state of the given keys (absent keys are skipped)
 // with a context holding exactly the dots they hold: a delta that brings a
 // peer the current values of those keys. It carries no removals; catch-up
