@@ -479,12 +479,7 @@ func TestSummaryLetsWritesIn(t *testing.T) {
 	pauses := 0
 	scanPaused = func() {
 		pauses++
-		i := pauses * 7
-		must(t, n.Put(fmt.Sprintf("k/%03d", i%300), "changed"))   // before or after the cursor
-		must(t, n.Put(fmt.Sprintf("k/%03dx", (i*13)%300), "new")) // a new key
-		if err := n.Delete(fmt.Sprintf("k/%03d", (i*31)%300)); err != nil && !errors.Is(err, ErrNotFound) {
-			t.Fatal(err)
-		}
+		writeBetweenChunks(t, n, pauses)
 	}
 	op, err := r.summary()
 	must(t, err)
@@ -550,5 +545,18 @@ func TestStateTransferInChunks(t *testing.T) {
 	}
 	if a.Digest() != b.Digest() {
 		t.Fatalf("after the transfer and the writes made during it: digests differ\n a %v\n b %v", snapshotValues(t, a), snapshotValues(t, b))
+	}
+}
+
+// writeBetweenChunks makes the i-th round of writes a test makes while a
+// scan or a copy of the 300 keys k/000..k/299 pauses: a change to a key
+// before or after its cursor, a new key, a delete.
+func writeBetweenChunks(t *testing.T, n *Node, i int) {
+	t.Helper()
+	i *= 7
+	must(t, n.Put(fmt.Sprintf("k/%03d", i%300), "changed"))
+	must(t, n.Put(fmt.Sprintf("k/%03dx", (i*13)%300), "new"))
+	if err := n.Delete(fmt.Sprintf("k/%03d", (i*31)%300)); err != nil && !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
 	}
 }

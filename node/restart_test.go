@@ -303,13 +303,8 @@ func TestSnapshotCopyLetsWritesIn(t *testing.T) {
 	pauses := 0
 	copyPaused = func() {
 		pauses++
-		i := pauses * 7
-		must(t, n.Put(fmt.Sprintf("k/%03d", i%300), "changed"))   // before or after the cursor
-		must(t, n.Put(fmt.Sprintf("k/%03dx", (i*13)%300), "new")) // a new key
-		if err := n.Delete(fmt.Sprintf("k/%03d", (i*31)%300)); err != nil && !errors.Is(err, ErrNotFound) {
-			t.Fatal(err)
-		}
-		must(t, n.SetAdd("set", fmt.Sprint(i)))
+		writeBetweenChunks(t, n, pauses)
+		must(t, n.SetAdd("set", fmt.Sprint(pauses)))
 		_, err := n.Incr("counter", 1)
 		must(t, err)
 	}
