@@ -328,7 +328,8 @@ func (n *Node) FieldSiblings(key string, path ...string) ([]Sibling, error) {
 }
 
 // Keys lists the keys starting with prefix, sorted, at most limit of them
-// (limit <= 0: all).
+// (limit <= 0: all). A long listing walks the keys a chunk at a time, writes
+// going on in between, as KeysAfter does.
 func (n *Node) Keys(prefix string, limit int) ([]KeyInfo, error) {
 	return n.KeysAfter(prefix, "", limit)
 }
@@ -341,15 +342,33 @@ func (n *Node) KeysAfter(prefix, after string, limit int) ([]KeyInfo, error) {
 	if n.closed.Load() {
 		return nil, ErrClosed
 	}
-	sh := n.mu.rlock()
-	infos := n.ks.KeysAfter(prefix, after, limit, n.readTime())
-	n.mu.runlock(sh)
-	out := make([]KeyInfo, len(infos))
-	for i, ki := range infos {
-		out[i] = KeyInfo{Key: ki.Key, Type: typeOf(ki.Type)}
+	now := n.readTime()
+	var out []KeyInfo
+	for {
+		chunk := listChunkKeys
+		if limit > 0 {
+			chunk = min(chunk, limit-len(out))
+		}
+		sh := n.mu.rlock()
+		infos := n.ks.KeysAfter(prefix, after, chunk, now)
+		n.mu.runlock(sh)
+		for _, ki := range infos {
+			out = append(out, KeyInfo{Key: ki.Key, Type: typeOf(ki.Type)})
+		}
+		if len(infos) < chunk || limit > 0 && len(out) >= limit {
+			break
+		}
+		after = infos[len(infos)-1].Key
+	}
+	if out == nil {
+		out = []KeyInfo{}
 	}
 	return out, nil
 }
+
+// listChunkKeys is how many keys KeysAfter lists per hold of the state
+// lock: listing a million keys at once held every write for ~0.3 s.
+var listChunkKeys = 4096
 
 // Digest returns a hash of the canonical state (hex): two nodes have equal
 // digests exactly when their states are equal. "" after Close.

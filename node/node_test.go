@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPutGetValues(t *testing.T) {
@@ -323,6 +324,44 @@ func TestKeys(t *testing.T) {
 	}
 	if st := n.Status(); st.Keys != 6 || st.Replica != n.ReplicaID() || st.Incarnation != 1 {
 		t.Fatalf("Status = %+v", st)
+	}
+}
+
+// A long listing walks the keys a chunk at a time: the same keys, in
+// order, limits and cursors kept, expired keys skipped wherever they fall.
+func TestKeysInChunks(t *testing.T) {
+	defer func(c int) { listChunkKeys = c }(listChunkKeys)
+	listChunkKeys = 3
+	clk := newFakeClock()
+	n, _ := openTest(t, &Options{Sync: SyncNever, Now: clk.Now, SweepInterval: time.Hour})
+	var want []KeyInfo
+	for i := range 20 {
+		k := fmt.Sprintf("a/%02d", i)
+		if i%4 == 1 { // expires before the listing
+			must(t, n.PutWith(k, i, WriteOptions{TTL: time.Second}))
+			continue
+		}
+		must(t, n.Put(k, i))
+		want = append(want, KeyInfo{k, TypeRegister})
+	}
+	must(t, n.Put("b", 1))
+	clk.Advance(2 * time.Second)
+	for _, c := range []struct {
+		after string
+		limit int
+		want  []KeyInfo
+	}{
+		{"", 0, want},
+		{"", 7, want[:7]},
+		{"a/05", 0, want[4:]},
+		{"a/05", 4, want[4:8]},
+		{"a/19", 0, []KeyInfo{}},
+	} {
+		got, err := n.KeysAfter("a/", c.after, c.limit)
+		must(t, err)
+		if !reflect.DeepEqual(got, c.want) {
+			t.Fatalf("KeysAfter(a/, %q, %d) = %v, want %v", c.after, c.limit, got, c.want)
+		}
 	}
 }
 
