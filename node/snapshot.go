@@ -295,7 +295,6 @@ type snapshotter struct {
 }
 
 type snapJob struct {
-	body   snapshotBody
 	result chan error // nil for automatic snapshots
 }
 
@@ -306,19 +305,9 @@ func (s *snapshotter) start(n *Node) {
 	go func() {
 		defer s.wg.Done()
 		for job := range s.jobs {
-			var err error
-			if job.body.State == nil { // automatic: copy the state here
-				var ok bool
-				if job.body, ok, err = s.snapshotBody(); !ok { // nothing to save
-					s.outstanding.Add(-1)
-					if job.result != nil {
-						job.result <- nil
-					}
-					continue
-				}
-			}
-			if err == nil {
-				err = s.write(job)
+			body, ok, err := s.snapshotBody()
+			if ok && err == nil {
+				err = s.write(&body)
 			}
 			s.outstanding.Add(-1)
 			if job.result != nil {
@@ -406,21 +395,21 @@ func (s *snapshotter) stop() {
 
 // write writes one snapshot, then truncates the WAL below the previous one
 // and removes the snapshots older than that.
-func (s *snapshotter) write(job *snapJob) error {
+func (s *snapshotter) write(body *snapshotBody) error {
 	n := s.n
 	start := time.Now()
 	dir := filepath.Join(n.dir, snapDir)
-	size, err := writeSnapshot(dir, &job.body)
+	size, err := writeSnapshot(dir, body)
 	if err != nil {
 		n.m.snapshots.WithLabelValues("error").Inc()
-		n.log.Error("snapshot failed; the WAL keeps everything and the next one will retry", "offset", job.body.Offset, "err", err)
+		n.log.Error("snapshot failed; the WAL keeps everything and the next one will retry", "offset", body.Offset, "err", err)
 		return fmt.Errorf("node: snapshot: %w", err)
 	}
 	n.m.snapshots.WithLabelValues("ok").Inc()
 	n.m.snapshotBytes.Set(float64(size))
 	n.m.snapshotTime.Set(float64(time.Now().UnixNano()) / 1e9)
 	n.m.snapshotSecs.Observe(time.Since(start).Seconds())
-	n.log.Info("snapshot written", "offset", job.body.Offset, "bytes", size, "duration", time.Since(start))
+	n.log.Info("snapshot written", "offset", body.Offset, "bytes", size, "duration", time.Since(start))
 	offs, err := listSnapshots(dir)
 	if err != nil || len(offs) < snapKeep {
 		return nil
