@@ -354,9 +354,13 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 	e := k.keys[key]
 	had := e != nil
 	var ew *entryWithReg
-	if !had {
+	switch {
+	case had:
+	case b != nil && len(b.Reg) > 0: // a register, most likely: room for its sibling
 		ew = &entryWithReg{}
 		e = &ew.Entry
+	default:
+		e = &Entry{}
 	}
 	var old sum128
 	if had {
@@ -378,7 +382,7 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 		return Change{Key: key, Deleted: true}, had
 	}
 	if !had {
-		if len(e.Reg) == 1 { // next to the entry: a read takes one cache miss less
+		if ew != nil && len(e.Reg) == 1 { // next to the entry: a read takes one cache miss less
 			ew.reg[0] = e.Reg[0]
 			e.Reg = ew.reg[:1:1]
 		}
@@ -387,9 +391,7 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 	}
 	h := keyHash(key, e)
 	k.sum = k.sum.add(h)
-	if len(k.scans)+len(k.copies) > 0 {
-		k.rehashed(key, old, h)
-	}
+	k.rehashed(key, old, h)
 	k.requeue(key, e)
 	return Change{Key: key, Deleted: e.visibleType() == 0}, true
 }
