@@ -104,10 +104,8 @@ func TestRangeScanMatchesRangeSums(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			rapid.Check(t, func(t *rapid.T) {
 				r := rapidRnd{t}
-				rs, _ := history(t, r, m.m, 2, rapid.IntRange(0, 10).Draw(t, "before"), nil)
-				k := rs[0].ks
-				k.index.max = rapid.IntRange(2, 4).Draw(t, "block")
-				k.index.buildSorted(slices.Sorted(maps.Keys(k.keys)))
+				rs, k := scanSubject(t, r, m.m)
+				change := func() { changeDuringScan(t, r, rs, m.m) }
 				var bounds []string
 				for _, b := range candidateBounds {
 					if rapid.Bool().Draw(t, "bound "+b) {
@@ -116,19 +114,6 @@ func TestRangeScanMatchesRangeSums(t *testing.T) {
 				}
 				scans := []*RangeScan{k.StartRangeScan(bounds)}
 				done := make([]bool, 1)
-				change := func() {
-					switch r.intn(3, "change") {
-					case 0:
-						step(t, r, rs[0], m.m)
-					case 1:
-						if d := step(t, r, rs[1], m.m); d != nil {
-							k.Apply(d) // a delivery
-						}
-					case 2:
-						rs[0].now += int64(r.intn(20, "time"))
-						rs[0].sweep(1 + r.intn(3, "sweep limit"))
-					}
-				}
 				for steps := 0; steps < 60 && slices.Contains(done, false); steps++ {
 					if r.intn(2, "step?") == 0 {
 						i := r.intn(len(scans), "which scan")
@@ -208,26 +193,8 @@ func TestCopyScanMatchesSnapshot(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			rapid.Check(t, func(t *rapid.T) {
 				r := rapidRnd{t}
-				rs, log := history(t, r, m.m, 2, rapid.IntRange(0, 10).Draw(t, "before"), nil)
-				k := rs[0].ks
-				k.index.max = rapid.IntRange(2, 4).Draw(t, "block")
-				k.index.buildSorted(slices.Sorted(maps.Keys(k.keys)))
-				change := func() {
-					switch r.intn(3, "change") {
-					case 0:
-						if d := step(t, r, rs[0], m.m); d != nil {
-							log = append(log, d)
-						}
-					case 1:
-						if d := step(t, r, rs[1], m.m); d != nil {
-							log = append(log, d)
-							k.Apply(d) // a delivery
-						}
-					case 2:
-						rs[0].now += int64(r.intn(20, "time"))
-						rs[0].sweep(1 + r.intn(3, "sweep limit"))
-					}
-				}
+				rs, k := scanSubject(t, r, m.m)
+				change := func() { changeDuringScan(t, r, rs, m.m) }
 				c := k.StartCopy()
 				for steps := 0; steps < 40; steps++ {
 					if r.intn(2, "step?") == 0 {
@@ -291,4 +258,31 @@ func TestKeysFrom(t *testing.T) {
 			t.Fatalf("KeysFrom(%q, %q, %d) = %q, want %q", from, to, limit, got, want)
 		}
 	})
+}
+
+// scanSubject makes two replicas with a random history; the first one's
+// keyspace, with small index blocks so that scans cross them, is what a
+// scan test walks.
+func scanSubject(t *rapid.T, r rnd, m mode) ([]*replica, *Keyspace) {
+	rs, _ := history(t, r, m, 2, rapid.IntRange(0, 10).Draw(t, "before"), nil)
+	k := rs[0].ks
+	k.index.max = rapid.IntRange(2, 4).Draw(t, "block")
+	k.index.buildSorted(slices.Sorted(maps.Keys(k.keys)))
+	return rs, k
+}
+
+// changeDuringScan changes the first replica's keyspace between two steps
+// of a scan: a write of its own, a delivery of the other's, or a sweep.
+func changeDuringScan(t *rapid.T, r rnd, rs []*replica, m mode) {
+	switch r.intn(3, "change") {
+	case 0:
+		step(t, r, rs[0], m)
+	case 1:
+		if d := step(t, r, rs[1], m); d != nil {
+			rs[0].ks.Apply(d) // a delivery
+		}
+	case 2:
+		rs[0].now += int64(r.intn(20, "time"))
+		rs[0].sweep(1 + r.intn(3, "sweep limit"))
+	}
 }
