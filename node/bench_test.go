@@ -476,10 +476,11 @@ func (s stall) report(b *testing.B) {
 
 // writeStall runs op b.N times while a writer Puts to the keys without
 // pause, each time followed by a stretch as long without op. Each Put
-// counts for the phase it started in.
+// counts for the phase it started in (round r: 2r+1 while op runs, 2r+2
+// in the stretch after), read once the writer has stopped.
 func writeStall(b *testing.B, n *Node, keys int, op func()) stall {
-	var phase atomic.Int32 // 1: op runs; 2: the baseline stretch
-	var slowest [3]atomic.Int64
+	var phase atomic.Int32 // 0: between rounds, not counted
+	slowest := make([]atomic.Int64, 2*b.N+1)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -499,27 +500,23 @@ func writeStall(b *testing.B, n *Node, keys int, op func()) stall {
 			}
 		}
 	})
-	var s stall
 	b.ResetTimer()
-	for range b.N {
-		slowest[1].Store(0)
-		slowest[2].Store(0)
-		phase.Store(1)
+	for r := range int32(b.N) {
+		phase.Store(2*r + 1)
 		t := time.Now()
 		op()
 		took := time.Since(t)
-		phase.Store(0)
-		time.Sleep(10 * time.Millisecond) // the Puts of phase 1 finish
-		phase.Store(2)
-		time.Sleep(took)
-		phase.Store(0)
-		time.Sleep(10 * time.Millisecond)
-		s.during += time.Duration(slowest[1].Load())
-		s.base += time.Duration(slowest[2].Load())
-		s.rounds++
+		phase.Store(2*r + 2)
+		time.Sleep(took) // the baseline stretch, as long as op took
 	}
+	phase.Store(0)
 	b.StopTimer()
 	close(stop)
 	wg.Wait()
+	s := stall{rounds: b.N}
+	for r := range b.N {
+		s.during += time.Duration(slowest[2*r+1].Load())
+		s.base += time.Duration(slowest[2*r+2].Load())
+	}
 	return s
 }
