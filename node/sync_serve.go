@@ -202,20 +202,21 @@ func (r *replicator) sendState(ctx context.Context, w *gossip.SyncWriter, ranges
 // The state may change while it is sent. The context ctx0 and applied set
 // are taken together at the start; each chunk of a range lists its keys
 // and carries their current state (keys written since included) with a
-// context: base (ctx0 when nil) plus the dots those keys hold. base must be a context this node held earlier (ctx0 or
-// a summary's); the range then removes on the receiver exactly the values
-// this node had seen by then and no longer holds (never a dot removed
-// after that which the range does not show, which would make the receiver
-// drop a value it got meanwhile: the operations after it are sent by
-// record after the transfer, see serve). The final record merges ctx0 and
-// the start's applied set, whose effects every range includes; with
-// ranges from a summary, it carries the summary's context (the base) and
-// applied set instead (the ranges not sent are as the summary saw them),
-// or nothing for the repair a state comparison asked for (the receiver
-// holds those operations already). Either way the receiver's context
-// afterwards covers every context a range was joined with (the dots a
-// range holds it adds as it joins), which is what lets a delta held back
-// during the transfer be joined safely after it (transfer.go).
+// context: base (ctx0 when nil) plus the dots those keys hold. base must
+// be a context this node held earlier (ctx0 or a summary's); the range
+// then removes on the receiver exactly the values this node had seen by
+// then and no longer holds (never a dot removed after that which the range
+// does not show, which would make the receiver drop a value it got
+// meanwhile: the operations after it are sent by record after the
+// transfer, see serve). The final record merges ctx0 and the start's
+// applied set, whose effects every range includes; with ranges from a
+// summary, it carries the summary's context (the base) and applied set
+// instead (the ranges not sent are as the summary saw them), or nothing
+// for the repair a state comparison asked for (the receiver holds those
+// operations already). Either way the receiver's context afterwards covers
+// every context a range was joined with (the dots a range holds it adds as
+// it joins), which is what lets a delta held back during the transfer be
+// joined safely after it (transfer.go).
 func (n *Node) writeState(ctx context.Context, write func([]byte) error, ranges []keyRange, base, finCtx, finApplied *crdt.Context) (applied *crdt.Context, sentKeys, sentBytes int, err error) {
 	sh := n.mu.rlock()
 	ctx0 := n.ks.Context()
