@@ -192,20 +192,20 @@ func cmdIncr(x *exec, a [][]byte) {
 	}
 }
 
-// incrAmount is the increment of an INCR-family command.
+// incrAmount is the increment of an INCR-family command. It compares the
+// name without lowering a copy of it: this runs for every pipelined INCR.
 func incrAmount(a [][]byte) (int64, bool) {
-	name := strings.ToLower(string(a[0]))
-	switch name {
-	case "incr":
+	switch {
+	case bytes.EqualFold(a[0], []byte("incr")):
 		return 1, true
-	case "decr":
+	case bytes.EqualFold(a[0], []byte("decr")):
 		return -1, true
 	}
 	by, err := strconv.ParseInt(string(a[2]), 10, 64)
 	if err != nil {
 		return 0, false
 	}
-	if name == "decrby" {
+	if bytes.EqualFold(a[0], []byte("decrby")) {
 		if by == math.MinInt64 {
 			return 0, false
 		}

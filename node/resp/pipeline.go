@@ -3,6 +3,7 @@ package resp
 import (
 	"errors"
 	"hash/maphash"
+	"slices"
 
 	"github.com/shoaldb/shoal/node"
 )
@@ -94,6 +95,12 @@ type round struct {
 	mixed  bool // a key both SET and incremented: the batch would fail
 	bytes  int
 	subs   []submitted // batches submitted, replies not yet written
+
+	// The slices of a round answered, for the next round to fill: a
+	// pipelined connection fills one every read.
+	spare     []blind
+	spareKeys []keyWrite
+	values    []int64 // replyRound's
 }
 
 type submitted struct {
@@ -124,6 +131,9 @@ func (c *conn) fast(cmd *command, a [][]byte) bool {
 		return false
 	}
 	r := &c.round
+	if r.blinds == nil && r.spare != nil {
+		r.blinds, r.keys.order, r.spare, r.spareKeys = r.spare, r.spareKeys, nil, nil
+	}
 	write := func(key []byte, incr bool, value []byte, by int64) {
 		i := r.keys.find(key)
 		if i < 0 {
@@ -199,6 +209,11 @@ func (c *conn) waitSubmitted() {
 		} else {
 			c.replyRound(s)
 		}
+		if r := &c.round; r.spare == nil {
+			clear(s.blinds) // they point into the reader's buffers
+			clear(s.keys.order)
+			r.spare, r.spareKeys = s.blinds[:0], s.keys.order[:0]
+		}
 		*s = submitted{}
 	}
 	c.round.subs = c.round.subs[:0]
@@ -215,7 +230,8 @@ func (c *conn) replyRound(s *submitted) {
 			continue
 		}
 		if values == nil {
-			values = make([]int64, len(s.blinds))
+			values = slices.Grow(c.round.values[:0], len(s.blinds))[:len(s.blinds)]
+			c.round.values = values
 		}
 		op := s.keys.find(bl.a[1])
 		w := &s.keys.order[op]
