@@ -62,6 +62,9 @@ func TestExpireVisibleThenGone(t *testing.T) {
 		if _, _, err := n.GetJSON(k); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("GetJSON %s after its expiry: %v", k, err)
 		}
+		if _, _, err := n.AppendJSON(nil, k); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("AppendJSON %s after its expiry: %v", k, err)
+		}
 	}
 	if ks, _ := n.Keys("", 0); len(ks) != 0 {
 		t.Fatalf("Keys after the expiry: %v", ks)

@@ -371,7 +371,9 @@ func decodeOwnedValue(b []byte) (any, error) {
 // AppendUnquoted appends to dst the contents of s, one JSON string with
 // its quotes, unescaped: for a caller that wants a string's bytes without
 // decoding it into a Go string first. The contents are never longer than
-// s. On an error it returns dst as it was given.
+// s, and dst may be s[:0] to unquote in place (what is written never
+// overtakes what is read; s is overwritten then, on an error too). On an
+// error it returns dst as it was given.
 func AppendUnquoted(dst, s []byte) ([]byte, error) {
 	if len(s) < 2 || s[0] != '"' {
 		return dst, fmt.Errorf("%w: not a JSON string", errJSON)

@@ -124,6 +124,13 @@ func FuzzJSON(f *testing.F) {
 		if !bytes.Equal(in, b) {
 			t.Fatalf("AppendUnquoted changed its input %q to %q", in, b)
 		}
+		// In place (dst = s[:0]): the same contents, or the same failure.
+		u, uerr := AppendUnquoted([]byte("x"), b)
+		own := bytes.Clone(b)
+		if ip, iperr := AppendUnquoted(own[:0], own); (iperr == nil) != (uerr == nil) ||
+			uerr == nil && !bytes.Equal(ip, u[1:]) {
+			t.Fatalf("AppendUnquoted(%q) in place = %q, %v; into another buffer %q, %v", b, ip, iperr, u, uerr)
+		}
 		checkPlainString(t, b)
 		if err != nil {
 			return
@@ -303,9 +310,17 @@ func TestValuesReadBackAsStored(t *testing.T) {
 
 // TestJSONAnswers: PutJSON answers the stored canonical bytes, GetJSON
 // reads them back unchanged (no HTML escaping, no rounding), for every
-// type.
+// type, and AppendJSON appends the same.
 func TestJSONAnswers(t *testing.T) {
 	n, _ := openTest(t, nil)
+	getJSON := func(key string) (Type, []byte, error) {
+		typ, b, err := n.GetJSON(key)
+		atyp, ab, aerr := n.AppendJSON([]byte("pre"), key)
+		if atyp != typ || (aerr == nil) != (err == nil) || string(ab) != "pre"+string(b) {
+			t.Fatalf("AppendJSON(%s) = %s %q, %v; GetJSON = %s %q, %v", key, atyp, ab, aerr, typ, b, err)
+		}
+		return typ, b, err
+	}
 	for _, c := range []struct{ in, stored string }{
 		{`{"b": "<&>", "a": -0}`, `{"a":0,"b":"<&>"}`},
 		{`123456789012345678901234567890`, `123456789012345678901234567890`},
@@ -316,7 +331,7 @@ func TestJSONAnswers(t *testing.T) {
 		if err != nil || string(got) != c.stored {
 			t.Fatalf("PutJSON(%s) = %s, %v; want %s", c.in, got, err, c.stored)
 		}
-		typ, back, err := n.GetJSON("k")
+		typ, back, err := getJSON("k")
 		if err != nil || typ != TypeRegister || string(back) != c.stored {
 			t.Fatalf("GetJSON after %s = %s %s, %v", c.in, typ, back, err)
 		}
@@ -328,11 +343,11 @@ func TestJSONAnswers(t *testing.T) {
 	n.SetAdd("s", "b", "<a>")
 	n.Update("m", Patch{Set: map[string]any{"t": "x"}, Incr: map[string]int64{"n": 2}})
 	for key, want := range map[string]string{"c": `-3`, "s": `["<a>","b"]`, "m": `{"n":2,"t":"x"}`} {
-		if _, got, err := n.GetJSON(key); err != nil || string(got) != want {
+		if _, got, err := getJSON(key); err != nil || string(got) != want {
 			t.Errorf("GetJSON(%s) = %s, %v; want %s", key, got, err, want)
 		}
 	}
-	if _, _, err := n.GetJSON("nope"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := getJSON("nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetJSON of a missing key: %v", err)
 	}
 }

@@ -50,6 +50,38 @@ func (n *Node) GetJSON(key string) (Type, []byte, error) {
 	return v.Type, v.JSON, err
 }
 
+// AppendJSON is GetJSON appending the value to dst (which may be nil)
+// instead of allocating it, for a caller that reads into one buffer again
+// and again (the RESP endpoint's GET). On an error it returns dst as given.
+func (n *Node) AppendJSON(dst []byte, key string) (Type, []byte, error) {
+	if n.closed.Load() {
+		return "", dst, ErrClosed
+	}
+	if !validKey(key) {
+		return "", dst, keyError("get", key)
+	}
+	sh := n.mu.rlock()
+	v, ok := n.ks.GetShared(key, 0)
+	n.mu.runlock(sh)
+	if !ok || !n.unexpired(v.Expires) {
+		return "", dst, fmt.Errorf("%w: %q", ErrNotFound, key)
+	}
+	if v.Type == crdt.TypeRegister {
+		// The state never writes into bytes it holds: copying them after
+		// the lock is released is safe.
+		return TypeRegister, append(dst, v.Register...), nil
+	}
+	data, err := convertView(&v)
+	var b []byte
+	if err == nil {
+		b, err = encodeValue(data)
+	}
+	if err != nil {
+		return "", dst, fmt.Errorf("node: get %q: %w", key, err)
+	}
+	return typeOf(v.Type), append(dst, b...), nil
+}
+
 // RawValue is a key's value as canonical JSON (see GetRaw).
 type RawValue struct {
 	Type    Type

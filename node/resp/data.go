@@ -29,27 +29,35 @@ func cmdGet(x *exec, a [][]byte) {
 	}
 }
 
-// getDirect answers a GET outside a transaction from the node's decoded
-// value, which shares the state's bytes (load copies them, then decodes):
-// a register holding a JSON string, a counter, or no key. It reports
-// whether it answered; other values (bytes that are not UTF-8, JSON
-// written over HTTP, errors) take load's path.
+// getDirect answers a GET outside a transaction from the register's JSON,
+// read into the connection's buffer and unquoted there, in place: no
+// allocation per GET (a string holding quotes or backslashes, as
+// redis-benchmark's and any stored JSON do, used to be unescaped into one).
+// It answers a register holding a JSON string, a counter, or no key, and
+// reports whether it answered; other values (bytes that are not UTF-8,
+// JSON written over HTTP, errors) take load's path.
 func getDirect(x *exec, key []byte) bool {
-	got, err := x.n.Get(string(key))
+	typ, raw, err := x.n.AppendJSON(x.c.getBuf[:0], string(key))
+	if cap(raw) <= maxKeptGetBuf {
+		x.c.getBuf = raw[:0]
+	}
 	switch {
 	case errors.Is(err, node.ErrNotFound):
 		x.o.null()
 	case err != nil:
 		return false
-	case got.Type == node.TypeRegister:
-		s, ok := got.Data.(string)
-		if !ok {
+	case typ == node.TypeRegister:
+		if len(raw) < 2 || raw[0] != '"' {
 			return false
 		}
-		x.o.bulkString(s)
-	case got.Type == node.TypeCounter:
-		n, ok := got.Data.(int64)
-		if !ok {
+		s, err := node.AppendUnquoted(raw[:0], raw)
+		if err != nil {
+			return false
+		}
+		x.o.bulk(s)
+	case typ == node.TypeCounter:
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil {
 			return false
 		}
 		x.o.bulkInt(n)
@@ -58,6 +66,9 @@ func getDirect(x *exec, key []byte) bool {
 	}
 	return true
 }
+
+// maxKeptGetBuf bounds the buffer a connection keeps for getDirect.
+const maxKeptGetBuf = 64 << 10
 
 // value writes a string-like value (register or counter) or null.
 func (o *out) value(v *val) {

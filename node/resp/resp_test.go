@@ -172,7 +172,8 @@ func TestRESPCommands(t *testing.T) {
 func TestRESPStringBytes(t *testing.T) {
 	ts := startServer(t, nil, nil)
 	c := ts.client(t, 3, "")
-	for _, v := range []string{"", "plain", "quote\" back\\slash \n\u2028", "\xff\xfe\x00binary", `{"$bytes":"x"}`} {
+	long := strings.Repeat("a\\\"\n", 30000) // GET unquotes in a buffer the connection keeps while small
+	for _, v := range []string{"", "plain", long, "quote\" back\\slash \n\u2028", long[:1000], "\xff\xfe\x00binary", `{"$bytes":"x"}`} {
 		if err := c.Set(ctx, "k", v, 0).Err(); err != nil {
 			t.Fatal(err)
 		}

@@ -247,7 +247,8 @@ type conn struct {
 	dirty  bool       // a command queued in MULTI was refused: EXEC aborts
 	queued [][][]byte // the commands queued in MULTI
 
-	round round // blind writes submitted or to submit, replies not yet written
+	round  round  // blind writes submitted or to submit, replies not yet written
+	getBuf []byte // getDirect's, reused while small
 
 	// wmu guards o (the reply buffer and the socket's writes) against the
 	// subscription goroutines; the connection's goroutine holds it while
