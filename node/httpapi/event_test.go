@@ -104,3 +104,39 @@ func BenchmarkAppendEvent(b *testing.B) {
 		}
 	})
 }
+
+// TestAppendValueAnswerMatchesMarshal: GET's and PUT's hand-written
+// answer is byte for byte what encoding/json writes for it.
+func TestAppendValueAnswerMatchesMarshal(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		text := jsonText()
+		a := httpValueAnswer{Key: text.Draw(t, "key"), Type: text.Draw(t, "type")}
+		if rapid.Bool().Draw(t, "expires") {
+			a.Expires = text.Draw(t, "expiry")
+		}
+		var data any
+		switch rapid.IntRange(0, 3).Draw(t, "value") {
+		case 1:
+			data = text.Draw(t, "string")
+		case 2:
+			data = map[string]any{text.Draw(t, "field"): []string{text.Draw(t, "member")},
+				"n": map[string]any{"inner": []string{}, "x": -2}}
+		case 3:
+			data = []any{false, nil, 1e300, text.Draw(t, "item")}
+		}
+		if data != nil {
+			v, err := rawValue(data)
+			if err != nil {
+				t.Skip(err)
+			}
+			a.Value, a.Sets = v, setPaths(data)
+		}
+		want, err := marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendValueAnswer([]byte("x"), &a); !bytes.Equal(got[1:], want) || got[0] != 'x' {
+			t.Fatalf("appendValueAnswer\n got %q\nwant %q", got[1:], want)
+		}
+	})
+}

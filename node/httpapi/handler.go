@@ -388,9 +388,15 @@ func httpWriteJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		b, _ = json.Marshal(map[string]string{"error": "encoding the answer: " + err.Error()})
 	}
-	b = append(b, '\n')
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	httpWriteBody(w, status, append(b, '\n'))
+}
+
+// httpWriteBody writes b, JSON ending in a newline, as the body of a
+// status answer.
+func httpWriteBody(w http.ResponseWriter, status int, b []byte) {
+	hd := w.Header()
+	hd["Content-Type"] = httpJSONType
+	hd["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
@@ -692,7 +698,17 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string) e
 			})
 		}
 	}
-	httpWriteJSON(w, http.StatusOK, a)
+	if a.Siblings != nil {
+		httpWriteJSON(w, http.StatusOK, a)
+		return nil
+	}
+	bp := httpBufPool.Get().(*[]byte)
+	defer httpBufPool.Put(bp)
+	out := append(appendValueAnswer((*bp)[:0], &a), '\n')
+	httpWriteBody(w, http.StatusOK, out)
+	if cap(out) <= httpPooledBufMax {
+		*bp = out[:0]
+	}
 	return nil
 }
 
@@ -787,16 +803,9 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) e
 	}
 	op := httpBufPool.Get().(*[]byte)
 	defer httpBufPool.Put(op)
-	out := append((*op)[:0], `{"key":`...)
-	out = httpAppendString(out, key)
-	out = append(out, `,"type":"register","value":`...)
-	out = append(out, val...)
-	out = append(out, "}\n"...)
-	hd := w.Header()
-	hd["Content-Type"] = httpJSONType
-	hd["Content-Length"] = []string{strconv.Itoa(len(out))}
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out)
+	a := httpValueAnswer{Key: key, Type: string(node.TypeRegister), Value: val}
+	out := append(appendValueAnswer((*op)[:0], &a), '\n')
+	httpWriteBody(w, http.StatusOK, out)
 	if cap(b) <= httpPooledBufMax {
 		*bp = b[:0]
 	}
@@ -815,6 +824,55 @@ var httpJSONType = []string{"application/json"}
 var httpBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 const httpPooledBufMax = 64 << 10
+
+// appendValueAnswer appends a, which has no siblings, as marshal encodes
+// it, byte for byte (TestAppendValueAnswerMatchesMarshal): GET is the read
+// of every client, and encoding/json cost it ~2.5 µs.
+func appendValueAnswer(b []byte, a *httpValueAnswer) []byte {
+	b = append(b, `{"key":`...)
+	b = httpAppendString(b, a.Key)
+	b = append(b, `,"type":`...)
+	b = httpAppendString(b, a.Type)
+	b = append(b, `,"value":`...)
+	if len(a.Value) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, a.Value...) // compact canonical JSON, as encoding/json would copy it
+	}
+	if len(a.Sets) > 0 {
+		b = append(b, `,"sets":`...)
+		b = appendSets(b, a.Sets)
+	}
+	if a.Expires != "" {
+		b = append(b, `,"expires":`...)
+		b = httpAppendString(b, a.Expires)
+	}
+	return append(b, '}')
+}
+
+// appendSets appends the paths of an answer's or event's sets as a JSON
+// array of arrays of strings.
+func appendSets(b []byte, sets [][]string) []byte {
+	b = append(b, '[')
+	for i, path := range sets {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if path == nil {
+			b = append(b, "null"...)
+			continue
+		}
+		b = append(b, '[')
+		for j, f := range path {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = httpAppendString(b, f)
+		}
+		b = append(b, ']')
+	}
+	return append(b, ']')
+}
 
 // httpAppendString appends s as a JSON string, as marshal writes it (no
 // HTML escaping, like every answer). Printable ASCII without quotes or
@@ -1570,25 +1628,8 @@ func appendEventJSON(b []byte, e *httpEvent) []byte {
 		b = append(b, e.Value...)
 	}
 	if len(e.Sets) > 0 {
-		b = append(b, `,"sets":[`...)
-		for i, path := range e.Sets {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if path == nil {
-				b = append(b, "null"...)
-				continue
-			}
-			b = append(b, '[')
-			for j, f := range path {
-				if j > 0 {
-					b = append(b, ',')
-				}
-				b = httpAppendString(b, f)
-			}
-			b = append(b, ']')
-		}
-		b = append(b, ']')
+		b = append(b, `,"sets":`...)
+		b = appendSets(b, e.Sets)
 	}
 	if e.Deleted {
 		b = append(b, `,"deleted":true`...)

@@ -546,6 +546,34 @@ func BenchmarkHTTPHandlerPut(b *testing.B) {
 	}
 }
 
+// BenchmarkHTTPHandlerGet measures GET of a 256-byte register through
+// ServeHTTP, without the network, from GOMAXPROCS goroutines.
+func BenchmarkHTTPHandlerGet(b *testing.B) {
+	n := newHTTPTestNode(b, nil)
+	const keys = 10000
+	var batch node.Batch
+	for i := range keys {
+		batch.Put(fmt.Sprintf("bench-%d", i), strings.Repeat("v", 254))
+	}
+	if err := n.Commit(&batch); err != nil {
+		b.Fatal(err)
+	}
+	h := NewHandler(n, nil)
+	var i atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest("GET", fmt.Sprintf("/v1/kv/bench-%d", i.Add(1)%keys), nil)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != 200 {
+				b.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "gets/s")
+}
+
 // blockingWriter is a ResponseWriter whose Write of a chunk holding one of
 // its block markers waits until that marker's release is closed (its
 // blocked is closed when it starts waiting).
