@@ -916,7 +916,8 @@ func (h *Handler) serveIncr(w http.ResponseWriter, r *http.Request, key string) 
 	if err != nil {
 		return err
 	}
-	httpWriteJSON(w, http.StatusOK, httpValueAnswer{Key: key, Type: "counter", Value: strconv.AppendInt(nil, v, 10)})
+	a := httpValueAnswer{Key: key, Type: string(node.TypeCounter), Value: strconv.AppendInt(nil, v, 10)}
+	httpWriteBody(w, http.StatusOK, append(appendValueAnswer(make([]byte, 0, 64+len(key)), &a), '\n'))
 	return nil
 }
 
