@@ -24,7 +24,7 @@ beside its figure:
 --svg DIR writes put-writers.svg, cluster-cdf-3.svg and cluster-cdf-10.svg
 there, --json FILE the figures. The README's come from:
 
-  go build -o /tmp/shoal ./cmd/shoal && /tmp/shoal bench all --svg docs/bench --json docs/bench/bench.json
+  go build -o /tmp/shoal ./cmd/shoal && /tmp/shoal bench all --svg cmd/shoal/bench --json cmd/shoal/bench/bench.json
 `
 
 // benchAllReport is the JSON of bench all.
