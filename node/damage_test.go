@@ -190,7 +190,7 @@ func TestRepairWithASnapshotLosesNothing(t *testing.T) {
 	n := openAt(t, dir, opts)
 	putKeys(t, n, 0, 300)
 	eventually(t, "a snapshot of record 249", func() bool {
-		offs, _ := listSnapshots(filepath.Join(dir, snapDir))
+		offs, _ := scanSnapshotDir(filepath.Join(dir, snapDir), false)
 		return len(offs) > 0 && offs[0] >= 249
 	})
 	n.Close()
@@ -226,11 +226,11 @@ func TestRepairSnapshotBeyondTheWAL(t *testing.T) {
 			n := openAt(t, dir, opts)
 			putKeys(t, n, 0, 150)
 			eventually(t, "a snapshot", func() bool {
-				offs, _ := listSnapshots(filepath.Join(dir, snapDir))
+				offs, _ := scanSnapshotDir(filepath.Join(dir, snapDir), false)
 				return len(offs) > 0
 			})
 			n.Close()
-			offs, _ := listSnapshots(filepath.Join(dir, snapDir))
+			offs, _ := scanSnapshotDir(filepath.Join(dir, snapDir), false)
 			snap := filepath.Join(dir, snapDir, snapName(offs[0]))
 			// Lose the WAL segments past the start of the one holding the
 			// snapshot's last record.

@@ -122,6 +122,14 @@ func (n *Node) run() {
 			case <-n.gate.timeout():
 				n.loopMu.Lock()
 				g = n.giveUpTransfer(nil)
+			case <-n.snap.ended:
+				// The committer checks whether a snapshot is due after each
+				// group (maybeSnapshot), so one that fell due while the
+				// snapshotter was busy waits for a group. When the writes
+				// stopped meanwhile, this empty one starts it now, not the
+				// next write or sweep step.
+				n.loopMu.Lock()
+				g = n.newGroup()
 			case <-sweep.C:
 				n.loopMu.Lock()
 				g = n.markSweep(nil)

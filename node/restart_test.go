@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -112,7 +113,7 @@ func TestRestartEquality(t *testing.T) {
 			if v, err := n.Get("after"); err != nil || v.Data != int64(1) {
 				t.Fatalf("write after restart: %v %v", v, err)
 			}
-			snaps, _ := listSnapshots(filepath.Join(dir, snapDir))
+			snaps, _ := scanSnapshotDir(filepath.Join(dir, snapDir), false)
 			if len(snaps) > snapKeep {
 				t.Fatalf("%d snapshots kept, want at most %d", len(snaps), snapKeep)
 			}
@@ -137,7 +138,7 @@ func snapshotFixture(t *testing.T, opts *Options) (string, string, []uint64) {
 	randomOps(t, n, rng, 100)
 	digest := n.Digest()
 	must(t, n.Close())
-	snaps, err := listSnapshots(filepath.Join(dir, snapDir))
+	snaps, err := scanSnapshotDir(filepath.Join(dir, snapDir), false)
 	must(t, err)
 	if len(snaps) != 2 {
 		t.Fatalf("snapshots: %v", snaps)
@@ -332,10 +333,44 @@ func TestSnapshotCopyLetsWritesIn(t *testing.T) {
 	digest, values := n.Digest(), dump(t, n)
 	must(t, n.Close())
 	n = openAt(t, dir, opts)
-	if snaps, _ := listSnapshots(filepath.Join(dir, snapDir)); len(snaps) != 1 || snaps[0] != body.Offset {
+	if snaps, _ := scanSnapshotDir(filepath.Join(dir, snapDir), false); len(snaps) != 1 || snaps[0] != body.Offset {
 		t.Fatalf("snapshots %v, want the copy's at %d", snaps, body.Offset)
 	}
 	if n.Digest() != digest || !reflect.DeepEqual(dump(t, n), values) {
 		t.Fatal("the state changed across a restart from the copy")
+	}
+}
+
+// TestSnapshotDueWhileBusyStarts: a snapshot that falls due while the
+// snapshotter is busy starts when it is done, though no write comes after
+// (before, it waited for the next write or sweep step).
+func TestSnapshotDueWhileBusyStarts(t *testing.T) {
+	dir := t.TempDir()
+	// No sweep: its empty groups would start the snapshot too, up to
+	// SweepInterval late.
+	blocked, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	snapshotCopied = func() { // holds the first snapshot's file until released
+		once.Do(func() { close(blocked); <-release })
+	}
+	t.Cleanup(func() { snapshotCopied = nil }) // after the node's Close (cleanups run last first)
+	n := openAt(t, dir, &Options{SnapshotEveryOps: 10, SnapshotEveryBytes: -1, SweepInterval: time.Hour})
+	for i := range 10 {
+		must(t, n.Put(fmt.Sprintf("k%02d", i), i))
+	}
+	<-blocked // the first snapshot, of offset 9, is being written
+	for i := 10; i < 40; i++ {
+		must(t, n.Put(fmt.Sprintf("k%02d", i), i)) // 30 more: the next one falls due
+	}
+	close(release)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		offs, err := scanSnapshotDir(filepath.Join(dir, snapDir), false)
+		must(t, err)
+		if slices.Contains(offs, 39) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("snapshots %v: none after the 30 writes made while the first was written", offs)
+		}
 	}
 }

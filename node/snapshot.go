@@ -86,7 +86,9 @@ func checkSnapshotsCovered(dir string, walNext uint64) error {
 func snapName(off uint64) string { return fmt.Sprintf("%020d%s", off, snapExt) }
 
 // listSnapshots returns the offsets of the snapshot files in dir, newest
-// first. Leftover temporary files are removed.
+// first. Leftover temporary files are removed: only Open and the
+// snapshotter may call it, never while another snapshot is being written
+// (its temporary file would go; tests list with scanSnapshotDir).
 func listSnapshots(dir string) ([]uint64, error) { return scanSnapshotDir(dir, true) }
 
 // scanSnapshotDir lists the snapshot offsets of dir, newest first,
@@ -291,6 +293,7 @@ type snapshotter struct {
 	n           *Node
 	jobs        chan *snapJob // cap 1; the loop sends, the writer receives
 	outstanding atomic.Int32  // jobs sent and not finished
+	ended       chan struct{} // cap 1: a job ended
 	wg          sync.WaitGroup
 }
 
@@ -301,17 +304,25 @@ type snapJob struct {
 func (s *snapshotter) start(n *Node) {
 	s.n = n
 	s.jobs = make(chan *snapJob, 1)
+	s.ended = make(chan struct{}, 1)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		for job := range s.jobs {
 			body, ok, err := s.snapshotBody()
 			if ok && err == nil {
+				if snapshotCopied != nil {
+					snapshotCopied()
+				}
 				err = s.write(&body)
 			}
 			s.outstanding.Add(-1)
 			if job.result != nil {
 				job.result <- err
+			}
+			select { // see run: a snapshot due meanwhile starts now
+			case s.ended <- struct{}{}:
+			default:
 			}
 		}
 	}()
@@ -324,6 +335,10 @@ var copyChunkKeys = 2048
 
 // copyPaused, when set (tests), runs between two chunks of copyState.
 var copyPaused func()
+
+// snapshotCopied, when set (tests), runs between a snapshot's copy and its
+// file.
+var snapshotCopied func()
 
 // stateCopy is the state and what goes with it, all of one instant.
 type stateCopy struct {

@@ -450,7 +450,18 @@ func TestWALVerifySnapshots(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		mustShoal(t, "put", fmt.Sprintf("k%02d", i), fmt.Sprint(i), "--addr", a.URL())
 	}
-	if err := a.Close(); err != nil {
+	// The WAL is truncated once a second snapshot is written: the snapshots
+	// run beside the writes, so the last puts can end before it starts.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		snaps, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*.snap"))
+		if len(snaps) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("snapshots after 50 puts, one due every 10: %v", snaps)
+		}
+	}
+	if err := a.Close(); err != nil { // waits for the snapshot being written
 		t.Fatal(err)
 	}
 	var rep node.Inspection
