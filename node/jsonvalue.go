@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -28,17 +27,24 @@ func (n *Node) PutJSON(key string, raw []byte) ([]byte, error) {
 
 // PutJSONWith is PutJSON with options (see PutWith).
 func (n *Node) PutJSONWith(key string, raw []byte, o WriteOptions) ([]byte, error) {
+	return n.PutJSONAppend(nil, key, raw, o)
+}
+
+// PutJSONAppend is PutJSONWith appending the canonical JSON stored to dst
+// instead of returning it in a buffer of its own: for a caller that
+// answers it (the HTTP API's PUT). On an error it returns dst as given.
+func (n *Node) PutJSONAppend(dst []byte, key string, raw []byte, o WriteOptions) ([]byte, error) {
 	r, err := withTTL(newPut(key, json.RawMessage(raw)))(o)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
 	stored := r.value
 	// r is recycled; stored is not, but the state keeps it (Tx.PutOwned):
 	// the caller gets a copy.
 	if _, err := n.exec(r, nil); err != nil {
-		return nil, err
+		return dst, err
 	}
-	return bytes.Clone(stored), nil
+	return append(dst, stored...), nil
 }
 
 // GetJSON returns the type of key and its value as canonical JSON: a

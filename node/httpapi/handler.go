@@ -796,15 +796,17 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) e
 	}
 	// The node parses and canonicalises the JSON itself (malformed JSON is
 	// ErrInvalidValue, a 400), so the body is handed over as is, and the
-	// answer is the value as stored (canonical), spliced in.
-	val, err := h.n.PutJSONWith(key, b, node.WriteOptions{TTL: ttl})
+	// answer is the value as stored (canonical), appended by the node.
+	op := httpBufPool.Get().(*[]byte)
+	defer httpBufPool.Put(op)
+	out := append((*op)[:0], `{"key":`...)
+	out = httpAppendString(out, key)
+	out = append(out, `,"type":"register","value":`...)
+	out, err = h.n.PutJSONAppend(out, key, b, node.WriteOptions{TTL: ttl})
 	if err != nil {
 		return err
 	}
-	op := httpBufPool.Get().(*[]byte)
-	defer httpBufPool.Put(op)
-	a := httpValueAnswer{Key: key, Type: string(node.TypeRegister), Value: val}
-	out := append(appendValueAnswer((*op)[:0], &a), '\n')
+	out = append(out, "}\n"...)
 	httpWriteBody(w, http.StatusOK, out)
 	if cap(b) <= httpPooledBufMax {
 		*bp = b[:0]
