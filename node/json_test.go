@@ -339,6 +339,12 @@ func TestJSONAnswers(t *testing.T) {
 	if _, err := n.PutJSON("k", []byte(`{"a":1,"a":2}`)); !errors.Is(err, ErrInvalidValue) {
 		t.Fatalf("duplicate keys: %v", err)
 	}
+	if b, err := n.PutJSONAppend([]byte("pre"), "k2", []byte(` [1.50] `), WriteOptions{}); err != nil || string(b) != `pre[1.5]` {
+		t.Fatalf("PutJSONAppend = %q, %v", b, err)
+	}
+	if b, err := n.PutJSONAppend([]byte("pre"), "k2", []byte(`[`), WriteOptions{}); !errors.Is(err, ErrInvalidValue) || string(b) != "pre" {
+		t.Fatalf("PutJSONAppend of malformed JSON = %q, %v", b, err)
+	}
 	n.Incr("c", -3)
 	n.SetAdd("s", "b", "<a>")
 	n.Update("m", Patch{Set: map[string]any{"t": "x"}, Incr: map[string]int64{"n": 2}})
