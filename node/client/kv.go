@@ -366,17 +366,23 @@ func decodeData(typ node.Type, raw json.RawMessage, sets [][]string) (any, error
 	if err != nil {
 		return nil, err
 	}
+	return dataAs(typ, v, sets)
+}
+
+// dataAs turns a decoded JSON value into the Go values of node.Value.Data
+// for its type (see decodeData).
+func dataAs(typ node.Type, v any, sets [][]string) (any, error) {
 	switch typ {
 	case node.TypeCounter:
 		if _, ok := v.(int64); !ok {
-			return nil, fmt.Errorf("counter value %s is not an integer", raw)
+			return nil, fmt.Errorf("counter value %.40v is not an integer", v)
 		}
 	case node.TypeSet:
 		return stringList(v)
 	case node.TypeMap:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("map value %.40s is not an object", raw)
+			return nil, fmt.Errorf("map value %.40v is not an object", v)
 		}
 		for _, path := range sets {
 			if err := setField(m, path); err != nil {

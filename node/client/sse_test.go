@@ -148,8 +148,29 @@ func TestSSEWatchStream(t *testing.T) {
 	if !errors.Is(err, node.ErrSlowSubscriber) || !errors.As(err, &ae) || ae.Message != "node: slow subscriber: more than 1 events behind" {
 		t.Fatalf("error event: %#v", err)
 	}
-	if _, err := decodeEvent(`{"key":`); !errors.Is(err, errBadEvent) {
-		t.Fatalf("malformed event: %v", err)
+	for _, bad := range []string{`{"key":`, `[]`, `"key"`, `{"key":1,"origin":"r","offset":1}`, `{"key":"k","offset":-1}`,
+		`{"key":"k","offset":1.5}`, `{"key":"k","deleted":"yes"}`, `{"key":"k","kind":"later"}`,
+		`{"key":"k","type":"map","value":{"s":[1]},"sets":[["s"]]}`, `{"key":"k","sets":[[1]]}`,
+		`{"key":"k","type":"counter","value":"x"}`, `{"key":"k","type":"set","value":[1]}`,
+		`{"key":"k","offset":3,"error":"too big"}`} {
+		if ev, err := decodeEvent(bad); !errors.Is(err, errBadEvent) {
+			t.Errorf("malformed event %s: %#v, %v", bad, ev, err)
+		}
+	}
+	// null is a zero value; fields the client does not know are ignored.
+	ev, err := decodeEvent(`{"kind":null,"key":"k","type":"register","value":null,"sets":null,"deleted":null,"origin":"r","offset":0,"new":[1]}`)
+	if err != nil || !reflect.DeepEqual(ev, node.Event{Key: "k", Type: node.TypeRegister, Origin: "r"}) {
+		t.Fatalf("nulls: %#v, %v", ev, err)
+	}
+}
+
+// BenchmarkDecodeEvent: one watch event of a 256-byte register.
+func BenchmarkDecodeEvent(b *testing.B) {
+	data := `{"key":"bench/00012345","type":"register","value":"` + strings.Repeat("v", 256) + `","origin":"4f2a9c0d11e3b7a5","offset":123456}`
+	for range b.N {
+		if _, err := decodeEvent(data); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
