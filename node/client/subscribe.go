@@ -382,9 +382,8 @@ func (s *Subscription) read(conn *watchConn) (delivered bool, err error) {
 // data is one JSON object (httpapi.AppendEvent): kind, key, type, value,
 // sets, deleted, origin, offset, or error when the server could not encode
 // the value. It is parsed by node.DecodeValue, not encoding/json: a watcher
-// decodes every change, and this takes half the time. A field
-// that is null or absent is its zero value, as encoding/json would leave
-// it.
+// decodes every change, and this takes half the time. A field that is null
+// or absent is its zero value, as encoding/json would leave it.
 func decodeEvent(data string) (node.Event, error) {
 	v, err := node.DecodeValue([]byte(data))
 	m, ok := v.(map[string]any)
