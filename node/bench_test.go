@@ -364,6 +364,49 @@ func BenchmarkPutNoSync(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
 }
 
+// BenchmarkPutNoSyncWatched is BenchmarkPutNoSync with a subscriber to
+// every key reading the events: what publishing costs the commit loop.
+func BenchmarkPutNoSyncWatched(b *testing.B) {
+	n, err := Open(b.TempDir(), &Options{Sync: SyncNever, SnapshotEveryOps: -1, SnapshotEveryBytes: -1,
+		SubscriberBuffer: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := n.Subscribe(ctx, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var read sync.WaitGroup
+	read.Go(func() {
+		for {
+			if _, err := sub.Next(ctx); err != nil {
+				return
+			}
+		}
+	})
+	defer read.Wait()
+	defer cancel()
+	keys := make([]string, 100_000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key/%08d", i)
+	}
+	var next atomic.Int64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			if err := n.Put(keys[int(i)%len(keys)], value256); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
+}
+
 // BenchmarkStateCheck: the periodic state comparison's summary (taken by
 // the peer asked) and comparison (by the one asking) of a node holding
 // 200,000 keys (SHOAL_NODE_BENCH_KEYS to change), while a writer Puts

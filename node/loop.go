@@ -642,14 +642,26 @@ next:
 // so each event carries the value right after its record.
 func (n *Node) appendEvents(evs []Event, changes []crdt.Change, origin crdt.ReplicaID, off uint64) []Event {
 	now := n.readTime()
+	from := ""
 	for _, c := range changes {
 		if !n.hub.interested(c.Key) {
 			continue
 		}
-		ev := Event{Key: c.Key, Origin: origin.String(), Offset: off, Deleted: true}
+		if from == "" {
+			from = origin.String()
+		}
+		ev := Event{Key: c.Key, Origin: from, Offset: off, Deleted: true}
 		if !c.Deleted {
-			if v, ok := n.ks.Get(c.Key, now); ok {
-				data, err := convertView(&v)
+			// As Get does: a register's strings alias the state's bytes,
+			// which never change.
+			if v, ok := n.ks.GetShared(c.Key, now); ok {
+				var data any
+				var err error
+				if v.Type == crdt.TypeRegister {
+					data, err = decodeOwnedValue(v.Register)
+				} else {
+					data, err = convertView(&v)
+				}
 				if err != nil {
 					n.log.Warn("event for undecodable value", "key", c.Key, "err", err)
 					continue
