@@ -339,55 +339,36 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 
 // BenchmarkPutNoSync: Put of a 256-byte value from 64 goroutines under
 // SyncNever: the commit loop's CPU ceiling, with no disk wait.
-func BenchmarkPutNoSync(b *testing.B) {
-	n, err := Open(b.TempDir(), &Options{Sync: SyncNever, SnapshotEveryOps: -1, SnapshotEveryBytes: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer n.Close()
-	keys := make([]string, 100_000)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("key/%08d", i)
-	}
-	var next atomic.Int64
-	b.SetParallelism(32)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := next.Add(1)
-			if err := n.Put(keys[int(i)%len(keys)], value256); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
-}
+func BenchmarkPutNoSync(b *testing.B) { benchPutNoSync(b, false) }
 
 // BenchmarkPutNoSyncWatched is BenchmarkPutNoSync with a subscriber to
 // every key reading the events: what publishing costs the commit loop.
-func BenchmarkPutNoSyncWatched(b *testing.B) {
+func BenchmarkPutNoSyncWatched(b *testing.B) { benchPutNoSync(b, true) }
+
+func benchPutNoSync(b *testing.B, watched bool) {
 	n, err := Open(b.TempDir(), &Options{Sync: SyncNever, SnapshotEveryOps: -1, SnapshotEveryBytes: -1,
 		SubscriberBuffer: 1 << 20})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer n.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	sub, err := n.Subscribe(ctx, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var read sync.WaitGroup
-	read.Go(func() {
-		for {
-			if _, err := sub.Next(ctx); err != nil {
-				return
-			}
+	if watched {
+		ctx, cancel := context.WithCancel(context.Background())
+		sub, err := n.Subscribe(ctx, "")
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
-	defer read.Wait()
-	defer cancel()
+		var read sync.WaitGroup
+		read.Go(func() {
+			for {
+				if _, err := sub.Next(ctx); err != nil {
+					return
+				}
+			}
+		})
+		defer read.Wait()
+		defer cancel()
+	}
 	keys := make([]string, 100_000)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("key/%08d", i)

@@ -652,16 +652,8 @@ func (n *Node) appendEvents(evs []Event, changes []crdt.Change, origin crdt.Repl
 		}
 		ev := Event{Key: c.Key, Origin: from, Offset: off, Deleted: true}
 		if !c.Deleted {
-			// As Get does: a register's strings alias the state's bytes,
-			// which never change.
 			if v, ok := n.ks.GetShared(c.Key, now); ok {
-				var data any
-				var err error
-				if v.Type == crdt.TypeRegister {
-					data, err = decodeOwnedValue(v.Register)
-				} else {
-					data, err = convertView(&v)
-				}
+				data, err := sharedViewData(&v)
 				if err != nil {
 					n.log.Warn("event for undecodable value", "key", c.Key, "err", err)
 					continue

@@ -279,15 +279,7 @@ func (n *Node) Get(key string) (Value, error) {
 	if !ok || !n.unexpired(v.Expires) {
 		return Value{}, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
-	var data any
-	var err error
-	if v.Type == crdt.TypeRegister {
-		// The state never changes the bytes of a value it holds: the
-		// decoded strings may alias them.
-		data, err = decodeOwnedValue(v.Register)
-	} else {
-		data, err = convertView(&v)
-	}
+	data, err := sharedViewData(&v)
 	if err != nil {
 		return Value{}, fmt.Errorf("node: get %q: %w", key, err)
 	}

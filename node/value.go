@@ -81,6 +81,16 @@ type Patch struct {
 	Nested  map[string]Patch    // map fields, patched recursively
 }
 
+// sharedViewData is convertView for a view of the state's own bytes
+// (Keyspace.GetShared): a register's strings alias them, since the state
+// never changes the bytes of a value it holds.
+func sharedViewData(v *crdt.View) (any, error) {
+	if v.Type == crdt.TypeRegister {
+		return decodeOwnedValue(v.Register)
+	}
+	return convertView(v)
+}
+
 // convertView turns a crdt view into the Go values of Value.Data.
 func convertView(v *crdt.View) (any, error) {
 	switch v.Type {
