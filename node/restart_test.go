@@ -363,14 +363,9 @@ func TestSnapshotDueWhileBusyStarts(t *testing.T) {
 		must(t, n.Put(fmt.Sprintf("k%02d", i), i)) // 30 more: the next one falls due
 	}
 	close(release)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	eventually(t, "a snapshot of the 30 writes made while the first was written", func() bool {
 		offs, err := scanSnapshotDir(filepath.Join(dir, snapDir), false)
 		must(t, err)
-		if slices.Contains(offs, 39) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("snapshots %v: none after the 30 writes made while the first was written", offs)
-		}
-	}
+		return slices.Contains(offs, 39)
+	})
 }

@@ -452,15 +452,10 @@ func TestWALVerifySnapshots(t *testing.T) {
 	}
 	// The WAL is truncated once a second snapshot is written: the snapshots
 	// run beside the writes, so the last puts can end before it starts.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	eventually(t, 10*time.Second, "a second snapshot after 50 puts, one due every 10", func() (bool, string) {
 		snaps, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*.snap"))
-		if len(snaps) >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("snapshots after 50 puts, one due every 10: %v", snaps)
-		}
-	}
+		return len(snaps) >= 2, fmt.Sprint(snaps)
+	})
 	if err := a.Close(); err != nil { // waits for the snapshot being written
 		t.Fatal(err)
 	}
