@@ -227,13 +227,15 @@ func BenchmarkGet(b *testing.B) {
 	}
 }
 
-func benchOps() int {
-	if s := os.Getenv("SHOAL_NODE_BENCH_OPS"); s != "" {
-		if v, err := strconv.Atoi(s); err == nil && v > 0 {
-			return v
-		}
+func benchOps() int { return benchEnv("SHOAL_NODE_BENCH_OPS", 1_000_000) }
+
+// benchEnv is the positive integer the environment variable name holds,
+// else def.
+func benchEnv(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
 	}
-	return 1_000_000
+	return def
 }
 
 // buildWAL writes ops single-operation records (puts of small values over
@@ -413,11 +415,9 @@ func BenchmarkStateCheck(b *testing.B) {
 		r.compareSummary(bounds, theirs, op)
 		sumT, cmpT = sumT+t1.Sub(t0), cmpT+time.Since(t1)
 	})
-	ms := func(d time.Duration) float64 { return float64(d) / float64(b.N) / 1e6 }
-	b.ReportMetric(ms(sumT), "summary-ms")
-	b.ReportMetric(ms(cmpT), "compare-ms")
-	stall.report(b)
-	b.ReportMetric(float64(keys), "keys")
+	b.ReportMetric(float64(sumT)/float64(b.N)/1e6, "summary-ms")
+	b.ReportMetric(float64(cmpT)/float64(b.N)/1e6, "compare-ms")
+	stall.report(b, "")
 }
 
 // BenchmarkSnapshotStall: Snapshot of a node holding 200,000 keys
@@ -426,17 +426,11 @@ func BenchmarkStateCheck(b *testing.B) {
 // slowest in a stretch as long without a snapshot.
 func BenchmarkSnapshotStall(b *testing.B) {
 	n, keys := openBenchKeys(b)
-	var took time.Duration
-	stall := writeStall(b, n, keys, func() {
-		t := time.Now()
+	writeStall(b, n, keys, func() {
 		if err := n.Snapshot(); err != nil {
 			b.Fatal(err)
 		}
-		took += time.Since(t)
-	})
-	b.ReportMetric(float64(took)/float64(b.N)/1e6, "snapshot-ms")
-	stall.report(b)
-	b.ReportMetric(float64(keys), "keys")
+	}).report(b, "snapshot-ms")
 }
 
 // BenchmarkStateTransferStall: a peer's request for the whole state (a
@@ -445,28 +439,17 @@ func BenchmarkSnapshotStall(b *testing.B) {
 // without pause; the records are encoded and dropped.
 func BenchmarkStateTransferStall(b *testing.B) {
 	n, keys := openBenchKeys(b)
-	var took time.Duration
-	stall := writeStall(b, n, keys, func() {
-		t := time.Now()
+	writeStall(b, n, keys, func() {
 		if _, _, _, err := n.writeState(context.Background(), func([]byte) error { return nil }, wholeState, nil, nil, nil); err != nil {
 			b.Fatal(err)
 		}
-		took += time.Since(t)
-	})
-	b.ReportMetric(float64(took)/float64(b.N)/1e6, "transfer-ms")
-	stall.report(b)
-	b.ReportMetric(float64(keys), "keys")
+	}).report(b, "transfer-ms")
 }
 
 // openBenchKeys opens a node (SyncNever, no automatic snapshot) holding
 // 200,000 keys of 256-byte values, or SHOAL_NODE_BENCH_KEYS.
 func openBenchKeys(b *testing.B) (*Node, int) {
-	keys := 200_000
-	if s := os.Getenv("SHOAL_NODE_BENCH_KEYS"); s != "" {
-		if v, err := strconv.Atoi(s); err == nil && v > 0 {
-			keys = v
-		}
-	}
+	keys := benchEnv("SHOAL_NODE_BENCH_KEYS", 200_000)
 	n, err := Open(b.TempDir(), &Options{Sync: SyncNever, SnapshotEveryOps: -1, SnapshotEveryBytes: -1})
 	if err != nil {
 		b.Fatal(err)
@@ -486,16 +469,22 @@ func openBenchKeys(b *testing.B) (*Node, int) {
 }
 
 // stall is the slowest Put during an operation and during as long a
-// stretch without it, summed over the rounds.
+// stretch without it, and the operation's time, summed over the rounds.
 type stall struct {
-	during, base time.Duration
-	rounds       int
+	during, base, op time.Duration
+	rounds, keys     int
 }
 
-func (s stall) report(b *testing.B) {
+// report reports the stall, and the operation's time as opMetric unless
+// that is "".
+func (s stall) report(b *testing.B, opMetric string) {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(s.rounds) / 1e6 }
+	if opMetric != "" {
+		b.ReportMetric(ms(s.op), opMetric)
+	}
 	b.ReportMetric(ms(s.during), "slowest-put-ms")
 	b.ReportMetric(ms(s.base), "baseline-slowest-put-ms")
+	b.ReportMetric(float64(s.keys), "keys")
 }
 
 // writeStall runs op b.N times while a writer Puts to the keys without
@@ -524,12 +513,14 @@ func writeStall(b *testing.B, n *Node, keys int, op func()) stall {
 			}
 		}
 	})
+	s := stall{rounds: b.N, keys: keys}
 	b.ResetTimer()
 	for r := range int32(b.N) {
 		phase.Store(2*r + 1)
 		t := time.Now()
 		op()
 		took := time.Since(t)
+		s.op += took
 		phase.Store(2*r + 2)
 		time.Sleep(took) // the baseline stretch, as long as op took
 	}
@@ -537,7 +528,6 @@ func writeStall(b *testing.B, n *Node, keys int, op func()) stall {
 	b.StopTimer()
 	close(stop)
 	wg.Wait()
-	s := stall{rounds: b.N}
 	for r := range b.N {
 		s.during += time.Duration(slowest[2*r+1].Load())
 		s.base += time.Duration(slowest[2*r+2].Load())
