@@ -100,55 +100,48 @@ func TestRangeSumsBadBounds(t *testing.T) {
 // the sums RangeSums gives for the state at its last step, and keeps them
 // so until it is closed.
 func TestRangeScanMatchesRangeSums(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			rapid.Check(t, func(t *rapid.T) {
-				r := rapidRnd{t}
-				rs, k := scanSubject(t, r, m.m)
-				change := func() { changeDuringScan(t, r, rs, m.m) }
-				var bounds []string
-				for _, b := range candidateBounds {
-					if rapid.Bool().Draw(t, "bound "+b) {
-						bounds = append(bounds, b)
-					}
+	checkScans(t, func(t *rapid.T, r rnd, k *Keyspace, change func()) {
+		var bounds []string
+		for _, b := range candidateBounds {
+			if rapid.Bool().Draw(t, "bound "+b) {
+				bounds = append(bounds, b)
+			}
+		}
+		scans := []*RangeScan{k.StartRangeScan(bounds)}
+		done := make([]bool, 1)
+		for steps := 0; steps < 60 && slices.Contains(done, false); steps++ {
+			if r.intn(2, "step?") == 0 {
+				i := r.intn(len(scans), "which scan")
+				if !scans[i].Step(1 + r.intn(2, "chunk")) {
+					done[i] = true
 				}
-				scans := []*RangeScan{k.StartRangeScan(bounds)}
-				done := make([]bool, 1)
-				for steps := 0; steps < 60 && slices.Contains(done, false); steps++ {
-					if r.intn(2, "step?") == 0 {
-						i := r.intn(len(scans), "which scan")
-						if !scans[i].Step(1 + r.intn(2, "chunk")) {
-							done[i] = true
-						}
-					} else {
-						change()
-					}
-					if len(scans) == 1 && r.intn(8, "second?") == 0 {
-						scans, done = append(scans, k.StartRangeScan(bounds)), append(done, false)
-					}
-				}
-				for i, s := range scans {
-					for s.Step(1) {
-					}
-					if got, want := s.Sums(), k.RangeSums(bounds); !slices.Equal(got, want) {
-						t.Fatalf("scan %d: sums %x, RangeSums %x", i, got, want)
-					}
-				}
-				for range 3 {
-					change()
-				}
-				for i, s := range scans {
-					if got, want := s.Sums(), k.RangeSums(bounds); !slices.Equal(got, want) {
-						t.Fatalf("scan %d after more changes: sums %x, RangeSums %x", i, got, want)
-					}
-					s.Close()
-				}
-				if len(k.scans) != 0 {
-					t.Fatalf("%d scans left open", len(k.scans))
-				}
-			})
-		})
-	}
+			} else {
+				change()
+			}
+			if len(scans) == 1 && r.intn(8, "second?") == 0 {
+				scans, done = append(scans, k.StartRangeScan(bounds)), append(done, false)
+			}
+		}
+		for i, s := range scans {
+			for s.Step(1) {
+			}
+			if got, want := s.Sums(), k.RangeSums(bounds); !slices.Equal(got, want) {
+				t.Fatalf("scan %d: sums %x, RangeSums %x", i, got, want)
+			}
+		}
+		for range 3 {
+			change()
+		}
+		for i, s := range scans {
+			if got, want := s.Sums(), k.RangeSums(bounds); !slices.Equal(got, want) {
+				t.Fatalf("scan %d after more changes: sums %x, RangeSums %x", i, got, want)
+			}
+			s.Close()
+		}
+		if len(k.scans) != 0 {
+			t.Fatalf("%d scans left open", len(k.scans))
+		}
+	})
 }
 
 // KeyQuantiles cuts the keys into ranges whose sizes differ by at most one.
@@ -189,44 +182,37 @@ func TestKeyQuantiles(t *testing.T) {
 // state at its last step, and the copy does not change with the keyspace
 // after it is closed.
 func TestCopyScanMatchesSnapshot(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			rapid.Check(t, func(t *rapid.T) {
-				r := rapidRnd{t}
-				rs, k := scanSubject(t, r, m.m)
-				change := func() { changeDuringScan(t, r, rs, m.m) }
-				c := k.StartCopy()
-				for steps := 0; steps < 40; steps++ {
-					if r.intn(2, "step?") == 0 {
-						if !c.Step(1+r.intn(2, "chunk")) && r.intn(3, "stop?") == 0 {
-							break
-						}
-					} else {
-						change()
-					}
+	checkScans(t, func(t *rapid.T, r rnd, k *Keyspace, change func()) {
+		c := k.StartCopy()
+		for steps := 0; steps < 40; steps++ {
+			if r.intn(2, "step?") == 0 {
+				if !c.Step(1+r.intn(2, "chunk")) && r.intn(3, "stop?") == 0 {
+					break
 				}
-				for c.Step(1) {
-				}
-				if again, walking := c.Pending(); again != 0 || walking {
-					t.Fatalf("Step reported nothing left with %d keys to copy again, walking %v", again, walking)
-				}
-				got, want := c.Snapshot(), k.Snapshot()
-				c.Close()
-				if !got.Equal(want) {
-					t.Fatalf("copy\n%s\nstate\n%s", dump(got), dump(want))
-				}
-				for range 4 {
-					change()
-				}
-				if !got.Equal(want) {
-					t.Fatalf("the closed copy changed with the keyspace\n%s\nwas\n%s", dump(got), dump(want))
-				}
-				if len(k.copies) != 0 {
-					t.Fatalf("%d copies left open", len(k.copies))
-				}
-			})
-		})
-	}
+			} else {
+				change()
+			}
+		}
+		for c.Step(1) {
+		}
+		if again, walking := c.Pending(); again != 0 || walking {
+			t.Fatalf("Step reported nothing left with %d keys to copy again, walking %v", again, walking)
+		}
+		got, want := c.Snapshot(), k.Snapshot()
+		c.Close()
+		if !got.Equal(want) {
+			t.Fatalf("copy\n%s\nstate\n%s", dump(got), dump(want))
+		}
+		for range 4 {
+			change()
+		}
+		if !got.Equal(want) {
+			t.Fatalf("the closed copy changed with the keyspace\n%s\nwas\n%s", dump(got), dump(want))
+		}
+		if len(k.copies) != 0 {
+			t.Fatalf("%d copies left open", len(k.copies))
+		}
+	})
 }
 
 // KeysFrom lists the keys of a range in order, from any starting key.
@@ -260,15 +246,22 @@ func TestKeysFrom(t *testing.T) {
 	})
 }
 
-// scanSubject makes two replicas with a random history; the first one's
-// keyspace, with small index blocks so that scans cross them, is what a
-// scan test walks.
-func scanSubject(t *rapid.T, r rnd, m mode) ([]*replica, *Keyspace) {
-	rs, _ := history(t, r, m, 2, rapid.IntRange(0, 10).Draw(t, "before"), nil)
-	k := rs[0].ks
-	k.index.max = rapid.IntRange(2, 4).Draw(t, "block")
-	k.index.buildSorted(slices.Sorted(maps.Keys(k.keys)))
-	return rs, k
+// checkScans runs body, in every mode, on the keyspace of the first of two
+// replicas with a random history (with small index blocks, so that scans
+// cross them); change changes it between two steps (changeDuringScan).
+func checkScans(t *testing.T, body func(t *rapid.T, r rnd, k *Keyspace, change func())) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			rapid.Check(t, func(t *rapid.T) {
+				r := rapidRnd{t}
+				rs, _ := history(t, r, m.m, 2, rapid.IntRange(0, 10).Draw(t, "before"), nil)
+				k := rs[0].ks
+				k.index.max = rapid.IntRange(2, 4).Draw(t, "block")
+				k.index.buildSorted(slices.Sorted(maps.Keys(k.keys)))
+				body(t, r, k, func() { changeDuringScan(t, r, rs, m.m) })
+			})
+		})
+	}
 }
 
 // changeDuringScan changes the first replica's keyspace between two steps
