@@ -27,14 +27,44 @@ type Tx struct {
 	ks      *Keyspace
 	replica ReplicaID
 	seq     uint64
-	now     Timestamp // the time operations see expiries at (SetTime); 0: none expired
-	pend    Delta     // join of the operations so far...
-	stale   []*Delta  // ...except these steps, joined in before the next read
+	now     Timestamp           // the time operations see expiries at (SetTime); 0: none expired
+	first   keyPend             // the pending state of the first key written (most Txs write one)...
+	pend    map[string]*keyPend // ...and of the others
+	slab    []keyPend           // where pend's entries are allocated, a few at a time
 	ops     []txOp
+}
+
+// keyPend is what the operations so far did to one key: the join of
+// their steps on it, except stale, joined in before the key is next read.
+// The state is kept per key because every step is on one key and names
+// only dots of that key's values (or fresh ones): a key's liveness depends
+// on its own steps only. So a step is joined only when its key is read
+// again, into a delta of that key alone, not into one that grows with the
+// transaction (most keys of a large group are written once).
+type keyPend struct {
+	key   string
+	d     *Delta // nil until a step is joined
+	stale []*Delta
+	one   [1]*Delta // stale's first home
+}
+
+func (kp *keyPend) flush() {
+	if len(kp.stale) == 0 {
+		return
+	}
+	if kp.d == nil {
+		kp.d = &Delta{}
+	}
+	for _, m := range kp.stale {
+		kp.d.joinShared(m)
+	}
+	clear(kp.stale)
+	kp.stale = kp.stale[:0]
 }
 
 type txOp struct {
 	d      *Delta
+	key    string
 	before uint64 // seq before the operation
 }
 
@@ -76,33 +106,54 @@ func (t *Tx) Rollback(cp int) {
 }
 
 func (t *Tx) rebuild() {
-	t.pend = Delta{}
-	clear(t.stale)
-	t.stale = t.stale[:0]
+	t.first = keyPend{}
+	clear(t.pend)
+	t.slab = nil
 	for _, op := range t.ops {
-		t.pend.joinShared(op.d)
+		kp := t.keyPend(op.key)
+		kp.stale = append(kp.stale, op.d)
 	}
 }
 
-// flush joins the steps recorded since the last read into pend. Joining
-// lazily spares a Tx of one operation (the common case) the work.
-func (t *Tx) flush() {
-	for _, m := range t.stale {
-		t.pend.joinShared(m)
+// pendOf returns key's pending state, nil when no operation wrote it.
+func (t *Tx) pendOf(key string) *keyPend {
+	if t.first.key == key {
+		return &t.first // keys are never empty: an unused first matches none
 	}
-	clear(t.stale)
-	t.stale = t.stale[:0]
+	return t.pend[key]
 }
 
-// op accumulates the delta of one operation.
+// keyPend returns key's pending state, creating it.
+func (t *Tx) keyPend(key string) *keyPend {
+	if kp := t.pendOf(key); kp != nil {
+		return kp
+	}
+	if t.first.key == "" {
+		t.first.key = key
+		return &t.first
+	}
+	if t.pend == nil {
+		t.pend = make(map[string]*keyPend)
+	}
+	if len(t.slab) == cap(t.slab) {
+		t.slab = make([]keyPend, 0, min(64, 2*cap(t.slab)+1))
+	}
+	t.slab = append(t.slab, keyPend{key: key})
+	kp := &t.slab[len(t.slab)-1]
+	t.pend[key] = kp
+	return kp
+}
+
+// op accumulates the delta of one operation, on one key.
 type op struct {
 	t       *Tx
 	d       *Delta
+	key     string
 	start   uint64
 	emitted bool
 }
 
-func (t *Tx) begin() *op { return &op{t: t, start: t.seq} }
+func (t *Tx) begin(key string) *op { return &op{t: t, key: key, start: t.seq} }
 
 func (t *Tx) next() Dot {
 	t.seq++
@@ -130,7 +181,15 @@ func (o *op) atInto(m *Delta, path []string, e *Entry, ctx []Dot) {
 	}
 	// m may be o.d and grow with later steps: joining more into pend
 	// than was there at this step is harmless (joins are idempotent).
-	o.t.stale = append(o.t.stale, m)
+	// A step without a path holds only a fresh dot, which no value of the
+	// keyspace or of the Tx has: nothing to record.
+	if len(path) > 0 {
+		kp := o.t.keyPend(path[0])
+		if kp.stale == nil {
+			kp.stale = kp.one[:0]
+		}
+		kp.stale = append(kp.stale, m)
+	}
 	o.emitted = true
 }
 
@@ -143,7 +202,7 @@ func (o *op) finish() (*Delta, error) {
 		o.d = &Delta{}
 	}
 	o.d.Own = []DotRange{{Replica: t.replica, First: o.start + 1, Last: t.seq}}
-	t.ops = append(t.ops, txOp{d: o.d, before: o.start})
+	t.ops = append(t.ops, txOp{d: o.d, key: o.key, before: o.start})
 	return o.d, nil
 }
 
@@ -156,18 +215,23 @@ func (o *op) fail(err error) (*Delta, error) {
 }
 
 // ov is the Tx's view of one path: the keyspace's entry l, the pending
-// entry p of earlier operations of the Tx, and dead when a pending delete
-// of an ancestor removed all of l.
+// entry p of earlier operations of the Tx, the dots those operations saw
+// on the key (ctx, nil for none), and dead when a pending delete of an
+// ancestor removed all of l.
 type ov struct {
 	l, p *Entry
+	ctx  *Context
 	dead bool
 }
+
+// seen reports whether a pending operation saw (removed) the local dot d.
+func (v ov) seen(d Dot) bool { return v.ctx != nil && v.ctx.Contains(d) }
 
 // allDead reports whether the pending operations removed all of v.l.
 func (v ov) allDead() bool { return v.dead || (v.p != nil && v.p.All) }
 
 func (v ov) field(f string) ov {
-	c := ov{dead: v.allDead()}
+	c := ov{ctx: v.ctx, dead: v.allDead()}
 	if v.l != nil {
 		c.l = v.l.Map[f]
 	}
@@ -178,8 +242,12 @@ func (v ov) field(f string) ov {
 }
 
 func (t *Tx) at(path []string) ov {
-	t.flush()
-	v := ov{l: t.ks.keys[path[0]], p: t.pend.Keys[path[0]]}
+	v := ov{l: t.ks.keys[path[0]]}
+	if kp := t.pendOf(path[0]); kp != nil {
+		if kp.flush(); kp.d != nil {
+			v.p, v.ctx = kp.d.Keys[path[0]], &kp.d.Ctx
+		}
+	}
 	for _, f := range path[1:] {
 		v = v.field(f)
 	}
@@ -209,7 +277,7 @@ func liveItems[T any](t *Tx, v ov, items func(*Entry) []T, dot func(*T) Dot) []T
 	var out []T
 	if v.l != nil {
 		for _, it := range items(v.l) {
-			if !t.pend.Ctx.Contains(dot(&it)) {
+			if !v.seen(dot(&it)) {
 				out = append(out, it)
 			}
 		}
@@ -237,9 +305,9 @@ func expDots(xs []ExpValue, out []Dot) []Dot {
 	return out
 }
 
-func (t *Tx) liveDots(l, p []Dot, out []Dot) []Dot {
+func (t *Tx) liveDots(v ov, l, p []Dot, out []Dot) []Dot {
 	for _, d := range l {
-		if !t.pend.Ctx.Contains(d) {
+		if !v.seen(d) {
 			out = append(out, d)
 		}
 	}
@@ -254,7 +322,7 @@ func (t *Tx) flags(v ov) []Dot {
 	if v.p != nil {
 		p = v.p.Flag
 	}
-	return t.liveDots(l, p, nil)
+	return t.liveDots(v, l, p, nil)
 }
 
 func (t *Tx) member(v ov, m string, out []Dot) []Dot {
@@ -265,7 +333,7 @@ func (t *Tx) member(v ov, m string, out []Dot) []Dot {
 	if v.p != nil {
 		p = v.p.Set[m]
 	}
-	return t.liveDots(l, p, out)
+	return t.liveDots(v, l, p, out)
 }
 
 // setLive reports whether the set of v has a live member, in O(pending).
@@ -365,13 +433,13 @@ func (t *Tx) liveTypes(v ov) typeMask {
 	if t.setLive(v) {
 		m |= 1 << TypeSet
 	}
-	if hasLive(t, v.l, v.p, func(e *Entry) []CountValue { return e.Cnt }, cntDot) {
+	if hasLive(v, func(e *Entry) []CountValue { return e.Cnt }, cntDot) {
 		m |= 1 << TypeCounter
 	}
-	if hasLive(t, v.l, v.p, func(e *Entry) []RegValue { return e.Reg }, regDot) {
+	if hasLive(v, func(e *Entry) []RegValue { return e.Reg }, regDot) {
 		m |= 1 << TypeRegister
 	}
-	if hasLive(t, v.l, v.p, func(e *Entry) []Dot { return e.Flag }, idDot) {
+	if hasLive(v, func(e *Entry) []Dot { return e.Flag }, idDot) {
 		m |= 1 << TypeFlag
 	}
 	return m
@@ -379,14 +447,14 @@ func (t *Tx) liveTypes(v ov) typeMask {
 
 // hasLive reports whether the small store picked by store has a live value
 // at (l, p), without allocating.
-func hasLive[T any](t *Tx, l, p *Entry, store func(*Entry) []T, dot func(*T) Dot) bool {
-	if p != nil && len(store(p)) > 0 {
+func hasLive[T any](v ov, store func(*Entry) []T, dot func(*T) Dot) bool {
+	if v.p != nil && len(store(v.p)) > 0 {
 		return true
 	}
-	if l != nil {
-		xs := store(l)
+	if v.l != nil {
+		xs := store(v.l)
 		for i := range xs {
-			if !t.pend.Ctx.Contains(dot(&xs[i])) {
+			if !v.seen(dot(&xs[i])) {
 				return true
 			}
 		}
@@ -407,7 +475,7 @@ func (t *Tx) allDots(v ov, out []Dot) []Dot {
 	if v.l != nil && !v.allDead() {
 		for m, ds := range v.l.Set {
 			if _, listed := v.p.setOf(m); !listed {
-				out = t.liveDots(ds, nil, out)
+				out = t.liveDots(v, ds, nil, out)
 			}
 		}
 	}
@@ -474,7 +542,7 @@ func (o *op) settle(path []string, v ov, live typeMask, keep Type) {
 		if v.l != nil && !v.allDead() {
 			for m, ds := range v.l.Set {
 				if _, listed := v.p.setOf(m); !listed {
-					member(m, t.liveDots(ds, nil, nil))
+					member(m, t.liveDots(v, ds, nil, nil))
 				}
 			}
 		}
@@ -588,7 +656,7 @@ func (t *Tx) put(key string, value []byte, ts Timestamp, own bool) (*Delta, erro
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	o := t.begin()
+	o := t.begin(key)
 	fresh, hadExp := o.fresh(key)
 	if err := o.putReg([]string{key}, value, ts, own); err != nil {
 		return o.fail(err)
@@ -612,7 +680,7 @@ func (o *op) putReg(path []string, value []byte, ts Timestamp, own bool) error {
 	ctx[0] = d
 	if v.l != nil {
 		for i := range v.l.Reg {
-			if dd := v.l.Reg[i].Dot; !t.pend.Ctx.Contains(dd) {
+			if dd := v.l.Reg[i].Dot; !v.seen(dd) {
 				ctx = append(ctx, dd)
 			}
 		}
@@ -648,7 +716,7 @@ func (t *Tx) Incr(key string, by int64) (*Delta, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	o := t.begin()
+	o := t.begin(key)
 	fresh, hadExp := o.fresh(key)
 	if err := o.incr([]string{key}, by); err != nil {
 		return o.fail(err)
@@ -689,7 +757,7 @@ func (t *Tx) SetAdd(key string, members ...string) (*Delta, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	o := t.begin()
+	o := t.begin(key)
 	fresh, hadExp := o.fresh(key)
 	if err := o.setAdd([]string{key}, members); err != nil {
 		return o.fail(err)
@@ -733,7 +801,7 @@ func (t *Tx) SetRemove(key string, members ...string) (*Delta, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	o := t.begin()
+	o := t.begin(key)
 	fresh, hadExp := o.fresh(key)
 	if err := o.setRemove([]string{key}, members); err != nil {
 		return o.fail(err)
@@ -775,7 +843,7 @@ func (t *Tx) Delete(key string) (*Delta, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	o := t.begin()
+	o := t.begin(key)
 	v := t.at([]string{key})
 	if !t.exists(v) {
 		return o.fail(fmt.Errorf("delete %q: %w", key, ErrNotFound))
@@ -816,7 +884,7 @@ func (t *Tx) Persist(key string) (*Delta, error) {
 }
 
 func (t *Tx) setExpiry(name, key string, at Timestamp) (*Delta, error) {
-	o := t.begin()
+	o := t.begin(key)
 	path := []string{key}
 	v := t.at(path)
 	xs := t.exps(v)
@@ -848,7 +916,7 @@ func (t *Tx) Update(key string, p *Patch, ts Timestamp) (*Delta, error) {
 	if p == nil || p.empty() {
 		return nil, fmt.Errorf("update %q: %w: empty patch", key, ErrInvalid)
 	}
-	o := t.begin()
+	o := t.begin(key)
 	fresh, hadExp := o.fresh(key)
 	if err := o.patch([]string{key}, p, ts); err != nil {
 		return o.fail(err)
