@@ -52,6 +52,20 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
 	got := p[:n]
 	for i := 0; i < n; i++ {
+		if l.state == stArrayLen || l.state == stBulkLen {
+			// A count's digits and its '\r' without a call (most of a
+			// pipelined command's framing), when scan would only count
+			// them: within 18 digits and the command's limit.
+			b := got[i]
+			if l.total < l.maxTotal && ((b >= '0' && b <= '9' && l.digits < 18) || (b == '\r' && l.digits > 0)) {
+				l.total++
+				if b != '\r' {
+					l.digits++
+					l.num = l.num*10 + int64(b-'0')
+				}
+				continue
+			}
+		}
 		if perr := l.scan(got, &i); perr != nil {
 			// Hand redcon what came before the offending header (complete
 			// commands among it are still served), then the error.

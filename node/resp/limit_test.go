@@ -272,3 +272,79 @@ func TestReaderShrinksAfterALargeCommand(t *testing.T) {
 		t.Fatalf("one fill held %d argument slices", most)
 	}
 }
+
+// FuzzLimitReaderFastPath: Read's inline handling of a count's digits
+// accepts and refuses exactly what scan does byte by byte (the reference
+// below, Read as it was before), at the same byte, whatever the input,
+// the limits and the chunks.
+func FuzzLimitReaderFastPath(f *testing.F) {
+	f.Add([]byte(encode("SET", "k", "v")+"*2\r\n$3\r\nGET\r\n$101\r\n"), uint64(1), uint16(100))
+	f.Add([]byte("*2\r\n$3\r\nGET\r\n$99999999999999999999\r\n"), uint64(2), uint16(1000))
+	f.Add([]byte("*+1\r\n$+9\r\nPING inline\r\n*0\r\n"), uint64(3), uint16(20))
+	f.Add([]byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0123\r\n"), uint64(4), uint16(30))
+	f.Add([]byte("*12345678901234567\r\n*1\r\n$123456789012345678\r\n"), uint64(5), uint16(511))
+	f.Fuzz(func(t *testing.T, data []byte, seed uint64, limit uint16) {
+		newLR := func() *limitReader {
+			return &limitReader{r: &chunky{data: data, rnd: rand.New(rand.NewPCG(seed, 3))},
+				maxArgs: 8, maxBulk: 64, maxTotal: int(limit%512) + 1}
+		}
+		fast, ref := newLR(), newLR()
+		for {
+			b1, b2 := make([]byte, 512), make([]byte, 512)
+			n1, err1 := fast.Read(b1)
+			n2, err2 := refRead(ref, b2)
+			if n1 != n2 || (err1 == nil) != (err2 == nil) || (err1 != nil && err1.Error() != err2.Error()) ||
+				(fast.pending == nil) != (ref.pending == nil) {
+				t.Fatalf("Read: %d, %v (pending %v); byte by byte: %d, %v (pending %v)", n1, err1, fast.pending, n2, err2, ref.pending)
+			}
+			if err1 != nil {
+				return
+			}
+		}
+	})
+}
+
+// refRead is limitReader.Read with every byte through scan.
+func refRead(l *limitReader, p []byte) (int, error) {
+	if l.pending != nil {
+		return 0, l.pending
+	}
+	n, err := l.r.Read(p)
+	got := p[:n]
+	for i := 0; i < n; i++ {
+		if perr := l.scan(got, &i); perr != nil {
+			l.pending = perr
+			if i == 0 {
+				return 0, perr
+			}
+			return i, nil
+		}
+	}
+	return n, err
+}
+
+// BenchmarkLimitReader: the limiter's pass over a pipelined round of 16
+// commands (the bytes are already in memory; the read costs a copy).
+func BenchmarkLimitReader(b *testing.B) {
+	for _, tc := range []struct{ name, cmd string }{
+		{"incr", encode("INCR", "counter:__rand_int__")},
+		{"set256", encode("SET", "key:__rand_int__", strings.Repeat("x", 256))},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			round := []byte(strings.Repeat(tc.cmd, 16))
+			lr := &limitReader{r: repeatReader(round), maxArgs: DefaultMaxArgs, maxBulk: DefaultMaxBulkBytes, maxTotal: DefaultMaxCommandBytes}
+			buf := make([]byte, len(round))
+			b.SetBytes(int64(len(round)))
+			for b.Loop() {
+				if _, err := lr.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// repeatReader returns the same bytes on every read.
+type repeatReader []byte
+
+func (r repeatReader) Read(p []byte) (int, error) { return copy(p, r), nil }
