@@ -45,14 +45,18 @@ const (
 	stInline                 // an inline command, up to '\n'
 )
 
-func (l *limitReader) Read(p []byte) (int, error) {
+func (l *limitReader) Read(p []byte) (int, error) { return l.read(p, true) }
+
+// read is Read; inline false sends every byte through scan (the reference
+// the inline path is tested against).
+func (l *limitReader) read(p []byte, inline bool) (int, error) {
 	if l.pending != nil {
 		return 0, l.pending
 	}
 	n, err := l.r.Read(p)
 	got := p[:n]
 	for i := 0; i < n; i++ {
-		if l.state == stArrayLen || l.state == stBulkLen {
+		if inline && (l.state == stArrayLen || l.state == stBulkLen) {
 			// A count's digits and its '\r' without a call (most of a
 			// pipelined command's framing), when scan would only count
 			// them: within 18 digits and the command's limit.
