@@ -24,9 +24,11 @@ bench resp runs redis-benchmark (Debian's redis-tools) against shoal's RESP
 endpoint and against a Redis server with the same durability, in the same
 run, and prints both with shoal's ratio:
 
-  redis-benchmark -c CLIENTS -n REQUESTS -t TESTS -d VALUE-SIZE [-P N] [-r KEYSPACE] --csv
+  redis-benchmark -c CLIENTS -n REQUESTS -t TEST -d VALUE-SIZE [-P N] [-r KEYSPACE] --csv
 
-once per --pipelines value, Redis then shoal each time. Without --shoal-addr
+once per --pipelines value and test, Redis then shoal each time, and reads
+each server's CPU time (INFO cpu, which shoal answers as Redis does) before
+and after, for the CPU it spent per request. Without --shoal-addr
 it starts a throwaway agent (this binary, --sync always, a temporary data
 directory); without --redis-addr it starts redis-server with
 --appendonly yes --appendfsync always (every write fsynced before its reply,
@@ -43,6 +45,9 @@ type respBenchRow struct {
 	RPS      float64 `json:"rps"`
 	P50ms    float64 `json:"p50_ms"`
 	P99ms    float64 `json:"p99_ms"`
+	// The server's CPU time (system and user) per request, from INFO cpu
+	// around the run; 0 when the server did not report it.
+	CPUMicrosPerOp float64 `json:"server_cpu_us_per_op,omitempty"`
 }
 
 func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
@@ -138,30 +143,41 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 
 	var rows []respBenchRow
 	for _, p := range ps {
-		for _, target := range []struct{ name, addr string }{{"redis", *redisAddr}, {"shoal", *shoalAddr}} {
-			host, port, _ := net.SplitHostPort(target.addr)
-			bargs := []string{"-h", host, "-p", port, "-c", strconv.Itoa(*clients), "-n", strconv.Itoa(*requests),
-				"-t", *tests, "-d", strconv.Itoa(*valueSize), "--csv"}
-			if p > 1 {
-				bargs = append(bargs, "-P", strconv.Itoa(p))
-			}
-			if *keyspace > 0 {
-				bargs = append(bargs, "-r", strconv.Itoa(*keyspace))
-			}
-			fmt.Fprintf(m.Stderr, "bench resp: %s: redis-benchmark %s\n", target.name, strings.Join(bargs, " "))
-			cmd := exec.CommandContext(ctx, *benchBin, bargs...)
-			cmd.Stderr = m.Stderr
-			out, err := cmd.Output()
-			if err != nil {
-				return fmt.Errorf("redis-benchmark against %s: %w", target.name, err)
-			}
-			got, err := parseBenchCSV(out)
-			if err != nil {
-				return fmt.Errorf("redis-benchmark against %s: %w\n%s", target.name, err, out)
-			}
-			for _, r := range got {
-				r.Target, r.Pipeline = target.name, p
-				rows = append(rows, r)
+		for _, test := range strings.Split(*tests, ",") {
+			for _, target := range []struct{ name, addr string }{{"redis", *redisAddr}, {"shoal", *shoalAddr}} {
+				host, port, _ := net.SplitHostPort(target.addr)
+				bargs := []string{"-h", host, "-p", port, "-c", strconv.Itoa(*clients), "-n", strconv.Itoa(*requests),
+					"-t", strings.TrimSpace(test), "-d", strconv.Itoa(*valueSize), "--csv"}
+				if p > 1 {
+					bargs = append(bargs, "-P", strconv.Itoa(p))
+				}
+				if *keyspace > 0 {
+					bargs = append(bargs, "-r", strconv.Itoa(*keyspace))
+				}
+				fmt.Fprintf(m.Stderr, "bench resp: %s: redis-benchmark %s\n", target.name, strings.Join(bargs, " "))
+				cpuBefore, cpuErr := infoCPU(target.addr)
+				cmd := exec.CommandContext(ctx, *benchBin, bargs...)
+				cmd.Stderr = m.Stderr
+				out, err := cmd.Output()
+				if err != nil {
+					return fmt.Errorf("redis-benchmark against %s: %w", target.name, err)
+				}
+				cpuAfter, err := infoCPU(target.addr)
+				cpuErr = errors.Join(cpuErr, err)
+				got, err := parseBenchCSV(out)
+				if err != nil {
+					return fmt.Errorf("redis-benchmark against %s: %w\n%s", target.name, err, out)
+				}
+				for _, r := range got {
+					r.Target, r.Pipeline = target.name, p
+					if cpuErr == nil && len(got) == 1 {
+						r.CPUMicrosPerOp = (cpuAfter - cpuBefore) / float64(*requests) * 1e6
+					}
+					rows = append(rows, r)
+				}
+				if cpuErr != nil {
+					fmt.Fprintf(m.Stderr, "bench resp: %s: no CPU time: %v\n", target.name, cpuErr)
+				}
 			}
 		}
 	}
@@ -172,18 +188,69 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "test\tpipeline\tredis ops/s\tshoal ops/s\tshoal/redis\tredis p50 ms\tshoal p50 ms\t")
+	fmt.Fprintln(tw, "test\tpipeline\tredis ops/s\tshoal ops/s\tshoal/redis\tredis p50 ms\tshoal p50 ms\tredis CPU µs/op\tshoal CPU µs/op\t")
+	cpu := func(us float64) string {
+		if us <= 0 {
+			return "-"
+		}
+		return strconv.FormatFloat(us, 'f', 2, 64)
+	}
 	for _, r := range rows {
 		if r.Target != "redis" {
 			continue
 		}
 		for _, s := range rows {
 			if s.Target == "shoal" && s.Test == r.Test && s.Pipeline == r.Pipeline {
-				fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f×\t%.2f\t%.2f\t\n", r.Test, r.Pipeline, r.RPS, s.RPS, s.RPS/r.RPS, r.P50ms, s.P50ms)
+				fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f×\t%.2f\t%.2f\t%s\t%s\t\n", r.Test, r.Pipeline, r.RPS, s.RPS, s.RPS/r.RPS,
+					r.P50ms, s.P50ms, cpu(r.CPUMicrosPerOp), cpu(s.CPUMicrosPerOp))
 			}
 		}
 	}
 	return tw.Flush()
+}
+
+// infoCPU returns the CPU time (system and user, in seconds) the RESP
+// server at addr reports in INFO cpu.
+func infoCPU(addr string) (float64, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "*2\r\n$4\r\nINFO\r\n$3\r\ncpu\r\n"); err != nil {
+		return 0, err
+	}
+	rd := bufio.NewReader(c)
+	head, err := rd.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+	if !strings.HasPrefix(head, "$") || err != nil || n < 0 || n > 1<<20 {
+		return 0, fmt.Errorf("INFO cpu answered %q", strings.TrimSpace(head))
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(rd, body); err != nil {
+		return 0, err
+	}
+	var total float64
+	found := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("INFO cpu: %s: %w", k, err)
+			}
+			total += f
+			found++
+		}
+	}
+	if found != 2 {
+		return 0, errors.New("INFO cpu has no used_cpu_sys and used_cpu_user")
+	}
+	return total, nil
 }
 
 // parseBenchCSV reads redis-benchmark --csv output: a header, then

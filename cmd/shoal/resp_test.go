@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,4 +302,37 @@ func TestRESPExecCrash(t *testing.T) {
 		t.Fatalf("%d transactions found, %d acknowledged (and at most %d in flight)", a, committed, clients)
 	}
 	t.Logf("%d transactions acknowledged before kill -9, %d found after restart", committed, a)
+}
+
+// TestBenchRESP: bench resp runs redis-benchmark against both servers
+// (here two agents, so that CI needs no redis-server), once per test and
+// pipeline, and reports each server's CPU per request from INFO cpu.
+func TestBenchRESP(t *testing.T) {
+	if _, err := exec.LookPath("redis-benchmark"); err != nil {
+		t.Skip("redis-benchmark not installed (Debian: apt-get install redis-tools)")
+	}
+	a := startAgent(t, t.TempDir(), "--resp", "127.0.0.1:0")
+	b := startAgent(t, t.TempDir(), "--resp", "127.0.0.1:0")
+	out := mustShoal(t, "bench", "resp", "--shoal-addr", a.RESPAddr(), "--redis-addr", b.RESPAddr(),
+		"--clients", "4", "--requests", "2000", "--tests", "set,get", "--pipelines", "1,4", "-o", "json")
+	var rows []respBenchRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		seen[fmt.Sprint(r.Target, r.Test, r.Pipeline)] = true
+		if r.RPS <= 0 || r.P50ms < 0 || (runtime.GOOS != "windows" && r.CPUMicrosPerOp <= 0) {
+			t.Errorf("row %+v", r)
+		}
+	}
+	for _, target := range []string{"redis", "shoal"} {
+		for _, test := range []string{"SET", "GET"} {
+			for _, p := range []int{1, 4} {
+				if !seen[fmt.Sprint(target, test, p)] {
+					t.Errorf("no row for %s %s -P %d in %+v", target, test, p, rows)
+				}
+			}
+		}
+	}
 }

@@ -163,7 +163,8 @@ func (c *conn) client(a [][]byte) {
 }
 
 // info answers the sections Redis tools read: server (with shoal's
-// version, replica and state digest), clients and keyspace.
+// version, replica and state digest), clients, persistence, cpu (the
+// process's CPU time, as Redis reports its own) and keyspace.
 func (c *conn) info(a [][]byte) {
 	st := c.s.n.Status()
 	var b strings.Builder
@@ -193,6 +194,11 @@ func (c *conn) info(a [][]byte) {
 			ro = 1
 		}
 		fmt.Fprintf(&b, "# Persistence\r\nloading:0\r\nshoal_read_only:%d\r\nshoal_wal_bytes:%d\r\n\r\n", ro, st.WALBytes)
+	}
+	if want("cpu") {
+		if sys, user, ok := processCPU(); ok {
+			fmt.Fprintf(&b, "# CPU\r\nused_cpu_sys:%.6f\r\nused_cpu_user:%.6f\r\n\r\n", sys, user)
+		}
 	}
 	if want("keyspace") {
 		b.WriteString("# Keyspace\r\n")

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -159,6 +161,23 @@ func TestRESPCommands(t *testing.T) {
 	info, err := c.Info(ctx, "server").Result()
 	if err != nil || !strings.Contains(info, "shoal_digest:"+ts.n.Digest()) || !strings.Contains(info, "shoal_version:") {
 		t.Fatalf("INFO server = %q, %v", info, err)
+	}
+	if runtime.GOOS != "windows" { // getrusage: INFO cpu, as Redis's, for tools that measure the server
+		cpu := func() float64 {
+			t.Helper()
+			info, err := c.Info(ctx, "cpu").Result()
+			var sys, user float64
+			if _, serr := fmt.Sscanf(info, "# CPU\r\nused_cpu_sys:%f\r\nused_cpu_user:%f\r\n", &sys, &user); err != nil || serr != nil {
+				t.Fatalf("INFO cpu = %q, %v, %v", info, err, serr)
+			}
+			return sys + user
+		}
+		before := cpu()
+		for end := time.Now().Add(20 * time.Millisecond); time.Now().Before(end); {
+		}
+		if after := cpu(); after <= before {
+			t.Fatalf("INFO cpu: %v s, then %v s after 20 ms of work", before, after)
+		}
 	}
 	cmds, err := c.Command(ctx).Result()
 	if err != nil || cmds["get"] == nil || cmds["get"].Arity != 2 || cmds["mset"].LastKeyPos != -1 {
