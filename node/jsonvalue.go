@@ -60,32 +60,11 @@ func (n *Node) GetJSON(key string) (Type, []byte, error) {
 // instead of allocating it, for a caller that reads into one buffer again
 // and again (the RESP endpoint's GET). On an error it returns dst as given.
 func (n *Node) AppendJSON(dst []byte, key string) (Type, []byte, error) {
-	if n.closed.Load() {
-		return "", dst, ErrClosed
-	}
-	if !validKey(key) {
-		return "", dst, keyError("get", key)
-	}
-	sh := n.mu.rlock()
-	v, ok := n.ks.GetShared(key, 0)
-	n.mu.runlock(sh)
-	if !ok || !n.unexpired(v.Expires) {
-		return "", dst, fmt.Errorf("%w: %q", ErrNotFound, key)
-	}
-	if v.Type == crdt.TypeRegister {
-		// The state never writes into bytes it holds: copying them after
-		// the lock is released is safe.
-		return TypeRegister, append(dst, v.Register...), nil
-	}
-	data, err := convertView(&v)
-	var b []byte
-	if err == nil {
-		b, err = encodeValue(data)
-	}
+	v, err := n.appendRaw(dst, key)
 	if err != nil {
-		return "", dst, fmt.Errorf("node: get %q: %w", key, err)
+		return "", dst, err
 	}
-	return typeOf(v.Type), append(dst, b...), nil
+	return v.Type, v.JSON, nil
 }
 
 // RawValue is a key's value as canonical JSON (see GetRaw).
@@ -97,7 +76,10 @@ type RawValue struct {
 
 // GetRaw is GetJSON that also returns the key's expiry, from the same
 // read.
-func (n *Node) GetRaw(key string) (RawValue, error) {
+func (n *Node) GetRaw(key string) (RawValue, error) { return n.appendRaw(nil, key) }
+
+// appendRaw is GetRaw with the JSON appended to dst.
+func (n *Node) appendRaw(dst []byte, key string) (RawValue, error) {
 	if n.closed.Load() {
 		return RawValue{}, ErrClosed
 	}
@@ -105,22 +87,30 @@ func (n *Node) GetRaw(key string) (RawValue, error) {
 		return RawValue{}, keyError("get", key)
 	}
 	sh := n.mu.rlock()
-	v, ok := n.ks.Get(key, 0)
+	v, ok := n.ks.GetShared(key, 0)
 	n.mu.runlock(sh)
 	if !ok || !n.unexpired(v.Expires) {
 		return RawValue{}, fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
 	out := RawValue{Type: typeOf(v.Type), Expires: expiresTime(v.Expires)}
 	if v.Type == crdt.TypeRegister {
-		out.JSON = v.Register // Get's own copy
+		// The state never writes into bytes it holds: copying them after
+		// the lock is released is safe.
+		out.JSON = append(dst, v.Register...)
 		return out, nil
 	}
 	data, err := convertView(&v)
+	var b []byte
+	if err == nil {
+		b, err = encodeValue(data)
+	}
 	if err != nil {
 		return RawValue{}, fmt.Errorf("node: get %q: %w", key, err)
 	}
-	if out.JSON, err = encodeValue(data); err != nil {
-		return RawValue{}, fmt.Errorf("node: get %q: %w", key, err)
+	if dst == nil {
+		out.JSON = b
+	} else {
+		out.JSON = append(dst, b...)
 	}
 	return out, nil
 }
