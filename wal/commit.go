@@ -223,9 +223,14 @@ func (l *Log) run() {
 		}
 		clear(work)
 		if closing {
-			// Keep the token: nothing may commit after the last sync.
-			if l.unsynced && l.cerr == nil {
-				if err := l.syncActive(); err != nil {
+			// Keep the token: nothing may commit after the last sync. A
+			// clean close leaves the store ending with its last record.
+			if l.cerr == nil {
+				err := l.trimActive()
+				if err == nil && l.unsynced {
+					err = l.syncActive()
+				}
+				if err != nil {
 					l.fail(err)
 				}
 			}
@@ -364,6 +369,9 @@ func (l *Log) writeBatch(b *batch) error {
 	if err := l.act.idx.reserve(l.actCount + b.n); err != nil {
 		return err
 	}
+	if end := l.actSize + int64(len(b.buf)); end > l.actAlloc {
+		l.preallocate(end)
+	}
 	n, err := l.act.store.WriteAt(b.buf, l.actSize)
 	if err == nil && n < len(b.buf) {
 		err = io.ErrShortWrite
@@ -378,7 +386,50 @@ func (l *Log) writeBatch(b *batch) error {
 		pos += int64(frameHeaderSize + n)
 	}
 	l.actSize += int64(len(b.buf))
+	l.actAlloc = max(l.actAlloc, l.actSize)
 	l.actCount += b.n
+	l.unsynced = true
+	return nil
+}
+
+// zeros is what preallocate writes; never written to (in the binary's
+// zero-filled data: no memory until read, and then the kernel's zero page).
+var zeros [DefaultPreallocate]byte
+
+// preallocate writes zeros from end (the end of the batch about to be
+// written) up to Options.Preallocate bytes past it, within the segment's
+// size, so that the next commits write into blocks that hold data already
+// (doc.go, "Preallocation"). The batch's own write covers [actAlloc, end).
+// A failure is not the log's: the space ahead is only an optimisation, and
+// a full disk is reported by the batch's own write if it does not fit.
+// Committer only.
+func (l *Log) preallocate(end int64) {
+	if l.opts.Preallocate <= 0 {
+		return
+	}
+	pos := max(l.actAlloc, end)
+	target := min(end+l.opts.Preallocate, max(l.opts.SegmentBytes, end))
+	for pos < target {
+		n, err := l.act.store.WriteAt(zeros[:min(int64(len(zeros)), target-pos)], pos)
+		pos += int64(n)
+		if err != nil {
+			break
+		}
+	}
+	l.actAlloc = pos
+}
+
+// trimActive cuts the zeros written ahead from the active store, so that
+// a sealed or cleanly closed store ends with its last record; the caller
+// syncs (unsynced is set). Committer only.
+func (l *Log) trimActive() error {
+	if l.actAlloc <= l.actSize {
+		return nil
+	}
+	if err := l.act.store.Truncate(l.actSize); err != nil {
+		return fmt.Errorf("wal: truncate %s to %d: %w", l.act.path, l.actSize, err)
+	}
+	l.actAlloc = l.actSize
 	l.unsynced = true
 	return nil
 }
@@ -386,6 +437,9 @@ func (l *Log) writeBatch(b *batch) error {
 // roll seals the active segment and creates the next one (doc.go, "Rolling").
 // Committer only.
 func (l *Log) roll(base uint64) error {
+	if err := l.trimActive(); err != nil {
+		return err
+	}
 	if l.unsynced {
 		if err := l.syncActive(); err != nil {
 			return err
@@ -403,7 +457,7 @@ func (l *Log) roll(base uint64) error {
 	l.segMu.Lock()
 	l.segs = append(l.segs, s)
 	l.segMu.Unlock()
-	l.act, l.actSize, l.actCount = s, headerSize, 0
+	l.act, l.actSize, l.actAlloc, l.actCount = s, headerSize, headerSize, 0
 	if h := l.opts.Hooks.OnRoll; h != nil {
 		h(base)
 	}

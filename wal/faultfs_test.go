@@ -34,7 +34,7 @@ type faultFS struct {
 	keepTorn   func(path string, unsynced int64) int64
 	zeroTorn   bool // kept torn bytes are zeroes instead of what was written
 	syncCalls  int
-	writes     int
+	writes     int                          // WriteAt calls, but for those of zeros only (preallocation)
 	beforeSync func()                       // called (without the lock) before each store Sync
 	beforeRead func(path string, off int64) // called (without the lock) before each ReadAt
 	syncedDirs []string                     // every SyncDir, in order
@@ -42,6 +42,16 @@ type faultFS struct {
 
 type fileState struct {
 	synced int64 // size at the last Sync (or when first seen)
+	// Writes below synced since the last Sync (into preallocated zeros):
+	// dirtyFrom is the lowest such offset (-1: none), undo the bytes they
+	// replaced, oldest first, so that a crash can lose them too.
+	dirtyFrom int64
+	undo      []undoRec
+}
+
+type undoRec struct {
+	off int64
+	old []byte
 }
 
 type dirOp struct {
@@ -75,7 +85,7 @@ func (f *faultFS) opLocked(name string) error {
 func (f *faultFS) state(path string) *fileState {
 	st := f.files[path]
 	if st == nil {
-		st = &fileState{}
+		st = &fileState{dirtyFrom: -1}
 		if fi, err := os.Stat(path); err == nil {
 			st.synced = fi.Size()
 		}
@@ -104,7 +114,7 @@ func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (File, error
 	}
 	f.mu.Lock()
 	if creating {
-		f.files[name] = &fileState{}
+		f.files[name] = &fileState{dirtyFrom: -1}
 		f.dirty = append(f.dirty, dirOp{kind: "create", to: name})
 	} else {
 		st := f.state(name)
@@ -189,26 +199,56 @@ func (f *faultFS) crash() error {
 			continue
 		}
 		size := fi.Size()
-		if size <= st.synced {
+		// What was written since the last Sync: [from, size), overwrites
+		// of synced bytes included.
+		from := st.synced
+		if st.dirtyFrom >= 0 && st.dirtyFrom < from {
+			from = st.dirtyFrom
+		}
+		if size <= from {
 			continue
 		}
 		keep := int64(0)
 		if f.keepTorn != nil {
-			keep = f.keepTorn(path, size-st.synced)
+			keep = f.keepTorn(path, size-from)
 		}
-		if f.zeroTorn && keep > 0 {
-			fh, err := os.OpenFile(path, os.O_RDWR, 0)
-			if err != nil {
-				return err
-			}
-			_, err = fh.WriteAt(make([]byte, keep), st.synced)
-			fh.Close()
-			if err != nil {
-				return err
-			}
-		}
-		if err := os.Truncate(path, st.synced+keep); err != nil {
+		cut := from + keep
+		if err := revert(path, st, from, cut, f.zeroTorn); err != nil {
 			return err
+		}
+		if size > max(st.synced, cut) {
+			if err := os.Truncate(path, max(st.synced, cut)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// revert applies a crash to the synced part of a file: the kept torn bytes
+// [from, cut) become zeros if zeroTorn, and overwritten bytes from cut on
+// get back what they held at the last Sync.
+func revert(path string, st *fileState, from, cut int64, zeroTorn bool) error {
+	if !(zeroTorn && cut > from) && len(st.undo) == 0 {
+		return nil
+	}
+	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	if zeroTorn && cut > from {
+		if _, err := fh.WriteAt(make([]byte, cut-from), from); err != nil {
+			return err
+		}
+	}
+	for i := len(st.undo) - 1; i >= 0; i-- {
+		u := st.undo[i]
+		lo, hi := max(u.off, cut), min(u.off+int64(len(u.old)), st.synced)
+		if lo < hi {
+			if _, err := fh.WriteAt(u.old[lo-u.off:hi-u.off], lo); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -249,7 +289,20 @@ func (w *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	}
 	short := f.shortWrite
 	f.shortWrite = false
-	f.writes++
+	if !allZero(p) {
+		f.writes++
+	}
+	if st := f.state(w.path); off < st.synced && len(p) > 0 {
+		old := make([]byte, min(int64(len(p)), st.synced-off))
+		if _, err := w.File.ReadAt(old, off); err != nil {
+			f.mu.Unlock()
+			return 0, err
+		}
+		st.undo = append(st.undo, undoRec{off: off, old: old})
+		if st.dirtyFrom < 0 || off < st.dirtyFrom {
+			st.dirtyFrom = off
+		}
+	}
 	f.mu.Unlock()
 	if short && len(p) > 1 {
 		return w.File.WriteAt(p[:len(p)/2], off)
@@ -281,7 +334,8 @@ func (w *faultFile) Sync() error {
 
 	f.mu.Lock()
 	if fi, err := w.File.Stat(); err == nil {
-		f.state(w.path).synced = fi.Size()
+		st := f.state(w.path)
+		st.synced, st.dirtyFrom, st.undo = fi.Size(), -1, nil
 	}
 	f.mu.Unlock()
 	return nil

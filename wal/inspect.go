@@ -65,6 +65,10 @@ type SegmentReport struct {
 	Bytes   int64  // store size on disk
 	Records int    // records in complete Appends before any damage
 	End     int64  // store position just after them
+	// Preallocated counts the zeros after End that the log wrote ahead of
+	// its records (last segment only; doc.go, "Preallocation"): neither
+	// data nor a problem.
+	Preallocated int64
 	// Runs are the stretches of intact records, including any after
 	// damage (what Repair can keep).
 	Runs     []Run
@@ -223,7 +227,16 @@ func inspectSegment(dir string, base uint64, last bool, o InspectOptions) (*Segm
 		return nil, fmt.Errorf("wal: inspect %s: %w", rep.Store, err)
 	}
 	rep.Records, rep.End = res.count, res.end
-	if res.end < rep.Bytes {
+	if last {
+		pre, err := preallocated(f, rep.Bytes, res, idx)
+		if err != nil {
+			return nil, fmt.Errorf("wal: inspect %s: %w", rep.Store, err)
+		}
+		if pre {
+			rep.Preallocated = rep.Bytes - res.end
+		}
+	}
+	if res.end < rep.Bytes-rep.Preallocated {
 		reason := string(res.problem)
 		if reason == "" {
 			reason = "incomplete Append"
@@ -243,10 +256,10 @@ func inspectSegment(dir string, base uint64, last bool, o InspectOptions) (*Segm
 			}
 		}
 	}
-	if rep.Runs, err = salvage(f, base, rep.Bytes, idx, o.MaxRecordBytes); err != nil {
+	if rep.Runs, err = salvage(f, base, rep.Bytes-rep.Preallocated, idx, o.MaxRecordBytes); err != nil {
 		return nil, fmt.Errorf("wal: inspect %s: %w", rep.Store, err)
 	}
-	rep.Problems = append(rep.Problems, checkIndex(rep, ipath, idx, positions, last, res.end == rep.Bytes)...)
+	rep.Problems = append(rep.Problems, checkIndex(rep, ipath, idx, positions, last, res.end == rep.Bytes-rep.Preallocated)...)
 	return rep, nil
 }
 

@@ -63,14 +63,18 @@ type Log struct {
 	truncMu sync.Mutex // serialises TruncateFront so removals stay oldest first
 
 	// Committer-only state (see committing).
-	act      *segment
-	actSize  int64 // bytes written to the active store
-	actCount int   // records written to the active store
-	unsynced bool  // written since the last fdatasync
+	act     *segment
+	actSize int64 // bytes written to the active store
+	// actAlloc is the active store's size on disk: [actSize, actAlloc)
+	// holds zeros written ahead (preallocate).
+	actAlloc int64
+	actCount int  // records written to the active store
+	unsynced bool // written since the last fdatasync
 	lastSync time.Time
 	cerr     error // the committer's copy of the sticky error
 
 	recovery   RecoveryInfo
+	openAlloc  int64        // the last store's size on disk after recovery
 	indexFixes atomic.Int64 // sealed indexes rebuilt after a read disagreed
 }
 
@@ -118,6 +122,7 @@ func Open(dir string, opts *Options) (*Log, error) {
 	last := l.segs[len(l.segs)-1]
 	l.act = last
 	l.actSize = last.size.Load()
+	l.actAlloc = max(l.actSize, l.openAlloc)
 	l.actCount = int(last.count.Load())
 	l.planSize = l.actSize
 	l.next = last.next()

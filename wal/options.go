@@ -42,6 +42,7 @@ const (
 	DefaultSegmentBytes   = 64 << 20
 	DefaultSyncInterval   = time.Second
 	DefaultMaxRecordBytes = 16 << 20
+	DefaultPreallocate    = 1 << 20
 
 	// MaxSegmentBytes bounds Options.SegmentBytes: index positions are 32-bit,
 	// and a segment may overshoot SegmentBytes by one Append.
@@ -83,6 +84,16 @@ type Options struct {
 	// written with makes the larger records unreadable (they are reported as
 	// corrupt), so never lower it.
 	MaxRecordBytes int
+
+	// Preallocate is how many bytes of zeros the committer writes ahead of
+	// the records in the active store, in one step whenever the records
+	// reach the end of what it wrote before. An fdatasync after writing into
+	// blocks that already hold data and a file that keeps its size flushes
+	// the data only; one that extends the file also writes the inode and
+	// allocates blocks: about twice the time and CPU for a small group on
+	// ext4 (doc.go, "Preallocation"). 0 = DefaultPreallocate (1 MiB);
+	// negative = off (every write extends the file).
+	Preallocate int64
 
 	// MaxPendingBytes bounds the bytes queued for the committer under
 	// SyncInterval and SyncNever; Append blocks while more are queued
@@ -175,6 +186,12 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.MaxPendingBytes < 0 {
 		return c, fmt.Errorf("%w: negative MaxPendingBytes", ErrInvalidOptions)
+	}
+	if c.Preallocate == 0 {
+		c.Preallocate = DefaultPreallocate
+	}
+	if c.Preallocate > MaxSegmentBytes {
+		return c, fmt.Errorf("%w: Preallocate %d above %d", ErrInvalidOptions, c.Preallocate, MaxSegmentBytes)
 	}
 	if c.FS == nil {
 		c.FS = OSFS{}

@@ -37,6 +37,7 @@ type segPlan struct {
 	rebuild []byte
 	// Last segment only.
 	last      bool
+	prealloc  bool // what follows res.end is zeros written ahead: kept, not cut
 	res       scanResult
 	positions []int64 // frame position of each kept record
 }
@@ -114,7 +115,7 @@ func (l *Log) plan() (*recoveryPlan, error) {
 	if n := len(p.segs); n > 0 {
 		p.info.First, p.info.Next = p.segs[0].seg.base, p.segs[n-1].seg.next()
 		last := p.segs[n-1]
-		if last.res.end < last.size {
+		if last.res.end < last.size && !last.prealloc {
 			p.info.CutBytes = last.size - last.res.end
 			p.info.CutAt = last.res.end
 			p.info.CutSegment = last.seg.path
@@ -248,8 +249,13 @@ func (l *Log) planLast(base uint64) (*segPlan, error) {
 	if err != nil {
 		return sp, fmt.Errorf("wal: recover %s: %w", s.path, err)
 	}
-	if err := classifyTail(s.store, s.path, base, size, sp.res, idx, l.opts.MaxRecordBytes); err != nil {
-		return sp, err
+	if sp.prealloc, err = preallocated(s.store, size, sp.res, idx); err != nil {
+		return sp, fmt.Errorf("wal: recover %s: %w", s.path, err)
+	}
+	if !sp.prealloc {
+		if err := classifyTail(s.store, s.path, base, size, sp.res, idx, l.opts.MaxRecordBytes); err != nil {
+			return sp, err
+		}
 	}
 	s.setExtent(sp.res.count, sp.res.end)
 	return sp, nil
@@ -350,7 +356,9 @@ func (l *Log) apply(p *recoveryPlan) error {
 	if err := l.repairLastIndex(last, &p.info); err != nil {
 		return err
 	}
-	if last.res.end < last.size {
+	if last.prealloc {
+		l.openAlloc = last.size // the committer writes into the zeros
+	} else if last.res.end < last.size {
 		side, err := l.cutTail(last.seg, last.res, last.size, p.names)
 		if err != nil {
 			return err

@@ -177,11 +177,12 @@ func (r *repairer) keepPart(seg *SegmentReport, run Run, ka, kb uint64) error {
 		return err
 	}
 	dropped := intact(seg) - (kb - ka)
+	dataEnd := seg.Bytes - seg.Preallocated // zeros written ahead are not data
 	switch {
-	case ka == seg.Base && pa == headerSize && pb == seg.Bytes && len(seg.Problems) == 0:
+	case ka == seg.Base && pa == headerSize && pb == dataEnd && len(seg.Problems) == 0:
 		return nil // whole and clean: untouched
 	case ka == seg.Base && pa == headerSize:
-		if pb == seg.Bytes {
+		if pb == dataEnd {
 			return r.removeIndex(seg) // only its index was in question
 		}
 		// A prefix: copy the rest aside, then cut.

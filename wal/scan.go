@@ -143,6 +143,47 @@ func scan(f File, base uint64, pos int64, first int, size int64, maxLen int, onP
 	return res, nil
 }
 
+// preallocated reports whether the bytes after the last complete Append of
+// a last segment are only the zeros the committer writes ahead (doc.go,
+// "Preallocation"): zeros to the end of the file, and no index entry for a
+// record past that Append (an entry says a record was written there).
+func preallocated(f File, size int64, res scanResult, idx []byte) (bool, error) {
+	if res.end >= size {
+		return false, nil
+	}
+	for i := res.count; (i+1)*indexEntrySize <= len(idx); i++ {
+		if binary.LittleEndian.Uint64(idx[i*indexEntrySize:]) != 0 {
+			return false, nil
+		}
+	}
+	buf := make([]byte, min(1<<20, size-res.end))
+	for pos := res.end; pos < size; {
+		b := buf[:min(int64(len(buf)), size-pos)]
+		if n, err := f.ReadAt(b, pos); err != nil && (err != io.EOF || n < len(b)) {
+			return false, err
+		}
+		if !allZero(b) {
+			return false, nil
+		}
+		pos += int64(len(b))
+	}
+	return true, nil
+}
+
+func allZero(b []byte) bool {
+	for ; len(b) >= 8; b = b[8:] {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // readPayload reads the payload of the frame at pos (already validated).
 func readPayload(f File, pos int64, maxLen int) ([]byte, error) {
 	var h [frameHeaderSize]byte

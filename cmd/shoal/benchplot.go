@@ -42,8 +42,8 @@ func writePutPlot(path string, rep *putReport) error {
 	p.Add(plotter.NewGrid())
 	var series []any
 	bottom, top := math.Inf(1), 0.0
-	labels := map[string]string{"shoal": "shoal node.Put", "raw": "raw group commit", "bbolt": "bbolt"}
-	for _, name := range []string{"shoal", "raw", "bbolt"} {
+	labels := map[string]string{"shoal": "shoal node.Put", "raw": "raw group commit", "bbolt": "bbolt", "raw-z": "raw, zero-filled ahead"}
+	for _, name := range []string{"shoal", "raw", "bbolt", "raw-z"} {
 		var xys plotter.XYs
 		for _, r := range rep.Results {
 			if r.Contender == name && r.OpsPerSec > 0 {

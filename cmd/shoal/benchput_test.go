@@ -39,12 +39,12 @@ func TestBenchPut(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("JSON report: %v\n%s", err, b)
 	}
-	if len(rep.Results) != 6 || len(rep.Ratios) != 2 {
-		t.Fatalf("want 3 contenders at 2 writer counts and 2 ratios, got %+v", rep)
+	want := []string{"raw", "shoal", "bbolt", "raw-z"}
+	if len(rep.Results) != 2*len(want) || len(rep.Ratios) != 2 {
+		t.Fatalf("want %d contenders at 2 writer counts and 2 ratios, got %+v", len(want), rep)
 	}
-	want := []string{"raw", "shoal", "bbolt"}
 	for i, r := range rep.Results {
-		if r.Contender != want[i%3] || r.Writers != []int{1, 4}[i/3] {
+		if r.Contender != want[i%len(want)] || r.Writers != []int{1, 4}[i/len(want)] {
 			t.Errorf("result %d is %s at %d writers", i, r.Contender, r.Writers)
 		}
 		if r.Ops <= 0 || r.OpsPerSec <= 0 || r.Latency.Count != int(r.Ops) || r.Latency.P50 > r.Latency.P99 || r.Latency.P99 > r.Latency.Max {
@@ -52,7 +52,7 @@ func TestBenchPut(t *testing.T) {
 		}
 	}
 	for _, r := range rep.Ratios {
-		if r.ShoalRaw <= 0 || r.ShoalBbolt <= 0 || r.BboltRaw <= 0 {
+		if r.ShoalRaw <= 0 || r.ShoalBbolt <= 0 || r.BboltRaw <= 0 || r.ShoalRawZ <= 0 {
 			t.Errorf("ratios %+v", r)
 		}
 	}
@@ -60,7 +60,7 @@ func TestBenchPut(t *testing.T) {
 	if len(rep.Goals) != 1 || rep.Goals[0].Target != 0.9 || rep.Goals[0].Measured != rep.Ratios[0].ShoalRaw {
 		t.Errorf("goals %+v", rep.Goals)
 	}
-	checkSVG(t, filepath.Join(svgDir, "put-writers.svg"), "shoal node.Put", "raw group commit", "bbolt")
+	checkSVG(t, filepath.Join(svgDir, "put-writers.svg"), "shoal node.Put", "raw group commit", "bbolt", "raw, zero-filled ahead")
 	// A report with nothing measured is still a plot.
 	empty := filepath.Join(svgDir, "empty.svg")
 	if err := writePutPlot(empty, &putReport{ValueSize: 256}); err != nil {
@@ -84,25 +84,34 @@ func TestBenchPutFlags(t *testing.T) {
 
 // TestRawGroupSharesSyncs: concurrent appenders all return, with every
 // byte in the file.
+// With zeros ahead (raw-z), the records are the file's first bytes and
+// zeros follow them.
 func TestRawGroupSharesSyncs(t *testing.T) {
-	g, err := openRawGroup(filepath.Join(t.TempDir(), "raw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.close()
-	const writers, each = 8, 20
-	n, _, lat, err := runWriters(context.Background(), writers, time.Hour, func(w, i int) error {
-		if i == each {
-			return errStopWriter
+	for _, ahead := range []int64{0, 100} {
+		g, err := openRawGroup(filepath.Join(t.TempDir(), "raw"))
+		if err != nil {
+			t.Fatal(err)
 		}
-		return g.append([]byte("0123456789abcdef"))
-	}, true)
-	if !errors.Is(err, errStopWriter) || n != writers*each || len(lat) != writers*each {
-		t.Fatalf("%d appends, %d latencies, %v", n, len(lat), err)
-	}
-	st, err := os.Stat(g.f.Name())
-	if err != nil || st.Size() != writers*each*16 {
-		t.Fatalf("file: %v, %v", st, err)
+		g.ahead = ahead
+		const writers, each = 8, 20
+		n, _, lat, err := runWriters(context.Background(), writers, time.Hour, func(w, i int) error {
+			if i == each {
+				return errStopWriter
+			}
+			return g.append([]byte("0123456789abcdef"))
+		}, true)
+		if !errors.Is(err, errStopWriter) || n != writers*each || len(lat) != writers*each {
+			t.Fatalf("ahead %d: %d appends, %d latencies, %v", ahead, n, len(lat), err)
+		}
+		b, err := os.ReadFile(g.f.Name())
+		g.close()
+		const size = writers * each * 16
+		if err != nil || int64(len(b)) < size || int64(len(b)) > size+ahead {
+			t.Fatalf("ahead %d: file of %d bytes, %v", ahead, len(b), err)
+		}
+		if !bytes.Equal(b[:size], bytes.Repeat([]byte("0123456789abcdef"), writers*each)) || bytes.ContainsFunc(b[size:], func(r rune) bool { return r != 0 }) {
+			t.Fatalf("ahead %d: the file holds other bytes", ahead)
+		}
 	}
 }
 
