@@ -369,9 +369,6 @@ func (l *Log) writeBatch(b *batch) error {
 	if err := l.act.idx.reserve(l.actCount + b.n); err != nil {
 		return err
 	}
-	if end := l.actSize + int64(len(b.buf)); end > l.actAlloc {
-		l.preallocate(end)
-	}
 	n, err := l.act.store.WriteAt(b.buf, l.actSize)
 	if err == nil && n < len(b.buf) {
 		err = io.ErrShortWrite
@@ -386,7 +383,10 @@ func (l *Log) writeBatch(b *batch) error {
 		pos += int64(frameHeaderSize + n)
 	}
 	l.actSize += int64(len(b.buf))
-	l.actAlloc = max(l.actAlloc, l.actSize)
+	if l.actSize > l.actAlloc { // the batch extended the file
+		l.actAlloc = l.actSize
+		l.preallocate()
+	}
 	l.actCount += b.n
 	l.unsynced = true
 	return nil
@@ -396,23 +396,32 @@ func (l *Log) writeBatch(b *batch) error {
 // zero-filled data: no memory until read, and then the kernel's zero page).
 var zeros [DefaultPreallocate]byte
 
-// preallocate writes zeros from end (the end of the batch about to be
-// written) up to Options.Preallocate bytes past it, within the segment's
-// size, so that the next commits write into blocks that hold data already
-// (doc.go, "Preallocation"). The batch's own write covers [actAlloc, end).
-// A failure is not the log's: the space ahead is only an optimisation, and
-// a full disk is reported by the batch's own write if it does not fit.
-// Committer only.
-func (l *Log) preallocate(end int64) {
-	if l.opts.Preallocate <= 0 {
+// preallocate writes zeros after the records, which have just reached the
+// end of the file, up to Options.Preallocate bytes past them and within
+// the segment's size, so that the next commits write into blocks that hold
+// data already (doc.go, "Preallocation"); this commit's fdatasync covers
+// them. The records were written first, so they never wait for space the
+// zeros took: when the zeros do not fit, they are cut again and the log
+// goes on without them (the space ahead is an optimisation, not the log's
+// to fail for). Committer only.
+func (l *Log) preallocate() {
+	end := l.actSize
+	if l.opts.Preallocate <= 0 || end < l.preallocAfter {
 		return
 	}
-	pos := max(l.actAlloc, end)
 	target := min(end+l.opts.Preallocate, max(l.opts.SegmentBytes, end))
+	pos := end
 	for pos < target {
 		n, err := l.act.store.WriteAt(zeros[:min(int64(len(zeros)), target-pos)], pos)
 		pos += int64(n)
 		if err != nil {
+			// Give back what was taken; if that fails too, the zeros
+			// written are harmless (recovery knows them).
+			if l.act.store.Truncate(end) == nil {
+				pos = end
+			}
+			// Not again at every commit of a disk that stays full.
+			l.preallocAfter = end + l.opts.Preallocate
 			break
 		}
 	}
@@ -458,6 +467,7 @@ func (l *Log) roll(base uint64) error {
 	l.segs = append(l.segs, s)
 	l.segMu.Unlock()
 	l.act, l.actSize, l.actAlloc, l.actCount = s, headerSize, headerSize, 0
+	l.preallocAfter = 0
 	if h := l.opts.Hooks.OnRoll; h != nil {
 		h(base)
 	}

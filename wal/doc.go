@@ -113,15 +113,17 @@
 //
 // The committer writes zeros ahead of the records in the active store
 // (Options.Preallocate, 1 MiB by default, never past SegmentBytes): when a
-// batch would end past them, the same commit first writes the next stretch
-// of zeros after it. Most commits therefore write into blocks that already
+// batch ends past them, the same commit writes the next stretch of zeros
+// after it, before its fdatasync. Most commits therefore write into blocks that already
 // hold data, in a file whose size does not change, so their fdatasync
 // flushes the data alone; one that extends the file must also allocate
 // blocks and write the inode, about twice the time and CPU for a commit of
 // a few KiB on ext4 (what PostgreSQL's zero-filled WAL segments avoid too).
 // Blocks reserved with fallocate do not help: writing into them converts
-// their extents, which is metadata again. A failure to write the zeros is
-// not an error of the log (the batch's own write reports a full disk).
+// their extents, which is metadata again. The records are written before
+// the zeros, so they never wait for space the zeros took; zeros that do not
+// fit (a full disk) are cut again, and are not an error of the log, which
+// tries again once its records have grown by Preallocate.
 //
 // The zeros never outlive the active segment: a roll and a clean Close cut
 // them (truncate, then the fdatasync that follows), so every sealed store,

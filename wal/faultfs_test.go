@@ -20,6 +20,8 @@ type faultFS struct {
 	inner OSFS
 
 	failWrite    error // the next WriteAt fails with this
+	failZeros    error // every WriteAt of zeros only fails with this (after writing half)
+	zeroFails    int   // WriteAts failZeros failed
 	shortWrite   bool  // the next WriteAt writes half and reports no error
 	failSync     error // the next Sync fails with this
 	failAllocate error // the next Allocate fails with this
@@ -286,6 +288,13 @@ func (w *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	if f.writeENOSPC {
 		f.mu.Unlock()
 		return 0, &os.PathError{Op: "write", Path: w.path, Err: syscall.ENOSPC}
+	}
+	if f.failZeros != nil && allZero(p) {
+		err := f.failZeros
+		f.zeroFails++
+		f.mu.Unlock()
+		n, _ := w.File.WriteAt(p[:len(p)/2], off)
+		return n, err
 	}
 	short := f.shortWrite
 	f.shortWrite = false

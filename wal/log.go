@@ -68,10 +68,13 @@ type Log struct {
 	// actAlloc is the active store's size on disk: [actSize, actAlloc)
 	// holds zeros written ahead (preallocate).
 	actAlloc int64
-	actCount int  // records written to the active store
-	unsynced bool // written since the last fdatasync
-	lastSync time.Time
-	cerr     error // the committer's copy of the sticky error
+	// preallocAfter: no zeros are written ahead before actSize reaches it
+	// (set when writing them failed).
+	preallocAfter int64
+	actCount      int  // records written to the active store
+	unsynced      bool // written since the last fdatasync
+	lastSync      time.Time
+	cerr          error // the committer's copy of the sticky error
 
 	recovery   RecoveryInfo
 	openAlloc  int64        // the last store's size on disk after recovery

@@ -3,6 +3,7 @@ package wal
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -137,4 +138,46 @@ func TestPreallocateOff(t *testing.T) {
 	if got, want := fileSize(t, storePath(dir, 0)), l.Segments()[0].Bytes; got != want {
 		t.Fatalf("store is %d bytes, its records end at %d", got, want)
 	}
+}
+
+// TestPreallocateDiskFull: when the zeros do not fit (a full disk), the
+// records written before them stand, the partial zeros are cut again, the
+// log does not fail, and it does not try again at every commit.
+func TestPreallocateDiskFull(t *testing.T) {
+	dir := memDir(t)
+	fs := newFaultFS()
+	const ahead = 4096
+	l := mustOpen(t, dir, &Options{FS: fs, Preallocate: ahead})
+	fs.mu.Lock()
+	fs.failZeros = &os.PathError{Op: "write", Path: "store", Err: syscall.ENOSPC}
+	fs.mu.Unlock()
+	store := storePath(dir, 0)
+	appendN(t, l, 0, 1)
+	if got, want := fileSize(t, store), l.Segments()[0].Bytes; got != want {
+		t.Fatalf("store is %d bytes after a failed preallocation, its records end at %d", got, want)
+	}
+	appendN(t, l, 1, 99) // about 4 KiB of records: past the retry point
+	if got, want := fileSize(t, store), l.Segments()[0].Bytes; got != want {
+		t.Fatalf("store is %d bytes after failed preallocations, its records end at %d", got, want)
+	}
+	fs.mu.Lock()
+	fails := fs.zeroFails
+	fs.failZeros = nil
+	fs.mu.Unlock()
+	if fails < 1 || fails > 3 {
+		t.Fatalf("tried to preallocate %d times on a full disk in 100 commits, want a try per %d bytes", fails, ahead)
+	}
+	if err := l.Err(); err != nil {
+		t.Fatalf("the log failed: %v", err)
+	}
+	appendN(t, l, 100, 200) // the disk has room again
+	if got, end := fileSize(t, store), l.Segments()[0].Bytes; got <= end {
+		t.Fatalf("no zeros ahead once the disk had room: store %d bytes, records end at %d", got, end)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2 := mustOpen(t, dir, nil)
+	defer l2.Close()
+	checkAll(t, l2, 0, 300)
 }
