@@ -256,6 +256,10 @@
 // and for each segment the runs of intact records, including those after
 // damage, found as in step 5. The zeros written ahead in the last segment
 // are counted (SegmentReport.Preallocated), not reported as a problem.
+// Beside a running log, a commit caught while it fills those zeros looks
+// like damage followed by intact records: Inspect (and Tail) report such
+// damage in the last segment only when two looks a few milliseconds apart
+// agree, and look again at a store cut shorter while they read it (a roll).
 //
 // Repair is the explicit answer to corruption. It keeps the intact,
 // contiguous records from a starting offset (the first one, or a later one

@@ -2,8 +2,11 @@ package wal
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"time"
 )
 
 // ProblemKind classifies what Inspect found. The values are stable (tools
@@ -186,9 +189,57 @@ func Inspect(dir string, opts *InspectOptions) (*Inspection, error) {
 
 func joinPath(dir, name string) string { return strings.TrimSuffix(dir, "/") + "/" + name }
 
+// liveLooks bounds the looks inspectSegment takes at a last segment that
+// seems damaged, lookPause apart (Tail takes two, and looks again at its
+// next call if they differ): beside a running log, the zeros written ahead
+// of its records fill up while they are read, and a commit caught in the
+// middle (zeros or half a frame, then records written since) looks like
+// damage followed by intact data. Damage stays; a write completes. It is
+// reported when two looks in a row agree.
+const (
+	liveLooks = 4
+	lookPause = 5 * time.Millisecond
+)
+
 // inspectSegment checks one segment: header, every frame, the index, and
 // (last segment) what follows the last complete Append.
 func inspectSegment(dir string, base uint64, last bool, o InspectOptions) (*SegmentReport, error) {
+	rep, err := inspectLook(dir, base, last, o)
+	// Shorter than its size said: the writer cut the zeros ahead of its
+	// records (a roll) while they were read.
+	for look := 1; errors.Is(err, io.ErrUnexpectedEOF) && look < liveLooks; look++ {
+		rep, err = inspectLook(dir, base, last, o)
+	}
+	for look := 1; err == nil && last && rep.hasCorrupt() && look < liveLooks; look++ {
+		time.Sleep(lookPause)
+		again, err2 := inspectLook(dir, base, last, o)
+		if errors.Is(err2, io.ErrUnexpectedEOF) {
+			continue
+		}
+		if err2 != nil {
+			return nil, err2
+		}
+		same := again.Bytes == rep.Bytes && again.End == rep.End && again.Records == rep.Records
+		rep = again
+		if same {
+			break
+		}
+	}
+	return rep, err
+}
+
+// hasCorrupt reports whether the segment holds damage that Open refuses.
+func (r *SegmentReport) hasCorrupt() bool {
+	for _, p := range r.Problems {
+		if p.Kind == ProblemCorrupt {
+			return true
+		}
+	}
+	return false
+}
+
+// inspectLook is one look at a segment (inspectSegment).
+func inspectLook(dir string, base uint64, last bool, o InspectOptions) (*SegmentReport, error) {
 	rep := &SegmentReport{Base: base, Store: storePath(dir, base), Index: indexPath(dir, base)}
 	f, err := o.FS.OpenFile(rep.Store, osReadOnly, 0)
 	if err != nil {

@@ -159,7 +159,11 @@ func preallocated(f File, size int64, res scanResult, idx []byte) (bool, error) 
 	buf := make([]byte, min(1<<20, size-res.end))
 	for pos := res.end; pos < size; {
 		b := buf[:min(int64(len(buf)), size-pos)]
-		if n, err := f.ReadAt(b, pos); err != nil && (err != io.EOF || n < len(b)) {
+		n, err := f.ReadAt(b, pos)
+		if n < len(b) && err == io.EOF { // shorter than sized: not zeros we wrote
+			return false, nil
+		}
+		if err != nil && err != io.EOF {
 			return false, err
 		}
 		if !allZero(b) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 )
 
 // Tail reads the records of a log directory in offset order without
@@ -17,8 +18,9 @@ import (
 // Next returns io.EOF when it has read every complete Append on disk; call
 // it again later to read what was appended since (the caller chooses how
 // often to look). Only whole Appends are returned: the frames of one still
-// being written wait for their last frame. A Tail is not safe for
-// concurrent use.
+// being written wait for their last frame, and apparent damage in the last
+// segment is reported only when a second look agrees (doc.go, "Inspect and
+// Repair"). A Tail is not safe for concurrent use.
 type Tail struct {
 	dir    string
 	maxLen int
@@ -29,6 +31,12 @@ type Tail struct {
 	pos   int64  // position of record next in it
 	open  bool   // base/pos locate record next
 	queue []tailRecord
+}
+
+// tailLook is what one look at a damaged-looking last segment saw.
+type tailLook struct {
+	base             uint64
+	size, end, badAt int64
 }
 
 type tailRecord struct {
@@ -69,7 +77,11 @@ func (t *Tail) Next() (uint64, []byte, error) {
 // fill reads the complete Appends after t.next into the queue, moving to
 // the next segment when the current one is sealed and read to its end.
 // It reports whether it moved at all.
-func (t *Tail) fill() (bool, error) {
+func (t *Tail) fill() (bool, error) { return t.look(nil) }
+
+// look is fill; prev is what the look before found when it saw damage in
+// the last segment (nil: none).
+func (t *Tail) look(prev *tailLook) (bool, error) {
 	names, err := t.fs.ReadDir(t.dir)
 	if err != nil {
 		return false, fmt.Errorf("wal: tail %s: %w", t.dir, err)
@@ -110,10 +122,17 @@ func (t *Tail) fill() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("wal: tail: %w", err)
 	}
+	queued := len(t.queue)
 	res, err := scanFrom(f, t.base, t.pos, int(t.next-t.base), size, t.maxLen, func(i int, _ int64, payload []byte) error {
 		t.queue = append(t.queue, tailRecord{t.base + uint64(i), slices.Clone(payload)})
 		return nil
 	})
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// Shorter than its size said: the writer cut the zeros ahead of
+		// its records (a roll or a close) meanwhile. Look again.
+		t.queue = t.queue[:queued]
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("wal: tail %s: %w", storePath(t.dir, t.base), err)
 	}
@@ -125,7 +144,7 @@ func (t *Tail) fill() (bool, error) {
 		if moved {
 			return true, nil
 		}
-		return t.fill()
+		return t.look(nil)
 	}
 	switch {
 	case moved:
@@ -141,10 +160,26 @@ func (t *Tail) fill() (bool, error) {
 			Reason: fmt.Sprintf("segment base %d does not follow the previous segment, which ends at %d", bases[k+1], t.next)}
 	case res.badAt >= 0:
 		// Damage in the last segment: a write in progress looks the same
-		// until it completes; say so only if intact records follow it.
+		// until it completes; say so only if intact records follow it, in
+		// liveLooks looks in a row (with the zeros written ahead, a commit
+		// lands among bytes already read).
 		idx, _ := readIndexFile(t.fs, indexPath(t.dir, t.base), maxIndexBytes(size))
+		if pre, err := preallocated(f, size, res, idx); err != nil {
+			return false, fmt.Errorf("wal: tail %s: %w", storePath(t.dir, t.base), err)
+		} else if pre {
+			break
+		}
 		if err := classifyTail(f, storePath(t.dir, t.base), t.base, size, res, idx, t.maxLen); err != nil {
-			return false, err
+			seen := tailLook{t.base, size, res.end, res.badAt}
+			switch {
+			case prev == nil:
+				time.Sleep(lookPause)
+				return t.look(&seen)
+			case *prev == seen:
+				return false, err
+			}
+			// It changed between the looks: a writer at work. Look
+			// again at the next call.
 		}
 	}
 	return moved, nil

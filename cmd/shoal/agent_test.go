@@ -380,9 +380,10 @@ func TestWALDumpFollow(t *testing.T) {
 	a := startAgent(t, dir, "--segment-bytes", "1KiB")
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
+	done := make(chan int, 1) // an early exit ends the pipe, not the test's wait
+	var stderr syncBuffer
 	go func() {
-		m := &Main{Stdin: strings.NewReader(""), Stdout: pw, Stderr: io.Discard, Getenv: noEnv}
+		m := &Main{Stdin: strings.NewReader(""), Stdout: pw, Stderr: &stderr, Getenv: noEnv}
 		done <- m.Main(ctx, []string{"wal", "dump", dir, "--follow", "--poll", "10ms"})
 		pw.Close()
 	}()
@@ -391,7 +392,8 @@ func TestWALDumpFollow(t *testing.T) {
 		mustShoal(t, "incr", fmt.Sprintf("c%d", i), "--addr", a.URL())
 		var line node.OpLine
 		if err := dec.Decode(&line); err != nil {
-			t.Fatal(err)
+			cancel()
+			t.Fatalf("line %d: %v; dump --follow said: %s", i, err, stderr.String())
 		}
 		if line.Offset != uint64(i) || line.Key != fmt.Sprintf("c%d", i) || line.Type != "counter" {
 			t.Fatalf("line %d: %+v", i, line)
@@ -482,4 +484,23 @@ func TestWALVerifySnapshots(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.out, "operations are missing") {
 		t.Fatalf("no snapshot: exit %d\n%s", r.code, r.out)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe to write from one goroutine and read
+// from another.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
