@@ -210,22 +210,34 @@ func inspectSegment(dir string, base uint64, last bool, o InspectOptions) (*Segm
 	for look := 1; errors.Is(err, io.ErrUnexpectedEOF) && look < liveLooks; look++ {
 		rep, err = inspectLook(dir, base, last, o)
 	}
-	for look := 1; err == nil && last && rep.hasCorrupt() && look < liveLooks; look++ {
+	if err != nil || !last || !rep.hasCorrupt() {
+		return rep, err
+	}
+	for look := 1; look < liveLooks; look++ {
 		time.Sleep(lookPause)
-		again, err2 := inspectLook(dir, base, last, o)
-		if errors.Is(err2, io.ErrUnexpectedEOF) {
+		again, err := inspectLook(dir, base, last, o)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
 			continue
 		}
-		if err2 != nil {
-			return nil, err2
+		if err != nil {
+			return nil, err
 		}
-		same := again.Bytes == rep.Bytes && again.End == rep.End && again.Records == rep.Records
+		if !again.hasCorrupt() {
+			return again, nil
+		}
+		if again.End == rep.End && again.Records == rep.Records {
+			return again, nil // the same damage twice: confirmed
+		}
 		rep = again
-		if same {
-			break
+	}
+	// Damage seen at a new place each time: a log being written, whose
+	// commits every look caught in the middle. Not confirmed.
+	for i := range rep.Problems {
+		if p := &rep.Problems[i]; p.Kind == ProblemCorrupt {
+			p.Kind, p.Reason = ProblemTornTail, "a write in progress (each look found its end elsewhere): "+p.Reason
 		}
 	}
-	return rep, err
+	return rep, nil
 }
 
 // hasCorrupt reports whether the segment holds damage that Open refuses.

@@ -77,7 +77,6 @@ type Log struct {
 	cerr          error // the committer's copy of the sticky error
 
 	recovery   RecoveryInfo
-	openAlloc  int64        // the last store's size on disk after recovery
 	indexFixes atomic.Int64 // sealed indexes rebuilt after a read disagreed
 }
 
@@ -124,8 +123,7 @@ func Open(dir string, opts *Options) (*Log, error) {
 	}
 	last := l.segs[len(l.segs)-1]
 	l.act = last
-	l.actSize = last.size.Load()
-	l.actAlloc = max(l.actSize, l.openAlloc)
+	l.actSize = last.size.Load() // actAlloc: set by recover
 	l.actCount = int(last.count.Load())
 	l.planSize = l.actSize
 	l.next = last.next()

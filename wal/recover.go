@@ -73,6 +73,9 @@ func (l *Log) recover() error {
 	for _, sp := range p.segs {
 		l.segs = append(l.segs, sp.seg)
 	}
+	// The last store's size on disk: its records and any zeros written
+	// ahead of them, which the committer writes into (commit.go).
+	l.actAlloc = p.segs[len(p.segs)-1].size
 	l.recovery = p.info
 	return nil
 }
@@ -356,14 +359,13 @@ func (l *Log) apply(p *recoveryPlan) error {
 	if err := l.repairLastIndex(last, &p.info); err != nil {
 		return err
 	}
-	if last.prealloc {
-		l.openAlloc = last.size // the committer writes into the zeros
-	} else if last.res.end < last.size {
+	if last.res.end < last.size && !last.prealloc {
 		side, err := l.cutTail(last.seg, last.res, last.size, p.names)
 		if err != nil {
 			return err
 		}
 		p.info.CutFiles = append(p.info.CutFiles, side)
+		last.size = last.res.end
 		dirty = true
 	}
 	if dirty {

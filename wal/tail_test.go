@@ -116,7 +116,9 @@ func TestTailAndInspectBesideBusyWriter(t *testing.T) {
 	l := mustOpen(t, dir, &Options{SegmentBytes: 1 << 20, Sync: SyncAlways})
 	const n = 200000
 	var wg sync.WaitGroup
+	wrote := make(chan struct{}) // closed when the writer stops
 	wg.Go(func() {
+		defer close(wrote)
 		for off := uint64(0); off < n; off++ {
 			if _, err := l.Append(rec(off)); err != nil {
 				t.Error(err)
@@ -125,10 +127,19 @@ func TestTailAndInspectBesideBusyWriter(t *testing.T) {
 		}
 	})
 	tl := NewTail(dir, 0, nil)
-	next := uint64(0)
+	next, stopped := uint64(0), false
 	for looks := 0; next < n; looks++ {
 		off, got, err := tl.Next()
 		if err == io.EOF {
+			if stopped { // everything is on disk: nothing more will come
+				t.Fatalf("the Tail read %d of %d records", next, n)
+			}
+			select {
+			case <-wrote:
+				stopped = true // one more look, after the last Append
+				continue
+			default:
+			}
 			if looks%20 == 0 {
 				in, err := Inspect(dir, nil)
 				if err != nil {

@@ -366,6 +366,7 @@ type rawGroup struct {
 	ahead   int64 // > 0: keep the file zero-filled this far past its end
 	end     int64 // bytes of records
 	alloc   int64 // file size (end plus the zeros ahead)
+	zeros   []byte
 	mu      sync.Mutex
 	cond    *sync.Cond
 	buf     []byte
@@ -434,8 +435,10 @@ func (g *rawGroup) append(rec []byte) error {
 func (g *rawGroup) write(buf []byte) error {
 	end := g.end + int64(len(buf))
 	if g.ahead > 0 && end > g.alloc {
-		zeros := make([]byte, g.ahead)
-		if _, err := g.f.WriteAt(zeros, end); err != nil {
+		if len(g.zeros) != int(g.ahead) {
+			g.zeros = make([]byte, g.ahead)
+		}
+		if _, err := g.f.WriteAt(g.zeros, end); err != nil {
 			return err
 		}
 		g.alloc = end + g.ahead
