@@ -109,8 +109,14 @@ func (n *Node) enqueue(r *request) error {
 // queue sends r to the loop; false when the node closed first.
 func (n *Node) queue(r *request) bool {
 	n.queued.Add(1) // before the send: commitInline must see it
+	r.sendable()
+	select { // room in the queue, the usual case: no select over two channels
+	case n.reqs <- r:
+		return true
+	default:
+	}
 	select {
-	case n.reqs <- r.sendable():
+	case n.reqs <- r:
 		return true
 	case <-n.closing:
 		n.queued.Add(-1)
