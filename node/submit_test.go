@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -119,5 +120,43 @@ func TestKeysAfter(t *testing.T) {
 	}
 	if len(got) != 3 || got[0] != "a/1" || got[2] != "a/3" {
 		t.Fatalf("walk = %v", got)
+	}
+}
+
+// A peer's delivery hands the loop many records at once: they share group
+// commits (one fsync for many), as local writes queued together do. The
+// loop once picked at random between taking the next record and handing
+// its group to a free committer, so a delivery of 100 records took ~48
+// groups (an fsync every two records on every receiver).
+func TestRemoteDeliveriesShareGroups(t *testing.T) {
+	a, _ := openTest(t, &Options{Sync: SyncNever})
+	const deliveries, size = 50, 100
+	for i := range deliveries * size {
+		must(t, a.Put(fmt.Sprintf("k%06d", i), i))
+	}
+	r, err := a.wal.NewReader(a.wal.FirstOffset())
+	must(t, err)
+	defer r.Close()
+	var raws [][]byte
+	var ops []*Op
+	for range deliveries * size {
+		_, rec, err := r.Next()
+		must(t, err)
+		op, err := DecodeOp(rec)
+		must(t, err)
+		raws, ops = append(raws, rec), append(ops, op)
+	}
+	b, _ := openTest(t, nil)
+	before := groups(t, b)
+	for i := 0; i < len(raws); i += size {
+		must(t, b.applyRemoteBatch(raws[i:i+size], ops[i:i+size], "a"))
+	}
+	g := groups(t, b) - before
+	t.Logf("%d deliveries of %d records: %d group commits", deliveries, size, g)
+	if g > deliveries*size/5 {
+		t.Fatalf("%d deliveries of %d records took %d group commits: a delivery's records should share them", deliveries, size, g)
+	}
+	if st := b.Status(); st.Keys != deliveries*size {
+		t.Fatalf("%d keys after the deliveries, want %d", st.Keys, deliveries*size)
 	}
 }
