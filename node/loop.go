@@ -171,11 +171,12 @@ func (n *Node) run() {
 			}
 			continue
 		}
-		// Under load a group takes many requests in a row: take them with
-		// single-channel operations, which cost a fraction of the select
-		// below (it locks all seven channels each time). Every fastRun
-		// requests, and whenever nothing is queued, the full select runs,
-		// so timers and Close are not starved.
+		// Take what is queued first. The select below picks at random
+		// among its ready cases: with the committer free it cut a burst
+		// (a peer's delivery, many writers at once) into groups of about
+		// two, an fsync each, and it locks all seven channels each time.
+		// Every fastRun requests, and whenever nothing is queued, it runs,
+		// so the committer, timers and Close are not starved.
 		if fast < fastRun {
 			fast++
 			select {
