@@ -118,17 +118,10 @@ func (n *Node) run() {
 			sweepDue = false
 		}
 		if g == nil {
-			if fast < fastRun {
-				fast++
-				select {
-				case r := <-n.reqs:
-					n.queued.Add(-1)
-					g = n.add(nil, r)
-					continue
-				default:
-				}
+			var took bool
+			if g, took = n.takeQueued(nil, &fast); took {
+				continue
 			}
-			fast = 0
 			n.loopMu.Unlock()
 			select {
 			case r := <-n.reqs:
@@ -171,23 +164,10 @@ func (n *Node) run() {
 			}
 			continue
 		}
-		// Take what is queued first. The select below picks at random
-		// among its ready cases: with the committer free it cut a burst
-		// (a peer's delivery, many writers at once) into groups of about
-		// two, an fsync each, and it locks all seven channels each time.
-		// Every fastRun requests, and whenever nothing is queued, it runs,
-		// so the committer, timers and Close are not starved.
-		if fast < fastRun {
-			fast++
-			select {
-			case r := <-n.reqs:
-				n.queued.Add(-1)
-				g = n.add(g, r)
-				continue
-			default:
-			}
+		var took bool
+		if g, took = n.takeQueued(g, &fast); took {
+			continue
 		}
-		fast = 0
 		select {
 		case n.groups <- g: // the committer is free: hand the group over
 			n.handed(g)
@@ -208,6 +188,29 @@ func (n *Node) run() {
 			return
 		}
 	}
+}
+
+// takeQueued builds a queued request into g (nil: none open) without
+// waiting and returns the open group after it; took is false, and *fast
+// set to 0, when nothing is queued or when it has taken fastRun in a row
+// (*fast counts them). The loop takes what is queued this way before
+// its select, which picks at random among its ready cases: with the
+// committer free it cut a burst (a peer's delivery, many writers at once)
+// into groups of about two, an fsync each, and it locks all seven channels
+// each time. The select still runs every fastRun requests and whenever
+// nothing is queued, so the committer, timers and Close are not starved.
+func (n *Node) takeQueued(g *group, fast *int) (_ *group, took bool) {
+	if *fast < fastRun {
+		select {
+		case r := <-n.reqs:
+			*fast++
+			n.queued.Add(-1)
+			return n.add(g, r), true
+		default:
+		}
+	}
+	*fast = 0
+	return g, false
 }
 
 // drain commits what was queued before Close (the loop then stops).
