@@ -65,10 +65,10 @@ const maxTxOps = 4096
 //
 //   - the loop (run) builds each request into the open group as it
 //     arrives: its delta from a crdt transaction, its record encoded. The
-//     group grows until the appender is free to take it and nothing more
-//     is queued (or it is full, or 64 requests came in a row: takeQueued),
-//     so while the disk is busy the next group fills up, and one fsync
-//     covers everyone who arrived meanwhile;
+//     group grows while requests are queued (64 in a row at most before
+//     the appender gets its turn: takeQueued) and until the appender is
+//     free to take it (or it is full), so while the disk is busy the next
+//     group fills up, and one fsync covers everyone who arrived meanwhile;
 //   - the appender (appendLoop) appends a group with one wal.Append (one
 //     write, one fsync) and passes it on;
 //   - the applier (applyLoop) applies the durable group to the state,
