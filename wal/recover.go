@@ -237,11 +237,7 @@ func (l *Log) planLast(base uint64) (*segPlan, error) {
 	}
 	// Size the positions by the index's entries, leaving out its zero
 	// (preallocated) tail.
-	n := len(idx) / indexEntrySize
-	for n > 0 && binary.LittleEndian.Uint64(idx[(n-1)*indexEntrySize:]) == 0 {
-		n--
-	}
-	sp.positions = make([]int64, 0, n+1)
+	sp.positions = make([]int64, 0, indexedEntries(idx)+1)
 	sp.res, err = scanStore(s.store, base, size, l.opts.MaxRecordBytes, func(i int, pos int64) error {
 		if pos > 1<<32-1 {
 			return fmt.Errorf("wal: record %d of %s beyond 4 GiB", i, s.path)
@@ -288,6 +284,17 @@ func classifyTail(f File, path string, base uint64, size int64, res scanResult, 
 	}
 	return &CorruptError{Path: path, Offset: res.badAt, Record: base + uint64(res.badRecord), Reason: string(res.problem),
 		Follows: fmt.Sprintf("intact record %d at byte %d (found %s), %d bytes before the end of the file", vf.record, vf.pos, how, size-vf.pos)}
+}
+
+// indexedEntries is the number of entries of an index file's bytes up to
+// its last written one (the file's tail is zero: preallocated room; no
+// entry is zero, as a record's position never is).
+func indexedEntries(idx []byte) int {
+	n := len(idx) / indexEntrySize
+	for n > 0 && binary.LittleEndian.Uint64(idx[(n-1)*indexEntrySize:]) == 0 {
+		n--
+	}
+	return n
 }
 
 // maxIndexBytes is the largest index a store of size bytes can need; more

@@ -148,13 +148,8 @@ func scan(f File, base uint64, pos int64, first int, size int64, maxLen int, onP
 // "Preallocation"): zeros to the end of the file, and no index entry for a
 // record past that Append (an entry says a record was written there).
 func preallocated(f File, size int64, res scanResult, idx []byte) (bool, error) {
-	if res.end >= size {
+	if res.end >= size || indexedEntries(idx) > res.count {
 		return false, nil
-	}
-	for i := res.count; (i+1)*indexEntrySize <= len(idx); i++ {
-		if binary.LittleEndian.Uint64(idx[i*indexEntrySize:]) != 0 {
-			return false, nil
-		}
 	}
 	buf := make([]byte, min(1<<20, size-res.end))
 	for pos := res.end; pos < size; {

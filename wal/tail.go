@@ -34,9 +34,11 @@ type Tail struct {
 }
 
 // tailLook is what one look at a damaged-looking last segment saw.
+// The file's size is left out: a commit may write new zeros ahead
+// without moving the damage (as in Inspect).
 type tailLook struct {
-	base             uint64
-	size, end, badAt int64
+	base       uint64
+	end, badAt int64
 }
 
 type tailRecord struct {
@@ -161,8 +163,8 @@ func (t *Tail) look(prev *tailLook) (bool, error) {
 	case res.badAt >= 0:
 		// Damage in the last segment: a write in progress looks the same
 		// until it completes; say so only if intact records follow it, in
-		// liveLooks looks in a row (with the zeros written ahead, a commit
-		// lands among bytes already read).
+		// two looks in a row that agree (with the zeros written ahead, a
+		// commit lands among bytes already read).
 		idx, _ := readIndexFile(t.fs, indexPath(t.dir, t.base), maxIndexBytes(size))
 		if pre, err := preallocated(f, size, res, idx); err != nil {
 			return false, fmt.Errorf("wal: tail %s: %w", storePath(t.dir, t.base), err)
@@ -170,7 +172,7 @@ func (t *Tail) look(prev *tailLook) (bool, error) {
 			break
 		}
 		if err := classifyTail(f, storePath(t.dir, t.base), t.base, size, res, idx, t.maxLen); err != nil {
-			seen := tailLook{t.base, size, res.end, res.badAt}
+			seen := tailLook{t.base, res.end, res.badAt}
 			switch {
 			case prev == nil:
 				time.Sleep(lookPause)
