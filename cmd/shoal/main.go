@@ -31,6 +31,7 @@ const (
 )
 
 func main() {
+	keepMonitorAwake(os.Args[1:]) // returns unless it starts the program again (monitor.go)
 	m := NewMain()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -161,7 +162,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return usageError("no command given")
 	}
 	cmd, rest := args[0], args[1:]
-	if m.Signals != nil && cmd != "agent" && cmd != "dev" && !(cmd == "bench" && len(rest) > 0 && rest[0] == "noop-server") {
+	if m.Signals != nil && !serverCommand(args) {
 		// Short-lived commands end on the first signal through ctx; the
 		// servers above handle their signals themselves (graceful shutdown).
 		var cancel context.CancelFunc
