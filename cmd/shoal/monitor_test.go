@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -122,6 +123,14 @@ func TestAgentKeepsMonitorAwake(t *testing.T) {
 			}
 			if !slices.Equal(godebug, []string{tc.want}) {
 				t.Errorf("agent's GODEBUG: %q, want %q", godebug, tc.want)
+			}
+			// Still named after its program (pgrep and top go by it).
+			comm, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/comm")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := strings.TrimSpace(string(comm)), filepath.Base(bin); got != want {
+				t.Errorf("process name %q, want %q", got, want)
 			}
 		})
 	}

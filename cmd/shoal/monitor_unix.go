@@ -4,20 +4,18 @@ package main
 
 import (
 	"os"
-	"runtime"
 	"syscall"
 )
 
 // reexec replaces the process with the same program and arguments under
 // env (same process ID, so supervisors and signals see no difference). It
-// returns only when that fails.
+// returns only when that fails. The program is named by its path, not by
+// /proc/self/exe, which would make the process's name "exe" (what ps, top
+// and pgrep show).
 func reexec(env []string) {
-	exe := "/proc/self/exe" // this very binary, even if its file was replaced since
-	if runtime.GOOS != "linux" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return
-		}
+	exe, err := os.Executable()
+	if err != nil {
+		return
 	}
 	_ = syscall.Exec(exe, os.Args, env)
 }
