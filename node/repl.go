@@ -59,7 +59,9 @@ package node
 // node within 2 × StateCheckInterval + 3 × AntiEntropyInterval, plus the
 // time to send the ranges that differ (23 s with DefaultLocalConfig, 115 s
 // with DefaultLANConfig), at any write rate: a comparison with a peer is
-// due every StateCheckInterval and starts at the node's next pull (pulls
+// due at most StateCheckInterval after the last (between three quarters of
+// it and all of it, at random, so that the comparisons with many peers do
+// not all run at once) and starts at the node's next pull (pulls
 // run at least every AntiEntropyInterval, jittered up to +25%), and finds
 // the range at the first comparison or, next to keys written all the
 // time, at the second. Each side repairs itself by its own comparisons,
@@ -135,17 +137,17 @@ type peerState struct {
 	want     *rangeRequest // the key ranges to ask it for in our next pull (repl_ranges.go)
 
 	// The periodic state comparison (repl_ranges.go).
-	lastCheck time.Time  // when we last asked it for a summary to compare
+	nextCheck time.Time  // when to ask it for a summary to compare next
 	suspect   []keyRange // ranges that differed at the last comparison, maybe only by operations in flight
 }
 
 // peerLocked returns the state of the named peer, created if new; r.mu is
-// held. Its first state comparison is due a period after we first hear of
-// it (a new stream's pull already carries a digest).
+// held. Its first state comparison is due about a period after we first
+// hear of it (a new stream's pull already carries a digest).
 func (r *replicator) peerLocked(name string, now time.Time) *peerState {
 	p := r.peers[name]
 	if p == nil {
-		p = &peerState{applied: &crdt.Context{}, lastCheck: now}
+		p = &peerState{applied: &crdt.Context{}, nextCheck: r.checkAfter(now)}
 		r.peers[name] = p
 	}
 	return p

@@ -560,3 +560,22 @@ func writeBetweenChunks(t *testing.T, n *Node, i int) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckAfterSpreads: the next comparison with a peer falls due within
+// a period, never later, and at spread-out times, so that the comparisons
+// with many peers (each a walk over every key) do not all run at once.
+func TestCheckAfterSpreads(t *testing.T) {
+	r := &replicator{checkEvery: 10 * time.Second}
+	now := time.Now()
+	lo, hi := time.Duration(1<<62), time.Duration(0)
+	for range 1000 {
+		d := r.checkAfter(now).Sub(now)
+		if d < r.checkEvery*3/4 || d > r.checkEvery {
+			t.Fatalf("due %v after the last comparison, want within [%v, %v]", d, r.checkEvery*3/4, r.checkEvery)
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if hi-lo < r.checkEvery/5 {
+		t.Errorf("1,000 comparisons fell due within %v of each other, want them spread over ~%v", hi-lo, r.checkEvery/4)
+	}
+}
