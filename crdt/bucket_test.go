@@ -257,7 +257,11 @@ func checkScans(t *testing.T, body func(t *rapid.T, r rnd, k *Keyspace, change f
 				rs, _ := history(t, r, m.m, 2, rapid.IntRange(0, 10).Draw(t, "before"), nil)
 				k := rs[0].ks
 				k.index.max = rapid.IntRange(2, 4).Draw(t, "block")
-				k.index.buildSorted(slices.Sorted(maps.Keys(k.keys)))
+				var items []indexed
+				for _, key := range slices.Sorted(maps.Keys(k.keys)) {
+					items = append(items, indexed{key, k.keys[key]})
+				}
+				k.index.buildSorted(items)
 				body(t, r, k, func() { changeDuringScan(t, r, rs, m.m) })
 			})
 		})

@@ -358,6 +358,13 @@ func sameState(t tb, what string, a, b *Keyspace) {
 		if len(k.Keys("", 0, 0)) != k.Len() {
 			t.Fatalf("%s: index lists %d keys, map holds %d", what, len(k.Keys("", 0, 0)), k.Len())
 		}
+		for _, blk := range k.index.blocks {
+			for _, it := range blk {
+				if k.keys[it.key] != it.e {
+					t.Fatalf("%s: the index holds another entry for %q than the keyspace", what, it.key)
+				}
+			}
+		}
 	}
 	if fmt.Sprint(views(a, 0)) != fmt.Sprint(views(b, 0)) {
 		t.Fatalf("%s: views differ: %v vs %v", what, views(a, 0), views(b, 0))

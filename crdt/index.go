@@ -12,9 +12,9 @@ import (
 // searches, and the block list short (a thousand blocks per million keys).
 const indexBlock = 1024
 
-// keyIndex keeps the live keys in order for prefix listings and range
-// joins: sorted blocks of at most indexBlock keys, in order (a one-level
-// B+ tree). It changes only when a key is created or dropped, O(log n +
+// keyIndex keeps the live keys in order, each with its entry, for prefix
+// listings, range joins and range sums: sorted blocks of at most
+// indexBlock keys, in order (a one-level B+ tree). It changes only when a key is created or dropped, O(log n +
 // indexBlock) each; writes to an existing key do not touch it. It replaced
 // a sorted slice that took additions and deletions as unsorted notes and
 // sorted them in at the next listing or once they outgrew the keyspace:
@@ -22,7 +22,7 @@ const indexBlock = 1024
 // which a mass expiry or a listing after a bulk load turned into a stall
 // of 70-100 ms at 100,000 keys (BenchmarkPutWhileExpiring in node).
 type keyIndex struct {
-	blocks [][]string // each sorted and non-empty; every key of a block sorts before the next block's
+	blocks [][]indexed // each sorted by key and non-empty; every key of a block sorts before the next block's
 	max    int        // the largest block; 0: indexBlock (tests set it small)
 
 	// While suspended (a replay: nothing lists until it ends), keys
@@ -35,10 +35,20 @@ type keyIndex struct {
 	pending   []string
 }
 
+// indexed is one key of the index with its entry in the keyspace. A key's
+// entry stays the same while the key lives (joins change it in place), so
+// a walk in key order reads the entries without a lookup in the keyspace's
+// map for each (RangeScan: a map lookup was two cache misses of a key's
+// four).
+type indexed struct {
+	key string
+	e   *Entry
+}
+
 // block returns the index of the block where key is or would go: the
 // last one whose first key is <= key (the first block when none is).
 func (x *keyIndex) block(key string) int {
-	i := sort.Search(len(x.blocks), func(i int) bool { return x.blocks[i][0] > key })
+	i := sort.Search(len(x.blocks), func(i int) bool { return x.blocks[i][0].key > key })
 	return max(i-1, 0)
 }
 
@@ -46,15 +56,15 @@ func (x *keyIndex) block(key string) int {
 // and cut into blocks three quarters full, which costs less than adding
 // them one by one and leaves room to grow (a keyspace read from a
 // snapshot).
-func (x *keyIndex) build(keys []string) {
-	slices.Sort(keys)
+func (x *keyIndex) build(keys []indexed) {
+	slices.SortFunc(keys, func(a, b indexed) int { return strings.Compare(a.key, b.key) })
 	x.buildSorted(keys)
 }
 
 // buildSorted is build for keys already sorted.
-func (x *keyIndex) buildSorted(keys []string) {
+func (x *keyIndex) buildSorted(keys []indexed) {
 	size := max(x.limit()*3/4, 1)
-	x.blocks = make([][]string, 0, (len(keys)+size-1)/size)
+	x.blocks = make([][]indexed, 0, (len(keys)+size-1)/size)
 	for len(keys) > 0 {
 		n := min(size, len(keys))
 		x.blocks = append(x.blocks, keys[:n:n])
@@ -65,49 +75,48 @@ func (x *keyIndex) buildSorted(keys []string) {
 // suspend starts noting created keys instead of inserting them.
 func (x *keyIndex) suspend() { x.suspended = true }
 
-// resume inserts the keys noted while suspended that live still reports,
-// and goes back to inserting keys as they come.
-func (x *keyIndex) resume(live func(key string) bool) {
+// resume inserts the keys noted while suspended that live still reports
+// (with their entries), and goes back to inserting keys as they come.
+func (x *keyIndex) resume(live func(key string) *Entry) {
 	x.suspended = false
 	x.flush(live)
 }
 
-// flush inserts the keys noted so far that live reports (a key noted and
-// then dropped is not) and keeps the index suspended if it was.
-func (x *keyIndex) flush(live func(key string) bool) {
+// flush inserts the keys noted so far that live reports with an entry (a
+// key noted and then dropped has none) and keeps the index suspended if it
+// was.
+func (x *keyIndex) flush(live func(key string) *Entry) {
 	if len(x.pending) == 0 {
 		return
 	}
-	pending := x.pending
+	noted := x.pending
 	x.pending = nil
-	slices.Sort(pending)
-	pending = slices.Compact(pending)
-	keep := pending[:0]
-	for _, key := range pending {
-		if live(key) {
-			keep = append(keep, key)
+	slices.Sort(noted)
+	noted = slices.Compact(noted)
+	pending := make([]indexed, 0, len(noted))
+	for _, key := range noted {
+		if e := live(key); e != nil {
+			pending = append(pending, indexed{key, e})
 		}
 	}
-	clear(pending[len(keep):])
-	pending = keep
 	if len(pending) < x.size()/8 {
 		// Few: one by one costs less than rewriting every block.
-		for _, key := range pending {
-			x.insert(key)
+		for _, it := range pending {
+			x.insert(it.key, it.e)
 		}
 		return
 	}
-	all := make([]string, 0, x.size()+len(pending))
+	all := make([]indexed, 0, x.size()+len(pending))
 	i := 0
 	for _, blk := range x.blocks {
-		for _, key := range blk {
-			for ; i < len(pending) && pending[i] < key; i++ {
+		for _, it := range blk {
+			for ; i < len(pending) && pending[i].key < it.key; i++ {
 				all = append(all, pending[i])
 			}
-			if i < len(pending) && pending[i] == key {
+			if i < len(pending) && pending[i].key == it.key {
 				i++ // add of a key already in: a no-op, as insert makes it
 			}
-			all = append(all, key)
+			all = append(all, it)
 		}
 	}
 	all = append(all, pending[i:]...)
@@ -123,28 +132,33 @@ func (x *keyIndex) size() int {
 	return n
 }
 
-// add records that key became live.
-func (x *keyIndex) add(key string) {
+// add records that key became live with entry e.
+func (x *keyIndex) add(key string, e *Entry) {
 	if x.suspended {
-		x.pending = append(x.pending, key)
+		x.pending = append(x.pending, key) // its entry is looked up at the flush
 		return
 	}
-	x.insert(key)
+	x.insert(key, e)
 }
 
-// insert puts key in its block.
-func (x *keyIndex) insert(key string) {
+// find returns where key is or would go in blk, and whether it is there.
+func find(blk []indexed, key string) (int, bool) {
+	return slices.BinarySearchFunc(blk, key, func(it indexed, key string) int { return strings.Compare(it.key, key) })
+}
+
+// insert puts key with entry e in its block.
+func (x *keyIndex) insert(key string, e *Entry) {
 	if len(x.blocks) == 0 {
-		x.blocks = [][]string{{key}}
+		x.blocks = [][]indexed{{{key, e}}}
 		return
 	}
 	b := x.block(key)
 	blk := x.blocks[b]
-	j, found := slices.BinarySearch(blk, key)
+	j, found := find(blk, key)
 	if found {
 		return
 	}
-	blk = slices.Insert(blk, j, key)
+	blk = slices.Insert(blk, j, indexed{key, e})
 	limit := x.limit()
 	if len(blk) <= limit {
 		x.blocks[b] = blk
@@ -164,7 +178,7 @@ func (x *keyIndex) remove(key string) {
 	}
 	b := x.block(key)
 	blk := x.blocks[b]
-	j, found := slices.BinarySearch(blk, key)
+	j, found := find(blk, key)
 	if !found {
 		return
 	}
@@ -203,16 +217,28 @@ func (x *keyIndex) limit() int {
 
 // ascend calls fn for each key >= lo in order, until fn returns false.
 func (x *keyIndex) ascend(lo string, fn func(key string) bool) {
+	x.ascendRuns(lo, func(run []indexed) bool {
+		for _, it := range run {
+			if !fn(it.key) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// ascendRuns calls fn with the keys >= lo in order, a run of them at a time
+// (the rest of a block), until fn returns false. fn must not change the
+// index, nor keep run.
+func (x *keyIndex) ascendRuns(lo string, fn func(run []indexed) bool) {
 	if len(x.blocks) == 0 {
 		return
 	}
 	b := x.block(lo)
-	j, _ := slices.BinarySearch(x.blocks[b], lo)
+	j, _ := find(x.blocks[b], lo)
 	for ; b < len(x.blocks); b, j = b+1, 0 {
-		for _, key := range x.blocks[b][j:] {
-			if !fn(key) {
-				return
-			}
+		if run := x.blocks[b][j:]; len(run) > 0 && !fn(run) {
+			return
 		}
 	}
 }

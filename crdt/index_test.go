@@ -1,7 +1,6 @@
 package crdt
 
 import (
-	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -11,17 +10,20 @@ import (
 
 // TestKeyIndex: a prefix listing after a cursor finds exactly the live keys
 // with the prefix after it, in order, whatever mix of additions, deletions
-// and re-additions came before, also across suspensions (a replay).
+// and re-additions came before, also across suspensions (a replay); and
+// the index holds each key with the entry it was added with.
 func TestKeyIndex(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		x := keyIndex{max: rapid.IntRange(2, 6).Draw(t, "block")}
-		live := map[string]bool{}
+		live := map[string]*Entry{}
 		key := rapid.StringMatching(`[abc]{0,3}`)
+		var built []indexed
 		for _, k := range rapid.SliceOfDistinct(key, func(k string) string { return k }).Draw(t, "built") {
-			live[k] = true
+			live[k] = &Entry{}
+			built = append(built, indexed{k, live[k]})
 		}
-		x.build(slices.Collect(maps.Keys(live)))
-		has := func(k string) bool { return live[k] }
+		x.build(built)
+		has := func(k string) *Entry { return live[k] }
 		for i, n := 0, rapid.IntRange(0, 200).Draw(t, "n"); i <= n; i++ {
 			k := key.Draw(t, "key")
 			op := rapid.IntRange(0, 3).Draw(t, "op")
@@ -39,8 +41,10 @@ func TestKeyIndex(t *testing.T) {
 					x.suspend()
 				}
 			case 0:
-				live[k] = true
-				x.add(k)
+				if live[k] == nil { // an entry stays the same while its key lives
+					live[k] = &Entry{}
+				}
+				x.add(k, live[k])
 			case 1:
 				delete(live, k)
 				x.remove(k)
@@ -74,7 +78,12 @@ func TestKeyIndex(t *testing.T) {
 				if len(blk) == 0 || len(blk) > x.max {
 					t.Fatalf("a block of %d keys (limit %d)", len(blk), x.max)
 				}
-				all = append(all, blk...)
+				for _, it := range blk {
+					if it.e != live[it.key] {
+						t.Fatalf("key %q indexed with another entry than it was added with", it.key)
+					}
+					all = append(all, it.key)
+				}
 			}
 			if !slices.IsSorted(all) || len(all) != len(live) {
 				t.Fatalf("index %q, %d live keys", all, len(live))

@@ -92,14 +92,14 @@ func (k *Keyspace) get(key string, now Timestamp, share bool) (View, bool) {
 func (k *Keyspace) SuspendIndex() { k.index.suspend() }
 
 // ResumeIndex ends SuspendIndex.
-func (k *Keyspace) ResumeIndex() { k.index.resume(k.has) }
+func (k *Keyspace) ResumeIndex() { k.index.resume(k.entryOf) }
 
-func (k *Keyspace) has(key string) bool { return k.keys[key] != nil }
+func (k *Keyspace) entryOf(key string) *Entry { return k.keys[key] }
 
 // flushIndex brings a suspended index up to date before a listing.
 func (k *Keyspace) flushIndex() {
 	if k.index.suspended {
-		k.index.flush(k.has)
+		k.index.flush(k.entryOf)
 	}
 }
 
@@ -387,7 +387,7 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 			e.Reg = ew.reg[:1:1]
 		}
 		k.keys[key] = e
-		k.index.add(key)
+		k.index.add(key, e)
 	}
 	h := keyHash(key, e)
 	k.sum = k.sum.add(h)
@@ -473,11 +473,11 @@ func FromSnapshot(d *Delta) (*Keyspace, error) {
 	k.ctx = *ctx.Clone()
 	k.markApplied(d.Own)
 	k.keys = make(map[string]*Entry, len(d.Keys))
-	keys := make([]string, 0, len(d.Keys))
+	keys := make([]indexed, 0, len(d.Keys))
 	for key, e := range d.Keys {
 		if n := e.normalize(0); n != nil {
 			k.keys[key] = n
-			keys = append(keys, key)
+			keys = append(keys, indexed{key, n})
 			k.sum = k.sum.add(keyHash(key, n))
 			k.requeue(key, n)
 		}
