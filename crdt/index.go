@@ -23,7 +23,7 @@ const indexBlock = 1024
 // of 70-100 ms at 100,000 keys (BenchmarkPutWhileExpiring in node).
 type keyIndex struct {
 	blocks [][]indexed // each sorted by key and non-empty; every key of a block sorts before the next block's
-	max    int        // the largest block; 0: indexBlock (tests set it small)
+	max    int         // the largest block; 0: indexBlock (tests set it small)
 
 	// While suspended (a replay: nothing lists until it ends), keys
 	// created are noted in pending, unsorted, and merged in by one sort at
