@@ -11,8 +11,8 @@ import (
 const benchAllUsage = `Usage: shoal bench all [--svg DIR] [--json FILE] [-o json] [--scale F]
 
 Runs every measurement the README shows, one after the other, at modest
-durations (about two and a half minutes in all), prints each report and then every goal
-beside its figure:
+durations (about two and a half minutes in all), prints each report and
+then every goal beside its figure:
 
   put      embedded durable Put against raw group commit and bbolt,
            --writers 1,16,64,256, 2 s each
