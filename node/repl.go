@@ -142,12 +142,12 @@ type peerState struct {
 }
 
 // peerLocked returns the state of the named peer, created if new; r.mu is
-// held. Its first state comparison is due about a period after we first
+// held. Its first state comparison is due within a period after we first
 // hear of it (a new stream's pull already carries a digest).
 func (r *replicator) peerLocked(name string, now time.Time) *peerState {
 	p := r.peers[name]
 	if p == nil {
-		p = &peerState{applied: &crdt.Context{}, nextCheck: r.checkAfter(now)}
+		p = &peerState{applied: &crdt.Context{}, nextCheck: r.firstCheckAfter(now)}
 		r.peers[name] = p
 	}
 	return p

@@ -434,6 +434,14 @@ func (r *replicator) checkAfter(now time.Time) time.Time {
 	return now.Add(r.checkEvery - rand.N(r.checkEvery/4+1))
 }
 
+// firstCheckAfter is checkAfter for the first comparison with a peer we
+// just heard of: between a quarter of a period and a period later, so that
+// nodes started together (a deploy, a test, `shoal dev`) do not make their
+// first round of comparisons within the same quarter period either.
+func (r *replicator) firstCheckAfter(now time.Time) time.Time {
+	return now.Add(r.checkEvery - rand.N(r.checkEvery*3/4+1))
+}
+
 // PullDigest is our digest for a pull from peer to: the ranges we want
 // from it, if its summary showed some, else our usual digest, asking for
 // a summary when our periodic state comparison with it is due. It also

@@ -578,4 +578,15 @@ func TestCheckAfterSpreads(t *testing.T) {
 	if hi-lo < r.checkEvery/5 {
 		t.Errorf("1,000 comparisons fell due within %v of each other, want them spread over ~%v", hi-lo, r.checkEvery/4)
 	}
+	lo, hi = time.Duration(1<<62), time.Duration(0)
+	for range 1000 {
+		d := r.firstCheckAfter(now).Sub(now)
+		if d < r.checkEvery/4 || d > r.checkEvery {
+			t.Fatalf("first comparison due %v after we heard of the peer, want within [%v, %v]", d, r.checkEvery/4, r.checkEvery)
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if hi-lo < r.checkEvery/2 {
+		t.Errorf("1,000 first comparisons fell due within %v of each other, want them spread over ~%v", hi-lo, r.checkEvery*3/4)
+	}
 }
