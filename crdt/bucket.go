@@ -127,7 +127,7 @@ func (s *RangeScan) Step(n int) bool {
 			}
 			sum := s.sums[i]
 			for _, it := range rest[:end] {
-				sum = sum.add(keyHash(it.key, it.e))
+				sum = sum.add(it.e.kh)
 			}
 			s.sums[i] = sum
 			rest = rest[end:]

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"container/heap"
+	"math"
 	"time"
 )
 
@@ -43,12 +44,12 @@ func (q expiryQueue) Less(i, j int) bool {
 }
 func (q expiryQueue) Swap(i, j int) {
 	q[i], q[j] = q[j], q[i]
-	q[i].e.hx = i + 1
-	q[j].e.hx = j + 1
+	q[i].e.hx = int32(i + 1)
+	q[j].e.hx = int32(j + 1)
 }
 func (q *expiryQueue) Push(x any) {
 	it := x.(queued)
-	it.e.hx = len(*q) + 1
+	it.e.hx = int32(len(*q) + 1)
 	*q = append(*q, it)
 }
 func (q *expiryQueue) Pop() any {
@@ -91,21 +92,29 @@ func (k *Keyspace) requeue(key string, e *Entry) {
 	switch {
 	case at == 0:
 		if e.hx != 0 {
-			heap.Remove(&k.waiting, e.hx-1)
+			heap.Remove(&k.waiting, int(e.hx-1))
 		}
 	case e.hx != 0:
 		k.waiting[e.hx-1].at = at
-		heap.Fix(&k.waiting, e.hx-1)
+		heap.Fix(&k.waiting, int(e.hx-1))
+	case len(k.waiting) >= maxQueued:
+		// Not queued: the sweep never reclaims it, but reads hide it
+		// once expired all the same (Entry.live). Past two billion keys
+		// with an expiry at once.
 	default:
 		k.queuedSeq++
 		heap.Push(&k.waiting, queued{at: at, seq: k.queuedSeq, key: key, e: e})
 	}
 }
 
+// maxQueued bounds the waiting queue: an entry keeps its position in an
+// int32 (Entry.hx).
+const maxQueued = math.MaxInt32 - 1
+
 // unqueue takes a removed entry out of the waiting queue.
 func (k *Keyspace) unqueue(e *Entry) {
 	if e.hx != 0 {
-		heap.Remove(&k.waiting, e.hx-1)
+		heap.Remove(&k.waiting, int(e.hx-1))
 	}
 	e.ix = 0
 }
@@ -150,7 +159,7 @@ func (k *Keyspace) Sweep(now, horizon Timestamp, limit int) (expired, reclaimed 
 		if e == nil || e.hx != 0 || e.ix != it.at {
 			continue // gone, or its expiry changed since it was reported
 		}
-		h := keyHash(it.key, e)
+		h := e.kh
 		k.sum = k.sum.sub(h)
 		delete(k.keys, it.key)
 		k.index.remove(it.key)

@@ -365,6 +365,11 @@ func sameState(t tb, what string, a, b *Keyspace) {
 				}
 			}
 		}
+		for key, e := range k.keys {
+			if e.kh != hashChild(tagKey, key, e.itemSum()) {
+				t.Fatalf("%s: the key hash kept for %q is not its entry's", what, key)
+			}
+		}
 	}
 	if fmt.Sprint(views(a, 0)) != fmt.Sprint(views(b, 0)) {
 		t.Fatalf("%s: views differ: %v vs %v", what, views(a, 0), views(b, 0))

@@ -364,7 +364,7 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 	}
 	var old sum128
 	if had {
-		old = keyHash(key, e)
+		old = e.kh
 	}
 	if !j.entry(e, b, full) {
 		return Change{}, false
@@ -390,6 +390,7 @@ func (k *Keyspace) joinKey(j *joiner, key string, b *Entry, full bool) (Change, 
 		k.index.add(key, e)
 	}
 	h := keyHash(key, e)
+	e.kh = h
 	k.sum = k.sum.add(h)
 	k.rehashed(key, old, h)
 	k.requeue(key, e)
@@ -478,7 +479,8 @@ func FromSnapshot(d *Delta) (*Keyspace, error) {
 		if n := e.normalize(0); n != nil {
 			k.keys[key] = n
 			keys = append(keys, indexed{key, n})
-			k.sum = k.sum.add(keyHash(key, n))
+			n.kh = keyHash(key, n)
+			k.sum = k.sum.add(n.kh)
 			k.requeue(key, n)
 		}
 	}
