@@ -74,12 +74,19 @@ func TestAgentKeepsMonitorAwake(t *testing.T) {
 		t.Skip("reads /proc/PID/environ (Linux)")
 	}
 	bin := shoalBinary(t)
-	for _, tc := range []struct{ godebug, want string }{
-		{"", monitorGODEBUG},
-		{"madvdontneed=1", "madvdontneed=1," + monitorGODEBUG},
-		{"schedtrace=0", "schedtrace=0"},
+	// Started through a symbolic link, as installs often are, the process
+	// keeps the link's name too.
+	link := filepath.Join(t.TempDir(), "shoal-link")
+	if err := os.Symlink(bin, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ bin, godebug, want string }{
+		{bin, "", monitorGODEBUG},
+		{bin, "madvdontneed=1", "madvdontneed=1," + monitorGODEBUG},
+		{bin, "schedtrace=0", "schedtrace=0"},
+		{link, "", monitorGODEBUG},
 	} {
-		t.Run("GODEBUG="+tc.godebug, func(t *testing.T) {
+		t.Run(filepath.Base(tc.bin)+"/GODEBUG="+tc.godebug, func(t *testing.T) {
 			httpAddr, err := freeLoopbackAddr()
 			if err != nil {
 				t.Fatal(err)
@@ -88,7 +95,7 @@ func TestAgentKeepsMonitorAwake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(bin, "agent", "--data-dir", t.TempDir(), "--http", httpAddr, "--gossip", gossip, "--log-level", "warn")
+			cmd := exec.Command(tc.bin, "agent", "--data-dir", t.TempDir(), "--http", httpAddr, "--gossip", gossip, "--log-level", "warn")
 			for _, kv := range os.Environ() {
 				if !strings.HasPrefix(kv, "GODEBUG=") && !strings.HasPrefix(kv, "SHOAL_") {
 					cmd.Env = append(cmd.Env, kv)
@@ -129,7 +136,7 @@ func TestAgentKeepsMonitorAwake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, want := strings.TrimSpace(string(comm)), filepath.Base(bin); got != want {
+			if got, want := strings.TrimSpace(string(comm)), filepath.Base(tc.bin); got != want {
 				t.Errorf("process name %q, want %q", got, want)
 			}
 		})
