@@ -142,9 +142,11 @@
 // write is pushed to every peer once, anti-entropy sends a peer exactly the
 // records it lacks (or, when the WAL no longer holds them, the key ranges
 // that differ), a state transfer is atomic to observers (a deleted value
-// never comes back while or after one runs), and every
-// StateCheckInterval the node compares its state with each peer's range by
-// range, so that a divergence the version vectors cannot show is repaired
+// never comes back while or after one runs), and at least every
+// StateCheckInterval (at random between three quarters of it and all of it,
+// so that the comparisons with many peers do not run at once) the node
+// compares its state with each peer's range by range, so that a divergence
+// the version vectors cannot show is repaired
 // within 2 × StateCheckInterval + 3 × AntiEntropyInterval even under
 // continuous writes.
 //
