@@ -111,12 +111,12 @@ type Options struct {
 	// struct before use.
 	Gossip *gossip.Config
 
-	// StateCheckInterval is how often, at most, the node compares its
-	// state with each peer's, key range by key range, whatever their
-	// applied sets say (each comparison falls due between three quarters
-	// of it and all of it after the last, at random, the first one within
-	// it): a divergence the applied sets cannot show is repaired within
-	// about twice this (see repl_ranges.go). 0 = 10 × the gossip
+	// StateCheckInterval is the longest the node goes between two
+	// comparisons of its state with a peer's, key range by key range,
+	// whatever their applied sets say (each falls due between three
+	// quarters of it and all of it after the last, at random; the first
+	// within it): a divergence the applied sets cannot show is repaired
+	// within about twice this (see repl_ranges.go). 0 = 10 × the gossip
 	// AntiEntropyInterval (10s with gossip.DefaultLocalConfig, 50s with
 	// DefaultLANConfig); negative = never.
 	StateCheckInterval time.Duration
