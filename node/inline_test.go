@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sync"
@@ -99,5 +100,87 @@ func TestInlineWaitsOutRemoteRecords(t *testing.T) {
 	}
 	if b.inlined.Load() == before {
 		t.Fatal("no local write committed inline once the peer was quiet")
+	}
+}
+
+// deliverBatch hands n the records of cs as one delivery from peer from, as a
+// stream's Deliver does.
+func deliverBatch(t *testing.T, n *Node, from string, cs []committed) error {
+	t.Helper()
+	var raws [][]byte
+	var ops []*Op
+	for _, c := range cs {
+		op, err := DecodeOp(c.Record)
+		must(t, err)
+		raws, ops = append(raws, bytes.Clone(c.Record)), append(ops, op)
+	}
+	return n.applyRemoteBatch(raws, ops, from)
+}
+
+// A peer's delivery to an idle node commits on the stream's goroutine
+// (commitRemoteInline), one group per delivery: applied, durable, and its
+// duplicates dropped as through the loop.
+func TestRemoteDeliveryCommitsInline(t *testing.T) {
+	a, _ := openTest(t, &Options{Sync: SyncNever})
+	rec := record(a)
+	const count, size = 40, 5
+	for i := range count {
+		must(t, a.Put(fmt.Sprint("k", i), i))
+	}
+	cs := rec.take()
+	dir := t.TempDir()
+	b := openAt(t, dir, nil)
+	before, groupsBefore := b.inlinedRemote.Load(), groups(t, b)
+	for i := 0; i < count; i += size {
+		must(t, deliverBatch(t, b, "a", cs[i:i+size]))
+	}
+	// A sweep tick may take the pipeline for a moment; most find it idle.
+	if got := b.inlinedRemote.Load() - before; got < count/size/2 {
+		t.Fatalf("%d of %d deliveries to an idle node committed inline", got, count/size)
+	}
+	if got := groups(t, b) - groupsBefore; got != count/size {
+		t.Fatalf("%d deliveries took %d group commits, want one each", count/size, got)
+	}
+	next := b.wal.NextOffset()
+	must(t, deliverBatch(t, b, "a", cs[:size]))
+	if b.wal.NextOffset() != next {
+		t.Fatal("a delivery of records applied already was appended again")
+	}
+	for i := range count {
+		if v, err := b.Get(fmt.Sprint("k", i)); err != nil || v.Data != int64(i) {
+			t.Fatalf("k%d = %v, %v", i, v.Data, err)
+		}
+	}
+	d := b.Digest()
+	must(t, b.Close())
+	b = openAt(t, dir, nil)
+	if b.Digest() != d {
+		t.Fatal("the state changed across a restart: an inline commit was not in the WAL")
+	}
+}
+
+// While a state transfer is open, a delivery goes through the loop, where
+// the transfer gate holds back what touches the ranges the transfer has
+// joined, and commits it right after the transfer's closing record.
+func TestRemoteDeliveryWaitsForTransfer(t *testing.T) {
+	src, _ := openTest(t, &Options{Sync: SyncNever})
+	writer, _ := openTest(t, &Options{Sync: SyncNever})
+	dst, _ := openTest(t, &Options{Sync: SyncNever})
+	must(t, src.Put("k", 1))
+	rec := record(writer)
+	must(t, writer.Put("k2", 2))
+	recs := stateRecords(t, src)
+	must(t, dst.applyRemote(recs[0], "src")) // opens the transfer: the whole key space
+	before := dst.inlinedRemote.Load()
+	must(t, deliverBatch(t, dst, "writer", rec.take()))
+	if dst.inlinedRemote.Load() != before {
+		t.Fatal("a delivery committed inline while a transfer was open")
+	}
+	if _, err := dst.Get("k2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a delivery in the transfer's range applied before its end: %v", err)
+	}
+	must(t, dst.applyRemote(recs[1], "src"))
+	if _, err := dst.Get("k2"); err != nil {
+		t.Fatalf("the held delivery was not committed with the end of the transfer: %v", err)
 	}
 }

@@ -76,8 +76,9 @@ const maxTxOps = 4096
 //     callers.
 //
 // When the pipeline is idle (nothing queued, open or in flight), a caller
-// does all three stages itself instead (commitInline): a lone writer's
-// commit then involves no other goroutine.
+// does all three stages itself instead (commitInline, and for a peer's
+// delivery commitRemoteInline): a lone writer's commit, or a delivery to
+// a node that is otherwise idle, then involves no other goroutine.
 //
 // "The committer" below means the last two stages together. Reads never
 // see a write before it is durable: only the applier changes the state,
@@ -95,7 +96,8 @@ const maxTxOps = 4096
 // run is the loop: the first stage of the pipeline.
 func (n *Node) run() {
 	// The loop holds loopMu except while it waits with no group open, so
-	// that a caller can commit on its own goroutine then (commitInline).
+	// that a caller can commit on its own goroutine then (commitInline,
+	// commitRemoteInline).
 	n.loopMu.Lock()
 	defer n.loopMu.Unlock()
 	go n.appendLoop()
@@ -440,8 +442,8 @@ func (n *Node) appendGroup(g *group) {
 
 // applyLoop is the third stage: it applies each durable group to the
 // state, publishes, calls the replication hook and answers the callers.
-// It is the state's only writer, but for commitInline, which runs when it
-// is idle; loopDone closes when it exits.
+// It is the state's only writer, but for the inline commits, which run
+// when it is idle; loopDone closes when it exits.
 func (n *Node) applyLoop() {
 	defer close(n.loopDone)
 	for g := range n.appended {
@@ -452,7 +454,7 @@ func (n *Node) applyLoop() {
 }
 
 // finishGroup is the applier's work on one group, under applyMu: apply,
-// answer (with answer: commitInline's caller needs no answer), a sweep
+// answer (with answer: an inline commit's caller needs no answer), a sweep
 // step if one is due after it, a snapshot if one is due.
 func (n *Node) finishGroup(g *group, answer bool) {
 	switch {
@@ -513,22 +515,79 @@ const remoteQuiet = 100 * time.Millisecond
 // of the commits, and a caller's requests keep the order it made them in
 // (a queued one makes the next go through the queue behind it).
 func (n *Node) commitInline(r *request) bool {
-	if r.kind == reqRemote || r.kind == reqSnapshot || !n.loopMu.TryLock() {
+	if r.kind == reqRemote || r.kind == reqSnapshot || !n.lockIdle() {
 		return false
 	}
 	defer n.loopMu.Unlock()
-	if n.queued.Load() != 0 || n.sent.Load() != n.committed.Load() || n.closed.Load() ||
-		n.opts.Now().UnixMilli()-n.remoteAt.Load() < remoteQuiet.Milliseconds() {
+	if n.opts.Now().UnixMilli()-n.remoteAt.Load() < remoteQuiet.Milliseconds() {
 		return false
 	}
-	g := n.add(nil, r)
+	n.commitOwn(n.add(nil, r))
+	n.inlined.Add(1)
+	return true
+}
+
+// commitRemoteInline commits a peer's delivery (reqs, plain deltas) on the
+// caller's goroutine when the pipeline is idle, as commitInline does a
+// local write: one group, one fsync, and no hand-off to the loop, the
+// appender and the applier and back (each wakes a parked goroutine, often
+// on another thread: on a machine shared by many nodes the switches cost
+// more than the records). It reports whether it committed them; each
+// request's err is set. Not while a state transfer is open: the transfer
+// gate may hold records back or release held ones, which the loop
+// commits in order.
+func (n *Node) commitRemoteInline(reqs []*request) bool {
+	if len(reqs) == 0 || len(reqs) > n.opts.MaxBatchOps {
+		return false
+	}
+	size := 0
+	for _, r := range reqs {
+		if r.op == nil || r.op.Kind != OpDelta || r.mark != 0 {
+			return false
+		}
+		size += len(r.raw)
+	}
+	if size >= maxGroupBytes || !n.lockIdle() {
+		return false
+	}
+	defer n.loopMu.Unlock()
+	if n.gate.peer != "" || len(n.gate.released) > 0 {
+		return false
+	}
+	var g *group
+	for _, r := range reqs {
+		g = n.add(g, r) // within the group's bounds (above): never sent
+	}
+	n.commitOwn(g)
+	n.inlinedRemote.Add(1)
+	return true
+}
+
+// lockIdle takes loopMu when the pipeline is idle (nothing queued, no
+// group open or in flight, the node open), for an inline commit; false
+// when it is not. The loop holds loopMu whenever a group is open, and
+// counts a request as queued until it holds loopMu, so a request the loop
+// took is never overtaken by an inline commit.
+func (n *Node) lockIdle() bool {
+	if !n.loopMu.TryLock() {
+		return false
+	}
+	if n.queued.Load() != 0 || n.sent.Load() != n.committed.Load() || n.closed.Load() {
+		n.loopMu.Unlock()
+		return false
+	}
+	return true
+}
+
+// commitOwn appends and applies g, built under loopMu by an inline commit,
+// on the caller's goroutine; nobody is answered (the caller waits for
+// nothing).
+func (n *Node) commitOwn(g *group) {
 	n.handed(g)
 	n.applyMu.Lock() // the applier may still be finishing the last group
 	defer n.applyMu.Unlock()
 	n.appendGroup(g)
 	n.finishGroup(g, false)
-	n.inlined.Add(1)
-	return true
 }
 
 // applyGroup applies a durable group (its records start at WAL offset

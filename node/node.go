@@ -56,7 +56,7 @@ type Node struct {
 	lastSeq atomic.Uint64
 
 	// Owned by the loop, the pipeline's first stage (see loop.go), under
-	// loopMu, which commitInline holds too.
+	// loopMu, which the inline commits hold too.
 	clock     crdt.Timestamp // hybrid logical clock
 	tx        *crdt.Tx       // the rolling transaction
 	txSeq     uint64         // last seq issued by an earlier transaction
@@ -65,23 +65,24 @@ type Node struct {
 	lastWrite time.Time      // when a request last opened a group (the sweep's rest)
 	gate      transferGate   // the state transfer in progress (transfer.go)
 
-	// Owned by the applier, the last stage, under applyMu, which
-	// commitInline holds too (and by Open before it starts); recs by the
-	// appender (and commitInline, when the appender is idle).
+	// Owned by the applier, the last stage, under applyMu, which the
+	// inline commits hold too (and by Open before it starts); recs by the
+	// appender (and the inline commits, when the appender is idle).
 	durableClock crdt.Timestamp // the loop's clock as of the last applied group (written under mu)
 	sinceOps     int            // records since the last snapshot
 	sinceSize    int64          // record bytes since the last snapshot
 	recs         [][]byte       // reused per group
 
 	// loopMu is held by the loop, but while it waits with no group open,
-	// and by commitInline; applyMu by the applier for each group, and by
-	// commitInline. queued counts requests sent to reqs that the loop has
-	// not taken under loopMu.
-	loopMu   sync.Mutex
-	applyMu  sync.Mutex
-	queued   atomic.Int64
-	inlined  atomic.Uint64 // commits made by commitInline
-	remoteAt atomic.Int64  // when the loop last took a peer's record (Unix ms, Options.Now)
+	// and by the inline commits; applyMu by the applier for each group,
+	// and by the inline commits. queued counts requests sent to reqs that
+	// the loop has not taken under loopMu.
+	loopMu        sync.Mutex
+	applyMu       sync.Mutex
+	queued        atomic.Int64
+	inlined       atomic.Uint64 // commits made by commitInline
+	inlinedRemote atomic.Uint64 // deliveries committed by commitRemoteInline
+	remoteAt      atomic.Int64  // when the loop last took a peer's record (Unix ms, Options.Now)
 
 	reqs      chan *request
 	groups    chan *group   // loop -> appender (unbuffered)

@@ -14,11 +14,12 @@ package node
 //     hands its record bytes to gossip.Broadcast, which pushes them to every
 //     peer with an open stream, batched over a millisecond or so. The origin
 //     pushes to everyone (full mesh); receivers do not forward.
-//  2. A peer's Deliver decodes the records and submits them to its commit
-//     loop as one group: records whose dots were all applied already are
-//     dropped (duplicates), the rest are appended to its WAL as the same
-//     bytes, applied and published, in one fsync per group. The peer then
-//     acknowledges with its digest.
+//  2. A peer's Deliver decodes the records and commits them as one group
+//     (on its own goroutine when the node is otherwise idle, else through
+//     the commit loop beside other writes): records whose dots were all
+//     applied already are dropped (duplicates), the rest are appended to its
+//     WAL as the same bytes, applied and published, in one fsync per group.
+//     The peer then acknowledges with its digest.
 //  3. The digest is the set of operations a node has applied
 //     (Keyspace.Applied). From acknowledgements a node knows, per peer, how
 //     many of its writes the peer holds (SyncStatus, WaitSynced). A digest

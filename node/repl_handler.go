@@ -145,26 +145,40 @@ func (r *replicator) Deliver(from gossip.Peer, src gossip.Source, payloads [][]b
 	return n.applyRemoteBatch(raws, ops, from.Name)
 }
 
-// applyRemoteBatch hands decoded remote records to the commit loop all at
-// once, so they share group commits, and waits for all of them. The
-// records are owned by the node from here on.
+// applyRemoteBatch commits decoded remote records, all at once so that
+// they share group commits, and waits for all of them: on the caller's
+// goroutine when the pipeline is idle (commitRemoteInline), else through
+// the commit loop. The records are owned by the node from here on.
 func (n *Node) applyRemoteBatch(raws [][]byte, ops []*Op, from string) error {
-	reqs := make([]*request, 0, len(raws))
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	reqs := remoteRequests(raws, ops, from)
+	if !n.commitRemoteInline(reqs) {
+		return n.commitQueued(reqs)
+	}
 	var err error
-submit:
-	for i, raw := range raws {
-		if n.closed.Load() {
-			err = ErrClosed
+	for _, rq := range reqs {
+		if rq.err != nil && err == nil {
+			err = rq.err
+		}
+		putRequest(rq)
+	}
+	return err
+}
+
+// commitQueued hands reqs to the commit loop, all at once, waits for all
+// of them and recycles them.
+func (n *Node) commitQueued(reqs []*request) error {
+	var err error
+	for i, rq := range reqs {
+		if n.closed.Load() || !n.queue(rq) {
+			for _, rq := range reqs[i:] {
+				putRequest(rq)
+			}
+			reqs, err = reqs[:i], ErrClosed
 			break
 		}
-		rq := getRequest(reqRemote)
-		rq.raw, rq.op, rq.from = raw, ops[i], from
-		if !n.queue(rq) {
-			putRequest(rq)
-			err = ErrClosed
-			break submit
-		}
-		reqs = append(reqs, rq)
 	}
 	for _, rq := range reqs {
 		select {
@@ -183,6 +197,17 @@ submit:
 		putRequest(rq)
 	}
 	return err
+}
+
+// remoteRequests wraps a peer's records in requests.
+func remoteRequests(raws [][]byte, ops []*Op, from string) []*request {
+	reqs := make([]*request, len(raws))
+	for i, raw := range raws {
+		rq := getRequest(reqRemote)
+		rq.raw, rq.op, rq.from = raw, ops[i], from
+		reqs[i] = rq
+	}
+	return reqs
 }
 
 // Digest returns our digest. Called often (it acknowledges delivered

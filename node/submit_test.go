@@ -149,7 +149,9 @@ func TestRemoteDeliveriesShareGroups(t *testing.T) {
 	b, _ := openTest(t, nil)
 	before := groups(t, b)
 	for i := 0; i < len(raws); i += size {
-		must(t, b.applyRemoteBatch(raws[i:i+size], ops[i:i+size], "a"))
+		// Through the loop: an idle node commits a delivery inline, as
+		// one group (TestRemoteDeliveryCommitsInline).
+		must(t, b.commitQueued(remoteRequests(raws[i:i+size], ops[i:i+size], "a")))
 	}
 	g := groups(t, b) - before
 	t.Logf("%d deliveries of %d records: %d group commits", deliveries, size, g)
