@@ -12,8 +12,9 @@ package node
 //
 //  1. A local write commits (WAL append, apply, publish); the commit hook
 //     hands its record bytes to gossip.Broadcast, which pushes them to every
-//     peer with an open stream, batched over a millisecond or so. The origin
-//     pushes to everyone (full mesh); receivers do not forward.
+//     peer with an open stream, batched over gossip's FlushInterval (2 ms on
+//     loopback, 5 ms on a LAN). The origin pushes to everyone (full mesh);
+//     receivers do not forward.
 //  2. A peer's Deliver decodes the records and commits them as one group
 //     (on its own goroutine when the node is otherwise idle, else through
 //     the commit loop beside other writes): records whose dots were all
