@@ -192,13 +192,7 @@ func TestStateTransferRecords(t *testing.T) {
 	if len(missing) != 0 {
 		t.Fatalf("after the transfer dst still lacks %v", missing)
 	}
-	d := dst.Digest()
-	dir := dst.Dir()
-	must(t, dst.Close())
-	dst = openAt(t, dir, nil)
-	if dst.Digest() != d {
-		t.Fatal("state transfer records do not replay to the same state")
-	}
+	reopenSame(t, dst, nil, "state transfer records do not replay to the same state")
 }
 
 func TestDotIndex(t *testing.T) {

@@ -128,8 +128,7 @@ func TestRemoteDeliveryCommitsInline(t *testing.T) {
 		must(t, a.Put(fmt.Sprint("k", i), i))
 	}
 	cs := rec.take()
-	dir := t.TempDir()
-	b := openAt(t, dir, nil)
+	b, _ := openTest(t, nil)
 	before, groupsBefore := b.inlinedRemote.Load(), groups(t, b)
 	for i := 0; i < count; i += size {
 		must(t, deliverBatch(t, b, "a", cs[i:i+size]))
@@ -151,12 +150,7 @@ func TestRemoteDeliveryCommitsInline(t *testing.T) {
 			t.Fatalf("k%d = %v, %v", i, v.Data, err)
 		}
 	}
-	d := b.Digest()
-	must(t, b.Close())
-	b = openAt(t, dir, nil)
-	if b.Digest() != d {
-		t.Fatal("the state changed across a restart: an inline commit was not in the WAL")
-	}
+	reopenSame(t, b, nil, "an inline commit was not in the WAL")
 }
 
 // While a state transfer is open, a delivery goes through the loop, where

@@ -54,6 +54,20 @@ func openAt(t testing.TB, dir string, opts *Options) *Node {
 	return n
 }
 
+// reopenSame closes n, opens its directory again with opts and fails the
+// test unless the state replays to the same digest: what n applied is in
+// its WAL. why says what would have gone wrong.
+func reopenSame(t testing.TB, n *Node, opts *Options, why string) *Node {
+	t.Helper()
+	d, dir := n.Digest(), n.Dir()
+	must(t, n.Close())
+	n = openAt(t, dir, opts)
+	if n.Digest() != d {
+		t.Fatalf("the state changed across a restart: %s", why)
+	}
+	return n
+}
+
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()

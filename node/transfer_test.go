@@ -54,13 +54,7 @@ func TestTransferNothingDeletedComesBack(t *testing.T) {
 		t.Fatal("n2's state differs from n1's after the transfer")
 	}
 	// The same after a restart: the WAL holds what was applied, in order.
-	d := n2.Digest()
-	dir := n2.Dir()
-	must(t, n2.Close())
-	n2 = openAt(t, dir, &Options{Sync: SyncNever})
-	if n2.Digest() != d {
-		t.Fatal("n2's state changed across a restart")
-	}
+	reopenSame(t, n2, &Options{Sync: SyncNever}, "n2's WAL does not hold what it applied, in order")
 }
 
 // The gate holds back only deltas that touch the ranges the transfer has
@@ -113,13 +107,7 @@ func TestTransferGate(t *testing.T) {
 		must(t, dst.applyRemote(r, "other"))
 	}
 	// Everything the node applied is in its WAL: a restart rebuilds it.
-	d := dst.Digest()
-	dir := dst.Dir()
-	must(t, dst.Close())
-	dst = openAt(t, dir, &Options{Sync: SyncNever})
-	if dst.Digest() != d {
-		t.Fatal("state changed across a restart")
-	}
+	dst = reopenSame(t, dst, &Options{Sync: SyncNever}, "dst's WAL does not hold what it applied")
 	for _, k := range []string{"a", "a2", "x2", "y"} {
 		if _, err := dst.Get(k); err != nil {
 			t.Fatalf("%s: %v", k, err)
