@@ -134,11 +134,13 @@ func TestRemoteDeliveryCommitsInline(t *testing.T) {
 		must(t, deliverBatch(t, b, "a", cs[i:i+size]))
 	}
 	// A sweep tick may take the pipeline for a moment; most find it idle.
-	if got := b.inlinedRemote.Load() - before; got < count/size/2 {
-		t.Fatalf("%d of %d deliveries to an idle node committed inline", got, count/size)
+	inline := int(b.inlinedRemote.Load() - before)
+	if inline < count/size/2 {
+		t.Fatalf("%d of %d deliveries to an idle node committed inline", inline, count/size)
 	}
-	if got := groups(t, b) - groupsBefore; got != count/size {
-		t.Fatalf("%d deliveries took %d group commits, want one each", count/size, got)
+	// One group each inline (through the loop a delivery may be cut).
+	if got, most := int(groups(t, b)-groupsBefore), inline+(count/size-inline)*size; got > most {
+		t.Fatalf("%d deliveries, %d of them inline, took %d group commits (at most %d)", count/size, inline, got, most)
 	}
 	next := b.wal.NextOffset()
 	must(t, deliverBatch(t, b, "a", cs[:size]))
