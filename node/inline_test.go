@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"sync"
@@ -107,13 +106,7 @@ func TestInlineWaitsOutRemoteRecords(t *testing.T) {
 // stream's Deliver does.
 func deliverBatch(t *testing.T, n *Node, from string, cs []committed) error {
 	t.Helper()
-	var raws [][]byte
-	var ops []*Op
-	for _, c := range cs {
-		op, err := DecodeOp(c.Record)
-		must(t, err)
-		raws, ops = append(raws, bytes.Clone(c.Record)), append(ops, op)
-	}
+	raws, ops := peerRecords(t, cs)
 	return n.applyRemoteBatch(raws, ops, from)
 }
 

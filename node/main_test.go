@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"testing"
@@ -52,6 +53,19 @@ func openAt(t testing.TB, dir string, opts *Options) *Node {
 	}
 	t.Cleanup(func() { n.Close() })
 	return n
+}
+
+// peerRecords is what a peer receives of the records cs: their bytes,
+// copied, and each decoded afresh (the sender's Op shares its entries with
+// the sender's state).
+func peerRecords(t testing.TB, cs []committed) (raws [][]byte, ops []*Op) {
+	t.Helper()
+	for _, c := range cs {
+		op, err := DecodeOp(c.Record)
+		must(t, err)
+		raws, ops = append(raws, bytes.Clone(c.Record)), append(ops, op)
+	}
+	return raws, ops
 }
 
 // reopenSame closes n, opens its directory again with opts and fails the

@@ -19,11 +19,7 @@ func BenchmarkRemoteDelivery(b *testing.B) {
 	for i := range distinct {
 		must(b, a.Put(fmt.Sprintf("k%06d", i), i))
 	}
-	var raws [][]byte
-	var ops []*Op
-	for _, c := range recs.take() {
-		raws, ops = append(raws, c.Record), append(ops, c.Op)
-	}
+	raws, ops := peerRecords(b, recs.take())
 	rcv, _ := openTest(b, nil)
 	var before, after syscall.Rusage
 	must(b, syscall.Getrusage(syscall.RUSAGE_SELF, &before))

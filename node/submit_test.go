@@ -130,22 +130,12 @@ func TestKeysAfter(t *testing.T) {
 // groups (an fsync every two records on every receiver).
 func TestRemoteDeliveriesShareGroups(t *testing.T) {
 	a, _ := openTest(t, &Options{Sync: SyncNever})
+	rec := record(a)
 	const deliveries, size = 50, 100
 	for i := range deliveries * size {
 		must(t, a.Put(fmt.Sprintf("k%06d", i), i))
 	}
-	r, err := a.wal.NewReader(a.wal.FirstOffset())
-	must(t, err)
-	defer r.Close()
-	var raws [][]byte
-	var ops []*Op
-	for range deliveries * size {
-		_, rec, err := r.Next()
-		must(t, err)
-		op, err := DecodeOp(rec)
-		must(t, err)
-		raws, ops = append(raws, rec), append(ops, op)
-	}
+	raws, ops := peerRecords(t, rec.take())
 	b, _ := openTest(t, nil)
 	before := groups(t, b)
 	for i := 0; i < len(raws); i += size {
