@@ -222,10 +222,10 @@ func (c *CopyScan) Step(n int) bool {
 	k.flushIndex()
 	more := false
 	k.index.ascendRuns(c.after, func(run []indexed) bool {
+		if c.passed && run[0].key == c.after { // only the first run can start at the cursor
+			run = run[1:]
+		}
 		for _, it := range run {
-			if c.passed && it.key <= c.after {
-				continue
-			}
 			if n == 0 {
 				more = true
 				return false
