@@ -34,6 +34,11 @@ type keyWrite struct {
 	value []byte
 	by    int64
 	after int64 // replyRound: the increments of the key after the write being answered
+
+	// A round in a shared batch (combine.go): the key's position there, and
+	// the increments of the key that other rounds made before this one.
+	at     int
+	before int64
 }
 
 // linearKeys is how many keys a round finds by a scan before it builds a
@@ -48,7 +53,11 @@ type keyWrites struct {
 }
 
 // find returns key's position in order, -1 if the round has no write of it.
-func (ks *keyWrites) find(key []byte) int {
+func (ks *keyWrites) find(key []byte) int { return findKey(ks, key) }
+
+// findKey is find for a key of either kind (the conversions below do not
+// allocate).
+func findKey[K string | []byte](ks *keyWrites, key K) int {
 	if ks.index != nil {
 		if i, ok := ks.index[string(key)]; ok {
 			return i
@@ -103,11 +112,28 @@ type round struct {
 	values    []int64 // replyRound's
 }
 
+// submitted is a round submitted: on its own (p), or in a shared batch
+// (sh; see combine.go) that this connection leads or joined.
 type submitted struct {
 	b      *node.Batch
 	p      *node.Pending
+	sh     *shared
+	leader bool
 	blinds []blind
 	keys   keyWrites
+}
+
+// counter returns, once the round committed, the value of the counter its
+// write op (a position in keys) incremented, right after the round's
+// writes. In a shared batch that is the value after the batch less the
+// increments the rounds after this one made.
+func (s *submitted) counter(op int) int64 {
+	if s.sh == nil {
+		v, _ := s.p.Counter(op)
+		return v
+	}
+	w := &s.keys.order[op]
+	return s.sh.counter(w.at) - s.sh.keys.order[w.at].by + w.before + w.by
 }
 
 // fast takes a blind write into the round; it reports whether it did.
@@ -163,13 +189,20 @@ func (c *conn) fast(cmd *command, a [][]byte) bool {
 	return true
 }
 
-// submit queues the round's batch with the node, without waiting.
+// soloRounds is how many rounds a connection submits on its own after a
+// round of its own failed in a shared batch: a client whose writes keep
+// failing (INCR of a string) does not make every batch it joins fail for
+// the others.
+const soloRounds = 64
+
+// submit queues the round's batch without waiting: in the open shared
+// batch (combine.go), or on its own when its writes failed there lately.
 func (c *conn) submit() {
 	r := &c.round
 	if len(r.blinds) == 0 {
 		return
 	}
-	blinds, keys, mixed := r.blinds, r.keys, r.mixed
+	blinds, keys, mixed, bytes := r.blinds, r.keys, r.mixed, r.bytes
 	r.blinds, r.keys, r.mixed, r.bytes = nil, keyWrites{}, false, 0
 	if mixed {
 		// The batch would fail on the wrong type: answer each write on its
@@ -178,6 +211,24 @@ func (c *conn) submit() {
 		c.oneByOne(blinds)
 		return
 	}
+	if c.solo > 0 {
+		c.solo--
+		if n := len(r.subs); n > 0 && r.subs[n-1].sh != nil {
+			c.waitSubmitted() // a shared batch is not ordered with this one
+		}
+		b := batchOf(&keys)
+		r.subs = append(r.subs, submitted{b: b, p: c.s.n.Submit(b), blinds: blinds, keys: keys})
+		return
+	}
+	// One shared batch at a time: two rounds of one connection in two
+	// batches could commit out of order.
+	c.waitSubmitted()
+	sh, leader := c.s.comb.join(c.s.n, &keys, bytes)
+	r.subs = append(r.subs, submitted{sh: sh, leader: leader, blinds: blinds, keys: keys})
+}
+
+// batchOf is the batch of a round's writes, each key once.
+func batchOf(keys *keyWrites) *node.Batch {
 	b := new(node.Batch)
 	for i := range keys.order {
 		w := &keys.order[i]
@@ -187,7 +238,7 @@ func (c *conn) submit() {
 			b.Put(w.key, storedString(w.value))
 		}
 	}
-	r.subs = append(r.subs, submitted{b: b, p: c.s.n.Submit(b), blinds: blinds, keys: keys})
+	return b
 }
 
 // drain submits what the round holds, waits for every submitted batch,
@@ -202,7 +253,7 @@ func (c *conn) drain() {
 func (c *conn) waitSubmitted() {
 	for i := range c.round.subs {
 		s := &c.round.subs[i]
-		if err := s.p.Wait(); err != nil {
+		if err := c.wait(s); err != nil {
 			// Nothing of the batch applied: redo its writes one by one,
 			// so that each answers for itself.
 			c.oneByOne(s.blinds)
@@ -217,6 +268,30 @@ func (c *conn) waitSubmitted() {
 		*s = submitted{}
 	}
 	c.round.subs = c.round.subs[:0]
+}
+
+// wait waits for a submitted round's outcome. A round whose shared batch
+// failed (another round's write may be what failed) is submitted again on
+// its own.
+func (c *conn) wait(s *submitted) error {
+	if s.sh == nil {
+		return s.p.Wait()
+	}
+	if s.leader {
+		c.s.comb.lead(c.s.n, s.sh)
+	} else {
+		<-s.sh.done
+	}
+	if s.sh.err == nil {
+		return nil
+	}
+	s.sh, s.b = nil, batchOf(&s.keys)
+	s.p = c.s.n.Submit(s.b)
+	err := s.p.Wait()
+	if err != nil {
+		c.solo = soloRounds
+	}
+	return err
 }
 
 // replyRound answers the writes of a committed round. An INCR's value is
@@ -235,8 +310,7 @@ func (c *conn) replyRound(s *submitted) {
 		}
 		op := s.keys.find(bl.a[1])
 		w := &s.keys.order[op]
-		v, _ := s.p.Counter(op)
-		values[i] = v - w.after
+		values[i] = s.counter(op) - w.after
 		w.after += bl.by
 	}
 	for i := range s.blinds {

@@ -85,6 +85,7 @@ type Server struct {
 	opts    Options
 	locks   stripes
 	cursors cursors // SCAN's
+	comb    combiner
 
 	mu     sync.Mutex
 	lns    map[net.Listener]struct{}
@@ -248,6 +249,7 @@ type conn struct {
 	queued [][][]byte // the commands queued in MULTI
 
 	round  round  // blind writes submitted or to submit, replies not yet written
+	solo   int    // rounds left to submit on their own (see soloRounds)
 	getBuf []byte // getDirect's, reused while small
 
 	// wmu guards o (the reply buffer and the socket's writes) against the
@@ -273,6 +275,9 @@ func (c *conn) serve() {
 	defer func() {
 		c.nc.Close() // first: a subscription blocked writing gives up
 		c.stopAllSubs()
+		// Every path out has drained; this keeps it so. A shared batch's
+		// leader must wait for it: the next batch's turn depends on it.
+		c.waitSubmitted()
 	}()
 	for !c.quit {
 		err := c.rd.fill()
