@@ -43,13 +43,16 @@
 //
 // A write is answered once the node acknowledged it: under SyncAlways,
 // once it is on disk. The writes that need no read (plain SET, MSET, INCR
-// and its family) of one round of pipelined commands become one batch,
-// one atomic record (each key written once: its last value, or the sum
-// of its increments; see pipeline.go), submitted without waiting
-// (node.Submit), so the rounds of all connections share one WAL append
-// and one fsync; the replies follow in order once durable. Any other
-// command first waits for the connection's submitted writes, so it reads
-// them.
+// and its family) of one round of pipelined commands are collected, each
+// key written once: its last value, or the sum of its increments (see
+// pipeline.go). While a batch commits, the rounds of all connections
+// gather into the next one, submitted without waiting (node.Submit) when
+// the one before is answered (see combine.go): one atomic record, one WAL
+// append and one fsync for what many clients wrote, and the node's
+// per-record work (build, encode, apply) paid once. The replies follow in
+// order once durable; an INCR answers the value its own increment made.
+// Any other command first waits for the connection's submitted writes, so
+// it reads them.
 //
 // Commands that read before they write (SET NX/XX/GET, GETDEL, SADD, SREM,
 // HSET, HDEL, HINCRBY, DEL, EXEC) hold a lock on their keys meanwhile, so

@@ -93,11 +93,10 @@ func (ks *keyWrites) add(w keyWrite) int {
 // write's CPU). In the batch each key is written once: its last value, or
 // the sum of its increments. Nothing can observe the difference, as the
 // record applies atomically, and the replies are the same (an INCR's
-// value is derived, see replyRound). The batch is submitted without
-// waiting when the round is full or a command that must read arrives
-// (the node queues it in order, so the batches of all connections share
-// group commits), and the replies are written once it is durable
-// (drain).
+// value is derived, see replyRound). The round joins the shared batch of
+// all connections (combine.go) when it is full, when a command that must
+// read arrives, or at the end of what the connection sent, and the
+// replies are written once that is durable (drain).
 type round struct {
 	blinds []blind
 	keys   keyWrites
