@@ -230,20 +230,25 @@ func TestRESPThreeNodes(t *testing.T) {
 	}
 }
 
+// startRESPAgent starts an agent process with --sync always serving RESP
+// on a free loopback address, which it returns.
+func startRESPAgent(t *testing.T) (*agentProc, string) {
+	ra, err := freeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newAgentProc(t, shoalBinary(t), t.TempDir(), "n1", nil, "--resp", ra, "--sync", "always")
+	p.start()
+	return p, ra
+}
+
 // TestRESPExecCrash: transactions committed through RESP survive kill -9
 // all or nothing: clients run EXEC in a loop against an agent with --sync
 // always, the agent is SIGKILLed mid-loop and restarted, and every
 // transaction is found whole or not at all, each acknowledged one
 // included.
 func TestRESPExecCrash(t *testing.T) {
-	bin := shoalBinary(t)
-	root := t.TempDir()
-	ra, err := freeLoopbackAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newAgentProc(t, bin, root, "n1", nil, "--resp", ra, "--sync", "always")
-	p.start()
+	p, ra := startRESPAgent(t)
 	ctx := context.Background()
 
 	const clients = 4
@@ -345,14 +350,7 @@ func TestBenchRESP(t *testing.T) {
 // in flight per client more), and each client's key its last
 // acknowledged SET or the one after it.
 func TestRESPSharedBatchCrash(t *testing.T) {
-	bin := shoalBinary(t)
-	root := t.TempDir()
-	ra, err := freeLoopbackAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newAgentProc(t, bin, root, "n1", nil, "--resp", ra, "--sync", "always")
-	p.start()
+	p, ra := startRESPAgent(t)
 	ctx := context.Background()
 
 	const clients = 16
