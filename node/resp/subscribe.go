@@ -15,8 +15,11 @@ import (
 // API's /v1/watch) as pub/sub messages: ["message", prefix, event] where
 // event is the JSON of one change, {"key","type","value","origin",
 // "offset"} or {"key","deleted":true,...}, local and replicated writes
-// alike. A subscriber that falls behind the node's buffer is told so
-// and disconnected; writers never wait for it.
+// alike. The feed has an event per key a record changed, with the value
+// after the record: writes of one key that share a record (a pipelined
+// round, or concurrent plain writes of several connections, see
+// combine.go) show as one change. A subscriber that falls behind the
+// node's buffer is told so and disconnected; writers never wait for it.
 
 // maxSubscriptionsPerConn bounds one connection's prefixes.
 const maxSubscriptionsPerConn = 16
