@@ -1,7 +1,9 @@
 package resp
 
 import (
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strings"
@@ -177,4 +179,100 @@ func TestRESPCombinedDisconnect(t *testing.T) {
 	if v, _ := ts.client(t, 2, "").Get(ctx, "after").Int(); v != 200 {
 		t.Fatalf("after = %d, want 200", v)
 	}
+}
+
+// TestRESPCombinedModel: connections pipeline random mixes of SET, MSET,
+// INCRBY, GET and DEL at once, each on keys of its own, and every reply
+// must be what one client alone would get (a model of each connection's
+// keys): rounds split by reads, rounds refused for a mixed or wrong type
+// and answered one by one, connections sent off on their own after a
+// failure, shared batches of several connections, all in one run.
+func TestRESPCombinedModel(t *testing.T) {
+	ts := startServer(t, &node.Options{}, nil)
+	const conns, rounds = 8, 30
+	var wg sync.WaitGroup
+	for i, c := range ts.clients(t, conns) {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(i), 1))
+			type val struct {
+				counter bool
+				s       string
+				n       int64
+			}
+			model := map[string]val{}
+			key := func() string { return fmt.Sprintf("c%d:k%d", i, rng.IntN(4)) }
+			for r := range rounds {
+				var cmds []redis.Cmder
+				var want []string
+				_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+					for range 1 + rng.IntN(30) {
+						k := key()
+						switch op := rng.IntN(10); {
+						case op < 3:
+							v := fmt.Sprint(rng.IntN(100))
+							cmds = append(cmds, p.Set(ctx, k, v, 0))
+							model[k] = val{s: v}
+							want = append(want, "OK")
+						case op < 4:
+							k2, v := key(), fmt.Sprint("m", rng.IntN(100))
+							cmds = append(cmds, p.MSet(ctx, k, "x", k2, v))
+							model[k], model[k2] = val{s: "x"}, val{s: v}
+							want = append(want, "OK")
+						case op < 7:
+							by := int64(rng.IntN(5) + 1)
+							cmds = append(cmds, p.IncrBy(ctx, k, by))
+							if m, ok := model[k]; ok && !m.counter {
+								want = append(want, "WRONGTYPE")
+							} else {
+								m.counter, m.n = true, m.n+by
+								model[k] = m
+								want = append(want, fmt.Sprint(m.n))
+							}
+						case op < 9:
+							cmds = append(cmds, p.Get(ctx, k))
+							switch m, ok := model[k]; {
+							case !ok:
+								want = append(want, "nil")
+							case m.counter:
+								want = append(want, fmt.Sprint(m.n))
+							default:
+								want = append(want, m.s)
+							}
+						default:
+							cmds = append(cmds, p.Del(ctx, k))
+							_, ok := model[k]
+							delete(model, k)
+							want = append(want, fmt.Sprint(boolInt(ok)))
+						}
+					}
+					return nil
+				})
+				for j, cmd := range cmds {
+					var got string
+					switch err := cmd.Err(); {
+					case errors.Is(err, redis.Nil):
+						got = "nil"
+					case err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE"):
+						got = "WRONGTYPE"
+					case err != nil:
+						got = err.Error()
+					default:
+						switch cmd := cmd.(type) {
+						case *redis.StatusCmd:
+							got = cmd.Val()
+						case *redis.IntCmd:
+							got = fmt.Sprint(cmd.Val())
+						case *redis.StringCmd:
+							got = cmd.Val()
+						}
+					}
+					if got != want[j] {
+						t.Errorf("connection %d, round %d, command %d %v: got %s, want %s", i, r, j, cmd.Args(), got, want[j])
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
