@@ -389,6 +389,11 @@ type Status struct {
 	WALBytes    int64
 }
 
+// MaxBatchOperations is the most operations a Batch may hold here
+// (Options.MaxBatchOperations): a caller that gathers writes into batches
+// keeps them within it.
+func (n *Node) MaxBatchOperations() int { return n.opts.MaxBatchOperations }
+
 // Status returns the node's identity and a few counters; it does not block
 // on writers.
 func (n *Node) Status() Status {

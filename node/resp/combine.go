@@ -34,6 +34,7 @@ type combiner struct {
 	mu       sync.Mutex
 	open     *shared // gathering rounds, not yet submitted
 	inflight int     // batches submitted and not yet answered by their leader
+	failed   int     // batches refused (each round then retried alone)
 }
 
 // shared is one batch of several connections' rounds.
@@ -53,9 +54,10 @@ func newShared() *shared {
 }
 
 // fits reports whether a round's writes can join sh: within a round's
-// bounds, and no key both set and incremented (the batch would fail).
-func (sh *shared) fits(keys *keyWrites, bytes int) bool {
-	if sh.bytes+bytes > maxRoundBytes || len(sh.keys.order)+len(keys.order) > maxRoundOps {
+// bounds (maxOps keys), and no key both set and incremented (the batch
+// would fail).
+func (sh *shared) fits(keys *keyWrites, bytes, maxOps int) bool {
+	if sh.bytes+bytes > maxRoundBytes || len(sh.keys.order)+len(keys.order) > maxOps {
 		return false
 	}
 	for i := range keys.order {
@@ -91,10 +93,10 @@ func (sh *shared) add(keys *keyWrites, bytes int) {
 // batch, opening one when there is none or the round does not fit, and
 // submits what is due. leader is true for the round that opened sh: its
 // connection must wait for sh with lead.
-func (cb *combiner) join(n *node.Node, keys *keyWrites, bytes int) (sh *shared, leader bool) {
+func (cb *combiner) join(n *node.Node, keys *keyWrites, bytes, maxOps int) (sh *shared, leader bool) {
 	var due [2]*shared
 	cb.mu.Lock()
-	if cb.open != nil && !cb.open.fits(keys, bytes) {
+	if cb.open != nil && !cb.open.fits(keys, bytes, maxOps) {
 		due[0], cb.open = cb.open, nil // full: submitted now, in flight beside the others
 		cb.inflight++
 	}
@@ -140,6 +142,9 @@ func (cb *combiner) lead(n *node.Node, sh *shared) {
 	var next *shared
 	cb.mu.Lock()
 	cb.inflight--
+	if sh.err != nil {
+		cb.failed++
+	}
 	if cb.inflight == 0 && cb.open != nil {
 		next, cb.open = cb.open, nil
 		cb.inflight++

@@ -142,6 +142,11 @@ func TestRESPCombinedFailures(t *testing.T) {
 	if v, _ := cs[0].Get(ctx, "str").Result(); v != "x" {
 		t.Fatalf("str = %q", v)
 	}
+	ts.s.comb.mu.Lock()
+	defer ts.s.comb.mu.Unlock()
+	if ts.s.comb.failed == 0 {
+		t.Fatal("no shared batch failed: the retry path went untested")
+	}
 }
 
 // TestRESPCombinedDisconnect: connections that send writes and hang up
@@ -275,4 +280,42 @@ func TestRESPCombinedModel(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestRESPCombinedNodeBound: a node that takes smaller batches than a
+// round may hold (Options.MaxBatchOperations) gets shared batches within
+// its bound: every write commits, and batches are still shared.
+func TestRESPCombinedNodeBound(t *testing.T) {
+	ts := startServer(t, &node.Options{MaxBatchOperations: 4}, nil)
+	const conns, each = 12, 30
+	before := ts.n.Status().NextOffset
+	var wg sync.WaitGroup
+	for i, c := range ts.clients(t, conns) {
+		wg.Go(func() {
+			for j := range each {
+				if err := c.Incr(ctx, fmt.Sprint("k", (i+j)%8)).Err(); err != nil {
+					t.Errorf("INCR: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	c := ts.client(t, 2, "")
+	sum := 0
+	for k := range 8 {
+		v, _ := c.Get(ctx, fmt.Sprint("k", k)).Int()
+		sum += v
+	}
+	if sum != conns*each {
+		t.Fatalf("the counters hold %d increments, want %d", sum, conns*each)
+	}
+	if recs := ts.n.Status().NextOffset - before; recs >= conns*each {
+		t.Fatalf("%d records for %d writes of %d connections at once: not shared", recs, conns*each, conns)
+	}
+	ts.s.comb.mu.Lock()
+	defer ts.s.comb.mu.Unlock()
+	if ts.s.comb.failed != 0 {
+		t.Fatalf("%d shared batches refused: beyond the node's bound", ts.s.comb.failed)
+	}
 }

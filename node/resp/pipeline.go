@@ -182,7 +182,7 @@ func (c *conn) fast(cmd *command, a [][]byte) bool {
 		write(a[1], true, nil, by)
 	}
 	r.blinds = append(r.blinds, blind{cmd: cmd, a: a, by: by})
-	if len(r.blinds) >= maxRoundOps || r.bytes >= maxRoundBytes {
+	if len(r.blinds) >= maxRoundOps || len(r.keys.order) >= c.s.maxOps || r.bytes >= maxRoundBytes {
 		c.submit()
 	}
 	return true
@@ -222,7 +222,7 @@ func (c *conn) submit() {
 	// One shared batch at a time: two rounds of one connection in two
 	// batches could commit out of order.
 	c.waitSubmitted()
-	sh, leader := c.s.comb.join(c.s.n, &keys, bytes)
+	sh, leader := c.s.comb.join(c.s.n, &keys, bytes, c.s.maxOps)
 	r.subs = append(r.subs, submitted{sh: sh, leader: leader, blinds: blinds, keys: keys})
 }
 

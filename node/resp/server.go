@@ -86,6 +86,7 @@ type Server struct {
 	locks   stripes
 	cursors cursors // SCAN's
 	comb    combiner
+	maxOps  int // the keys of a round or shared batch: maxRoundOps, or the node's bound if lower
 
 	mu     sync.Mutex
 	lns    map[net.Listener]struct{}
@@ -130,7 +131,8 @@ func New(n *node.Node, opts *Options) *Server {
 	if o.Version == "" {
 		o.Version = "dev"
 	}
-	s := &Server{n: n, opts: o, lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	s := &Server{n: n, opts: o, lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{},
+		maxOps: min(maxRoundOps, n.MaxBatchOperations())}
 	s.locks.seed = newSeed()
 	return s
 }
