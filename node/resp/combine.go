@@ -97,7 +97,9 @@ func (cb *combiner) join(n *node.Node, keys *keyWrites, bytes, maxOps int) (sh *
 	var due [2]*shared
 	cb.mu.Lock()
 	if cb.open != nil && !cb.open.fits(keys, bytes, maxOps) {
-		due[0], cb.open = cb.open, nil // full: submitted now, in flight beside the others
+		// Full, or at odds with this round: submitted now, in flight
+		// beside the others.
+		due[0], cb.open = cb.open, nil
 		cb.inflight++
 	}
 	if cb.open == nil {
