@@ -34,7 +34,10 @@ type combiner struct {
 	mu       sync.Mutex
 	open     *shared // gathering rounds, not yet submitted
 	inflight int     // batches submitted and not yet answered by their leader
-	failed   int     // batches refused (each round then retried alone)
+
+	// For INFO stats: batches answered, the rounds they held, and those
+	// refused (each round then retried alone).
+	batches, rounds, failed int64
 }
 
 // shared is one batch of several connections' rounds.
@@ -89,6 +92,13 @@ func (sh *shared) add(keys *keyWrites, bytes int) {
 	sh.bytes += bytes
 }
 
+// stats returns the counts INFO shows.
+func (cb *combiner) stats() (batches, rounds, failed int64) {
+	cb.mu.Lock()
+	defer cb.mu.Unlock()
+	return cb.batches, cb.rounds, cb.failed
+}
+
 // join adds a round's writes (not mixed: see round.mixed) to the open
 // batch, opening one when there is none or the round does not fit, and
 // submits what is due. leader is true for the round that opened sh: its
@@ -107,6 +117,7 @@ func (cb *combiner) join(n *node.Node, keys *keyWrites, bytes, maxOps int) (sh *
 	}
 	sh = cb.open
 	sh.add(keys, bytes)
+	cb.rounds++
 	if cb.inflight == 0 {
 		due[1], cb.open = sh, nil
 		cb.inflight++
@@ -144,6 +155,7 @@ func (cb *combiner) lead(n *node.Node, sh *shared) {
 	var next *shared
 	cb.mu.Lock()
 	cb.inflight--
+	cb.batches++
 	if sh.err != nil {
 		cb.failed++
 	}

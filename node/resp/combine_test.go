@@ -81,6 +81,18 @@ func TestRESPCombinedRounds(t *testing.T) {
 	if recs := ts.n.Status().NextOffset - before; recs >= writes/2 {
 		t.Fatalf("%d records for %d writes of %d connections at once: not shared", recs, writes, conns)
 	}
+	// INFO stats shows it: every round in a batch, fewer batches than rounds.
+	info, err := c.Info(ctx, "stats").Result()
+	must(t, err)
+	var batches, rounds, refused int
+	for _, line := range strings.Split(info, "\r\n") {
+		fmt.Sscanf(line, "shoal_shared_batches:%d", &batches)
+		fmt.Sscanf(line, "shoal_shared_batch_rounds:%d", &rounds)
+		fmt.Sscanf(line, "shoal_shared_batches_refused:%d", &refused)
+	}
+	if rounds < int(writes) || batches == 0 || batches >= rounds/2 || refused != 0 {
+		t.Fatalf("INFO stats: %d batches, %d rounds, %d refused, after %d writes\n%s", batches, rounds, refused, writes, info)
+	}
 }
 
 // TestRESPCombinedFailures: a write that fails in a shared batch fails
@@ -142,9 +154,7 @@ func TestRESPCombinedFailures(t *testing.T) {
 	if v, _ := cs[0].Get(ctx, "str").Result(); v != "x" {
 		t.Fatalf("str = %q", v)
 	}
-	ts.s.comb.mu.Lock()
-	defer ts.s.comb.mu.Unlock()
-	if ts.s.comb.failed == 0 {
+	if _, _, failed := ts.s.comb.stats(); failed == 0 {
 		t.Fatal("no shared batch failed: the retry path went untested")
 	}
 }
@@ -313,9 +323,7 @@ func TestRESPCombinedNodeBound(t *testing.T) {
 	if recs := ts.n.Status().NextOffset - before; recs >= conns*each {
 		t.Fatalf("%d records for %d writes of %d connections at once: not shared", recs, conns*each, conns)
 	}
-	ts.s.comb.mu.Lock()
-	defer ts.s.comb.mu.Unlock()
-	if ts.s.comb.failed != 0 {
-		t.Fatalf("%d shared batches refused: beyond the node's bound", ts.s.comb.failed)
+	if _, _, failed := ts.s.comb.stats(); failed != 0 {
+		t.Fatalf("%d shared batches refused: beyond the node's bound", failed)
 	}
 }

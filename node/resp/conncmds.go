@@ -163,8 +163,9 @@ func (c *conn) client(a [][]byte) {
 }
 
 // info answers the sections Redis tools read: server (with shoal's
-// version, replica and state digest), clients, persistence, cpu (the
-// process's CPU time, as Redis reports its own) and keyspace.
+// version, replica and state digest), clients, persistence, stats (the
+// shared batches of plain writes, combine.go), cpu (the process's CPU
+// time, as Redis reports its own) and keyspace.
 func (c *conn) info(a [][]byte) {
 	st := c.s.n.Status()
 	var b strings.Builder
@@ -194,6 +195,11 @@ func (c *conn) info(a [][]byte) {
 			ro = 1
 		}
 		fmt.Fprintf(&b, "# Persistence\r\nloading:0\r\nshoal_read_only:%d\r\nshoal_wal_bytes:%d\r\n\r\n", ro, st.WALBytes)
+	}
+	if want("stats") {
+		batches, rounds, failed := c.s.comb.stats()
+		fmt.Fprintf(&b, "# Stats\r\nshoal_shared_batches:%d\r\nshoal_shared_batch_rounds:%d\r\n"+
+			"shoal_shared_batches_refused:%d\r\n\r\n", batches, rounds, failed)
 	}
 	if want("cpu") {
 		if sys, user, ok := processCPU(); ok {
