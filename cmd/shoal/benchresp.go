@@ -28,7 +28,8 @@ run, and prints both with shoal's ratio:
 
 once per --pipelines value and test, Redis then shoal each time, and reads
 each server's CPU time (INFO cpu, which shoal answers as Redis does) before
-and after, for the CPU it spent per request. Without --shoal-addr
+and after, for the CPU it spent per request, and shoal's INFO stats for
+the plain writes per shared record (node/resp/combine.go). Without --shoal-addr
 it starts a throwaway agent (this binary, --sync always, a temporary data
 directory); without --redis-addr it starts redis-server with
 --appendonly yes --appendfsync always (every write fsynced before its reply,
@@ -48,6 +49,10 @@ type respBenchRow struct {
 	// The server's CPU time (system and user) per request, from INFO cpu
 	// around the run; 0 when the server did not report it.
 	CPUMicrosPerOp float64 `json:"server_cpu_us_per_op,omitempty"`
+	// Shoal's plain writes per shared record (node/resp/combine.go): the
+	// rounds of writes over the shared batches of the run, from INFO
+	// stats; 0 when the server keeps no such count (Redis) or wrote none.
+	RoundsPerBatch float64 `json:"rounds_per_batch,omitempty"`
 }
 
 func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
@@ -156,6 +161,7 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 				}
 				fmt.Fprintf(m.Stderr, "bench resp: %s: redis-benchmark %s\n", target.name, strings.Join(bargs, " "))
 				cpuBefore, cpuErr := infoCPU(target.addr)
+				statsBefore, _ := infoFields(target.addr, "stats")
 				cmd := exec.CommandContext(ctx, *benchBin, bargs...)
 				cmd.Stderr = m.Stderr
 				out, err := cmd.Output()
@@ -164,6 +170,7 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 				}
 				cpuAfter, err := infoCPU(target.addr)
 				cpuErr = errors.Join(cpuErr, err)
+				statsAfter, _ := infoFields(target.addr, "stats")
 				got, err := parseBenchCSV(out)
 				if err != nil {
 					return fmt.Errorf("redis-benchmark against %s: %w\n%s", target.name, err, out)
@@ -172,6 +179,9 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 					r.Target, r.Pipeline = target.name, p
 					if cpuErr == nil && len(got) == 1 {
 						r.CPUMicrosPerOp = (cpuAfter - cpuBefore) / float64(*requests) * 1e6
+					}
+					if len(got) == 1 {
+						r.RoundsPerBatch = perBatch(statsBefore, statsAfter)
 					}
 					rows = append(rows, r)
 				}
@@ -188,7 +198,7 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "test\tpipeline\tredis ops/s\tshoal ops/s\tshoal/redis\tredis p50 ms\tshoal p50 ms\tredis CPU µs/op\tshoal CPU µs/op\t")
+	fmt.Fprintln(tw, "test\tpipeline\tredis ops/s\tshoal ops/s\tshoal/redis\tredis p50 ms\tshoal p50 ms\tredis CPU µs/op\tshoal CPU µs/op\tshoal rounds/record\t")
 	cpu := func(us float64) string {
 		if us <= 0 {
 			return "-"
@@ -201,8 +211,12 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 		}
 		for _, s := range rows {
 			if s.Target == "shoal" && s.Test == r.Test && s.Pipeline == r.Pipeline {
-				fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f×\t%.2f\t%.2f\t%s\t%s\t\n", r.Test, r.Pipeline, r.RPS, s.RPS, s.RPS/r.RPS,
-					r.P50ms, s.P50ms, cpu(r.CPUMicrosPerOp), cpu(s.CPUMicrosPerOp))
+				per := "-"
+				if s.RoundsPerBatch > 0 {
+					per = strconv.FormatFloat(s.RoundsPerBatch, 'f', 1, 64)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f×\t%.2f\t%.2f\t%s\t%s\t%s\t\n", r.Test, r.Pipeline, r.RPS, s.RPS, s.RPS/r.RPS,
+					r.P50ms, s.P50ms, cpu(r.CPUMicrosPerOp), cpu(s.CPUMicrosPerOp), per)
 			}
 		}
 	}
@@ -212,45 +226,71 @@ func (m *Main) runBenchRESP(ctx context.Context, args []string) error {
 // infoCPU returns the CPU time (system and user, in seconds) the RESP
 // server at addr reports in INFO cpu.
 func infoCPU(addr string) (float64, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	fields, err := infoFields(addr, "cpu")
 	if err != nil {
 		return 0, err
 	}
+	var total float64
+	for _, k := range []string{"used_cpu_sys", "used_cpu_user"} {
+		v, ok := fields[k]
+		if !ok {
+			return 0, errors.New("INFO cpu has no used_cpu_sys and used_cpu_user")
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("INFO cpu: %s: %w", k, err)
+		}
+		total += f
+	}
+	return total, nil
+}
+
+// perBatch is the rounds of plain writes per shared batch between two INFO
+// stats answers of shoal; 0 without them.
+func perBatch(before, after map[string]string) float64 {
+	count := func(m map[string]string, k string) float64 {
+		f, _ := strconv.ParseFloat(m[k], 64)
+		return f
+	}
+	batches := count(after, "shoal_shared_batches") - count(before, "shoal_shared_batches")
+	if batches <= 0 {
+		return 0
+	}
+	return (count(after, "shoal_shared_batch_rounds") - count(before, "shoal_shared_batch_rounds")) / batches
+}
+
+// infoFields returns the "key:value" lines of one INFO section of the RESP
+// server at addr.
+func infoFields(addr, section string) (map[string]string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, "*2\r\n$4\r\nINFO\r\n$3\r\ncpu\r\n"); err != nil {
-		return 0, err
+	if _, err := fmt.Fprintf(c, "*2\r\n$4\r\nINFO\r\n$%d\r\n%s\r\n", len(section), section); err != nil {
+		return nil, err
 	}
 	rd := bufio.NewReader(c)
 	head, err := rd.ReadString('\n')
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
 	if !strings.HasPrefix(head, "$") || err != nil || n < 0 || n > 1<<20 {
-		return 0, fmt.Errorf("INFO cpu answered %q", strings.TrimSpace(head))
+		return nil, fmt.Errorf("INFO %s answered %q", section, strings.TrimSpace(head))
 	}
 	body := make([]byte, n)
 	if _, err := io.ReadFull(rd, body); err != nil {
-		return 0, err
+		return nil, err
 	}
-	var total float64
-	found := 0
+	fields := map[string]string{}
 	for _, line := range strings.Split(string(body), "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return 0, fmt.Errorf("INFO cpu: %s: %w", k, err)
-			}
-			total += f
-			found++
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			fields[k] = v
 		}
 	}
-	if found != 2 {
-		return 0, errors.New("INFO cpu has no used_cpu_sys and used_cpu_user")
-	}
-	return total, nil
+	return fields, nil
 }
 
 // parseBenchCSV reads redis-benchmark --csv output: a header, then

@@ -330,6 +330,11 @@ func TestBenchRESP(t *testing.T) {
 		if r.RPS <= 0 || r.P50ms < 0 || (runtime.GOOS != "windows" && r.CPUMicrosPerOp <= 0) {
 			t.Errorf("row %+v", r)
 		}
+		// Both servers are agents here: their SETs went in shared records
+		// (at least one round each), their GETs wrote nothing.
+		if (r.Test == "SET") != (r.RoundsPerBatch >= 1) {
+			t.Errorf("row %+v: rounds per shared record", r)
+		}
 	}
 	for _, target := range []string{"redis", "shoal"} {
 		for _, test := range []string{"SET", "GET"} {
