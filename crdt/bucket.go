@@ -31,7 +31,7 @@ func (k *Keyspace) RangeSums(bounds []string) [][16]byte {
 	sums := make([]sum128, len(bounds)+1)
 	for key, e := range k.keys {
 		i := rangeOf(bounds, key)
-		sums[i] = sums[i].add(keyHash(key, e))
+		sums[i] = sums[i].add(e.kh)
 	}
 	return encodeSums(sums)
 }

@@ -45,7 +45,6 @@ type shared struct {
 	keys  keyWrites // each key once: its last value, or its increments summed
 	bytes int
 
-	b     node.Batch
 	p     *node.Pending // set before ready closes; only the leader waits on it
 	ready chan struct{} // closed once submitted
 	done  chan struct{} // closed once answered: err is set
@@ -135,15 +134,7 @@ func (cb *combiner) join(n *node.Node, keys *keyWrites, bytes, maxOps int) (sh *
 // are slices of its connections' read buffers, which stay put until they
 // are answered.
 func (sh *shared) submit(n *node.Node) {
-	for i := range sh.keys.order {
-		w := &sh.keys.order[i]
-		if w.incr {
-			sh.b.Incr(w.key, w.by)
-		} else {
-			sh.b.Put(w.key, storedString(w.value))
-		}
-	}
-	sh.p = n.Submit(&sh.b)
+	sh.p = n.Submit(batchOf(&sh.keys))
 	close(sh.ready)
 }
 
